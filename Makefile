@@ -1,0 +1,33 @@
+# Two commands do everything: `make demo` and `make test`.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+ARGS   ?=
+
+.PHONY: demo test install bench clean system-deps
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e ".[test]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/plantguard demo $(ARGS)
+
+# The suite starts its own Mosquitto and PostgreSQL on free loopback ports;
+# system-deps installs the Debian packages when they are missing (as root).
+test: $(STAMP) system-deps
+	$(BIN)/python -m pytest $(ARGS)
+
+system-deps:
+	@bash scripts/system-deps.sh
+
+bench: $(STAMP) system-deps
+	$(BIN)/python bench/run_all.py $(ARGS)
+
+clean:
+	rm -rf $(VENV) .pytest_cache build *.egg-info src/*.egg-info

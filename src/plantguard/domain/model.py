@@ -1,0 +1,339 @@
+"""The plant model (ISA-95 style): site > area > line > asset > device > point, plus the platform settings.
+
+The whole plant lives in one YAML file. `load_config` reports every problem at once, each with the exact
+field path (``sites[0].areas[0].lines[0].assets[1].devices[0].points[2].range.high``).
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from plantguard.errors import ConfigError, ConfigProblem
+from plantguard.timeutil import parse_duration_us
+
+Ident = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_\-]{0,63}$", description="letters, digits, '_' or '-'; at most 64")]
+TAG_SEP = "/"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=False, populate_by_name=True)
+
+
+class DataType(str, Enum):
+    float = "float"
+    int = "int"
+    bool = "bool"
+    state = "state"  # enumerated machine state, stored as its integer code
+
+
+class Criticality(str, Enum):
+    low = "low"
+    medium = "medium"
+    high = "high"
+    critical = "critical"
+
+
+class Duration(str):
+    """A duration given as seconds or text ('500ms', '5s', '10m', '2h', '30d')."""
+
+
+def _dur(v: Any) -> int:
+    return parse_duration_us(v)
+
+
+class Range(_Strict):
+    low: float
+    high: float
+
+
+class LimitAlarm(_Strict):
+    """HIHI/HI/LO/LOLO limits with deadband and on/off delays (ISA-18.2 style)."""
+
+    hihi: float | None = None
+    hi: float | None = None
+    lo: float | None = None
+    lolo: float | None = None
+    deadband: float = Field(0.0, ge=0, description="the value must come back this far inside a limit to clear")
+    on_delay: str | float = Field(0, description="the limit must be exceeded this long before the alarm raises")
+    off_delay: str | float = Field(0, description="the value must be back in range this long before the alarm clears")
+    priority: Literal["low", "medium", "high", "urgent"] = "medium"
+
+    _v = field_validator("on_delay", "off_delay")(lambda v: (parse_duration_us(v), v)[1])
+
+
+class RateOfChangeAlarm(_Strict):
+    max_per_second: float = Field(gt=0, description="absolute change per second above which the alarm raises")
+    priority: Literal["low", "medium", "high", "urgent"] = "medium"
+
+
+class StaleAlarm(_Strict):
+    periods: float = Field(5, gt=0, description="raise when no reading arrived for this many expected sampling periods")
+    priority: Literal["low", "medium", "high", "urgent"] = "low"
+
+
+class PointAlarms(_Strict):
+    limits: LimitAlarm | None = None
+    rate_of_change: RateOfChangeAlarm | None = None
+    stale: StaleAlarm | None = None
+
+
+class Point(_Strict):
+    id: Ident
+    name: str | None = None
+    unit: str = ""
+    data_type: DataType = DataType.float
+    range: Range | None = Field(None, description="engineering range; readings outside it are rejected")
+    period: str | float = Field("1s", description="expected sampling period")
+    criticality: Criticality = Criticality.medium
+    states: dict[int, str] | None = Field(None, description="for data_type state: code -> name")
+    alarms: PointAlarms | None = None
+
+    _v = field_validator("period")(lambda v: (parse_duration_us(v), v)[1])
+
+
+class Device(_Strict):
+    id: Ident
+    name: str | None = None
+    protocol: str = Field("mqtt", description="how the device reaches plantguard (informational here)")
+    offline_after_periods: float = Field(10, gt=0, description="device offline when none of its points reported for this many periods")
+    points: list[Point] = Field(default_factory=list)
+
+
+class Asset(_Strict):
+    id: Ident
+    name: str | None = None
+    kind: str = ""
+    devices: list[Device] = Field(default_factory=list)
+
+
+class Line(_Strict):
+    id: Ident
+    name: str | None = None
+    assets: list[Asset] = Field(default_factory=list)
+
+
+class Area(_Strict):
+    id: Ident
+    name: str | None = None
+    lines: list[Line] = Field(default_factory=list)
+
+
+class Site(_Strict):
+    id: Ident
+    name: str | None = None
+    timezone: str = "UTC"
+    areas: list[Area] = Field(default_factory=list)
+
+
+class StorageConfig(_Strict):
+    backend: Literal["embedded", "postgres"] = "embedded"
+    data_dir: str = "./data"
+    postgres_dsn: str | None = Field(None, description="e.g. postgresql://user@127.0.0.1:5432/plantguard")
+    retention_raw: str | float = "30d"
+    retention_1m: str | float = "365d"
+    retention_1h: str | float = "3650d"
+
+    _v = field_validator("retention_raw", "retention_1m", "retention_1h")(lambda v: (parse_duration_us(v), v)[1])
+
+
+class IngestConfig(_Strict):
+    unknown_points: Literal["reject", "auto_register"] = "reject"
+    max_future: str | float = Field("5m", description="readings further in the future than this are rejected")
+    max_queue_readings: int = Field(2_000_000, ge=1000, description="bound of the ingest queue; producers wait beyond it")
+    max_batch_readings: int = Field(200_000, ge=100)
+    max_payload_bytes: int = Field(8 * 1024 * 1024, ge=1024)
+
+    _v = field_validator("max_future")(lambda v: (parse_duration_us(v), v)[1])
+
+
+class MqttConfig(_Strict):
+    enabled: bool = False
+    host: str = "127.0.0.1"
+    port: int = Field(1883, ge=1, le=65535)
+    client_id: str = "plantguard-ingest"
+    topic_prefix: str = "plantguard/v1"
+    username: str | None = None
+    password: str | None = None
+    qos: Literal[0, 1] = 1
+    reconnect_min: float = 0.5
+    reconnect_max: float = 30.0
+
+
+class Webhook(_Strict):
+    url: str
+    min_priority: Literal["low", "medium", "high", "urgent"] = "low"
+    retries: int = Field(5, ge=0, le=20)
+    timeout: float = Field(5.0, gt=0)
+
+
+class AlarmConfig(_Strict):
+    webhooks: list[Webhook] = Field(default_factory=list)
+    check_interval: str | float = "1s"
+
+    _v = field_validator("check_interval")(lambda v: (parse_duration_us(v), v)[1])
+
+
+class ApiConfig(_Strict):
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=1, le=65535)
+
+
+class PlantConfig(_Strict):
+    """Everything plantguard needs: the plant hierarchy and the platform settings."""
+
+    version: Literal[1] = 1
+    sites: list[Site] = Field(default_factory=list)
+    storage: StorageConfig = Field(default_factory=StorageConfig)
+    ingest: IngestConfig = Field(default_factory=IngestConfig)
+    mqtt: MqttConfig = Field(default_factory=MqttConfig)
+    alarms: AlarmConfig = Field(default_factory=AlarmConfig)
+    api: ApiConfig = Field(default_factory=ApiConfig)
+
+    # --- navigation -----------------------------------------------------------------------------------
+    def iter_points(self):
+        """Yields (tag, site, area, line, asset, device, point) for every point, tag = 'site/area/line/asset/device/point'."""
+        for s in self.sites:
+            for a in s.areas:
+                for ln in a.lines:
+                    for asset in ln.assets:
+                        for d in asset.devices:
+                            for p in d.points:
+                                yield TAG_SEP.join((s.id, a.id, ln.id, asset.id, d.id, p.id)), s, a, ln, asset, d, p
+
+    def iter_devices(self):
+        """Yields (device_path, device) with device_path = 'site/area/line/asset/device'."""
+        for s in self.sites:
+            for a in s.areas:
+                for ln in a.lines:
+                    for asset in ln.assets:
+                        for d in asset.devices:
+                            yield TAG_SEP.join((s.id, a.id, ln.id, asset.id, d.id)), d
+
+
+# ------------------------------------------------------------------------------------------------------
+def _loc_to_path(loc: tuple) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += ("." if out else "") + str(part)
+    return out
+
+
+def _semantic_problems(cfg: PlantConfig) -> list[ConfigProblem]:
+    """Checks that span fields: unique ids per level, limit ordering, limits inside the range, state codes."""
+    problems: list[ConfigProblem] = []
+
+    def dupes(items, path):
+        seen: dict[str, int] = {}
+        for i, it in enumerate(items):
+            if it.id in seen:
+                problems.append(ConfigProblem(f"{path}[{i}].id", f"duplicate id {it.id!r} (also at {path}[{seen[it.id]}])"))
+            else:
+                seen[it.id] = i
+
+    dupes(cfg.sites, "sites")
+    for si, s in enumerate(cfg.sites):
+        sp = f"sites[{si}]"
+        try:
+            import zoneinfo
+
+            zoneinfo.ZoneInfo(s.timezone)
+        except Exception:
+            problems.append(ConfigProblem(f"{sp}.timezone", f"unknown time zone {s.timezone!r} (use an IANA name like 'Europe/Paris')"))
+        dupes(s.areas, f"{sp}.areas")
+        for ai, a in enumerate(s.areas):
+            ap = f"{sp}.areas[{ai}]"
+            dupes(a.lines, f"{ap}.lines")
+            for li, ln in enumerate(a.lines):
+                lp = f"{ap}.lines[{li}]"
+                dupes(ln.assets, f"{lp}.assets")
+                for xi, asset in enumerate(ln.assets):
+                    xp = f"{lp}.assets[{xi}]"
+                    dupes(asset.devices, f"{xp}.devices")
+                    for di, d in enumerate(asset.devices):
+                        dp = f"{xp}.devices[{di}]"
+                        dupes(d.points, f"{dp}.points")
+                        for pi, p in enumerate(d.points):
+                            problems.extend(point_problems(p, f"{dp}.points[{pi}]"))
+    if cfg.storage.backend == "postgres" and not cfg.storage.postgres_dsn:
+        problems.append(ConfigProblem("storage.postgres_dsn", "required when storage.backend is 'postgres'"))
+    return problems
+
+
+def point_problems(p: Point, pp: str) -> list[ConfigProblem]:
+    problems: list[ConfigProblem] = []
+    if parse_duration_us(p.period) <= 0:
+        problems.append(ConfigProblem(f"{pp}.period", "must be greater than 0"))
+    if p.range is not None and not p.range.low < p.range.high:
+        problems.append(ConfigProblem(f"{pp}.range", f"low ({p.range.low}) must be below high ({p.range.high})"))
+    if p.data_type == DataType.state and not p.states:
+        problems.append(ConfigProblem(f"{pp}.states", "a point of data_type 'state' needs its states (code: name)"))
+    if p.data_type != DataType.state and p.states:
+        problems.append(ConfigProblem(f"{pp}.states", "only points of data_type 'state' have states"))
+    lim = p.alarms.limits if p.alarms else None
+    if lim is not None:
+        order = [(n, getattr(lim, n)) for n in ("lolo", "lo", "hi", "hihi") if getattr(lim, n) is not None]
+        if not order:
+            problems.append(ConfigProblem(f"{pp}.alarms.limits", "set at least one of hihi, hi, lo, lolo"))
+        for (n1, v1), (n2, v2) in zip(order, order[1:]):
+            if not v1 < v2:
+                problems.append(ConfigProblem(f"{pp}.alarms.limits.{n2}", f"{n2} ({v2}) must be above {n1} ({v1})"))
+        if p.range is not None:
+            for n, v in order:
+                if not p.range.low <= v <= p.range.high:
+                    problems.append(ConfigProblem(f"{pp}.alarms.limits.{n}", f"{n} ({v}) is outside the engineering range [{p.range.low}, {p.range.high}]"))
+    return problems
+
+
+def parse_config(data: Any, source: str | None = None) -> PlantConfig:
+    """Validates a parsed YAML/JSON document; raises ConfigError listing every problem with its field path."""
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError([ConfigProblem("", "the configuration must be a mapping (YAML object) at the top level")], source)
+    try:
+        cfg = PlantConfig.model_validate(data)
+    except ValidationError as e:
+        problems = [ConfigProblem(_loc_to_path(err["loc"]), _clean_msg(err)) for err in e.errors()]
+        raise ConfigError(problems, source) from None
+    problems = _semantic_problems(cfg)
+    if problems:
+        raise ConfigError(problems, source)
+    return cfg
+
+
+def _clean_msg(err: dict) -> str:
+    msg = err.get("msg", "invalid")
+    if err.get("type") == "extra_forbidden":
+        return "unknown field (check the spelling; see `plantguard init` for the documented example)"
+    if msg.startswith("Value error, "):
+        msg = msg[len("Value error, ") :]
+    if "input" in err and err.get("type") not in ("missing",) and not isinstance(err["input"], (dict, list)):
+        msg += f" (got {err['input']!r})"
+    return msg
+
+
+def load_config(path: str | Path) -> PlantConfig:
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as e:
+        raise ConfigError([ConfigProblem("", f"cannot read file: {e.strerror}")], str(path)) from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        raise ConfigError([ConfigProblem("", f"not valid YAML: {where}{getattr(e, 'problem', e)}")], str(path)) from None
+    return parse_config(data, str(path))
+
+
+def dump_config(cfg: PlantConfig) -> str:
+    return yaml.safe_dump(cfg.model_dump(mode="json", exclude_none=True), sort_keys=False)

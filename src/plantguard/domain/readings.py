@@ -1,0 +1,110 @@
+"""Columnar reading batches. Per-reading cost decides throughput, so readings travel as numpy arrays,
+never as one Python object per reading."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import IntEnum
+
+import numpy as np
+
+NO_TS = np.iinfo(np.int64).min  # "no source timestamp" inside an int64 column
+
+
+class Quality(IntEnum):
+    good = 0
+    uncertain = 1
+    bad = 2
+
+
+QUALITY_BY_NAME = {"good": 0, "uncertain": 1, "bad": 2, "GOOD": 0, "UNCERTAIN": 1, "BAD": 2, 0: 0, 1: 1, 2: 2}
+
+
+@dataclass
+class RawBatch:
+    """Readings as a source delivered them: point tags not yet resolved.
+
+    ts and src_ts are epoch microseconds (UTC); src_ts is NO_TS where the source sent none.
+    """
+
+    points: list[str]
+    ts: np.ndarray  # int64
+    value: np.ndarray  # float64
+    quality: np.ndarray  # uint8
+    src_ts: np.ndarray  # int64
+    source: str = "api"
+
+    def __post_init__(self) -> None:
+        n = len(self.points)
+        if not (len(self.ts) == len(self.value) == len(self.quality) == len(self.src_ts) == n):
+            raise ValueError("all columns of a batch must have the same length")
+
+    def __len__(self) -> int:
+        return len(self.points)
+
+    @classmethod
+    def build(cls, points, ts, value, quality=None, src_ts=None, source: str = "api") -> "RawBatch":
+        n = len(points)
+        return cls(
+            points=list(points),
+            ts=np.asarray(ts, dtype=np.int64),
+            value=np.asarray(value, dtype=np.float64),
+            quality=np.zeros(n, np.uint8) if quality is None else np.asarray(quality, dtype=np.uint8),
+            src_ts=np.full(n, NO_TS, np.int64) if src_ts is None else np.asarray(src_ts, dtype=np.int64),
+            source=source,
+        )
+
+
+@dataclass
+class PointBatch:
+    """Readings resolved to point ids (int32), e.g. after validation. Sorted by (pid, ts) once accepted."""
+
+    pid: np.ndarray  # int32
+    ts: np.ndarray  # int64
+    value: np.ndarray  # float64
+    quality: np.ndarray  # uint8
+    src_ts: np.ndarray  # int64
+
+    def __len__(self) -> int:
+        return len(self.pid)
+
+    def take(self, idx) -> "PointBatch":
+        return PointBatch(self.pid[idx], self.ts[idx], self.value[idx], self.quality[idx], self.src_ts[idx])
+
+    @classmethod
+    def empty(cls) -> "PointBatch":
+        return cls(np.empty(0, np.int32), np.empty(0, np.int64), np.empty(0, np.float64), np.empty(0, np.uint8), np.empty(0, np.int64))
+
+    @classmethod
+    def concat(cls, parts: list["PointBatch"]) -> "PointBatch":
+        if not parts:
+            return cls.empty()
+        if len(parts) == 1:
+            return parts[0]
+        return cls(*(np.concatenate([getattr(p, f) for p in parts]) for f in ("pid", "ts", "value", "quality", "src_ts")))
+
+
+@dataclass
+class DeadLetter:
+    """A reading (or a whole payload) that was refused, with the reason."""
+
+    source: str
+    reason: str
+    point: str | None = None
+    ts: int | None = None
+    value: str | None = None
+    payload: str | None = None  # a fragment of what was sent, for payload-level rejects
+
+
+@dataclass
+class IngestResult:
+    accepted: int = 0
+    rejected: int = 0
+    duplicates: int = 0
+    errors: list[DeadLetter] = field(default_factory=list)  # the first few reasons, for the caller
+
+    def merge(self, other: "IngestResult") -> None:
+        self.accepted += other.accepted
+        self.rejected += other.rejected
+        self.duplicates += other.duplicates
+        self.errors.extend(other.errors[: max(0, 20 - len(self.errors))])

@@ -1,0 +1,407 @@
+"""The ingest pipeline: every source submits RawBatches here.
+
+    submit() --(bounded queue, backpressure)--> writer thread:
+        coalesce queued batches (group commit) -> resolve tags -> validate -> dedupe -> durable write
+        -> resolve the submitters' futures (an MQTT message is acknowledged only now) -> processors
+
+One writer thread owns the store's write path, the watermarks and the processors, so none of them needs a lock.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+
+from plantguard.domain.readings import DeadLetter, IngestResult, PointBatch, RawBatch
+from plantguard.errors import Overloaded, PlantguardError, StoreError
+from plantguard.ingest.processors import Processor
+from plantguard.ingest.registry import PointRegistry
+from plantguard.store.base import Store, WriteSet
+from plantguard.store.rollup import TIERS, rollup
+from plantguard.timeutil import Clock, now_us
+
+log = logging.getLogger(__name__)
+MAX_ERRORS_RETURNED = 20
+
+
+@dataclass
+class PipelineStats:
+    accepted: int = 0
+    rejected: int = 0
+    duplicates: int = 0
+    batches: int = 0
+    writes: int = 0
+    write_errors: int = 0
+    processor_errors: int = 0
+    queued_readings: int = 0
+    lag_us_last: int = 0  # submit -> durably written, for the newest write
+    lag_us_max: int = 0
+    write_us_last: int = 0
+    rejected_by_reason: dict = field(default_factory=dict)
+
+
+@dataclass
+class _Item:
+    batch: RawBatch
+    dead: list[DeadLetter]
+    future: Future
+    enqueued: int
+
+
+class LatestState:
+    """Per-pid newest (ts, value, quality), grown on demand. Also the dedupe watermark."""
+
+    def __init__(self) -> None:
+        self.ts = np.full(0, np.iinfo(np.int64).min, np.int64)
+        self.value = np.full(0, np.nan)
+        self.quality = np.zeros(0, np.uint8)
+
+    def ensure(self, n: int) -> None:
+        if n > len(self.ts):
+            grow = max(n, 2 * len(self.ts), 1024)
+            pad = grow - len(self.ts)
+            self.ts = np.concatenate([self.ts, np.full(pad, np.iinfo(np.int64).min, np.int64)])
+            self.value = np.concatenate([self.value, np.full(pad, np.nan)])
+            self.quality = np.concatenate([self.quality, np.zeros(pad, np.uint8)])
+
+
+class Pipeline:
+    def __init__(
+        self,
+        store: Store,
+        registry: PointRegistry,
+        processors: list[Processor] | None = None,
+        *,
+        unknown_points: str = "reject",
+        max_future_us: int = 300_000_000,
+        max_queue_readings: int = 2_000_000,
+        max_batch_readings: int = 200_000,
+        tick_us: int = 1_000_000,
+        compact_every_us: int = 60_000_000,
+        retention: dict[str, int] | None = None,
+        retention_every_us: int = 3_600_000_000,
+        clock: Clock = now_us,
+    ) -> None:
+        self.store = store
+        self.registry = registry
+        self.processors: list[Processor] = list(processors or [])
+        self.unknown_points = unknown_points
+        self.max_future_us = max_future_us
+        self.max_queue_readings = max_queue_readings
+        self.max_batch_readings = max_batch_readings
+        self.tick_us = tick_us
+        self.compact_every_us = compact_every_us
+        self.retention = retention
+        self.retention_every_us = retention_every_us
+        self.clock = clock
+        self.stats = PipelineStats()
+        self.latest = LatestState()
+        self._q: deque[_Item] = deque()
+        self._cond = threading.Condition()
+        self._stop = False
+        self._thread: threading.Thread | None = None
+        self._min_bucket_since_compaction: int | None = None
+        self._last_compaction = 0
+        self._last_retention = 0
+        self._last_tick = 0
+        self._load_watermarks()
+
+    # -- set-up -----------------------------------------------------------------------------------------
+    def _load_watermarks(self) -> None:
+        pid, ts, value, quality = self.store.watermarks()
+        self.latest.ensure(max(len(self.registry.snap.low), int(pid.max()) + 1 if len(pid) else 0))
+        self.latest.ts[pid] = ts
+        self.latest.value[pid] = value
+        self.latest.quality[pid] = quality
+
+    def add_processor(self, p: Processor) -> None:
+        self.processors.append(p)
+
+    def start(self) -> "Pipeline":
+        if self._thread is None:
+            self._stop = False
+            self._thread = threading.Thread(target=self._run, name="plantguard-writer", daemon=True)
+            self._thread.start()
+        return self
+
+    def stop(self, drain: bool = True, timeout: float = 30.0) -> None:
+        """Stops the writer; with drain, everything already queued is written first."""
+        with self._cond:
+            if not drain:
+                while self._q:
+                    self._q.popleft().future.set_exception(PlantguardError("pipeline stopped"))
+                self.stats.queued_readings = 0
+            self._stop = True
+            self._cond.notify_all()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None
+        for p in self.processors:
+            try:
+                p.close()
+            except Exception:  # noqa: BLE001 - a processor's shutdown must not block ours
+                log.exception("processor %s failed to close", getattr(p, "name", p))
+
+    # -- producers --------------------------------------------------------------------------------------
+    def submit(
+        self,
+        batch: RawBatch,
+        dead_letters: list[DeadLetter] | None = None,
+        *,
+        timeout: float | None = None,
+        on_done: Callable[[Future], None] | None = None,
+    ) -> Future:
+        """Queues a batch; blocks while the queue is full (backpressure), up to `timeout` seconds, then raises
+        Overloaded. The future resolves to an IngestResult once the batch is durably written."""
+        fut: Future = Future()
+        if on_done is not None:
+            fut.add_done_callback(on_done)
+        n = len(batch)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._cond:
+            while self.stats.queued_readings > 0 and self.stats.queued_readings + n > self.max_queue_readings and not self._stop:
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    raise Overloaded(f"ingest queue full ({self.stats.queued_readings} readings waiting); retry later")
+                self._cond.wait(remaining if remaining is not None else 1.0)
+            if self._stop:
+                raise PlantguardError("pipeline is stopped")
+            self._q.append(_Item(batch, dead_letters or [], fut, self.clock()))
+            self.stats.queued_readings += n
+            self._cond.notify_all()
+        return fut
+
+    def ingest(self, batch: RawBatch, dead_letters: list[DeadLetter] | None = None, timeout: float | None = None) -> IngestResult:
+        """Synchronous submit: returns once the batch is durably written (the pipeline must be started)."""
+        return self.submit(batch, dead_letters, timeout=timeout).result(timeout)
+
+    def process_now(self, batch: RawBatch, dead_letters: list[DeadLetter] | None = None) -> IngestResult:
+        """Runs one batch through the pipeline on the calling thread, for tools that own the pipeline alone
+        (CSV import, tests, benchmarks). Must not be mixed with a started writer thread."""
+        if self._thread is not None:
+            raise PlantguardError("process_now() cannot be used while the writer thread runs; use ingest()")
+        fut: Future = Future()
+        self._process([_Item(batch, dead_letters or [], fut, self.clock())])
+        return fut.result()
+
+    # -- writer -----------------------------------------------------------------------------------------
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                if not self._q and not self._stop:
+                    self._cond.wait(self.tick_us / 1e6)
+                if self._stop and not self._q:
+                    break
+                items: list[_Item] = []
+                n = 0
+                while self._q and (not items or n + len(self._q[0].batch) <= self.max_batch_readings):
+                    it = self._q.popleft()
+                    items.append(it)
+                    n += len(it.batch)
+                self.stats.queued_readings -= n
+                self._cond.notify_all()
+            if items:
+                self._process(items)
+            self._housekeeping()
+        self._housekeeping(final=True)
+
+    def _housekeeping(self, final: bool = False) -> None:
+        now = self.clock()
+        if now - self._last_tick >= self.tick_us or final:
+            self._last_tick = now
+            for p in self.processors:
+                try:
+                    p.on_tick(now)
+                except Exception:  # noqa: BLE001 - processors must never stop ingest
+                    self.stats.processor_errors += 1
+                    log.exception("processor %s failed on tick", getattr(p, "name", p))
+        if self._min_bucket_since_compaction is not None and (final or now - self._last_compaction >= self.compact_every_us):
+            try:
+                self.store.compact_rollups(self._min_bucket_since_compaction)
+                self._min_bucket_since_compaction = None
+                self._last_compaction = now
+            except StoreError:
+                log.exception("rollup compaction failed (queries stay correct; will retry)")
+        if self.retention and now - self._last_retention >= self.retention_every_us:
+            self._last_retention = now
+            try:
+                self.store.apply_retention(now, self.retention)
+            except StoreError:
+                log.exception("retention failed; will retry")
+
+    def _process(self, items: list[_Item]) -> None:
+        try:
+            results, accepted, dead = self._prepare_and_write(items)
+        except Exception as e:  # noqa: BLE001 - every submitter must hear about the failure
+            self.stats.write_errors += 1
+            log.error("write failed for %d batch(es): %s", len(items), e)
+            err = e if isinstance(e, PlantguardError) else StoreError(str(e))
+            for it in items:
+                if not it.future.done():
+                    it.future.set_exception(err)
+            return
+        now = self.clock()
+        lag = now - min(it.enqueued for it in items)
+        self.stats.lag_us_last = lag
+        self.stats.lag_us_max = max(self.stats.lag_us_max, lag)
+        for it, res in zip(items, results):
+            it.future.set_result(res)
+        if len(accepted):
+            for p in self.processors:
+                try:
+                    p.on_batch(accepted, now)
+                except Exception:  # noqa: BLE001
+                    self.stats.processor_errors += 1
+                    log.exception("processor %s failed", getattr(p, "name", p))
+
+    def _reject(self, reasons: dict, key: str, k: int) -> None:
+        reasons[key] = reasons.get(key, 0) + k
+
+    def _prepare_and_write(self, items: list[_Item]):
+        now = self.clock()
+        names: list[str] = []
+        for it in items:
+            names.extend(it.batch.points)
+        sub = np.repeat(np.arange(len(items), dtype=np.int32), [len(it.batch) for it in items])
+        ts = np.concatenate([it.batch.ts for it in items]) if items else np.empty(0, np.int64)
+        value = np.concatenate([it.batch.value for it in items])
+        quality = np.concatenate([it.batch.quality for it in items])
+        src_ts = np.concatenate([it.batch.src_ts for it in items])
+        n = len(names)
+
+        pid = self.registry.resolve(names)
+        unknown = pid < 0
+        if unknown.any() and self.unknown_points == "auto_register":
+            new = self.registry.register_auto([names[i] for i in np.flatnonzero(unknown)], self.store)
+            if new:
+                pid = self.registry.resolve(names)
+                unknown = pid < 0
+        snap = self.registry.snap
+        self.latest.ensure(len(snap.low))
+
+        # -- validation, vectorised; the first failing check names the reason -----------------------------
+        reason = np.zeros(n, np.int8)  # 0 = ok
+        REASONS = [
+            None,
+            "unknown point (not in the plant model; set ingest.unknown_points: auto_register to accept it)",
+            "point is retired (no longer in the plant model)",
+            "value is NaN or infinite",
+            "timestamp before 1970-01-01",
+            "timestamp too far in the future",
+            "quality must be 0 (good), 1 (uncertain) or 2 (bad)",
+            "value outside the engineering range",
+            "value is not an integer (point data_type int)",
+            "value is not 0/1 or a boolean (point data_type bool)",
+            "value is not one of the point's state codes",
+        ]
+        reason[unknown] = 1
+        safe = np.where(unknown, 0, pid)
+        if len(snap.active):
+            reason[(reason == 0) & ~snap.active[safe]] = 2
+        ok = reason == 0
+        reason[ok & ~np.isfinite(value)] = 3
+        reason[(reason == 0) & (ts < 0)] = 4
+        reason[(reason == 0) & (ts > now + self.max_future_us)] = 5
+        reason[(reason == 0) & (quality > 2)] = 6
+        ok = reason == 0
+        if ok.any() and len(snap.low):
+            lo, hi = snap.low[safe], snap.high[safe]
+            with np.errstate(invalid="ignore"):
+                out = (value < lo) | (value > hi)  # NaN limits compare False: no limit
+            reason[ok & out] = 7
+            dt = snap.dtype[safe]
+            ok = reason == 0
+            if (dt[ok] != 0).any():
+                reason[ok & (dt == 1) & (value != np.rint(value))] = 8
+                reason[ok & (dt == 2) & (value != 0) & (value != 1)] = 9
+                for spid, codes in snap.states.items():
+                    m = ok & (pid == spid)
+                    if m.any():
+                        reason[m & ~np.isin(value, codes)] = 10
+        ok = reason == 0
+
+        dead: list[DeadLetter] = []
+        for it in items:
+            dead.extend(it.dead)
+        bad_idx = np.flatnonzero(~ok)
+        per_sub_rejected = np.bincount(sub[bad_idx], minlength=len(items)) if len(bad_idx) else np.zeros(len(items), np.int64)
+        first_errors: list[list[DeadLetter]] = [list(it.dead[:MAX_ERRORS_RETURNED]) for it in items]
+        src = [it.batch.source for it in items]
+        for i in bad_idx.tolist():
+            r = int(reason[i])
+            text = REASONS[r]
+            if r == 7:
+                p = int(pid[i])
+                text = f"value {value[i]:g} outside the engineering range [{snap.low[p]:g}, {snap.high[p]:g}]"
+            elif r == 5:
+                text = f"timestamp more than {self.max_future_us / 1e6:g} s in the future"
+            dl = DeadLetter(src[sub[i]], text, point=names[i], ts=int(ts[i]), value=repr(float(value[i])))
+            dead.append(dl)
+            self._reject(self.stats.rejected_by_reason, REASONS[r].split(" (")[0], 1)
+            s = int(sub[i])
+            if len(first_errors[s]) < MAX_ERRORS_RETURNED:
+                first_errors[s].append(dl)
+        for it in items:
+            for d in it.dead:
+                self._reject(self.stats.rejected_by_reason, d.reason.split(":")[0][:60], 1)
+
+        # -- dedupe: in-batch duplicates, then against the per-point watermark / the store ------------------
+        idx = np.flatnonzero(ok)
+        order = idx[np.lexsort((ts[idx], pid[idx]))]  # stable: first submitted copy of a (pid, ts) wins
+        p_s, t_s = pid[order], ts[order]
+        dup = np.zeros(len(order), bool)
+        if len(order) > 1:
+            dup[1:] = (p_s[1:] == p_s[:-1]) & (t_s[1:] == t_s[:-1])
+        wm = self.latest.ts[p_s]
+        late = (t_s <= wm) & ~dup
+        if late.any():
+            li = np.flatnonzero(late)
+            dup[li[self.store.existing(p_s[li], t_s[li])]] = True
+        keep = order[~dup]
+        dup_idx = order[dup]
+        per_sub_dup = np.bincount(sub[dup_idx], minlength=len(items)) if len(dup_idx) else np.zeros(len(items), np.int64)
+        per_sub_acc = np.bincount(sub[keep], minlength=len(items)) if len(keep) else np.zeros(len(items), np.int64)
+
+        batch = PointBatch(pid[keep], ts[keep], value[keep], quality[keep], src_ts[keep])
+        # newest row per pid (rows are sorted by pid, ts): the last of each pid run, if it beats the watermark
+        if len(batch):
+            last = np.flatnonzero(np.r_[batch.pid[1:] != batch.pid[:-1], True])
+            adv = batch.ts[last] > self.latest.ts[batch.pid[last]]
+            latest = batch.take(last[adv])
+        else:
+            latest = PointBatch.empty()
+        rollups = {tier: rollup(batch, w) for tier, w in TIERS.items()} if len(batch) else {}
+        ws = WriteSet(batch=batch, latest=latest, rollups=rollups, dead_letters=dead, received_at=now)
+
+        t0 = time.perf_counter_ns()
+        self.store.write(ws)
+        self.stats.write_us_last = (time.perf_counter_ns() - t0) // 1000
+        self.stats.writes += 1
+
+        # -- only now, with the data durable, advance the in-memory state --------------------------------------
+        if len(latest):
+            self.latest.ts[latest.pid] = latest.ts
+            self.latest.value[latest.pid] = latest.value
+            self.latest.quality[latest.pid] = latest.quality
+        if len(batch):
+            b0 = int(rollups["1h"].bucket.min()) if len(rollups["1h"]) else None
+            if b0 is not None:
+                m = self._min_bucket_since_compaction
+                self._min_bucket_since_compaction = b0 if m is None else min(m, b0)
+        n_parse_dead = sum(len(it.dead) for it in items)
+        self.stats.accepted += len(keep)
+        self.stats.rejected += len(bad_idx) + n_parse_dead
+        self.stats.duplicates += len(dup_idx)
+        self.stats.batches += len(items)
+        results = [
+            IngestResult(int(per_sub_acc[k]), int(per_sub_rejected[k]) + len(items[k].dead), int(per_sub_dup[k]), first_errors[k])
+            for k in range(len(items))
+        ]
+        return results, batch, dead

@@ -1,0 +1,134 @@
+"""Point registry: tag <-> pid, plus per-pid arrays the validator indexes in one vectorised step.
+
+pids are stable: they are stored in the `points` table and never reused. Updates replace the arrays as a
+whole (copy on write) so the writer thread always sees a consistent snapshot without taking a lock.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+
+import numpy as np
+
+from plantguard.domain.model import DataType, PlantConfig
+from plantguard.store.base import PointRow, Store
+from plantguard.timeutil import parse_duration_us
+
+DTYPE_CODE = {DataType.float.value: 0, DataType.int.value: 1, DataType.bool.value: 2, DataType.state.value: 3}
+
+
+def point_meta(tag, site, area, line, asset, device, point) -> dict:
+    return {
+        "unit": point.unit,
+        "name": point.name,
+        "data_type": point.data_type.value,
+        "low": point.range.low if point.range else None,
+        "high": point.range.high if point.range else None,
+        "period_us": parse_duration_us(point.period),
+        "criticality": point.criticality.value,
+        "states": {str(k): v for k, v in (point.states or {}).items()} or None,
+        "device": "/".join(tag.split("/")[:5]),
+        "asset": "/".join(tag.split("/")[:4]),
+        "auto": False,
+        "active": True,
+    }
+
+
+AUTO_META = {"unit": "", "name": None, "data_type": "float", "low": None, "high": None, "period_us": 0, "criticality": "low",
+             "states": None, "auto": True, "active": True}
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    low: np.ndarray  # float64, NaN = no limit
+    high: np.ndarray
+    dtype: np.ndarray  # int8 DTYPE_CODE
+    period_us: np.ndarray  # int64
+    active: np.ndarray  # bool
+    states: dict  # pid -> np.ndarray of allowed codes (state points only)
+
+
+class PointRegistry:
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.index: dict[str, int] = {}
+        self.tags: dict[int, str] = {}
+        self.meta: dict[int, dict] = {}
+        self.snap = Snapshot(np.empty(0), np.empty(0), np.empty(0, np.int8), np.empty(0, np.int64), np.empty(0, bool), {})
+
+    # -- building ---------------------------------------------------------------------------------------
+    def load(self, rows: list[PointRow]) -> None:
+        with self._lock:
+            for r in rows:
+                self.index[r.tag] = r.pid
+                self.tags[r.pid] = r.tag
+                self.meta[r.pid] = r.meta
+            self._rebuild()
+
+    def sync_config(self, cfg: PlantConfig, store: Store) -> list[PointRow]:
+        """Gives every configured point a pid (new ones get the next free id), stores changed metadata, and
+        marks stored non-auto points that left the configuration inactive (their history stays queryable)."""
+        changed: list[PointRow] = []
+        with self._lock:
+            next_pid = max(self.tags, default=-1) + 1
+            seen = set()
+            for tag, *parts in cfg.iter_points():
+                meta = point_meta(tag, *parts)
+                pid = self.index.get(tag)
+                if pid is None:
+                    pid = next_pid
+                    next_pid += 1
+                seen.add(pid)
+                if self.meta.get(pid) != meta:
+                    changed.append(PointRow(pid, tag, meta))
+            for pid, meta in self.meta.items():
+                if pid not in seen and not meta.get("auto") and meta.get("active"):
+                    changed.append(PointRow(pid, self.tags[pid], {**meta, "active": False}))
+        store.upsert_points(changed)
+        self.load(changed)
+        return changed
+
+    def register_auto(self, tags: list[str], store: Store) -> dict[str, int]:
+        with self._lock:
+            next_pid = max(self.tags, default=-1) + 1
+            rows = []
+            for t in dict.fromkeys(tags):
+                if t not in self.index:
+                    rows.append(PointRow(next_pid, t, dict(AUTO_META)))
+                    next_pid += 1
+        store.upsert_points(rows)
+        self.load(rows)
+        return {r.tag: r.pid for r in rows}
+
+    def _rebuild(self) -> None:
+        n = max(self.tags, default=-1) + 1
+        low = np.full(n, np.nan)
+        high = np.full(n, np.nan)
+        dtype = np.zeros(n, np.int8)
+        period = np.zeros(n, np.int64)
+        active = np.zeros(n, bool)
+        states = {}
+        for pid, m in self.meta.items():
+            low[pid] = np.nan if m.get("low") is None else m["low"]
+            high[pid] = np.nan if m.get("high") is None else m["high"]
+            dtype[pid] = DTYPE_CODE.get(m.get("data_type", "float"), 0)
+            period[pid] = m.get("period_us") or 0
+            active[pid] = bool(m.get("active", True))
+            if m.get("states"):
+                states[pid] = np.array(sorted(int(k) for k in m["states"]), dtype=np.float64)
+        self.snap = Snapshot(low, high, dtype, period, active, states)
+
+    # -- lookups ----------------------------------------------------------------------------------------
+    def resolve(self, names: list[str]) -> np.ndarray:
+        get = self.index.get
+        return np.fromiter((get(n, -1) for n in names), dtype=np.int32, count=len(names))
+
+    def __len__(self) -> int:
+        return len(self.tags)
+
+    def pid(self, tag: str) -> int | None:
+        return self.index.get(tag)
+
+    def tag(self, pid: int) -> str:
+        return self.tags[pid]

@@ -1,0 +1,136 @@
+"""The storage interface. Both backends pass the same contract suite (tests/test_store_contract.py).
+
+Design:
+- raw readings are append-only, without a unique index: the pipeline's per-point watermark plus a store
+  lookup for late readings (``existing``) keep (point, ts) unique, in memory bounded by the number of points;
+- rollups are appended as partials per written batch and combined at query time (see store/rollup.py);
+- ``latest`` holds the newest reading per point and is written in the same transaction as the raw rows, so
+  after a crash the watermarks it yields are exact and redelivered readings are recognised as duplicates.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from plantguard.domain.alarms import AlarmEvent, AlarmRecord
+from plantguard.domain.readings import DeadLetter, PointBatch
+from plantguard.store.rollup import Rollup
+
+
+@dataclass
+class WriteSet:
+    """Everything one pipeline step writes, in one transaction."""
+
+    batch: PointBatch  # accepted readings, sorted by (pid, ts)
+    latest: PointBatch  # newest reading for each pid whose watermark advanced
+    rollups: dict[str, Rollup] = field(default_factory=dict)  # tier -> partials
+    dead_letters: list[DeadLetter] = field(default_factory=list)
+    received_at: int = 0
+
+
+@dataclass
+class PointRow:
+    pid: int
+    tag: str
+    meta: dict  # unit, data_type, range, period_us, criticality, auto...
+
+
+@dataclass
+class Series:
+    ts: np.ndarray
+    value: np.ndarray
+    quality: np.ndarray | None = None
+    count: np.ndarray | None = None
+
+
+class Store(ABC):
+    """Backends translate their driver's errors into plantguard.errors.StoreError."""
+
+    kind: str = "abstract"
+
+    # -- lifecycle --------------------------------------------------------------------------------------
+    @abstractmethod
+    def migrate(self) -> list[str]:
+        """Applies pending named migrations in order, each in its own transaction; returns the names applied."""
+
+    @abstractmethod
+    def applied_migrations(self) -> list[tuple[str, int]]:
+        """(name, applied_at) of every migration recorded."""
+
+    @abstractmethod
+    def close(self) -> None: ...
+
+    # -- point registry ----------------------------------------------------------------------------------
+    @abstractmethod
+    def load_points(self) -> list[PointRow]: ...
+
+    @abstractmethod
+    def upsert_points(self, rows: list[PointRow]) -> None:
+        """Inserts new points and replaces the meta of existing ones (matched by pid)."""
+
+    # -- plant model document ----------------------------------------------------------------------------
+    @abstractmethod
+    def save_model(self, doc: str, saved_at: int) -> int:
+        """Stores a new version of the plant model (JSON text); returns its version number."""
+
+    @abstractmethod
+    def load_model(self) -> tuple[int, str] | None:
+        """(version, JSON text) of the newest model, or None."""
+
+    # -- write path --------------------------------------------------------------------------------------
+    @abstractmethod
+    def write(self, ws: WriteSet) -> None:
+        """Raw rows, latest rows, rollup partials and dead letters, atomically and durably."""
+
+    @abstractmethod
+    def existing(self, pid: np.ndarray, ts: np.ndarray) -> np.ndarray:
+        """Boolean mask: which (pid[i], ts[i]) are already stored. Used only for readings at or behind a
+        point's watermark, i.e. late or redelivered data."""
+
+    @abstractmethod
+    def watermarks(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """(pid, ts, value, quality) from the latest table: the newest stored reading per point."""
+
+    # -- queries -----------------------------------------------------------------------------------------
+    @abstractmethod
+    def raw(self, pid: int, start: int, end: int, limit: int = 100_000) -> Series:
+        """Raw readings of one point with start <= ts < end, oldest first, at most `limit`."""
+
+    @abstractmethod
+    def downsample(self, pid: int, start: int, end: int, width: int, agg: str, tier: str) -> Series:
+        """One value per non-empty bucket of `width` us (bucket starts are multiples of width since the epoch),
+        aggregated with `agg` (avg/min/max/sum/count/last) from `tier` ('raw', '1m', '1h')."""
+
+    @abstractmethod
+    def latest(self, pids: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """(pid, ts, value, quality) for those of `pids` that have data."""
+
+    # -- alarms ------------------------------------------------------------------------------------------
+    @abstractmethod
+    def save_alarms(self, records: list[AlarmRecord], events: list[AlarmEvent]) -> None: ...
+
+    @abstractmethod
+    def load_alarms(self) -> list[AlarmRecord]: ...
+
+    @abstractmethod
+    def alarm_events(self, alarm_id: str | None = None, limit: int = 1000) -> list[AlarmEvent]: ...
+
+    # -- dead letters ------------------------------------------------------------------------------------
+    @abstractmethod
+    def dead_letters(self, limit: int = 100, since: int | None = None, source: str | None = None) -> list[dict]: ...
+
+    # -- maintenance -------------------------------------------------------------------------------------
+    @abstractmethod
+    def compact_rollups(self, since_bucket: int) -> int:
+        """Merges partial rollup rows for buckets >= since_bucket; returns rows removed. Only an optimisation."""
+
+    @abstractmethod
+    def apply_retention(self, now: int, retention: dict[str, int]) -> dict[str, int]:
+        """Deletes rows older than now - retention[tier] for tier in raw/1m/1h (and dead letters with raw)."""
+
+    @abstractmethod
+    def counts(self) -> dict[str, int]:
+        """Row counts per table, for health and tests."""

@@ -1,0 +1,65 @@
+"""Time handling. Internally every timestamp is an int64 count of microseconds since the Unix epoch, UTC."""
+
+from __future__ import annotations
+
+import re
+import time
+from datetime import datetime, timedelta, timezone
+from typing import Callable
+
+US = 1_000_000
+Clock = Callable[[], int]  # returns "now" in epoch microseconds
+
+
+def now_us() -> int:
+    return time.time_ns() // 1000
+
+
+_DUR = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(us|ms|s|m|min|h|d|w)?\s*$")
+_UNIT = {"us": 1, "ms": 1_000, "s": US, None: US, "m": 60 * US, "min": 60 * US, "h": 3600 * US, "d": 86400 * US, "w": 7 * 86400 * US}
+
+
+def parse_duration_us(value: str | int | float) -> int:
+    """'500ms', '2s', '5m', '1h', '30d' or a plain number of seconds -> microseconds."""
+    if isinstance(value, bool):
+        raise ValueError("a duration must be a number of seconds or a string like '5s', '10m', '2h'")
+    if isinstance(value, (int, float)):
+        if value < 0:
+            raise ValueError("a duration cannot be negative")
+        return int(round(value * US))
+    m = _DUR.match(str(value))
+    if not m:
+        raise ValueError(f"invalid duration {value!r}: use a number of seconds or e.g. '500ms', '5s', '10m', '2h', '30d'")
+    return int(round(float(m.group(1)) * _UNIT[m.group(2)]))
+
+
+def to_us(value: str | int | float | datetime) -> int:
+    """Epoch milliseconds (number), ISO 8601 with an offset, or an aware datetime -> epoch microseconds."""
+    if isinstance(value, datetime):
+        if value.tzinfo is None:
+            raise ValueError("timestamp has no time zone")
+        return _dt_us(value)
+    if isinstance(value, bool):
+        raise ValueError("timestamp must be epoch milliseconds or ISO 8601 text")
+    if isinstance(value, (int, float)):
+        return int(round(value * 1000))
+    text = str(value).strip()
+    if text.endswith(("Z", "z")):
+        text = text[:-1] + "+00:00"
+    dt = datetime.fromisoformat(text)
+    if dt.tzinfo is None:
+        raise ValueError(f"timestamp {value!r} has no time zone offset (add 'Z' or '+01:00')")
+    return _dt_us(dt)
+
+
+def _dt_us(dt: datetime) -> int:
+    delta = dt.astimezone(timezone.utc) - datetime(1970, 1, 1, tzinfo=timezone.utc)
+    return (delta.days * 86400 + delta.seconds) * US + delta.microseconds
+
+
+def iso(ts_us: int) -> str:
+    return datetime.fromtimestamp(ts_us / US, tz=timezone.utc).isoformat().replace("+00:00", "Z")
+
+
+def from_us(ts_us: int) -> datetime:
+    return datetime(1970, 1, 1, tzinfo=timezone.utc) + timedelta(microseconds=int(ts_us))
