@@ -1,0 +1,1 @@
+"""Connectors: one folder per protocol, each with its config schema, client adapter and tests."""

@@ -1,0 +1,1 @@
+"""Pytest plugin module; fixtures are defined below."""
