@@ -59,8 +59,8 @@ class LimitAlarm(_Strict):
     lo: float | None = None
     lolo: float | None = None
     deadband: float = Field(0.0, ge=0, description="the value must come back this far inside a limit to clear")
-    on_delay: str | float = Field(0, description="the limit must be exceeded this long before the alarm raises")
-    off_delay: str | float = Field(0, description="the value must be back in range this long before the alarm clears")
+    on_delay: str | float = Field("0s", description="the limit must be exceeded this long before the alarm raises")
+    off_delay: str | float = Field("0s", description="the value must be back in range this long before the alarm clears")
     priority: Literal["low", "medium", "high", "urgent"] = "medium"
 
     _v = field_validator("on_delay", "off_delay")(lambda v: (parse_duration_us(v), v)[1])

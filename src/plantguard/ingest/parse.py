@@ -20,6 +20,7 @@ from plantguard.errors import InvalidInput
 from plantguard.timeutil import to_us
 
 MAX_POINT_NAME = 512
+TS_LIMIT_US = 2**62  # beyond this an int64 microsecond column would overflow; far past any real timestamp
 
 
 def parse_payload(raw: bytes | str, source: str, prefix: str | None = None, max_bytes: int | None = None) -> tuple[RawBatch, list[DeadLetter]]:
@@ -63,7 +64,7 @@ def _fast(rows: list, source: str, prefix: str | None) -> RawBatch | None:
         vals = np.array([r[kv] for r in rows], dtype=np.float64)
     except (KeyError, TypeError, ValueError):
         return None
-    if any(type(p) is not str for p in pts) or not np.isfinite(ts).all() or not np.isfinite(vals).all():
+    if any(type(p) is not str or not p or len(p) > MAX_POINT_NAME for p in pts) or not (np.abs(ts) < TS_LIMIT_US / 1000).all() or not np.isfinite(vals).all():
         return None
     if prefix:
         pts = [f"{prefix}{TAG_SEP}{p}" for p in pts]
@@ -98,6 +99,8 @@ def _slow(rows: list, source: str, prefix: str | None) -> tuple[RawBatch, list[D
             if t is None:
                 raise ValueError("missing 'ts'")
             t_us = to_us(t)
+            if not -TS_LIMIT_US < t_us < TS_LIMIT_US:
+                raise ValueError("out of range")
         except (ValueError, TypeError, OverflowError) as e:
             dead.append(DeadLetter(source, f"invalid timestamp: {e}", point=name, value=_frag(_get(r, 'value', 'v'))))
             continue
@@ -125,6 +128,8 @@ def _slow(rows: list, source: str, prefix: str | None) -> tuple[RawBatch, list[D
         else:
             try:
                 st_us = to_us(st)
+                if not -TS_LIMIT_US < st_us < TS_LIMIT_US:
+                    raise ValueError("out of range")
             except (ValueError, TypeError, OverflowError) as e:
                 dead.append(DeadLetter(source, f"invalid source_ts: {e}", point=name, ts=t_us, value=_frag(v)))
                 continue

@@ -1,0 +1,88 @@
+"""Plant model validation: every problem reported at once, each with its exact field path."""
+
+from __future__ import annotations
+
+import pytest
+
+from plantguard.domain.model import dump_config, load_config, parse_config
+from plantguard.errors import ConfigError
+from plantguard.testing.factories import plant_dict
+
+
+def problems(data) -> dict[str, str]:
+    with pytest.raises(ConfigError) as ei:
+        parse_config(data)
+    return {p.path: p.message for p in ei.value.problems}
+
+
+def test_valid_config_round_trips():
+    cfg = parse_config(plant_dict(3))
+    assert [t for t, *_ in cfg.iter_points()] == [f"s1/a1/l1/pump1/plc1/p{i}" for i in range(3)]
+    again = parse_config(__import__("yaml").safe_load(dump_config(cfg)))
+    assert again == cfg
+
+
+def test_structural_errors_are_all_reported_with_paths():
+    d = plant_dict(2)
+    pts = d["sites"][0]["areas"][0]["lines"][0]["assets"][0]["devices"][0]["points"]
+    pts[0]["period"] = "soon"
+    pts[1]["data_type"] = "complex"
+    pts[1]["colour"] = "red"
+    d["mqtt"] = {"port": 70000}
+    p = problems(d)
+    base = "sites[0].areas[0].lines[0].assets[0].devices[0].points"
+    assert set(p) == {f"{base}[0].period", f"{base}[1].data_type", f"{base}[1].colour", "mqtt.port"}
+    assert "invalid duration" in p[f"{base}[0].period"]
+    assert "unknown field" in p[f"{base}[1].colour"]
+
+
+def test_semantic_errors_are_all_reported_with_paths():
+    d = plant_dict(3)
+    dev = d["sites"][0]["areas"][0]["lines"][0]["assets"][0]["devices"][0]
+    dev["points"][1]["id"] = "p0"  # duplicate
+    dev["points"][2]["range"] = {"low": 10, "high": 5}
+    dev["points"][0]["alarms"]["limits"]["hi"] = 95  # above hihi (90)
+    d["sites"][0]["timezone"] = "Mars/Olympus"
+    p = problems(d)
+    base = "sites[0].areas[0].lines[0].assets[0].devices[0].points"
+    assert f"{base}[1].id" in p and "duplicate id 'p0'" in p[f"{base}[1].id"]
+    assert f"{base}[2].range" in p
+    assert f"{base}[0].alarms.limits.hihi" in p
+    assert "sites[0].timezone" in p
+
+
+def test_limits_outside_engineering_range_rejected():
+    d = plant_dict(1)
+    d["sites"][0]["areas"][0]["lines"][0]["assets"][0]["devices"][0]["points"][0]["alarms"]["limits"]["hihi"] = 5000
+    p = problems(d)
+    assert any(k.endswith("alarms.limits.hihi") and "outside the engineering range" in v for k, v in p.items())
+
+
+def test_state_points_need_states():
+    d = plant_dict(1, alarms=False)
+    d["sites"][0]["areas"][0]["lines"][0]["assets"][0]["devices"][0]["points"][0]["data_type"] = "state"
+    assert any(k.endswith("points[0].states") for k in problems(d))
+
+
+def test_postgres_backend_needs_dsn():
+    d = plant_dict(1)
+    d["storage"] = {"backend": "postgres"}
+    assert "storage.postgres_dsn" in problems(d)
+
+
+def test_top_level_must_be_mapping():
+    assert "" in problems([1, 2])
+
+
+def test_load_config_reports_yaml_syntax_with_line(tmp_path):
+    f = tmp_path / "bad.yaml"
+    f.write_text("sites:\n  - id: s1\n    areas: [\n")
+    with pytest.raises(ConfigError) as ei:
+        load_config(f)
+    assert "not valid YAML" in str(ei.value) and "line" in str(ei.value)
+
+
+def test_load_config_missing_file(tmp_path):
+    with pytest.raises(ConfigError) as ei:
+        load_config(tmp_path / "nope.yaml")
+    assert "cannot read file" in str(ei.value)
