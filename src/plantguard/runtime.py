@@ -24,6 +24,7 @@ log = logging.getLogger(__name__)
 
 MAX_RAW_POINTS = 1_000_000
 MAX_BUCKETS = 20_000
+_NO_DATA = np.iinfo(np.int64).min
 
 
 class Platform:
@@ -155,16 +156,18 @@ class Platform:
 
     def latest(self, tags: list[str]) -> dict[str, dict | None]:
         """Newest reading of each tag, served from the pipeline's in-memory state (exact: it only ever
-        advances after a durable write)."""
-        out: dict[str, dict | None] = {}
+        advances after a durable write). Vectorised: 10,000 tags cost a few milliseconds."""
         lt = self.pipeline.latest
-        for tag in tags:
-            pid = self.registry.pid(tag)
-            if pid is None or pid >= len(lt.ts) or lt.ts[pid] == np.iinfo(np.int64).min:
-                out[tag] = None
-            else:
-                out[tag] = {"ts": int(lt.ts[pid]), "value": float(lt.value[pid]), "quality": int(lt.quality[pid])}
-        return out
+        ts_a, v_a, q_a = lt.ts, lt.value, lt.quality  # one snapshot of the references
+        pid = self.registry.resolve(tags)
+        ok = (pid >= 0) & (pid < len(ts_a))
+        safe = np.where(ok, pid, 0)
+        ts = np.where(ok, ts_a[safe], _NO_DATA)
+        has = (ts != _NO_DATA).tolist()
+        return {
+            t: ({"ts": a, "value": b, "quality": c} if h else None)
+            for t, a, b, c, h in zip(tags, ts.tolist(), v_a[safe].tolist(), q_a[safe].tolist(), has)
+        }
 
     # -- health -----------------------------------------------------------------------------------------
     def health(self) -> dict:
