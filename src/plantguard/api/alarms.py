@@ -1,0 +1,156 @@
+"""Alarms (ISA-18.2 states): list, inspect, and the operator actions acknowledge, shelve and unshelve.
+
+Alarm ids are '<tag>:<condition>' and contain slashes, hence the ':path' parameters; the routes with a suffix
+(/events, /ack, ...) are declared before the plain one so the suffix is never read as part of an id.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Path, Query
+from pydantic import BaseModel, Field
+
+from plantguard.domain.alarms import AlarmRecord, AlarmState
+from plantguard.errors import InvalidInput
+from plantguard.runtime import Platform
+from plantguard.timeutil import parse_duration_us
+
+from plantguard.api.deps import PlatformDep
+from plantguard.api.errors import ERROR_RESPONSES, ErrorPublic, Unavailable
+from plantguard.api.timeparams import iso
+
+router = APIRouter(prefix="/alarms", tags=["alarms"])
+
+ALARM_ERRORS: dict[int | str, dict] = {**ERROR_RESPONSES, 409: {"model": ErrorPublic, "description": "the action does not apply in the alarm's state"}}
+AlarmId = Annotated[str, Path(description="'<tag>:<condition>', e.g. s1/a1/l1/pump1/plc1/p0:HI")]
+MAX_EVENTS = 10_000
+
+
+class AlarmPublic(BaseModel):
+    id: str
+    tag: str
+    condition: str = Field(description="HIHI, HI, LO, LOLO, ROC, STALE or OFFLINE")
+    priority: str
+    state: AlarmState
+    active: bool = Field(description="whether the condition is present now")
+    value: float | None
+    limit: float | None
+    message: str
+    raised_at: str | None
+    returned_at: str | None
+    acked_by: str | None
+    acked_at: str | None
+    shelved_by: str | None
+    shelved_at: str | None
+    shelved_until: str | None
+    shelve_reason: str | None
+    updated_at: str | None
+
+
+class AlarmsPublic(BaseModel):
+    data: list[AlarmPublic]
+    count: int
+
+
+class AlarmEventPublic(BaseModel):
+    alarm_id: str
+    at: str
+    event: str = Field(description="raised, acknowledged, returned, cleared, shelved, unshelved, ...")
+    actor: str | None
+    note: str | None
+    value: float | None
+
+
+class AlarmEventsPublic(BaseModel):
+    data: list[AlarmEventPublic]
+    count: int
+
+
+class AlarmAck(BaseModel):
+    user: str
+    note: str | None = None
+
+
+class AlarmShelve(BaseModel):
+    user: str
+    duration: str | float = Field(description="'30m', '2h' or seconds")
+    reason: str
+
+
+class AlarmUnshelve(BaseModel):
+    user: str
+
+
+_TIMES = ("raised_at", "returned_at", "acked_at", "shelved_at", "shelved_until", "updated_at")
+
+
+def _public(rec: AlarmRecord) -> dict:
+    d = rec.as_dict()
+    d.pop("extra", None)
+    for k in _TIMES:
+        d[k] = iso(d[k]) if d[k] else None
+    return d
+
+
+def _engine(platform: Platform):
+    if platform.alarms is None:
+        raise Unavailable("the alarm engine is disabled on this platform")
+    return platform.alarms
+
+
+def alarm_events(platform: Platform, alarm_id: str, limit: int) -> list[dict]:
+    _engine(platform).get(alarm_id)  # 404 for an unknown id rather than an empty history
+    return [{**ev.__dict__, "at": iso(ev.at)} for ev in platform.store.alarm_events(alarm_id, limit)]
+
+
+def shelve(platform: Platform, alarm_id: str, body: AlarmShelve) -> AlarmRecord:
+    try:
+        duration_us = parse_duration_us(body.duration)
+    except ValueError as e:
+        raise InvalidInput(f"duration: {e}") from None
+    return _engine(platform).shelve(alarm_id, body.user, duration_us, body.reason)
+
+
+@router.get("", response_model=AlarmsPublic, responses=ALARM_ERRORS)
+def list_alarms(
+    platform: PlatformDep,
+    state: AlarmState | None = None,
+    priority: Literal["low", "medium", "high", "urgent"] | None = None,
+    active: bool | None = None,
+    prefix: Annotated[str | None, Query(description="only alarms of tags starting with this")] = None,
+) -> Any:
+    """Alarms, most urgent first, then newest first."""
+    rows = [_public(r) for r in _engine(platform).list(state=state, priority=priority, active=active, tag_prefix=prefix)]
+    return {"data": rows, "count": len(rows)}
+
+
+@router.get("/{alarm_id:path}/events", response_model=AlarmEventsPublic, responses=ALARM_ERRORS)
+def list_alarm_events(platform: PlatformDep, alarm_id: AlarmId,
+                      limit: Annotated[int, Query(ge=1, le=MAX_EVENTS)] = 1000) -> Any:
+    """The alarm's history, newest first."""
+    rows = alarm_events(platform, alarm_id, limit)
+    return {"data": rows, "count": len(rows)}
+
+
+@router.post("/{alarm_id:path}/ack", response_model=AlarmPublic, responses=ALARM_ERRORS)
+def acknowledge_alarm(platform: PlatformDep, alarm_id: AlarmId, body: AlarmAck) -> Any:
+    """Acknowledges an unacknowledged (or returned-to-normal) alarm."""
+    return _public(_engine(platform).acknowledge(alarm_id, body.user, body.note))
+
+
+@router.post("/{alarm_id:path}/shelve", response_model=AlarmPublic, responses=ALARM_ERRORS)
+def shelve_alarm(platform: PlatformDep, alarm_id: AlarmId, body: AlarmShelve) -> Any:
+    """Suppresses an alarm for a while (it unshelves itself when the time is up)."""
+    return _public(shelve(platform, alarm_id, body))
+
+
+@router.post("/{alarm_id:path}/unshelve", response_model=AlarmPublic, responses=ALARM_ERRORS)
+def unshelve_alarm(platform: PlatformDep, alarm_id: AlarmId, body: AlarmUnshelve) -> Any:
+    """Ends a shelve early."""
+    return _public(_engine(platform).unshelve(alarm_id, body.user))
+
+
+@router.get("/{alarm_id:path}", response_model=AlarmPublic, responses=ALARM_ERRORS)
+def get_alarm(platform: PlatformDep, alarm_id: AlarmId) -> Any:
+    return _public(_engine(platform).get(alarm_id))

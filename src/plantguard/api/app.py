@@ -1,0 +1,74 @@
+"""The HTTP API: a thin FastAPI shell over a Platform.
+
+The caller owns the Platform's lifecycle (start() before serving, stop() after): the same Platform may also
+feed the CLI or a simulator, and one shutdown order (sources, pipeline drain, store) applies everywhere.
+"""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, FastAPI
+from fastapi.routing import APIRoute
+
+from plantguard import __version__
+from plantguard.runtime import Platform
+
+from plantguard.api import alarms, dead_letters, health, ingest, model, telemetry
+from plantguard.api.deps import BODY_MODELS
+from plantguard.api.errors import ErrorPublic, install_error_handlers
+from plantguard.api.metrics import build_registry
+
+API_PREFIX = "/api"
+
+
+def operation_id(route: APIRoute) -> str:
+    """Operation ids are the route names (list_sites, ingest_readings, ...): readable in generated clients."""
+    return route.name
+
+
+def create_app(platform: Platform) -> FastAPI:
+    app = FastAPI(
+        title="plantguard",
+        version=__version__,
+        description="Industrial IoT operations: plant model, telemetry ingest and queries, alarms, health.",
+        docs_url="/docs",
+        openapi_url="/openapi.json",
+        generate_unique_id_function=operation_id,
+    )
+    app.state.platform = platform
+    app.state.metrics_registry = build_registry(platform)
+    app.state.submit_timeout_s = ingest.SUBMIT_TIMEOUT_S
+    install_error_handlers(app)
+
+    api = APIRouter(prefix=API_PREFIX)
+    for r in (model.router, ingest.router, telemetry.router, alarms.router, dead_letters.router, health.router):
+        api.include_router(r)
+    app.include_router(api)
+    app.include_router(health.metrics_router)
+    _document_bodies(app)
+    return app
+
+
+def _document_bodies(app: FastAPI) -> None:
+    """Adds the schemas of bodies that routes read themselves (see deps.body_schema), and shows request
+    validation errors with the API's own error envelope instead of FastAPI's default."""
+    base = app.openapi
+
+    def openapi() -> dict:
+        if app.openapi_schema:
+            return app.openapi_schema
+        schema = base()
+        components = schema.setdefault("components", {}).setdefault("schemas", {})
+        for name, m in BODY_MODELS.items():
+            components[name] = _schema(m, components)
+        if "HTTPValidationError" in components:
+            components["HTTPValidationError"] = _schema(ErrorPublic, components)
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
+def _schema(m, components: dict) -> dict:
+    s = m.model_json_schema(ref_template="#/components/schemas/{model}")
+    for name, d in s.pop("$defs", {}).items():
+        components.setdefault(name, d)
+    return s

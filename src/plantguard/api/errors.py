@@ -1,0 +1,110 @@
+"""The one place where plantguard errors become HTTP responses.
+
+Every error body has the same shape: ``{"detail": "<message>"}``; configuration and request validation errors
+add ``"problems": [{"path": ..., "message": ...}, ...]`` listing every problem with its field path.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+
+from plantguard.errors import (
+    ConfigError,
+    Conflict,
+    InvalidInput,
+    NotFound,
+    Overloaded,
+    PlantguardError,
+    StoreError,
+)
+
+log = logging.getLogger(__name__)
+
+RETRY_AFTER_S = 1
+
+
+class PayloadTooLarge(InvalidInput):
+    """A request body above the configured limit (413 rather than 400: the client must split it)."""
+
+
+class Unavailable(PlantguardError):
+    """A feature this platform runs without (e.g. the alarm engine is disabled)."""
+
+
+class ProblemPublic(BaseModel):
+    path: str
+    message: str
+
+
+class ErrorPublic(BaseModel):
+    detail: str
+    problems: list[ProblemPublic] | None = None
+
+
+# Most specific first: the first class in an error's MRO found here decides the status.
+STATUS = {
+    PayloadTooLarge: 413,
+    ConfigError: 422,
+    NotFound: 404,
+    Conflict: 409,
+    InvalidInput: 400,
+    Overloaded: 503,
+    StoreError: 503,
+    Unavailable: 503,
+    PlantguardError: 500,
+}
+
+
+def status_of(exc: PlantguardError) -> int:
+    for cls in type(exc).__mro__:
+        if cls in STATUS:
+            return STATUS[cls]
+    return 500
+
+
+async def plantguard_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, PlantguardError)
+    status = status_of(exc)
+    if isinstance(exc, ConfigError):
+        body = {
+            "detail": f"{len(exc.problems)} configuration error(s)",
+            "problems": [{"path": p.path, "message": p.message} for p in exc.problems],
+        }
+    else:
+        body = {"detail": str(exc)}
+    headers = {"Retry-After": str(RETRY_AFTER_S)} if status == 503 else None
+    if status >= 500:
+        log.warning("%s %s -> %d: %s", request.method, request.url.path, status, exc)
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+def _loc(loc) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else ("." if out else "") + str(part)
+    return out
+
+
+async def request_validation_error(request: Request, exc: Exception) -> JSONResponse:
+    """Query, path and small JSON bodies validated by FastAPI: same envelope as ConfigError."""
+    assert isinstance(exc, RequestValidationError)
+    problems = [{"path": _loc(e.get("loc", ())), "message": e.get("msg", "invalid")} for e in exc.errors()]
+    return JSONResponse({"detail": f"{len(problems)} invalid request parameter(s)", "problems": problems}, status_code=422)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(PlantguardError, plantguard_error)
+    app.add_exception_handler(RequestValidationError, request_validation_error)
+
+
+# Declared on routes so the OpenAPI document shows the error envelope.
+ERROR_RESPONSES: dict[int | str, dict] = {
+    400: {"model": ErrorPublic, "description": "invalid input"},
+    404: {"model": ErrorPublic, "description": "not found"},
+    503: {"model": ErrorPublic, "description": "overloaded or storage unavailable (see Retry-After)"},
+}

@@ -1,0 +1,65 @@
+"""Prometheus metrics read from the Platform at scrape time (nothing is counted twice, nothing goes stale).
+
+Each app gets its own CollectorRegistry, so several apps in one process (tests) never share series.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from plantguard.domain.alarms import PRIORITY_RANK, AlarmState
+from plantguard.runtime import Platform
+
+
+class PlatformCollector(Collector):
+    def __init__(self, platform: Platform) -> None:
+        self.platform = platform
+
+    def collect(self):
+        p = self.platform
+        st = p.pipeline.stats
+        yield CounterMetricFamily("plantguard_ingest_accepted", "Readings stored", value=st.accepted)
+        rejected = CounterMetricFamily("plantguard_ingest_rejected", "Readings refused, by reason", labels=["reason"])
+        for reason, n in sorted(dict(st.rejected_by_reason).items()):  # copy: the writer thread adds keys
+            rejected.add_metric([reason], n)
+        yield rejected
+        yield CounterMetricFamily("plantguard_ingest_duplicates", "Readings already stored, ignored", value=st.duplicates)
+        yield CounterMetricFamily("plantguard_ingest_batches", "Batches submitted to the pipeline", value=st.batches)
+        yield GaugeMetricFamily("plantguard_ingest_queue_readings", "Readings waiting in the ingest queue", value=st.queued_readings)
+        yield GaugeMetricFamily("plantguard_ingest_lag_seconds", "Submit to durable write, newest write", value=st.lag_us_last / 1e6)
+        yield GaugeMetricFamily("plantguard_ingest_lag_max_seconds", "Submit to durable write, worst since start", value=st.lag_us_max / 1e6)
+        yield CounterMetricFamily("plantguard_store_write_errors", "Failed store writes", value=st.write_errors)
+        yield CounterMetricFamily("plantguard_processor_errors", "Processor (alarm engine ...) failures", value=st.processor_errors)
+        yield GaugeMetricFamily("plantguard_points", "Points known to the registry", value=len(p.registry))
+
+        health = p.health()
+        yield GaugeMetricFamily("plantguard_writer_up", "1 when the ingest writer thread runs", value=1 if health["writer_alive"] else 0)
+        sources = GaugeMetricFamily("plantguard_source_up", "1 when the source is healthy", labels=["source"])
+        for name, h in sorted(health["sources"].items()):
+            sources.add_metric([name], 1 if h.get("ok", True) else 0)
+        yield sources
+
+        if p.alarms is not None:
+            records = p.alarms.list(active=True)
+            # shelved alarms are suppressed for operators, so they do not count as active (as in active_count())
+            by_priority = Counter(a.priority for a in records if a.state != AlarmState.shelved.value)
+            active = GaugeMetricFamily("plantguard_alarms_active", "Active, unshelved alarms, by priority", labels=["priority"])
+            for prio in PRIORITY_RANK:
+                active.add_metric([prio], by_priority.get(prio, 0))
+            yield active
+            shelved = sum(1 for a in p.alarms.list(state=AlarmState.shelved.value))
+            yield GaugeMetricFamily("plantguard_alarms_shelved", "Alarms shelved by an operator", value=shelved)
+
+
+def build_registry(platform: Platform) -> CollectorRegistry:
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(PlatformCollector(platform))
+    return registry
+
+
+def render(registry: CollectorRegistry) -> bytes:
+    return generate_latest(registry)
