@@ -1,0 +1,352 @@
+"""`plantguard demo`: the bottling line, a Platform with the HTTP API, and a live terminal summary.
+
+Timeline (defaults: history 6 h, time to failure 8 h): the pump bearing starts wearing 5 h before the demo
+starts, its vibration passes the ISO zone C boundary (HI, 2.8 mm/s) about 30 minutes before it, so the HI alarm
+is raised while the history is being backfilled; HIHI (4.5 mm/s) follows 50 minutes into the live run and
+the pump trips 3 h in, stopping the line.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from importlib.util import find_spec
+from pathlib import Path
+
+from plantguard.domain.model import parse_config
+from plantguard.errors import Conflict
+from plantguard.runtime import Platform
+from plantguard.sim.faults import BearingWear
+from plantguard.sim.plant import (LINE_PATH, PUMP, PUMP_BEARING_TEMP, PUMP_PRESSURE, PUMP_VIBRATION, VIB_HI, VIB_HIHI,
+                                  demo_config, demo_signals)
+from plantguard.sim.runner import MqttSink, PipelineSink, Simulator
+from plantguard.timeutil import US, iso, now_us
+
+log = logging.getLogger(__name__)
+
+MARKER = "plantguard-demo.json"  # marks a data directory the demo created, and may therefore reset
+STORE_FILES = ("plantguard.duckdb", "plantguard.duckdb.wal")
+HI_LEAD_S = 30 * 60  # the mean vibration crosses HI this long before the history catches up with the clock
+
+
+@dataclass(frozen=True)
+class Timeline:
+    onset_us: int
+    hi_us: int  # mean vibration reaches HI
+    hihi_us: int
+    failure_us: int
+
+    def lines(self, now: int) -> list[str]:
+        def rel(t):
+            d = (t - now) / US
+            sign = "in " if d >= 0 else ""
+            d = abs(d)
+            text = f"{int(d // 3600)} h {int(d % 3600 // 60):02d} min" if d >= 3600 else f"{int(d // 60)} min"
+            return f"{sign}{text}{' ago' if sign == '' else ''}"
+
+        return [f"bearing wear begins      {iso(self.onset_us)}  ({rel(self.onset_us)})",
+                f"vibration reaches HI     {iso(self.hi_us)}  ({rel(self.hi_us)}, {VIB_HI} mm/s, alarm after the on-delay)",
+                f"vibration reaches HIHI   {iso(self.hihi_us)}  ({rel(self.hihi_us)}, {VIB_HIHI} mm/s)",
+                f"pump trips, line stops   {iso(self.failure_us)}  ({rel(self.failure_us)})"]
+
+
+def demo_fault(now: int, time_to_failure_h: float = 8.0, hi_lead_s: float = HI_LEAD_S) -> tuple[BearingWear, Timeline]:
+    """The pump bearing fault, placed so that the mean vibration crosses HI `hi_lead_s` before `now`."""
+    gain = demo_signals()["filler-feed-pump/wsn/bearing-vibration"]
+    base = gain.levels[1]
+    probe = BearingWear(asset=PUMP, start_us=0, time_to_failure_s=time_to_failure_h * 3600)
+    to_hi = probe.seconds_to_wear((VIB_HI - base) / gain.wear_gain)
+    to_hihi = probe.seconds_to_wear((VIB_HIHI - base) / gain.wear_gain)
+    onset = now - int((to_hi + hi_lead_s) * US)
+    f = BearingWear(asset=PUMP, start_us=onset, time_to_failure_s=time_to_failure_h * 3600)
+    return f, Timeline(onset, onset + int(to_hi * US), onset + int(to_hihi * US), f.failure_us)
+
+
+class DemoClock:
+    """The platform's clock: while the history is backfilled, the newest durably written reading (so stale-data
+    and device-offline checks judge the replayed data as of then, not hours later); the wall clock from the
+    moment the written data has caught up with it."""
+
+    def __init__(self, start_us: int) -> None:
+        self.start_us = start_us
+        self.sim: Simulator | None = None
+        self.pipeline = None
+        self.live = False
+
+    def __call__(self) -> int:
+        wall = now_us()
+        if self.live:
+            return wall
+        written = self.start_us
+        if self.pipeline is not None:
+            ts = self.pipeline.latest.ts
+            if len(ts):
+                written = max(written, int(ts.max()))
+        if self.sim is not None and self.sim.caught_up_wall_us is not None and written >= wall - 5 * US:
+            self.live = True
+            return wall
+        return min(wall, written)
+
+
+class _Throttle:
+    """A sink after the MQTT sink: during the backfill, waits until the platform has written what was published
+    (less `max_ahead_us`), so the broker and the subscriber never hold more than a few minutes of history."""
+
+    def __init__(self, clock: DemoClock, sim: Simulator, max_ahead_us: int = 120 * US, timeout_s: float = 30.0) -> None:
+        self.clock, self.sim, self.max_ahead_us, self.timeout_s = clock, sim, max_ahead_us, timeout_s
+
+    def send(self, batch, live: bool) -> None:
+        if live:
+            return
+        deadline = time.monotonic() + self.timeout_s
+        while self.clock() < self.sim.time_us - self.max_ahead_us and time.monotonic() < deadline:
+            time.sleep(0.005)
+
+
+def prepare_data_dir(data_dir: str | Path, seed: int) -> None:
+    """Every demo starts from an empty store. A directory holding a store the demo did not create is refused."""
+    d = Path(data_dir)
+    d.mkdir(parents=True, exist_ok=True)
+    marker = d / MARKER
+    has_store = any((d / f).exists() for f in STORE_FILES)
+    if has_store and not marker.exists():
+        raise Conflict(f"{d} holds a plantguard store the demo did not create; give the demo an empty directory")
+    for f in STORE_FILES:
+        if (d / f).exists():
+            (d / f).unlink()
+    marker.write_text(json.dumps({"created_by": "plantguard demo", "seed": seed}) + "\n", encoding="utf-8")
+
+
+def _serve(platform: Platform, host: str, port: int):
+    """Starts the HTTP API on a background thread; returns (server, thread), or None without the API module."""
+    if find_spec("plantguard.api.app") is None:
+        return None
+    import uvicorn
+
+    from plantguard.api.app import create_app
+
+    server = uvicorn.Server(uvicorn.Config(create_app(platform), host=host, port=port, log_level="warning",
+                                           access_log=False))
+    th = threading.Thread(target=server.run, name="plantguard-http", daemon=True)
+    th.start()
+    deadline = time.monotonic() + 15
+    while not server.started and th.is_alive() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    if not server.started:
+        server.should_exit = True
+        th.join(5)
+        raise Conflict(f"the HTTP server could not listen on {host}:{port} (port in use?); pass another port")
+    return server, th
+
+
+def _short(tag: str) -> str:
+    return tag[len(LINE_PATH) + 1:] if tag.startswith(LINE_PATH + "/") else tag
+
+
+class _Status:
+    """What the terminal shows, read from the platform once a second."""
+
+    def __init__(self, platform: Platform, sim: Simulator, history_end_us: int) -> None:
+        self.platform, self.sim, self.history_end_us = platform, sim, history_end_us
+        self._last = (time.monotonic(), 0)
+        self.rate = 0.0
+
+    def sample(self) -> dict:
+        st = self.platform.pipeline.stats
+        t, n = time.monotonic(), st.accepted
+        t0, n0 = self._last
+        if t - t0 >= 0.5:
+            self.rate = (n - n0) / (t - t0)
+            self._last = (t, n)
+        alarms = self.platform.alarms.list(active=True) if self.platform.alarms is not None else None
+        latest = self.platform.latest([PUMP_VIBRATION, PUMP_BEARING_TEMP, PUMP_PRESSURE])
+        sim = self.sim
+        if sim.caught_up_wall_us is not None:
+            phase = "live (real time)"
+        else:
+            span = max(1, self.history_end_us - sim.start_us)
+            phase = f"backfilling history {min(100.0, max(0.0, 100.0 * (sim.time_us - sim.start_us) / span)):.0f}%"
+        return {"sim_time": iso(max(sim.time_us, sim.start_us)), "phase": phase, "generated": sim.readings,
+                "rate": self.rate, "accepted": st.accepted, "rejected": st.rejected, "duplicates": st.duplicates,
+                "queued": st.queued_readings, "alarms": alarms, "latest": latest}
+
+    def plain(self) -> str:
+        s = self.sample()
+        v = s["latest"][PUMP_VIBRATION]
+        al = s["alarms"]
+        alarm_text = "alarms off" if al is None else (f"{len(al)} active" + (": " + ", ".join(
+            f"{a.condition} {_short(a.tag)}" for a in al[:3]) if al else ""))
+        return (f"[{s['sim_time']}] {s['phase']} | {s['rate']:.0f} readings/s | accepted {s['accepted']} rejected "
+                f"{s['rejected']} duplicates {s['duplicates']} queue {s['queued']} | pump vibration "
+                f"{'-' if v is None else format(v['value'], '.2f')} mm/s | {alarm_text}")
+
+    def rich(self):
+        from rich.console import Group
+        from rich.table import Table
+        from rich.text import Text
+
+        s = self.sample()
+        head = Table.grid(padding=(0, 2))
+        head.add_row("simulated time", s["sim_time"], "phase", s["phase"])
+        head.add_row("readings/s", f"{s['rate']:.0f}", "generated", f"{s['generated']:,}")
+        head.add_row("accepted", f"{s['accepted']:,}", "rejected / duplicates", f"{s['rejected']:,} / {s['duplicates']:,}")
+        head.add_row("ingest queue", f"{s['queued']:,}", "", "")
+        sig = Table(title="Filler feed pump P-101", title_justify="left", expand=False)
+        for c in ("signal", "value", "limits"):
+            sig.add_column(c)
+        for tag, name, unit, lim in ((PUMP_VIBRATION, "bearing vibration", "mm/s", f"HI {VIB_HI}  HIHI {VIB_HIHI} (ISO 10816-3)"),
+                                     (PUMP_BEARING_TEMP, "bearing temperature", "degC", "HI 80  HIHI 95"),
+                                     (PUMP_PRESSURE, "discharge pressure", "bar", "LO 2.0  LOLO 1.0")):
+            v = s["latest"][tag]
+            sig.add_row(name, "-" if v is None else f"{v['value']:.2f} {unit}", lim)
+        parts = [head, sig]
+        if s["alarms"] is None:
+            parts.append(Text("alarm engine not available: alarms are off"))
+        else:
+            al = Table(title=f"Active alarms ({len(s['alarms'])})", title_justify="left")
+            for c in ("priority", "condition", "tag", "value", "raised (UTC)", "state"):
+                al.add_column(c, no_wrap=c != "tag", overflow="fold")
+            style = {"urgent": "bold red", "high": "red", "medium": "yellow", "low": "cyan"}
+            for a in s["alarms"][:10]:
+                al.add_row(Text(a.priority, style=style.get(a.priority, "")), a.condition, _short(a.tag),
+                           "" if a.value is None else f"{a.value:g}", iso(a.raised_at)[5:19].replace("T", " ") if a.raised_at else "", a.state)
+            parts.append(al)
+        parts.append(Text("Ctrl-C stops the demo", style="dim"))
+        return Group(*parts)
+
+
+def run_demo(duration: float | None = None, speed: float = 1.0, history: float = 6.0, host: str = "127.0.0.1",
+             port: int = 8000, data_dir: str = "./data/demo", seed: int = 42, mqtt_host: str | None = None,
+             mqtt_port: int = 1883, *, time_to_failure: float = 8.0, console=None) -> dict:
+    """Runs the demo until Ctrl-C or for `duration` wall seconds; returns a summary.
+
+    history: hours of past data generated before going live. speed: pace of that backfill in simulated seconds per
+    wall second; 1 or less backfills as fast as the pipeline takes it (the live part is always real time, since
+    no reading may lie in the future). time_to_failure: hours from bearing-wear onset to the pump trip.
+    """
+    from rich.console import Console
+
+    console = console or Console()
+    interactive = console.is_terminal and sys.stdout.isatty()
+    say = console.print if interactive else (lambda *a, **k: print(*a, flush=True))
+
+    now = now_us()
+    prepare_data_dir(data_dir, seed)
+    cfg = parse_config(demo_config(str(data_dir), mqtt_host=mqtt_host, mqtt_port=mqtt_port, api_host=host, api_port=port))
+    start_us = now - int(history * 3600 * US)
+    clock = DemoClock(start_us)
+    alarms_on = find_spec("plantguard.alarms.engine") is not None
+    platform = Platform(cfg, clock=clock, alarms=alarms_on).start()
+    clock.pipeline = platform.pipeline
+    sim = sink = served = None
+    wall0 = time.monotonic()
+    try:
+        fault, timeline = demo_fault(now, time_to_failure)
+        sim = Simulator(cfg, seed=seed, start_us=start_us, speed=math.inf if speed <= 1 else speed, clock=now_us,
+                        chunk_ticks=120)  # two simulated minutes per batch keep the platform clock close behind
+        sim.inject(fault)
+        clock.sim = sim
+        if mqtt_host:
+            sink = MqttSink(mqtt_host, mqtt_port, topic_prefix=cfg.mqtt.topic_prefix, client_id=f"plantguard-demo-sim-{os.getpid()}")
+            sink.start()
+            sim.add_sink(sink)
+            sim.add_sink(_Throttle(clock, sim))
+        else:
+            sink = PipelineSink(platform.pipeline, max_in_flight=1)
+            sim.add_sink(sink)
+        served = _serve(platform, host, port)
+
+        say(f"plantguard demo: bottling line 1, {len(sim.model.tags)} points on {len(sim.model.devices)} devices, seed {seed}")
+        say(f"  data: {Path(data_dir).resolve()} (embedded store), readings via {'MQTT ' + mqtt_host + ':' + str(mqtt_port) if mqtt_host else 'in-process pipeline'}")
+        if served is None:
+            say("  the HTTP API module (plantguard.api.app) is not available: running without the web server")
+        else:
+            base = f"http://{host}:{port}"
+            say(f"  dashboard {base}/   API docs {base}/docs   alarms {base}/api/alarms   metrics {base}/metrics")
+        if not alarms_on:
+            say("  the alarm engine (plantguard.alarms.engine) is not available: alarms are off")
+        say(f"  history: {history:g} h backfilled {'as fast as possible' if speed <= 1 else f'at {speed:g}x'}, then live")
+        for line in timeline.lines(now):
+            say("  " + line)
+
+        sim.start()
+        status = _Status(platform, sim, now)
+        end = None if duration is None else wall0 + duration
+        try:
+            if interactive:
+                from rich.live import Live
+
+                with Live(status.rich(), console=console, refresh_per_second=2, transient=False) as live:
+                    while _keep_going(sim, end):
+                        time.sleep(min(1.0, _left(end)))
+                        live.update(status.rich())
+            else:
+                next_line = 0.0
+                while _keep_going(sim, end):
+                    if time.monotonic() >= next_line:
+                        print(status.plain(), flush=True)
+                        next_line = time.monotonic() + 5
+                    time.sleep(min(0.5, _left(end)))
+        except KeyboardInterrupt:
+            say("stopping ...")
+        if sim.error is not None:
+            say(f"the simulator stopped on an error: {sim.error}")
+    finally:
+        if sim is not None:
+            sim.stop()
+        if sink is not None and hasattr(sink, "close"):
+            try:
+                sink.close()
+            except Exception:  # noqa: BLE001 - shutting down anyway
+                log.exception("sink failed to close")
+        if served is not None:
+            server, th = served
+            server.should_exit = True
+            th.join(10)
+        if sim is not None and isinstance(sink, MqttSink):
+            time.sleep(0.5)  # let the subscriber hand the last messages to the pipeline before it stops
+        platform.stop()
+
+    summary = _summary(cfg, sim, timeline, alarms_on, time.monotonic() - wall0)
+    say(f"demo stopped: {summary['readings']:,} readings generated, {summary['accepted']:,} stored, "
+        f"{summary['alarms_raised']} alarms raised")
+    return summary
+
+
+def _keep_going(sim: Simulator, end: float | None) -> bool:
+    return sim.running and (end is None or time.monotonic() < end)
+
+
+def _left(end: float | None) -> float:
+    return 1.0 if end is None else max(0.01, end - time.monotonic())
+
+
+def _summary(cfg, sim: Simulator, timeline: Timeline, alarms_on: bool, wall_s: float) -> dict:
+    """Read back from the closed store, so the numbers are what was durably written."""
+    from plantguard.store import open_store
+
+    store = open_store(cfg.storage)
+    try:
+        counts = store.counts()
+        raised = [e for e in store.alarm_events(limit=1_000_000) if e.event == "raised"] if alarms_on else []
+    finally:
+        store.close()
+    return {
+        "readings": sim.readings,
+        "accepted": counts["raw"],
+        "alarms_raised": len(raised),
+        "alarms": sorted({e.alarm_id for e in raised}),
+        "sim_start": iso(sim.start_us),
+        "sim_end": iso(sim.time_us),
+        "caught_up": sim.caught_up_wall_us is not None,
+        "generation_rate": round(sim.rate()),
+        "wall_seconds": round(wall_s, 2),
+        "timeline": {"onset": iso(timeline.onset_us), "hi": iso(timeline.hi_us), "hihi": iso(timeline.hihi_us),
+                     "failure": iso(timeline.failure_us)},
+    }
