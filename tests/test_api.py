@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,6 +15,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from plantguard.api.app import create_app
 from plantguard.domain.model import parse_config
 from plantguard.domain.readings import RawBatch
+from plantguard.ingest import parse
 from plantguard.runtime import Platform
 from plantguard.testing.factories import plant_dict, tag
 from plantguard.timeutil import to_us
@@ -612,3 +614,16 @@ def test_openapi_lists_every_route_with_a_unique_operation_id(client):
     assert "application/yaml" in schema["paths"]["/api/model"]["put"]["requestBody"]["content"]
     assert "IngestPayload" in comps and "problems" in comps["HTTPValidationError"]["properties"]
     assert client.get("/docs").status_code == 200
+
+
+def test_docs_cover_every_route_and_the_payload_format(client):
+    docs = (Path(__file__).resolve().parent.parent / "docs" / "api.md").read_text()
+    for path in client.get("/openapi.json").json()["paths"]:
+        head, _, tail = path.partition("{")
+        assert head in docs, f"{path} is not in docs/api.md"
+        if "}" in tail and tail.rsplit("}", 1)[1]:
+            assert tail.rsplit("}", 1)[1] in docs, f"{path} is not in docs/api.md"
+    # the payload format is copied from the parser's docstring: keep them in step
+    fmt = parse.__doc__.split("Accepted shapes", 1)[1].splitlines()[1:]
+    for line in filter(str.strip, fmt):
+        assert line in docs, f"docs/api.md lacks the payload format line {line!r}"

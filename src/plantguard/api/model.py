@@ -3,8 +3,10 @@ hierarchy, each entity addressed by its path ('site/area/line/asset/device/point
 
 Bodies of PUT/POST/PATCH are read as plain JSON and validated by the plant model itself, so the API reports
 exactly the problems (with the same field paths) that loading the YAML file would.
-"""
 
+No `from __future__ import annotations` here: the routes built per level in _add_level annotate their
+parameters with local aliases, which FastAPI must be able to resolve.
+"""
 
 from typing import Annotated, Any
 
