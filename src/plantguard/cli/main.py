@@ -1,0 +1,432 @@
+"""The `plantguard` command: a thin shell over Platform and the connectors.
+
+Commands translate plantguard errors into a message on stderr and an exit status; they hold no logic of their own.
+Exit status: 0 success, 1 the command failed (unknown point, invalid input, store unavailable, invalid file given
+to check-config), 2 invalid command line or invalid configuration file.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+from contextlib import contextmanager
+from enum import Enum
+from importlib.resources import files
+from pathlib import Path
+from typing import Iterator, NoReturn, Optional
+
+import numpy as np
+import typer
+from pydantic import ValidationError
+
+from plantguard.domain.model import PlantConfig, load_config, parse_config
+from plantguard.errors import ConfigError, PlantguardError, StoreUnavailable
+from plantguard.store.rollup import AGGREGATES
+from plantguard.timeutil import now_us
+
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+QUALITY_NAMES = ("good", "uncertain", "bad")
+EXPORT_PAGE = 200_000  # raw readings fetched per query while exporting
+
+app = typer.Typer(
+    name="plantguard",
+    help="Industrial IoT operations platform: ingest, store, alarm and analyse plant telemetry.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+
+Agg = Enum("Agg", {a: a for a in AGGREGATES}, type=str)  # the aggregates the store implements
+
+
+class OutputFormat(str, Enum):
+    table = "table"
+    csv = "csv"
+    json = "json"
+
+
+class CsvLayout(str, Enum):
+    auto = "auto"
+    long = "long"
+    wide = "wide"
+
+
+class ExportFormat(str, Enum):
+    csv = "csv"
+    parquet = "parquet"
+
+
+# -- error translation at the edge ------------------------------------------------------------------------------------
+def _fail(message: str, code: int = EXIT_FAILED) -> NoReturn:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def _store_hint(e: StoreUnavailable) -> NoReturn:
+    _fail(f"{e}\nIf a plantguard server is running on this store, use its HTTP API instead "
+          "(e.g. GET /api/telemetry/raw?point=...), or stop the server first.")
+
+
+@contextmanager
+def _errors() -> Iterator[None]:
+    try:
+        yield
+    except ConfigError as e:
+        typer.echo(str(e), err=True)
+        raise typer.Exit(EXIT_USAGE) from None
+    except StoreUnavailable as e:
+        _store_hint(e)
+    except PlantguardError as e:
+        _fail(str(e))
+
+
+def _load(path: Path) -> PlantConfig:
+    try:
+        return load_config(path)
+    except ConfigError as e:
+        typer.echo(str(e), err=True)
+        raise typer.Exit(EXIT_USAGE) from None
+
+
+def _time(text: str, now: int, name: str) -> int:
+    from plantguard.api.timeparams import parse_time  # one parser for the API and the CLI
+
+    with _errors():
+        return parse_time(text, now, name)
+
+
+def _range(start: str, end: str) -> tuple[int, int]:
+    now = now_us()
+    s, e = _time(start, now, "--start"), _time(end, now, "--end")
+    if e <= s:
+        _fail("--end must be after --start", EXIT_USAGE)
+    return s, e
+
+
+@contextmanager
+def _platform(config: Optional[Path], data_dir: Optional[Path]):
+    """A Platform over the store named by --config, or by --data-dir (then its stored plant model is used, so
+    opening it changes nothing). No writer thread and no alarm engine: the caller owns the pipeline alone."""
+    from plantguard.runtime import Platform
+
+    if (config is None) == (data_dir is None):
+        _fail("give either --config FILE or --data-dir DIR", EXIT_USAGE)
+    with _errors():
+        if config is not None:
+            platform = Platform(_load(config), alarms=False)
+        else:
+            from plantguard.store.embedded import EmbeddedStore
+
+            if not (data_dir / "plantguard.duckdb").is_file():
+                _fail(f"no plantguard store in {data_dir} (expected {data_dir / 'plantguard.duckdb'})")
+            store = EmbeddedStore(data_dir)
+            doc = store.load_model()
+            if doc is None:
+                store.close()
+                _fail(f"the store in {data_dir} holds no plant model yet; use --config")
+            platform = Platform(parse_config(json.loads(doc[1])), store=store, alarms=False)
+    try:
+        with _errors():
+            yield platform
+    finally:
+        platform.stop()
+
+
+def _iso(ts: np.ndarray) -> np.ndarray:
+    """ISO 8601 UTC text, with fractional digits only as far as the values need them."""
+    ts = np.asarray(ts, np.int64)
+    unit = "s" if (ts % 1_000_000 == 0).all() else "ms" if (ts % 1000 == 0).all() else "us"
+    return np.datetime_as_string(ts.astype("datetime64[us]"), unit=unit, timezone="UTC")
+
+
+# -- commands ---------------------------------------------------------------------------------------------------------
+@app.command()
+def demo(
+    duration: Optional[float] = typer.Option(None, help="Stop after this many seconds (default: run until Ctrl-C)."),
+    speed: float = typer.Option(1.0, help="Simulated seconds per real second."),
+    history: float = typer.Option(24.0, help="Hours of simulated history written before going live."),
+    host: str = typer.Option("127.0.0.1", help="Address the demo's HTTP API listens on."),
+    port: int = typer.Option(8000, help="Port of the demo's HTTP API."),
+    data_dir: Optional[Path] = typer.Option(None, help="Store directory (default: a temporary directory)."),
+    seed: int = typer.Option(42, help="Random seed: the same seed gives the same plant behaviour."),
+) -> None:
+    """Run a simulated bottling plant with the API, alarms and faults, to explore plantguard."""
+    try:
+        from plantguard.sim.demo import run_demo
+    except ModuleNotFoundError as e:
+        if e.name not in ("plantguard.sim.demo", "plantguard.sim"):
+            raise
+        _fail("the demo is not available in this installation (plantguard.sim.demo is missing)")
+    with _errors():
+        run_demo(duration=duration, speed=speed, history=history, host=host, port=port,
+                 data_dir=str(data_dir) if data_dir is not None else None, seed=seed)
+
+
+@app.command()
+def serve(
+    config: Path = typer.Option(..., "--config", "-c", help="Plant configuration file (YAML)."),
+    host: Optional[str] = typer.Option(None, help="Listen address (default: api.host of the configuration)."),
+    port: Optional[int] = typer.Option(None, help="Listen port (default: api.port of the configuration)."),
+    log_level: str = typer.Option("info", help="Server log level: critical, error, warning, info, debug."),
+) -> None:
+    """Run the platform: ingest, storage, alarms and the HTTP API, until SIGINT or SIGTERM."""
+    cfg = _load(config)
+    import uvicorn
+
+    from plantguard.api.app import create_app
+    from plantguard.runtime import Platform
+
+    host = host or cfg.api.host
+    port = port or cfg.api.port
+    received: list[int] = []
+
+    def on_signal(sig, _frame) -> None:
+        received.append(sig)
+
+    # uvicorn handles SIGINT/SIGTERM while it serves and re-raises them afterwards; with our handlers in place the
+    # re-raised signal lands here instead of killing the process before the platform has stopped.
+    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    started = False
+    try:
+        with _errors():
+            platform = Platform(cfg)
+        try:
+            platform.start()
+            server = uvicorn.Server(uvicorn.Config(create_app(platform), host=host, port=port, log_level=log_level, lifespan="on"))
+            n = sum(1 for _ in cfg.iter_points())
+            typer.echo(f"plantguard: {n} points, store {platform.store.kind}, serving on http://{host}:{port}", err=True)
+            if not received:
+                try:
+                    server.run()
+                except SystemExit:  # uvicorn exits when it cannot bind
+                    pass
+                started = server.started
+            else:
+                started = True
+        finally:
+            platform.stop()  # sources stop, the pipeline drains, the store closes
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
+    if not started:
+        _fail(f"the HTTP server could not start on {host}:{port} (is the port already in use?)")
+    typer.echo("plantguard: stopped cleanly", err=True)
+
+
+@app.command()
+def init(
+    path: Path = typer.Argument(Path("plantguard.yaml"), help="Where to write the configuration."),
+    force: bool = typer.Option(False, "--force", help="Overwrite an existing file."),
+) -> None:
+    """Write the documented example configuration (a small bottling line) to start from."""
+    if path.exists() and not force:
+        _fail(f"{path} already exists (use --force to overwrite it)")
+    text = files("plantguard").joinpath("examples", "plant.yaml").read_text(encoding="utf-8")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+    typer.echo(f"wrote {path}; check it with: plantguard check-config {path}")
+
+
+@app.command("check-config")
+def check_config(file: Path = typer.Argument(..., help="Configuration file to validate.")) -> None:
+    """Validate a configuration file and list every problem with its field path."""
+    try:
+        cfg = load_config(file)
+    except ConfigError as e:
+        typer.echo(str(e), err=True)
+        raise typer.Exit(EXIT_FAILED) from None
+    n_dev = sum(1 for _ in cfg.iter_devices())
+    n_pts = sum(1 for _ in cfg.iter_points())
+    plural = lambda n, w: f"{n} {w}{'' if n == 1 else 's'}"  # noqa: E731
+    typer.echo(f"{file}: OK: {plural(len(cfg.sites), 'site')}, {plural(n_dev, 'device')}, {plural(n_pts, 'point')}")
+
+
+@app.command()
+def query(
+    point: str = typer.Argument(..., help="Point tag: site/area/line/asset/device/point."),
+    start: str = typer.Option("now-1h", help="Start (inclusive): ISO 8601 with offset, epoch ms, or now-1h style."),
+    end: str = typer.Option("now", help="End (exclusive), same forms as --start."),
+    buckets: Optional[int] = typer.Option(None, min=1, help="Downsample into this many buckets instead of raw readings."),
+    agg: Agg = typer.Option(Agg("avg"), help="Aggregate per bucket (with --buckets)."),
+    limit: int = typer.Option(10_000, min=1, max=1_000_000, help="Raw readings returned at most."),
+    fmt: OutputFormat = typer.Option(OutputFormat.table, "--format", help="Output format."),
+    config: Optional[Path] = typer.Option(None, "--config", "-c", help="Configuration file naming the store."),
+    data_dir: Optional[Path] = typer.Option(None, help="Embedded store directory (instead of --config)."),
+) -> None:
+    """Query a point's raw or downsampled history straight from the store."""
+    s, e = _range(start, end)
+    with _platform(config, data_dir) as p:
+        if buckets is None:
+            series = p.query_raw(point, s, e, limit)
+            third = ("quality", [QUALITY_NAMES[q] if q < 3 else str(q) for q in series.quality.tolist()])
+            extra: dict = {}
+        else:
+            series, tier, width = p.query_downsample(point, s, e, buckets=buckets, agg=agg.value)
+            third = ("count", series.count.tolist())
+            extra = {"agg": agg.value, "tier": tier, "width_ms": width / 1000}
+    ts_text = _iso(series.ts).tolist()
+    values = series.value.tolist()
+    if fmt is OutputFormat.json:
+        data = [{"ts": t, "ts_ms": int(ms), "value": v, third[0]: x}
+                for t, ms, v, x in zip(ts_text, (series.ts // 1000).tolist(), values, third[1])]
+        doc = {"point": point, "start": str(_iso(np.array([s]))[0]), "end": str(_iso(np.array([e]))[0]), **extra,
+               "data": data, "count": len(data)}
+        typer.echo(json.dumps(doc))
+    elif fmt is OutputFormat.csv:
+        typer.echo(f"timestamp,value,{third[0]}")
+        for t, v, x in zip(ts_text, values, third[1]):
+            typer.echo(f"{t},{v!r},{x}")
+    else:
+        from rich.console import Console
+        from rich.table import Table
+
+        title = point if buckets is None else f"{point} ({agg.value} per {width / 1e6:g} s, tier {extra['tier']})"
+        table = Table()
+        table.add_column("timestamp (UTC)")
+        table.add_column("value", justify="right")
+        table.add_column(third[0], justify="right" if third[0] == "count" else "left")
+        for t, v, x in zip(ts_text, values, third[1]):
+            table.add_row(t, f"{v:g}", str(x))
+        console = Console(width=120)
+        console.print(title, markup=False, highlight=False)
+        console.print(table)
+    if buckets is None and len(values) == limit:
+        typer.echo(f"note: stopped at --limit {limit} readings; narrow the range or raise --limit", err=True)
+
+
+@app.command("import-csv")
+def import_csv_cmd(
+    file: Path = typer.Argument(..., exists=True, dir_okay=False, readable=True, help="CSV file (UTF-8) to import."),
+    config: Path = typer.Option(..., "--config", "-c", help="Plant configuration file (points and store)."),
+    fmt: CsvLayout = typer.Option(CsvLayout.auto, "--format", help="long (timestamp,point,value[,quality]), wide (one column per point) or auto."),
+    tz: Optional[str] = typer.Option(None, help="Time zone of timestamps without UTC offset (default: the site's when the configuration has one site)."),
+    point_prefix: Optional[str] = typer.Option(None, help="Prepended to point names, e.g. the device path site/area/line/asset/device."),
+    chunk_rows: int = typer.Option(100_000, min=1, help="Rows per write at most."),
+    timestamp_column: str = typer.Option("timestamp", help="Header of the timestamp column."),
+    point_column: str = typer.Option("point", help="Header of the point column (long format)."),
+    value_column: str = typer.Option("value", help="Header of the value column (long format)."),
+    quality_column: str = typer.Option("quality", help="Header of the optional quality column (long format)."),
+    delimiter: str = typer.Option(",", help="Field delimiter."),
+    max_errors: int = typer.Option(20, min=0, help="Broken rows listed at most (all are stored as dead letters)."),
+) -> None:
+    """Import a historian CSV export; re-importing the same file stores nothing twice."""
+    from rich.console import Console
+    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
+
+    from plantguard.connectors.csv import CsvOptions, import_csv
+    from plantguard.runtime import Platform
+
+    cfg = _load(config)
+    if tz is None and len(cfg.sites) == 1:
+        tz = cfg.sites[0].timezone
+    try:
+        opt = CsvOptions(format=fmt.value, tz=tz, timestamp_column=timestamp_column, point_column=point_column,
+                         value_column=value_column, quality_column=quality_column, delimiter=delimiter,
+                         point_prefix=point_prefix, chunk_rows=chunk_rows)
+    except ValidationError as e:
+        _fail("; ".join(f"--{'-'.join(str(x) for x in err['loc']).replace('_', '-')}: {err['msg']}" for err in e.errors()), EXIT_USAGE)
+    with _errors():
+        platform = Platform(cfg, alarms=False)  # history is not alarmed: alarms concern the present
+    try:
+        with _errors(), Progress(TextColumn("importing"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
+                                 TimeRemainingColumn(), console=Console(stderr=True), transient=True) as bar:
+            task = bar.add_task("import", total=file.stat().st_size)
+            rep = import_csv(platform.pipeline, file, opt, max_problems=max_errors,
+                             progress=lambda done: bar.update(task, completed=done))
+    finally:
+        platform.stop()
+    rate = rep.rows / rep.seconds if rep.seconds > 0 else 0.0
+    typer.echo(f"{file}: {rep.rows:,} rows, {rep.readings:,} readings in {rep.seconds:.2f} s ({rate:,.0f} rows/s)")
+    typer.echo(f"  accepted   {rep.accepted:,}")
+    typer.echo(f"  duplicates {rep.duplicates:,} (already stored)")
+    typer.echo(f"  rejected   {rep.rejected:,} (stored as dead letters)")
+    if rep.problems:
+        more = " (first %d)" % len(rep.problems) if rep.rejected > len(rep.problems) else ""
+        typer.echo(f"problems{more}:")
+        for pr in rep.problems:
+            where = f"line {pr.line}" if pr.line else "line ?"
+            typer.echo(f"  {where}: {pr.reason}" + (f"  | {pr.text}" if pr.text else ""))
+
+
+@app.command()
+def export(
+    points: list[str] = typer.Argument(..., help="One or more point tags."),
+    start: str = typer.Option("now-1h", help="Start (inclusive): ISO 8601 with offset, epoch ms, or now-1h style."),
+    end: str = typer.Option("now", help="End (exclusive), same forms as --start."),
+    fmt: Optional[ExportFormat] = typer.Option(None, "--format", help="csv or parquet (default: from the --out suffix, else csv)."),
+    out: Path = typer.Option(..., "--out", "-o", help="File to write."),
+    buckets: Optional[int] = typer.Option(None, min=1, help="Export this many downsampled buckets per point instead of raw readings."),
+    agg: Agg = typer.Option(Agg("avg"), help="Aggregate per bucket (with --buckets)."),
+    config: Optional[Path] = typer.Option(None, "--config", "-c", help="Configuration file naming the store."),
+    data_dir: Optional[Path] = typer.Option(None, help="Embedded store directory (instead of --config)."),
+) -> None:
+    """Export points' history to CSV or Parquet (long layout: timestamp, point, value, quality or count)."""
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+    import pyarrow.parquet as pq
+
+    if fmt is None:
+        fmt = ExportFormat.parquet if out.suffix.lower() in (".parquet", ".pq") else ExportFormat.csv
+    s, e = _range(start, end)
+    third = "quality" if buckets is None else "count"
+    schema = pa.schema([("timestamp", pa.timestamp("us", tz="UTC")), ("point", pa.string()), ("value", pa.float64()),
+                        (third, pa.uint8() if buckets is None else pa.int64())])
+    tmp = out.with_name(out.name + ".partial")
+    rows = 0
+    with _platform(config, data_dir) as p:
+        for tag in points:
+            p.pid_of(tag)  # unknown points fail before anything is written
+        out.parent.mkdir(parents=True, exist_ok=True)
+        sink = None
+        if fmt is ExportFormat.parquet:
+            writer = pq.ParquetWriter(tmp, schema)
+        else:  # the header is written by hand: pyarrow would quote it
+            sink = open(tmp, "wb")
+            sink.write((",".join(schema.names) + "\n").encode())
+            writer = pacsv.CSVWriter(sink, pa.schema([("timestamp", pa.string())] + list(schema)[1:]),
+                                     write_options=pacsv.WriteOptions(include_header=False, quoting_style="none"))
+        try:
+            for tag in points:
+                for series in _pages(p, tag, s, e, buckets, agg.value):
+                    n = len(series.ts)
+                    if not n:
+                        continue
+                    ts = pa.array(series.ts, pa.timestamp("us", tz="UTC")) if fmt is ExportFormat.parquet else pa.array(_iso(series.ts))
+                    extra = series.quality if buckets is None else series.count
+                    writer.write_batch(pa.record_batch([ts, pa.array([tag] * n, pa.string()), pa.array(series.value, pa.float64()),
+                                                        pa.array(extra, schema.field(third).type)], names=schema.names))
+                    rows += n
+            writer.close()
+            if sink is not None:
+                sink.close()
+            tmp.replace(out)
+        except BaseException:
+            writer.close()
+            if sink is not None:
+                sink.close()
+            tmp.unlink(missing_ok=True)
+            raise
+    typer.echo(f"wrote {rows:,} rows for {len(points)} point(s) to {out} ({fmt.value})", err=True)
+
+
+def _pages(p, tag: str, start: int, end: int, buckets: Optional[int], agg: str):
+    if buckets is not None:
+        yield p.query_downsample(tag, start, end, buckets=buckets, agg=agg)[0]
+        return
+    while start < end:
+        series = p.query_raw(tag, start, end, EXPORT_PAGE)
+        yield series
+        if len(series.ts) < EXPORT_PAGE:
+            return
+        start = int(series.ts[-1]) + 1
+
+
+def main() -> None:  # pragma: no cover - console entry for `python -m plantguard.cli.main`
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
