@@ -226,12 +226,16 @@ def test_export_unknown_point_writes_nothing(loaded, tmp_path):
 
 
 # -- demo -----------------------------------------------------------------------------------------------------------------
-def test_demo_is_wired_or_says_it_is_missing():
+def test_demo_is_wired_or_says_it_is_missing(tmp_path):
     res = run("demo", "--help")
     assert res.exit_code == 0 and "--history" in res.stdout
     if not (ROOT / "src/plantguard/sim/demo.py").exists():
         res = run("demo", "--duration", "0")
         assert res.exit_code == 1 and "not available" in res.stderr
+        return
+    res = run("demo", "--duration", "1", "--history", "0.01", "--port", _free_port(), "--data-dir", tmp_path / "demo")
+    assert res.exit_code == 0, res.output
+    assert (tmp_path / "demo" / "plantguard.duckdb").exists()
 
 
 # -- serve ----------------------------------------------------------------------------------------------------------------

@@ -146,11 +146,11 @@ def _iso(ts: np.ndarray) -> np.ndarray:
 @app.command()
 def demo(
     duration: Optional[float] = typer.Option(None, help="Stop after this many seconds (default: run until Ctrl-C)."),
-    speed: float = typer.Option(1.0, help="Simulated seconds per real second."),
-    history: float = typer.Option(24.0, help="Hours of simulated history written before going live."),
+    speed: float = typer.Option(1.0, help="Pace of the history backfill in simulated seconds per second; 1 or less: as fast as possible."),
+    history: float = typer.Option(6.0, help="Hours of simulated history written before going live."),
     host: str = typer.Option("127.0.0.1", help="Address the demo's HTTP API listens on."),
     port: int = typer.Option(8000, help="Port of the demo's HTTP API."),
-    data_dir: Optional[Path] = typer.Option(None, help="Store directory (default: a temporary directory)."),
+    data_dir: Path = typer.Option(Path("./data/demo"), help="Store directory of the demo."),
     seed: int = typer.Option(42, help="Random seed: the same seed gives the same plant behaviour."),
 ) -> None:
     """Run a simulated bottling plant with the API, alarms and faults, to explore plantguard."""
@@ -162,7 +162,7 @@ def demo(
         _fail("the demo is not available in this installation (plantguard.sim.demo is missing)")
     with _errors():
         run_demo(duration=duration, speed=speed, history=history, host=host, port=port,
-                 data_dir=str(data_dir) if data_dir is not None else None, seed=seed)
+                 data_dir=str(data_dir), seed=seed)
 
 
 @app.command()
