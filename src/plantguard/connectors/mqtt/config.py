@@ -1,0 +1,94 @@
+"""Settings and topic scheme of the MQTT connector.
+
+The user-facing settings are the plant configuration's ``mqtt:`` section (plantguard.domain.model.MqttConfig,
+re-exported here). ``MqttTuning`` holds the knobs that only benchmarks and tests need to turn.
+
+Topics, under ``topic_prefix`` (default ``plantguard/v1``):
+    {prefix}/ingest                                     readings carry full tags 'site/area/line/asset/device/point'
+    {prefix}/dev/<site>/<area>/<line>/<asset>/<device>  readings carry point ids relative to that device
+"""
+
+from __future__ import annotations
+
+import random
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from plantguard.domain.model import TAG_SEP, MqttConfig
+from plantguard.errors import ConfigError, ConfigProblem
+
+__all__ = ["MqttConfig", "MqttTuning", "Topics", "backoff_delay", "check_config"]
+
+DEVICE_LEVELS = 5  # site/area/line/asset/device
+
+
+class MqttTuning(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    keepalive: int = Field(30, ge=5, le=65535, description="seconds between PINGREQs on an idle connection")
+    coalesce_readings: int = Field(20_000, ge=0, description="merge consecutive messages into one pipeline batch up to this many readings (0: one batch per message)")
+    linger: float = Field(0.002, ge=0, le=1, description="seconds a partial batch may wait for more messages before it is submitted")
+    submit_wait: float = Field(0.5, gt=0, description="backpressure wait per attempt; between attempts stop() is noticed")
+    stop_timeout: float = Field(10.0, ge=0, description="how long stop() waits for queued messages to be stored and acknowledged")
+
+
+def check_config(cfg: MqttConfig) -> None:
+    """Checks the fields whose meaning is specific to this connector; raises ConfigError listing every problem."""
+    problems = []
+    p = cfg.topic_prefix
+    if not p or p.startswith("/") or p.endswith("/") or "//" in p:
+        problems.append(ConfigProblem("mqtt.topic_prefix", f"must be non-empty topic levels joined by '/', without a leading or trailing '/' (got {p!r})"))
+    if any(c in p for c in "+#\x00"):
+        problems.append(ConfigProblem("mqtt.topic_prefix", f"must not contain the wildcards '+' or '#' (got {p!r})"))
+    if not cfg.client_id or len(cfg.client_id.encode()) > 65535:
+        problems.append(ConfigProblem("mqtt.client_id", "must be set: the persistent session is bound to it"))
+    if not 0 < cfg.reconnect_min <= cfg.reconnect_max:
+        problems.append(ConfigProblem("mqtt.reconnect_min", f"must be above 0 and at most reconnect_max ({cfg.reconnect_min} > {cfg.reconnect_max})"))
+    if problems:
+        raise ConfigError(problems)
+
+
+class Topics:
+    """Topic filters to subscribe to, and topic -> point-name prefix for parse_payload (cached)."""
+
+    def __init__(self, prefix: str, cache_size: int = 65_536) -> None:
+        self.prefix = prefix
+        self.ingest = f"{prefix}/ingest"
+        self.device_root = f"{prefix}/dev/"
+        self.filters = [self.ingest, self.device_root + "/".join(["+"] * DEVICE_LEVELS)]
+        self._cache: dict[str, str | None] = {}
+        self._cache_size = cache_size
+
+    def device_topic(self, device_path: str) -> str:
+        return self.device_root + device_path
+
+    def point_prefix(self, topic: str) -> str | None:
+        """None for the ingest topic, else the device path. Raises ValueError for a topic outside the scheme."""
+        try:
+            return self._cache[topic]
+        except KeyError:
+            pass
+        if topic == self.ingest:
+            out = None
+        elif topic.startswith(self.device_root):
+            out = topic[len(self.device_root):]
+            parts = out.split("/")
+            if len(parts) != DEVICE_LEVELS or not all(parts):
+                raise ValueError(f"topic {topic!r} must name a device as {self.device_root}<site>/<area>/<line>/<asset>/<device>")
+            out = TAG_SEP.join(parts)
+        else:
+            raise ValueError(f"topic {topic!r} is not under {self.prefix!r}")
+        if len(self._cache) >= self._cache_size:
+            self._cache.clear()
+        self._cache[topic] = out
+        return out
+
+
+def backoff_delay(attempt: int, low: float, high: float, rand: random.Random | None = None) -> float:
+    """Delay before reconnect attempt `attempt` (1 = first retry): exponential, capped, with jitter.
+
+    The cap doubles from `low` up to `high`; the delay is drawn uniformly from the upper half of the cap
+    ("equal jitter"), so delays keep growing while clients that lost the broker together spread out."""
+    r = rand or random
+    cap = min(high, low * (2.0 ** max(0, attempt - 1)))
+    return max(low, r.uniform(cap / 2.0, cap))

@@ -1,0 +1,313 @@
+"""MqttSource: JSON readings from an MQTT broker into the ingest pipeline, at least once, in order.
+
+    broker --PUBLISH--> paho thread: parse (dead letter if unreadable) -> coalesce -> Pipeline.submit
+                        writer thread: durable write -> future done -> PUBACK every finished message, in arrival order
+
+A message is acknowledged only after the batch holding its readings (or its dead letter) is durably written, so
+a crash loses nothing the broker was told was delivered; the broker redelivers the rest and the pipeline's
+dedupe drops what was already stored. When a write fails, nothing more is acknowledged on that connection: it is
+dropped so the broker redelivers everything unacknowledged after the reconnect.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+from collections import deque
+from concurrent.futures import Future
+
+import numpy as np
+
+from plantguard.connectors.mqtt.client import SubscriberClient
+from plantguard.connectors.mqtt.config import MqttConfig, MqttTuning, Topics, backoff_delay, check_config
+from plantguard.domain.readings import DeadLetter, RawBatch
+from plantguard.errors import Overloaded, PlantguardError
+from plantguard.ingest.parse import parse_payload
+
+log = logging.getLogger(__name__)
+SOURCE = "mqtt"
+FRAGMENT = 200
+
+
+class _Rec:
+    """One QoS 1 message waiting for its PUBACK."""
+
+    __slots__ = ("mid", "qos", "done")
+
+    def __init__(self, mid: int, qos: int) -> None:
+        self.mid = mid
+        self.qos = qos
+        self.done = False
+
+
+def _fragment(payload: bytes) -> str:
+    s = payload[:FRAGMENT].decode("utf-8", errors="replace")
+    return s if len(payload) <= FRAGMENT else s + "..."
+
+
+def _concat(batches: list[RawBatch]) -> RawBatch:
+    if len(batches) == 1:
+        return batches[0]
+    points: list[str] = []
+    for b in batches:
+        points.extend(b.points)
+    return RawBatch(
+        points,
+        np.concatenate([b.ts for b in batches]),
+        np.concatenate([b.value for b in batches]),
+        np.concatenate([b.quality for b in batches]),
+        np.concatenate([b.src_ts for b in batches]),
+        source=SOURCE,
+    )
+
+
+class MqttSource:
+    name = "mqtt"
+
+    def __init__(self, cfg: MqttConfig, pipeline, *, max_payload_bytes: int | None = None, tuning: MqttTuning | None = None,
+                 rand: random.Random | None = None) -> None:
+        check_config(cfg)
+        self.cfg = cfg
+        self.pipeline = pipeline
+        self.max_payload_bytes = max_payload_bytes
+        self.tuning = tuning or MqttTuning()
+        self.topics = Topics(cfg.topic_prefix)
+        self._rand = rand or random.Random()
+        self._coalesce = self.tuning.coalesce_readings
+
+        # Shared with the writer thread (acks) and stop(); held only for short, non-blocking sections.
+        self._lock = threading.Lock()
+        self._drained = threading.Condition(self._lock)
+        self._pending: deque[_Rec] = deque()  # this connection's unacknowledged messages, in arrival order
+        self._live = False  # True from an accepted CONNACK until the connection is lost or poisoned by a failure
+        self._stopping = False
+
+        # Messages parsed but not yet submitted (network thread and flusher; submit happens under this lock so
+        # batches reach the pipeline in arrival order).
+        self._acc_lock = threading.Lock()
+        self._acc: list[RawBatch] = []
+        self._acc_dead: list[DeadLetter] = []
+        self._acc_recs: list[_Rec] = []
+        self._acc_n = 0
+        self._acc_wake = threading.Event()
+        self._flusher: threading.Thread | None = None
+        self._flusher_run = False
+
+        self._client: SubscriberClient | None = None
+        self._started = False
+        self._ever_connected = False
+        self._failing = False  # for log-once-then-quiet
+        self._fail_streak = 0  # consecutive failed writes: a store that keeps failing must not cause a reconnect storm
+
+        self.messages = 0
+        self.acked = 0
+        self.rejected_payloads = 0
+        self.reconnects = 0
+        self.write_failures = 0
+        self.session_lost = 0
+        self.last_error: str | None = None
+
+    # -- lifecycle ----------------------------------------------------------------------------------------
+    def start(self) -> "MqttSource":
+        if self._started:
+            return self
+        self._started = True
+        self._stopping = False
+        qos = int(self.cfg.qos)
+        self._client = SubscriberClient(
+            host=self.cfg.host, port=self.cfg.port, client_id=self.cfg.client_id,
+            subscriptions=[(f, qos) for f in self.topics.filters],
+            on_message=self._on_message, on_connected=self._on_connected, on_disconnected=self._on_disconnected,
+            next_delay=self._next_delay, username=self.cfg.username, password=self.cfg.password,
+            keepalive=self.tuning.keepalive,
+        )
+        if self._coalesce > 0:
+            self._flusher_run = True
+            self._flusher = threading.Thread(target=self._flush_loop, name="mqtt-coalesce", daemon=True)
+            self._flusher.start()
+        self._client.start()
+        return self
+
+    def stop(self) -> None:
+        """Stops taking messages, waits (bounded) until the ones taken are stored and acknowledged, disconnects.
+        Anything not acknowledged by then stays with the broker and is redelivered on the next start."""
+        if not self._started:
+            return
+        with self._lock:
+            self._stopping = True
+        self._flush()
+        with self._drained:
+            self._drained.wait_for(lambda: not self._pending, timeout=self.tuning.stop_timeout)
+            left = len(self._pending)
+            self._pending.clear()
+            self._live = False
+        if left:
+            log.warning("mqtt: stopping with %d message(s) not yet stored; the broker will redeliver them", left)
+        assert self._client is not None
+        self._client.stop(timeout=max(1.0, self.tuning.stop_timeout))
+        self._flusher_run = False
+        self._acc_wake.set()
+        if self._flusher is not None:
+            self._flusher.join(5.0)
+            self._flusher = None
+        self._started = False
+
+    def health(self) -> dict:
+        connected = bool(self._client is not None and self._client.connected and self._live)
+        return {
+            "ok": connected,
+            "connected": connected,
+            "broker": f"{self.cfg.host}:{self.cfg.port}",
+            "client_id": self.cfg.client_id,
+            "messages": self.messages,
+            "acked": self.acked,
+            "in_flight": len(self._pending),
+            "rejected_payloads": self.rejected_payloads,
+            "reconnects": self.reconnects,
+            "write_failures": self.write_failures,
+            "session_lost": self.session_lost,
+            "last_error": self.last_error,
+        }
+
+    # -- connection events (paho network thread) ------------------------------------------------------------
+    def _next_delay(self, attempt: int) -> float:
+        return backoff_delay(max(attempt, self._fail_streak), self.cfg.reconnect_min, self.cfg.reconnect_max, self._rand)
+
+    def _on_connected(self, session_present: bool) -> None:
+        with self._lock:
+            self._pending.clear()
+            self._live = not self._stopping
+        if self._ever_connected:
+            self.reconnects += 1
+            if not session_present:
+                # The broker forgot the session (no persistence, or it expired): messages sent meanwhile are gone.
+                self.session_lost += 1
+                log.warning("mqtt: %s:%d has no stored session for %r; messages published while disconnected were not kept",
+                            self.cfg.host, self.cfg.port, self.cfg.client_id)
+        self._ever_connected = True
+        if self._failing:
+            log.info("mqtt: connected to %s:%d again", self.cfg.host, self.cfg.port)
+        else:
+            log.info("mqtt: connected to %s:%d as %r", self.cfg.host, self.cfg.port, self.cfg.client_id)
+        self._failing = False
+
+    def _on_disconnected(self, reason: str) -> None:
+        with self._lock:
+            # Acks queued for the old connection are discarded by paho on reconnect; never send them on the new one.
+            self._pending.clear()
+            self._live = False
+            stopping = self._stopping
+        if stopping:
+            return
+        self.last_error = reason
+        if not self._failing:
+            log.warning("mqtt: %s (broker %s:%d); reconnecting with backoff", reason, self.cfg.host, self.cfg.port)
+            self._failing = True
+        else:
+            log.debug("mqtt: %s", reason)
+
+    # -- messages (paho network thread) -------------------------------------------------------------------
+    def _on_message(self, topic: str, payload: bytes, mid: int, qos: int) -> None:
+        self.messages += 1
+        try:
+            batch, dead = parse_payload(payload, SOURCE, self.topics.point_prefix(topic), self.max_payload_bytes)
+        except Exception as e:  # noqa: BLE001 - an unreadable payload must become a dead letter, never a redelivery loop
+            self.rejected_payloads += 1
+            batch = RawBatch.build([], [], [], source=SOURCE)
+            dead = [DeadLetter(SOURCE, f"{topic}: {e}", payload=_fragment(payload))]
+        rec = _Rec(mid, qos) if qos else None
+        with self._lock:
+            if not self._live:
+                return  # connection poisoned or stopping: leave it unacknowledged, the broker redelivers it
+            if rec is not None:
+                self._pending.append(rec)
+        if self._coalesce <= 0:
+            self._submit([rec], batch, dead)
+            return
+        with self._acc_lock:
+            first = not self._acc_recs
+            self._acc.append(batch)
+            if dead:
+                self._acc_dead.extend(dead)
+            self._acc_recs.append(rec)
+            self._acc_n += len(batch)
+            if self._acc_n >= self._coalesce:
+                self._flush_locked()
+            elif first:
+                self._acc_wake.set()
+
+    def _flush_loop(self) -> None:
+        linger = self.tuning.linger
+        while self._flusher_run:
+            self._acc_wake.wait()
+            self._acc_wake.clear()
+            if linger:
+                time.sleep(linger)
+            self._flush()
+
+    def _flush(self) -> None:
+        with self._acc_lock:
+            if self._acc_recs:
+                self._flush_locked()
+
+    def _flush_locked(self) -> None:
+        batch = _concat(self._acc) if self._acc else RawBatch.build([], [], [], source=SOURCE)
+        dead, recs = self._acc_dead, self._acc_recs
+        self._acc, self._acc_dead, self._acc_recs, self._acc_n = [], [], [], 0
+        self._submit(recs, batch, dead)
+
+    def _submit(self, recs: list[_Rec | None], batch: RawBatch, dead: list[DeadLetter]) -> None:
+        def on_done(fut: Future) -> None:
+            self._done(recs, fut)
+
+        while True:
+            try:
+                self.pipeline.submit(batch, dead, timeout=self.tuning.submit_wait, on_done=on_done)
+                return
+            except Overloaded:
+                if self._stopping:
+                    self._poison("stopping while the ingest queue is full")
+                    return
+            except PlantguardError as e:  # the pipeline is stopped
+                self._poison(f"ingest pipeline refused the batch: {e}")
+                return
+
+    # -- completions (pipeline writer thread) ---------------------------------------------------------------
+    def _done(self, recs: list[_Rec | None], fut: Future) -> None:
+        exc = fut.exception()
+        if exc is not None:
+            self.write_failures += 1
+            self._fail_streak += 1
+            self._poison(f"write failed, messages will be redelivered: {exc}")
+            return
+        self._fail_streak = 0
+        client = self._client
+        with self._lock:
+            for r in recs:
+                if r is not None:
+                    r.done = True
+            pending = self._pending
+            # Futures complete in submission order (one writer, FIFO), so this normally acks exactly `recs`;
+            # the loop also keeps PUBACKs in arrival order if that ever changes.
+            while pending and pending[0].done:
+                r = pending.popleft()
+                client.ack(r.mid, r.qos)
+                self.acked += 1
+            if not pending:
+                self._drained.notify_all()
+
+    def _poison(self, reason: str) -> None:
+        """Nothing more is acknowledged on this connection; dropping it makes the broker redeliver the rest."""
+        with self._lock:
+            self._pending.clear()
+            self._live = False
+            stopping = self._stopping
+            self._drained.notify_all()
+        if stopping:
+            return
+        self.last_error = reason
+        log.error("mqtt: %s", reason)
+        if self._client is not None:
+            self._client.drop()
