@@ -6,6 +6,7 @@
     ├── Conflict               an entity already exists / a state change is not allowed
     ├── InvalidInput           a request or payload that cannot be accepted (malformed, oversize...)
     ├── Overloaded             a bounded queue is full and the caller waited too long (backpressure)
+    │   └── ShuttingDown       the pipeline is stopping and takes nothing new
     └── StoreError             the storage backend failed (translated from duckdb/psycopg errors)
         └── StoreUnavailable   the backend cannot be reached or opened
 """
@@ -50,6 +51,10 @@ class InvalidInput(PlantguardError):
 
 
 class Overloaded(PlantguardError):
+    pass
+
+
+class ShuttingDown(Overloaded):
     pass
 
 

@@ -49,6 +49,7 @@ class Platform:
             max_queue_readings=cfg.ingest.max_queue_readings,
             max_batch_readings=cfg.ingest.max_batch_readings,
             retention=self.retention,
+            tick_us=parse_duration_us(cfg.alarms.check_interval),
             clock=clock,
         )
         self.alarms = None
@@ -172,7 +173,7 @@ class Platform:
     # -- health -----------------------------------------------------------------------------------------
     def health(self) -> dict:
         st = self.pipeline.stats
-        writer_alive = self.pipeline._thread is not None and self.pipeline._thread.is_alive()
+        writer_alive = self.pipeline.alive
         sources = {}
         for s in self.sources:
             try:

@@ -20,7 +20,7 @@ from typing import Callable
 import numpy as np
 
 from plantguard.domain.readings import DeadLetter, IngestResult, PointBatch, RawBatch
-from plantguard.errors import Overloaded, PlantguardError, StoreError
+from plantguard.errors import Overloaded, PlantguardError, ShuttingDown, StoreError
 from plantguard.ingest.processors import Processor
 from plantguard.ingest.registry import PointRegistry
 from plantguard.store.base import Store, WriteSet
@@ -52,7 +52,7 @@ class _Item:
     batch: RawBatch
     dead: list[DeadLetter]
     future: Future
-    enqueued: int
+    enqueued: int  # monotonic microseconds, for the lag figure
 
 
 class LatestState:
@@ -121,6 +121,11 @@ class Pipeline:
         self.latest.value[pid] = value
         self.latest.quality[pid] = quality
 
+    @property
+    def alive(self) -> bool:
+        """True while the writer thread runs."""
+        return self._thread is not None and self._thread.is_alive()
+
     def add_processor(self, p: Processor) -> None:
         self.processors.append(p)
 
@@ -136,7 +141,7 @@ class Pipeline:
         with self._cond:
             if not drain:
                 while self._q:
-                    self._q.popleft().future.set_exception(PlantguardError("pipeline stopped"))
+                    self._q.popleft().future.set_exception(ShuttingDown("pipeline stopped before this batch was written"))
                 self.stats.queued_readings = 0
             self._stop = True
             self._cond.notify_all()
@@ -172,8 +177,8 @@ class Pipeline:
                     raise Overloaded(f"ingest queue full ({self.stats.queued_readings} readings waiting); retry later")
                 self._cond.wait(remaining if remaining is not None else 1.0)
             if self._stop:
-                raise PlantguardError("pipeline is stopped")
-            self._q.append(_Item(batch, dead_letters or [], fut, self.clock()))
+                raise ShuttingDown("the ingest pipeline is stopping; retry against the restarted server")
+            self._q.append(_Item(batch, dead_letters or [], fut, time.monotonic_ns() // 1000))
             self.stats.queued_readings += n
             self._cond.notify_all()
         return fut
@@ -188,7 +193,7 @@ class Pipeline:
         if self._thread is not None:
             raise PlantguardError("process_now() cannot be used while the writer thread runs; use ingest()")
         fut: Future = Future()
-        self._process([_Item(batch, dead_letters or [], fut, self.clock())])
+        self._process([_Item(batch, dead_letters or [], fut, time.monotonic_ns() // 1000)])
         return fut.result()
 
     # -- writer -----------------------------------------------------------------------------------------
@@ -248,7 +253,7 @@ class Pipeline:
                     it.future.set_exception(err)
             return
         now = self.clock()
-        lag = now - min(it.enqueued for it in items)
+        lag = time.monotonic_ns() // 1000 - min(it.enqueued for it in items)
         self.stats.lag_us_last = lag
         self.stats.lag_us_max = max(self.stats.lag_us_max, lag)
         for it, res in zip(items, results):

@@ -243,13 +243,14 @@ class EmbeddedStore(Store):
     def raw(self, pid: int, start: int, end: int, limit: int = 100_000) -> Series:
         d = self._run(
             lambda c: c.execute(
-                "SELECT ts, value, quality FROM raw WHERE pid = ? AND ts >= ? AND ts < ? ORDER BY ts LIMIT ?", [pid, start, end, limit]
+                "SELECT ts, value, quality FROM raw WHERE pid = ? AND ts >= ? AND ts < ? ORDER BY ts LIMIT ?",
+                [int(pid), int(start), int(end), int(limit)],  # numpy integers are not DuckDB parameters
             ).fetchnumpy()
         )
         return Series(np.asarray(d["ts"], np.int64), np.asarray(d["value"], np.float64), np.asarray(d["quality"], np.uint8))
 
     def downsample(self, pid: int, start: int, end: int, width: int, agg: str, tier: str) -> Series:
-        sql, params = downsample_sql(tier, agg, width, pid, start, end)
+        sql, params = downsample_sql(tier, agg, int(width), int(pid), int(start), int(end))
         d = self._run(lambda c: c.execute(sql, params).fetchnumpy())
         return Series(np.asarray(d["b"], np.int64), np.asarray(d["v"], np.float64), count=np.asarray(d["n"], np.int64))
 
@@ -267,24 +268,45 @@ class EmbeddedStore(Store):
         return (np.asarray(d["pid"], np.int32), np.asarray(d["ts"], np.int64), np.asarray(d["value"], np.float64), np.asarray(d["quality"], np.uint8))
 
     # -- alarms -----------------------------------------------------------------------------------------
+    _ALARM_TYPES = {
+        "id": pa.string(), "tag": pa.string(), "condition": pa.string(), "priority": pa.string(), "state": pa.string(),
+        "active": pa.bool_(), "value": pa.float64(), "limit": pa.float64(), "message": pa.string(), "raised_at": pa.int64(),
+        "returned_at": pa.int64(), "acked_by": pa.string(), "acked_at": pa.int64(), "shelved_by": pa.string(),
+        "shelved_at": pa.int64(), "shelved_until": pa.int64(), "shelve_reason": pa.string(), "updated_at": pa.int64(),
+        "extra": pa.string(),
+    }
+
     def save_alarms(self, records: list[AlarmRecord], events: list[AlarmEvent]) -> None:
         if not records and not events:
             return
         cols = ALARM_COLUMNS + ["extra"]
-        placeholders = ", ".join("?" for _ in cols)
-        updates = ", ".join(f"{_q(c)} = excluded.{_q(c)}" for c in cols if c != "id")
+        # One Arrow insert instead of executemany: DuckDB's per-row upsert costs milliseconds each.
+        rec_tbl = None
+        if records:
+            last = {r.id: r for r in records}  # the newest state of each alarm wins
+            data = {c: [getattr(r, c) for r in last.values()] for c in ALARM_COLUMNS}
+            data["extra"] = [json.dumps(r.extra) for r in last.values()]
+            rec_tbl = pa.table({c: pa.array(data[c], self._ALARM_TYPES[c]) for c in cols})
+        ev_tbl = None
+        if events:
+            ev_tbl = pa.table({
+                "alarm_id": pa.array([e.alarm_id for e in events], pa.string()),
+                "at": pa.array([e.at for e in events], pa.int64()),
+                "event": pa.array([e.event for e in events], pa.string()),
+                "actor": pa.array([e.actor for e in events], pa.string()),
+                "note": pa.array([e.note for e in events], pa.string()),
+                "value": pa.array([e.value for e in events], pa.float64()),
+            })
 
         def go(cur):
-            if records:
-                cur.executemany(
-                    f"INSERT INTO alarms ({', '.join(_q(c) for c in cols)}) VALUES ({placeholders}) ON CONFLICT (id) DO UPDATE SET {updates}",
-                    [[getattr(r, c) for c in ALARM_COLUMNS] + [json.dumps(r.extra)] for r in records],
-                )
-            if events:
-                cur.executemany(
-                    "INSERT INTO alarm_events (alarm_id, \"at\", event, actor, note, value) VALUES (?, ?, ?, ?, ?, ?)",
-                    [(e.alarm_id, e.at, e.event, e.actor, e.note, e.value) for e in events],
-                )
+            if rec_tbl is not None:
+                cur.register("_pg_alarms", rec_tbl)
+                cur.execute(f"INSERT OR REPLACE INTO alarms ({', '.join(_q(c) for c in cols)}) SELECT {', '.join(_q(c) for c in cols)} FROM _pg_alarms")
+                cur.unregister("_pg_alarms")
+            if ev_tbl is not None:
+                cur.register("_pg_events", ev_tbl)
+                cur.execute('INSERT INTO alarm_events (alarm_id, "at", event, actor, note, value) SELECT * FROM _pg_events')
+                cur.unregister("_pg_events")
 
         self._tx(go)
 
