@@ -336,6 +336,7 @@ def import_csv_cmd(
             task = bar.add_task("import", total=file.stat().st_size)
             rep = import_csv(platform.pipeline, file, opt, max_problems=max_errors,
                              progress=lambda done: bar.update(task, completed=done))
+            platform.pipeline.compact()  # merge the rollup partials the import wrote, so months of charts stay fast
     finally:
         platform.stop()
     rate = rep.rows / rep.seconds if rep.seconds > 0 else 0.0

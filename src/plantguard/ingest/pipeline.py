@@ -196,6 +196,17 @@ class Pipeline:
         self._process([_Item(batch, dead_letters or [], fut, time.monotonic_ns() // 1000)])
         return fut.result()
 
+    def compact(self) -> int:
+        """Merges the rollup partials written since the last compaction; returns rows removed. For tools that
+        own the pipeline alone (CSV import) after bulk work: the writer thread compacts by itself every minute."""
+        if self._thread is not None:
+            raise PlantguardError("compact() is done by the running writer thread itself")
+        if self._min_bucket_since_compaction is None:
+            return 0
+        removed = self.store.compact_rollups(self._min_bucket_since_compaction)
+        self._min_bucket_since_compaction = None
+        return removed
+
     # -- writer -----------------------------------------------------------------------------------------
     def _run(self) -> None:
         while True:
