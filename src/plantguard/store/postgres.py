@@ -1,0 +1,542 @@
+"""PostgreSQL backend: the embedded store's schema and semantics on a server, for sites that already run one.
+
+Bulk data moves as binary COPY payloads built with numpy structured arrays, both ways. Measured on a 2-vCPU
+machine: building 100k raw rows takes ~10 ms in binary against ~180 ms as text (exact float repr), and the
+server parses binary faster, so writes run ~1.5x faster end to end than with a text payload.
+
+Connections: a small pool of autocommit connections for reads (any thread), and one writer connection
+used under a lock, so write transactions are serialised like the embedded store's.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from contextlib import contextmanager
+
+import numpy as np
+import psycopg
+from psycopg import conninfo, pq
+from psycopg.adapt import Dumper
+
+from plantguard.domain.alarms import ALARM_COLUMNS, AlarmEvent, AlarmRecord
+from plantguard.domain.readings import NO_TS, PointBatch
+from plantguard.errors import StoreError, StoreUnavailable
+from plantguard.store.base import PointRow, Series, Store, WriteSet
+from plantguard.store.rollup import ROLLUP_COLUMNS, TIERS
+from plantguard.timeutil import now_us
+
+_F8 = "DOUBLE PRECISION"
+_ROLLUP_DDL = f"(pid INTEGER NOT NULL, bucket BIGINT NOT NULL, vmin {_F8}, vmax {_F8}, vsum {_F8}, n BIGINT, last_ts BIGINT, vlast {_F8})"
+
+MIGRATIONS: list[tuple[str, list[str]]] = [
+    (
+        "0001_initial",
+        [
+            "CREATE TABLE points (pid INTEGER PRIMARY KEY, tag TEXT NOT NULL UNIQUE, meta TEXT NOT NULL)",
+            f"CREATE TABLE raw (pid INTEGER NOT NULL, ts BIGINT NOT NULL, value {_F8} NOT NULL, quality SMALLINT NOT NULL, src_ts BIGINT)",
+            # btree (pid, ts) serves raw(), downsample and existing() probes: a BRIN on ts alone ingests ~2x faster
+            # but turns a one-point query into a scan of every point's rows in the range (~120 ms vs ~2.5 ms for
+            # 2000 rows out of 2M). The BRIN on ts is nearly free to maintain (ts grows) and lets retention skip
+            # the btree and a full scan.
+            "CREATE INDEX raw_pid_ts ON raw (pid, ts)",
+            "CREATE INDEX raw_ts_brin ON raw USING brin (ts)",
+            f"CREATE TABLE rollup_1m {_ROLLUP_DDL}",
+            "CREATE INDEX rollup_1m_pid_bucket ON rollup_1m (pid, bucket)",
+            f"CREATE TABLE rollup_1h {_ROLLUP_DDL}",
+            "CREATE INDEX rollup_1h_pid_bucket ON rollup_1h (pid, bucket)",
+            f"CREATE TABLE latest (pid INTEGER PRIMARY KEY, ts BIGINT NOT NULL, value {_F8} NOT NULL, quality SMALLINT NOT NULL, src_ts BIGINT)",
+            "CREATE SEQUENCE dead_letter_seq",
+            "CREATE TABLE dead_letters (id BIGINT PRIMARY KEY DEFAULT nextval('dead_letter_seq'), received_at BIGINT NOT NULL, source TEXT, "
+            "point TEXT, ts BIGINT, value TEXT, reason TEXT NOT NULL, payload TEXT)",
+            "CREATE INDEX dead_letters_received_at ON dead_letters (received_at)",
+            "CREATE TABLE plant_model (version INTEGER PRIMARY KEY, saved_at BIGINT NOT NULL, doc TEXT NOT NULL)",
+            f"CREATE TABLE alarms (id TEXT PRIMARY KEY, tag TEXT NOT NULL, condition TEXT NOT NULL, priority TEXT NOT NULL, state TEXT NOT NULL, "
+            f"active BOOLEAN NOT NULL, value {_F8}, \"limit\" {_F8}, message TEXT, raised_at BIGINT, returned_at BIGINT, acked_by TEXT, "
+            "acked_at BIGINT, shelved_by TEXT, shelved_at BIGINT, shelved_until BIGINT, shelve_reason TEXT, updated_at BIGINT NOT NULL, extra TEXT)",
+            "CREATE SEQUENCE alarm_event_seq",
+            f"CREATE TABLE alarm_events (id BIGINT PRIMARY KEY DEFAULT nextval('alarm_event_seq'), alarm_id TEXT NOT NULL, \"at\" BIGINT NOT NULL, "
+            f"event TEXT NOT NULL, actor TEXT, note TEXT, value {_F8})",
+            "CREATE INDEX alarm_events_alarm_id ON alarm_events (alarm_id, id)",
+        ],
+    ),
+]
+
+_MIGRATION_LOCK = 0x706C616E74  # advisory lock key: two processes migrating the same database take turns
+_MAX_IDLE = 8
+_TABLES = ["points", "raw", "rollup_1m", "rollup_1h", "latest", "dead_letters", "alarms", "alarm_events", "plant_model"]
+
+# -- binary COPY payloads ---------------------------------------------------------------------------------
+_SIGNATURE = b"PGCOPY\n\xff\r\n\x00" + b"\x00" * 8  # signature, flags, header extension length
+_TRAILER = b"\xff\xff"
+_I2, _I4, _I8, _F8B = ">i2", ">i4", ">i8", ">f8"
+
+
+def _tuples(cols: list[tuple[str, np.ndarray]], last_null: bool = False) -> bytes:
+    """Binary COPY tuples for columns of one fixed-width type each; with last_null the last column is NULL."""
+    n = len(cols[0][1])
+    fields: list[tuple[str, str]] = [("nf", _I2)]
+    for i, (dt, _) in enumerate(cols):
+        fields.append((f"l{i}", _I4))
+        if not (last_null and i == len(cols) - 1):
+            fields.append((f"c{i}", dt))
+    a = np.empty(n, np.dtype(fields))
+    a["nf"] = len(cols)
+    for i, (dt, v) in enumerate(cols):
+        if last_null and i == len(cols) - 1:
+            a[f"l{i}"] = -1
+        else:
+            a[f"l{i}"] = np.dtype(dt).itemsize
+            a[f"c{i}"] = v
+    return a.tobytes()
+
+
+def _readings_payload(b: PointBatch) -> bytes:
+    """(pid, ts, value, quality, src_ts); src_ts NO_TS becomes NULL. Rows with and without a source timestamp
+    go in two runs of fixed-size tuples: heap order carries no meaning (queries sort)."""
+    null = b.src_ts == NO_TS
+    cols = [(_I4, b.pid), (_I8, b.ts), (_F8B, b.value), (_I2, b.quality), (_I8, b.src_ts)]
+    if not null.any():
+        return _SIGNATURE + _tuples(cols) + _TRAILER
+    if null.all():
+        return _SIGNATURE + _tuples(cols, last_null=True) + _TRAILER
+    has = ~null
+    return (
+        _SIGNATURE
+        + _tuples([(dt, v[has]) for dt, v in cols])
+        + _tuples([(dt, v[null]) for dt, v in cols], last_null=True)
+        + _TRAILER
+    )
+
+
+def _decode(data: bytes, dtypes: list[str]) -> list[np.ndarray] | None:
+    """Columns from a binary COPY TO of fixed-width, non-NULL values; None when the data is not of that shape."""
+    if data[:11] != _SIGNATURE[:11] or len(data) < 21:
+        return None
+    off = 19 + int.from_bytes(data[15:19], "big")
+    body = memoryview(data)[off:-2]
+    fields: list[tuple[str, str]] = [("nf", _I2)]
+    for i, dt in enumerate(dtypes):
+        fields += [(f"l{i}", _I4), (f"c{i}", dt)]
+    rec = np.dtype(fields)
+    if len(body) % rec.itemsize:
+        return None
+    a = np.frombuffer(body, rec)
+    if len(a) and (np.any(a["nf"] != len(dtypes)) or any(np.any(a[f"l{i}"] != np.dtype(dt).itemsize) for i, dt in enumerate(dtypes))):
+        return None
+    return [a[f"c{i}"].astype(np.dtype(dt).newbyteorder("=")) for i, dt in enumerate(dtypes)]
+
+
+class _Int4Array:
+    """A one-dimensional array parameter in PostgreSQL's binary array format, built with numpy: psycopg's own
+    adaptation of a Python list costs ~0.2 s per 100k elements, this ~1 ms."""
+
+    dtype, elem_oid = _I4, 23
+
+    def __init__(self, values: np.ndarray):
+        a = np.empty(len(values), [("len", _I4), ("v", self.dtype)])
+        a["len"] = np.dtype(self.dtype).itemsize
+        a["v"] = values
+        header = np.array([1, 0, self.elem_oid, len(values), 1], dtype=_I4).tobytes()  # ndim, has-nulls, type, size, lower bound
+        self.data = header + a.tobytes()
+
+
+class _Int8Array(_Int4Array):
+    dtype, elem_oid = _I8, 20
+
+
+class _Int4ArrayDumper(Dumper):
+    format = pq.Format.BINARY
+    oid = 1007  # int4[]
+
+    def dump(self, obj: _Int4Array) -> bytes:
+        return obj.data
+
+
+class _Int8ArrayDumper(_Int4ArrayDumper):
+    oid = 1016  # int8[]
+
+
+def downsample_sql(tier: str, agg: str, width: int, pid: int, start: int, end: int) -> tuple[str, list]:
+    """PostgreSQL twin of store.embedded.downsample_sql (same shape, same parameters). PostgreSQL has no
+    arg_max: 'last' takes the first element of the values ordered by time, newest first."""
+    width = int(width)
+    if tier == "raw":
+        expr = {
+            "avg": "avg(value)", "min": "min(value)", "max": "max(value)", "sum": "sum(value)",
+            "count": "count(*)", "last": "(array_agg(value ORDER BY ts DESC))[1]",
+        }[agg]
+        sql = (
+            f"SELECT (ts - (ts %% {width}))::BIGINT AS b, ({expr})::{_F8} AS v, count(*)::BIGINT AS n FROM raw "
+            f"WHERE pid = %s AND ts >= %s AND ts < %s AND quality <> 2 GROUP BY b ORDER BY b"
+        )
+        return sql, [pid, start, end]
+    expr = {
+        "avg": f"sum(vsum) / sum(n)::{_F8}", "min": "min(vmin)", "max": "max(vmax)", "sum": "sum(vsum)",
+        "count": "sum(n)", "last": "(array_agg(vlast ORDER BY last_ts DESC))[1]",
+    }[agg]
+    sql = (
+        f"SELECT (bucket - (bucket %% {width}))::BIGINT AS b, ({expr})::{_F8} AS v, sum(n)::BIGINT AS n FROM rollup_{tier} "
+        f"WHERE pid = %s AND bucket >= %s AND bucket < %s GROUP BY b ORDER BY b"
+    )
+    return sql, [pid, start - (start % TIERS[tier]), end]
+
+
+def _q(col: str) -> str:
+    return f'"{col}"'
+
+
+class PostgresStore(Store):
+    kind = "postgres"
+
+    def __init__(self, dsn: str, connect_timeout: int = 10):
+        try:
+            params = conninfo.conninfo_to_dict(dsn)
+        except psycopg.Error as e:
+            raise StoreUnavailable(f"invalid PostgreSQL DSN: {e}") from None
+        params.setdefault("connect_timeout", connect_timeout)
+        params.setdefault("application_name", "plantguard")
+        self._params = params
+        self._plock = threading.Lock()
+        self._idle: list[psycopg.Connection] = []
+        self._writer: psycopg.Connection | None = None
+        self._wlock = threading.RLock()  # one write transaction at a time, as in the embedded store
+        self._closed = False
+        self._release(self._connect())  # fail now, not at the first query, when the server is unreachable
+
+    # -- plumbing ---------------------------------------------------------------------------------------
+    def _connect(self) -> psycopg.Connection:
+        try:
+            conn = psycopg.connect(autocommit=True, **self._params)
+            conn.adapters.register_dumper(_Int4Array, _Int4ArrayDumper)
+            conn.adapters.register_dumper(_Int8Array, _Int8ArrayDumper)
+            return conn
+        except psycopg.Error as e:
+            host = self._params.get("host", "localhost")
+            raise StoreUnavailable(f"cannot connect to PostgreSQL at {host}:{self._params.get('port', 5432)}: {' '.join(str(e).split())}") from None
+
+    @staticmethod
+    def _usable(conn: psycopg.Connection) -> bool:
+        return not conn.closed and not conn.broken and conn.info.transaction_status == pq.TransactionStatus.IDLE
+
+    def _acquire(self) -> tuple[psycopg.Connection, bool]:
+        """(connection, reused): an idle pooled connection, else a new one."""
+        with self._plock:
+            if self._closed:
+                raise StoreError("store is closed")
+            while self._idle:
+                conn = self._idle.pop()
+                if self._usable(conn):
+                    return conn, True
+                conn.close()
+        return self._connect(), False
+
+    def _release(self, conn: psycopg.Connection) -> None:
+        with self._plock:
+            if not self._closed and self._usable(conn) and len(self._idle) < _MAX_IDLE:
+                self._idle.append(conn)
+                return
+        conn.close()
+
+    @staticmethod
+    def _error(e: psycopg.Error, conn: psycopg.Connection | None) -> StoreError:
+        msg = "postgres store: " + " ".join(str(e).split())
+        if conn is None or conn.closed or conn.broken:
+            return StoreUnavailable(msg)
+        return StoreError(msg)
+
+    def _run(self, fn):
+        """Runs fn(cursor) on a pooled connection, outside any explicit transaction (one statement each).
+        Reads only: a pooled connection found dead (e.g. after a server restart) is replaced once."""
+        for attempt in (0, 1):
+            conn, reused = self._acquire()
+            try:
+                return fn(conn.cursor())
+            except psycopg.Error as e:
+                if attempt == 0 and reused and (conn.closed or conn.broken):
+                    continue
+                raise self._error(e, conn) from None
+            finally:
+                self._release(conn)
+
+    def _tx(self, fn):
+        """Runs fn(cursor) in one transaction on the writer connection."""
+        with self._wlock:
+            if self._closed:
+                raise StoreError("store is closed")
+            conn = self._writer
+            if conn is None or conn.closed or conn.broken:
+                conn = self._writer = self._connect()
+            try:
+                with conn.transaction():
+                    return fn(conn.cursor())
+            except psycopg.Error as e:
+                err = self._error(e, conn)
+                if conn.closed or conn.broken:
+                    conn.close()
+                    self._writer = None
+                raise err from None
+
+    def _columns(self, sql: str, params: list, dtypes: list[str]) -> list[np.ndarray]:
+        """Runs a SELECT and returns its columns as numpy arrays (native byte order), via binary COPY."""
+
+        def go(cur):
+            buf = bytearray()
+            with cur.copy(f"COPY ({sql}) TO STDOUT (FORMAT BINARY)", params) as cp:
+                for chunk in cp:
+                    buf += chunk
+            return bytes(buf)
+
+        cols = _decode(self._run(go), dtypes)
+        if cols is None:  # NULLs or unexpected widths: take the slow, general path
+            rows = self._run(lambda c: c.execute(sql, params).fetchall())
+            cols = []
+            for i, dt in enumerate(dtypes):
+                kind = np.dtype(dt).newbyteorder("=")
+                vals = [r[i] for r in rows]
+                if kind.kind == "f":
+                    cols.append(np.array([np.nan if v is None else v for v in vals], kind))
+                else:
+                    cols.append(np.array(vals, kind))
+        return cols
+
+    # -- lifecycle --------------------------------------------------------------------------------------
+    def migrate(self) -> list[str]:
+        def ensure(cur):
+            cur.execute("SELECT pg_advisory_xact_lock(%s)", [_MIGRATION_LOCK])
+            cur.execute("CREATE TABLE IF NOT EXISTS schema_migrations (name TEXT PRIMARY KEY, applied_at BIGINT NOT NULL)")
+
+        self._tx(ensure)
+        applied = []
+        for name, stmts in MIGRATIONS:
+
+            def apply(cur, stmts=stmts, name=name):
+                cur.execute("SELECT pg_advisory_xact_lock(%s)", [_MIGRATION_LOCK])
+                if cur.execute("SELECT 1 FROM schema_migrations WHERE name = %s", [name]).fetchone():
+                    return False
+                for s in stmts:
+                    cur.execute(s)
+                cur.execute("INSERT INTO schema_migrations VALUES (%s, %s)", [name, now_us()])
+                return True
+
+            if self._tx(apply):
+                applied.append(name)
+        return applied
+
+    def applied_migrations(self) -> list[tuple[str, int]]:
+        return self._run(lambda c: [tuple(r) for r in c.execute("SELECT name, applied_at FROM schema_migrations ORDER BY name").fetchall()])
+
+    def close(self) -> None:
+        with self._wlock:
+            with self._plock:
+                if self._closed:
+                    return
+                self._closed = True
+                conns, self._idle = self._idle, []
+            if self._writer is not None:
+                conns.append(self._writer)
+                self._writer = None
+        for c in conns:  # connections checked out by other threads close when they come back
+            c.close()
+
+    # -- points -----------------------------------------------------------------------------------------
+    def load_points(self) -> list[PointRow]:
+        rows = self._run(lambda c: c.execute("SELECT pid, tag, meta FROM points ORDER BY pid").fetchall())
+        return [PointRow(pid, tag, json.loads(meta)) for pid, tag, meta in rows]
+
+    def upsert_points(self, rows: list[PointRow]) -> None:
+        if not rows:
+            return
+        self._tx(
+            lambda cur: cur.executemany(
+                "INSERT INTO points VALUES (%s, %s, %s) ON CONFLICT (pid) DO UPDATE SET meta = excluded.meta",
+                [(r.pid, r.tag, json.dumps(r.meta)) for r in rows],
+            )
+        )
+
+    # -- model ------------------------------------------------------------------------------------------
+    def save_model(self, doc: str, saved_at: int) -> int:
+        def go(cur):
+            cur.execute("LOCK TABLE plant_model IN SHARE ROW EXCLUSIVE MODE")  # versions stay gapless across processes
+            v = cur.execute("SELECT coalesce(max(version), 0) + 1 FROM plant_model").fetchone()[0]
+            cur.execute("INSERT INTO plant_model VALUES (%s, %s, %s)", [v, saved_at, doc])
+            return v
+
+        return self._tx(go)
+
+    def load_model(self):
+        row = self._run(lambda c: c.execute("SELECT version, doc FROM plant_model ORDER BY version DESC LIMIT 1").fetchone())
+        return (row[0], row[1]) if row else None
+
+    # -- write path -------------------------------------------------------------------------------------
+    def write(self, ws: WriteSet) -> None:
+        raw = _readings_payload(ws.batch) if len(ws.batch) else None
+        latest = _readings_payload(ws.latest) if len(ws.latest) else None
+        rolls = {
+            tier: _SIGNATURE
+            + _tuples([(_I4, r.pid), (_I8, r.bucket), (_F8B, r.vmin), (_F8B, r.vmax), (_F8B, r.vsum), (_I8, r.n), (_I8, r.last_ts), (_F8B, r.vlast)])
+            + _TRAILER
+            for tier, r in ws.rollups.items()
+            if len(r)
+        }
+        for tier in rolls:
+            TIERS[tier]  # an unknown tier is a programming error: fail before touching the database
+        dl_rows = [(ws.received_at, d.source, d.point, d.ts, d.value, d.reason, d.payload) for d in ws.dead_letters]
+
+        def go(cur):
+            if raw is not None:
+                with cur.copy("COPY raw (pid, ts, value, quality, src_ts) FROM STDIN (FORMAT BINARY)") as cp:
+                    cp.write(raw)
+            if latest is not None:
+                # COPY cannot upsert: stage the rows, then one INSERT ... ON CONFLICT
+                cur.execute("CREATE TEMP TABLE IF NOT EXISTS _latest_in (LIKE latest) ON COMMIT DELETE ROWS")
+                with cur.copy("COPY _latest_in (pid, ts, value, quality, src_ts) FROM STDIN (FORMAT BINARY)") as cp:
+                    cp.write(latest)
+                cur.execute(
+                    "INSERT INTO latest (pid, ts, value, quality, src_ts) SELECT pid, ts, value, quality, src_ts FROM _latest_in "
+                    "ON CONFLICT (pid) DO UPDATE SET ts = excluded.ts, value = excluded.value, quality = excluded.quality, src_ts = excluded.src_ts"
+                )
+            for tier, payload in rolls.items():
+                with cur.copy(f"COPY rollup_{tier} ({', '.join(ROLLUP_COLUMNS)}) FROM STDIN (FORMAT BINARY)") as cp:
+                    cp.write(payload)
+            if dl_rows:
+                cur.executemany(
+                    "INSERT INTO dead_letters (received_at, source, point, ts, value, reason, payload) VALUES (%s, %s, %s, %s, %s, %s, %s)", dl_rows
+                )
+
+        self._tx(go)
+
+    def existing(self, pid: np.ndarray, ts: np.ndarray) -> np.ndarray:
+        if len(pid) == 0:
+            return np.zeros(0, bool)
+        ts = np.asarray(ts, np.int64)
+        # The hits come back as one bytea of big-endian int8 positions instead of a row each; the ts bounds let
+        # the planner narrow the scan when the probe set is large.
+        hit = self._run(
+            lambda c: c.execute(
+                "SELECT coalesce(string_agg(int8send(p.i), ''::bytea), ''::bytea) "
+                "FROM unnest(%b, %b) WITH ORDINALITY AS p(pid, ts, i) "
+                "WHERE EXISTS (SELECT 1 FROM raw r WHERE r.pid = p.pid AND r.ts = p.ts AND r.ts BETWEEN %s AND %s)",
+                [_Int4Array(np.asarray(pid)), _Int8Array(ts), int(ts.min()), int(ts.max())],
+            ).fetchone()[0]
+        )
+        mask = np.zeros(len(pid), bool)
+        mask[np.frombuffer(hit, _I8) - 1] = True
+        return mask
+
+    def watermarks(self):
+        p, t, v, q = self._columns("SELECT pid, ts, value, quality FROM latest ORDER BY pid", [], [_I4, _I8, _F8B, _I2])
+        return p, t, v, q.astype(np.uint8)
+
+    # -- queries ----------------------------------------------------------------------------------------
+    def raw(self, pid: int, start: int, end: int, limit: int = 100_000) -> Series:
+        t, v, q = self._columns(
+            "SELECT ts, value, quality FROM raw WHERE pid = %s AND ts >= %s AND ts < %s ORDER BY ts LIMIT %s",
+            [int(pid), int(start), int(end), int(limit)],
+            [_I8, _F8B, _I2],
+        )
+        return Series(t, v, q.astype(np.uint8))
+
+    def downsample(self, pid: int, start: int, end: int, width: int, agg: str, tier: str) -> Series:
+        sql, params = downsample_sql(tier, agg, width, int(pid), int(start), int(end))
+        b, v, n = self._columns(sql, params, [_I8, _F8B, _I8])
+        return Series(b, v, count=n)
+
+    def latest(self, pids: np.ndarray):
+        pids = np.asarray(pids, np.int64)
+        if len(pids) == 0:
+            return np.empty(0, np.int32), np.empty(0, np.int64), np.empty(0, np.float64), np.empty(0, np.uint8)
+        p, t, v, q = self._columns(
+            "SELECT pid, ts, value, quality FROM latest WHERE pid = ANY(%s::int[]) ORDER BY pid", [pids.tolist()], [_I4, _I8, _F8B, _I2]
+        )
+        return p, t, v, q.astype(np.uint8)
+
+    # -- alarms -----------------------------------------------------------------------------------------
+    def save_alarms(self, records: list[AlarmRecord], events: list[AlarmEvent]) -> None:
+        if not records and not events:
+            return
+        cols = ALARM_COLUMNS + ["extra"]
+        placeholders = ", ".join("%s" for _ in cols)
+        updates = ", ".join(f"{_q(c)} = excluded.{_q(c)}" for c in cols if c != "id")
+
+        def go(cur):
+            if records:
+                cur.executemany(
+                    f"INSERT INTO alarms ({', '.join(_q(c) for c in cols)}) VALUES ({placeholders}) ON CONFLICT (id) DO UPDATE SET {updates}",
+                    [[getattr(r, c) for c in ALARM_COLUMNS] + [json.dumps(r.extra)] for r in records],
+                )
+            if events:
+                cur.executemany(
+                    'INSERT INTO alarm_events (alarm_id, "at", event, actor, note, value) VALUES (%s, %s, %s, %s, %s, %s)',
+                    [(e.alarm_id, e.at, e.event, e.actor, e.note, e.value) for e in events],
+                )
+
+        self._tx(go)
+
+    def load_alarms(self) -> list[AlarmRecord]:
+        cols = ALARM_COLUMNS + ["extra"]
+        rows = self._run(lambda c: c.execute(f"SELECT {', '.join(_q(c) for c in cols)} FROM alarms ORDER BY id").fetchall())
+        out = []
+        for r in rows:
+            d = dict(zip(cols, r))
+            d["extra"] = json.loads(d["extra"]) if d["extra"] else {}
+            out.append(AlarmRecord(**d))
+        return out
+
+    def alarm_events(self, alarm_id: str | None = None, limit: int = 1000) -> list[AlarmEvent]:
+        where, params = ("WHERE alarm_id = %s", [alarm_id]) if alarm_id else ("", [])
+        rows = self._run(
+            lambda c: c.execute(f'SELECT alarm_id, "at", event, actor, note, value FROM alarm_events {where} ORDER BY id DESC LIMIT %s', params + [limit]).fetchall()
+        )
+        return [AlarmEvent(*r) for r in rows]
+
+    # -- dead letters -----------------------------------------------------------------------------------
+    def dead_letters(self, limit: int = 100, since: int | None = None, source: str | None = None) -> list[dict]:
+        conds, params = [], []
+        if since is not None:
+            conds.append("received_at >= %s")
+            params.append(since)
+        if source is not None:
+            conds.append("source = %s")
+            params.append(source)
+        where = ("WHERE " + " AND ".join(conds)) if conds else ""
+        cols = ["id", "received_at", "source", "point", "ts", "value", "reason", "payload"]
+        rows = self._run(lambda c: c.execute(f"SELECT {', '.join(cols)} FROM dead_letters {where} ORDER BY id DESC LIMIT %s", params + [limit]).fetchall())
+        return [dict(zip(cols, r)) for r in rows]
+
+    # -- maintenance ------------------------------------------------------------------------------------
+    def compact_rollups(self, since_bucket: int) -> int:
+        removed = 0
+        cols = ", ".join(ROLLUP_COLUMNS)
+        for tier in TIERS:
+            # Only (pid, bucket) groups with several partials are rewritten: fewer dead tuples than rewriting all.
+            sql = (
+                f"WITH g AS (SELECT pid, bucket FROM rollup_{tier} WHERE bucket >= %(b)s GROUP BY pid, bucket HAVING count(*) > 1), "
+                f"d AS (DELETE FROM rollup_{tier} r USING g WHERE r.pid = g.pid AND r.bucket = g.bucket AND r.bucket >= %(b)s RETURNING r.*), "
+                f"m AS (INSERT INTO rollup_{tier} ({cols}) SELECT pid, bucket, min(vmin), max(vmax), sum(vsum), sum(n)::BIGINT, max(last_ts), "
+                f"(array_agg(vlast ORDER BY last_ts DESC))[1] FROM d GROUP BY pid, bucket RETURNING 1) "
+                f"SELECT (SELECT count(*) FROM d) - (SELECT count(*) FROM m)"
+            )
+            removed += self._tx(lambda cur, sql=sql: cur.execute(sql, {"b": int(since_bucket)}).fetchone()[0])
+        return int(removed)
+
+    def apply_retention(self, now: int, retention: dict[str, int]) -> dict[str, int]:
+        out = {}
+        for tier, table, col in (("raw", "raw", "ts"), ("1m", "rollup_1m", "bucket"), ("1h", "rollup_1h", "bucket")):
+            if tier not in retention:
+                continue
+            cutoff = int(now - retention[tier])
+
+            def go(cur, table=table, col=col, cutoff=cutoff):
+                n = cur.execute(f"DELETE FROM {table} WHERE {col} < %s", [cutoff]).rowcount
+                if table == "raw":
+                    cur.execute("DELETE FROM dead_letters WHERE received_at < %s", [cutoff])
+                return n
+
+            out[tier] = self._tx(go)
+        return out
+
+    def counts(self) -> dict[str, int]:
+        sql = "SELECT " + ", ".join(f"(SELECT count(*) FROM {t})" for t in _TABLES)
+        row = self._run(lambda c: c.execute(sql).fetchone())
+        return dict(zip(_TABLES, (int(x) for x in row)))
