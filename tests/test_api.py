@@ -193,7 +193,7 @@ def test_invalid_edits_are_422_with_document_paths_and_change_nothing(client):
     assert f"{POINT_PATH0}[3].data_type" in problems(r)
     r = client.post(f"/api/model/devices/{DEVICE}/points", json={"id": "bad", "range": {"low": 5, "high": 1}})
     assert r.status_code == 422
-    assert problems(r) == {f"{POINT_PATH0}[3].range": "low (5.0) must be below high (1.0)"}
+    assert problems(r) == {f"{POINT_PATH0}[3].range": "low (5) must be below high (1)"}
     r = client.patch(f"/api/model/points/{P0}", json={"alarms": {"limits": {"hi": 5000}}})
     assert r.status_code == 422
     assert "outside the engineering range" in problems(r)[f"{POINT_PATH0}[0].alarms.limits.hi"]

@@ -86,3 +86,14 @@ def test_load_config_missing_file(tmp_path):
     with pytest.raises(ConfigError) as ei:
         load_config(tmp_path / "nope.yaml")
     assert "cannot read file" in str(ei.value)
+
+
+def test_structural_and_cross_field_errors_reported_together():
+    d = plant_dict(3)
+    pts = d["sites"][0]["areas"][0]["lines"][0]["assets"][0]["devices"][0]["points"]
+    pts[0]["unit"] = 5  # structural
+    pts[1]["id"] = "p0"  # duplicate (cross-field)
+    pts[2]["range"] = {"low": 3, "high": 1}  # cross-field
+    p = problems(d)
+    base = "sites[0].areas[0].lines[0].assets[0].devices[0].points"
+    assert {f"{base}[0].unit", f"{base}[1].id", f"{base}[2].range"} <= set(p)

@@ -226,69 +226,95 @@ def _loc_to_path(loc: tuple) -> str:
     return out
 
 
-def _semantic_problems(cfg: PlantConfig) -> list[ConfigProblem]:
-    """Checks that span fields: unique ids per level, limit ordering, limits inside the range, state codes."""
+def _num(x) -> float | None:
+    return float(x) if isinstance(x, (int, float)) and not isinstance(x, bool) else None
+
+
+def _list(d: dict, key: str) -> list:
+    v = d.get(key) if isinstance(d, dict) else None
+    return v if isinstance(v, list) else []
+
+
+def _semantic_problems(data: dict) -> list[ConfigProblem]:
+    """Checks that span fields: unique ids per level, limit ordering, limits inside the range, state codes, time
+    zones. Works on the raw document, tolerating fields of the wrong shape (the structural pass reports those),
+    so a file gets every problem in one report."""
     problems: list[ConfigProblem] = []
 
     def dupes(items, path):
         seen: dict[str, int] = {}
         for i, it in enumerate(items):
-            if it.id in seen:
-                problems.append(ConfigProblem(f"{path}[{i}].id", f"duplicate id {it.id!r} (also at {path}[{seen[it.id]}])"))
+            ident = it.get("id") if isinstance(it, dict) else None
+            if not isinstance(ident, str):
+                continue
+            if ident in seen:
+                problems.append(ConfigProblem(f"{path}[{i}].id", f"duplicate id {ident!r} (also at {path}[{seen[ident]}])"))
             else:
-                seen[it.id] = i
+                seen[ident] = i
 
-    dupes(cfg.sites, "sites")
-    for si, s in enumerate(cfg.sites):
+    def children(items):
+        return [(i, it) for i, it in enumerate(items) if isinstance(it, dict)]
+
+    sites = _list(data, "sites")
+    dupes(sites, "sites")
+    for si, s in children(sites):
         sp = f"sites[{si}]"
-        try:
-            import zoneinfo
+        tz = s.get("timezone", "UTC")
+        if isinstance(tz, str):
+            try:
+                import zoneinfo
 
-            zoneinfo.ZoneInfo(s.timezone)
-        except Exception:
-            problems.append(ConfigProblem(f"{sp}.timezone", f"unknown time zone {s.timezone!r} (use an IANA name like 'Europe/Paris')"))
-        dupes(s.areas, f"{sp}.areas")
-        for ai, a in enumerate(s.areas):
+                zoneinfo.ZoneInfo(tz)
+            except Exception:
+                problems.append(ConfigProblem(f"{sp}.timezone", f"unknown time zone {tz!r} (use an IANA name like 'Europe/Paris')"))
+        dupes(_list(s, "areas"), f"{sp}.areas")
+        for ai, a in children(_list(s, "areas")):
             ap = f"{sp}.areas[{ai}]"
-            dupes(a.lines, f"{ap}.lines")
-            for li, ln in enumerate(a.lines):
+            dupes(_list(a, "lines"), f"{ap}.lines")
+            for li, ln in children(_list(a, "lines")):
                 lp = f"{ap}.lines[{li}]"
-                dupes(ln.assets, f"{lp}.assets")
-                for xi, asset in enumerate(ln.assets):
+                dupes(_list(ln, "assets"), f"{lp}.assets")
+                for xi, asset in children(_list(ln, "assets")):
                     xp = f"{lp}.assets[{xi}]"
-                    dupes(asset.devices, f"{xp}.devices")
-                    for di, d in enumerate(asset.devices):
+                    dupes(_list(asset, "devices"), f"{xp}.devices")
+                    for di, d in children(_list(asset, "devices")):
                         dp = f"{xp}.devices[{di}]"
-                        dupes(d.points, f"{dp}.points")
-                        for pi, p in enumerate(d.points):
+                        dupes(_list(d, "points"), f"{dp}.points")
+                        for pi, p in children(_list(d, "points")):
                             problems.extend(point_problems(p, f"{dp}.points[{pi}]"))
-    if cfg.storage.backend == "postgres" and not cfg.storage.postgres_dsn:
+    storage = data.get("storage") if isinstance(data.get("storage"), dict) else {}
+    if storage.get("backend") == "postgres" and not storage.get("postgres_dsn"):
         problems.append(ConfigProblem("storage.postgres_dsn", "required when storage.backend is 'postgres'"))
     return problems
 
 
-def point_problems(p: Point, pp: str) -> list[ConfigProblem]:
+def point_problems(p: dict | Point, pp: str) -> list[ConfigProblem]:
+    """Cross-field checks of one point (a raw mapping or a validated Point)."""
+    if isinstance(p, Point):
+        p = p.model_dump(mode="json", exclude_none=True)
     problems: list[ConfigProblem] = []
-    if parse_duration_us(p.period) <= 0:
-        problems.append(ConfigProblem(f"{pp}.period", "must be greater than 0"))
-    if p.range is not None and not p.range.low < p.range.high:
-        problems.append(ConfigProblem(f"{pp}.range", f"low ({p.range.low}) must be below high ({p.range.high})"))
-    if p.data_type == DataType.state and not p.states:
+    rng = p.get("range") if isinstance(p.get("range"), dict) else None
+    low, high = (_num(rng.get("low")), _num(rng.get("high"))) if rng else (None, None)
+    if low is not None and high is not None and not low < high:
+        problems.append(ConfigProblem(f"{pp}.range", f"low ({low:g}) must be below high ({high:g})"))
+    dtype = p.get("data_type", "float")
+    if dtype == "state" and not p.get("states"):
         problems.append(ConfigProblem(f"{pp}.states", "a point of data_type 'state' needs its states (code: name)"))
-    if p.data_type != DataType.state and p.states:
+    if dtype != "state" and p.get("states"):
         problems.append(ConfigProblem(f"{pp}.states", "only points of data_type 'state' have states"))
-    lim = p.alarms.limits if p.alarms else None
+    alarms = p.get("alarms") if isinstance(p.get("alarms"), dict) else {}
+    lim = alarms.get("limits") if isinstance(alarms.get("limits"), dict) else None
     if lim is not None:
-        order = [(n, getattr(lim, n)) for n in ("lolo", "lo", "hi", "hihi") if getattr(lim, n) is not None]
-        if not order:
+        order = [(n, _num(lim.get(n))) for n in ("lolo", "lo", "hi", "hihi") if _num(lim.get(n)) is not None]
+        if not order and not any(lim.get(n) is not None for n in ("lolo", "lo", "hi", "hihi")):
             problems.append(ConfigProblem(f"{pp}.alarms.limits", "set at least one of hihi, hi, lo, lolo"))
         for (n1, v1), (n2, v2) in zip(order, order[1:]):
             if not v1 < v2:
-                problems.append(ConfigProblem(f"{pp}.alarms.limits.{n2}", f"{n2} ({v2}) must be above {n1} ({v1})"))
-        if p.range is not None:
+                problems.append(ConfigProblem(f"{pp}.alarms.limits.{n2}", f"{n2} ({v2:g}) must be above {n1} ({v1:g})"))
+        if low is not None and high is not None:
             for n, v in order:
-                if not p.range.low <= v <= p.range.high:
-                    problems.append(ConfigProblem(f"{pp}.alarms.limits.{n}", f"{n} ({v}) is outside the engineering range [{p.range.low}, {p.range.high}]"))
+                if not low <= v <= high:
+                    problems.append(ConfigProblem(f"{pp}.alarms.limits.{n}", f"{n} ({v:g}) is outside the engineering range [{low:g}, {high:g}]"))
     return problems
 
 
@@ -298,12 +324,14 @@ def parse_config(data: Any, source: str | None = None) -> PlantConfig:
         data = {}
     if not isinstance(data, dict):
         raise ConfigError([ConfigProblem("", "the configuration must be a mapping (YAML object) at the top level")], source)
+    problems: list[ConfigProblem] = []
+    cfg = None
     try:
         cfg = PlantConfig.model_validate(data)
     except ValidationError as e:
         problems = [ConfigProblem(_loc_to_path(err["loc"]), _clean_msg(err)) for err in e.errors()]
-        raise ConfigError(problems, source) from None
-    problems = _semantic_problems(cfg)
+    seen = {p.path for p in problems}
+    problems += [p for p in _semantic_problems(data) if p.path not in seen]
     if problems:
         raise ConfigError(problems, source)
     return cfg
