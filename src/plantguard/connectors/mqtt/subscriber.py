@@ -137,6 +137,7 @@ class MqttSource:
             return
         with self._lock:
             self._stopping = True
+            self._live = False  # take no new messages; those already taken are still acknowledged below
         self._flush()
         with self._drained:
             self._drained.wait_for(lambda: not self._pending, timeout=self.tuning.stop_timeout)

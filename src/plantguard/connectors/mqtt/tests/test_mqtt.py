@@ -229,6 +229,29 @@ def test_failed_write_is_not_acknowledged_and_is_redelivered(mosquitto, pub, dat
         p.stop()
 
 
+@pytest.mark.mqtt
+def test_stop_during_a_stream_then_restart_stores_everything_once(mosquitto, pub, data_dir_mqtt):  # noqa: F811
+    d = plant(data_dir_mqtt, mosquitto, n_points=50)
+    t0 = now_us() // 1000 - 60_000
+    n = 200
+    p = start(d)
+    try:
+        for i in range(n):
+            pub.publish(DEVICE, orjson.dumps([{"p": f"p{j}", "t": t0 + i, "v": 1.0} for j in range(50)]))
+        wait_for(lambda: mqtt_health(p)["acked"] >= 10, "part of the stream to be stored")
+    finally:
+        p.stop()  # must return while messages keep arriving; what it did not acknowledge stays with the broker
+    assert pub.wait_all()
+    p = start(d)
+    try:
+        wait_for(lambda: p.latest([tag(49)])[tag(49)] is not None and p.latest([tag(49)])[tag(49)]["ts"] == (t0 + n - 1) * 1000,
+                 "the rest of the stream after the restart")
+        wait_for(lambda: mqtt_health(p)["in_flight"] == 0, "the redelivered messages to be acknowledged")
+        assert p.store.counts()["raw"] == n * 50
+    finally:
+        p.stop()
+
+
 # -- crash safety -------------------------------------------------------------------------------------------
 class Server:
     """`plantguard serve` in a child process, watched through its HTTP API."""
