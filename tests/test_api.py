@@ -600,7 +600,7 @@ def test_openapi_lists_every_route_with_a_unique_operation_id(client):
             ops[(method.upper(), path)] = op["operationId"]
     assert len(set(ops.values())) == len(ops)
     for route in client.app.routes:
-        if isinstance(route, APIRoute):
+        if isinstance(route, APIRoute) and route.include_in_schema:
             for m in route.methods:
                 assert (m, route.path_format) in ops, (m, route.path_format)
     assert ops[("POST", "/api/ingest")] == "ingest_readings"
@@ -627,3 +627,8 @@ def test_docs_cover_every_route_and_the_payload_format(client):
     fmt = parse.__doc__.split("Accepted shapes", 1)[1].splitlines()[1:]
     for line in filter(str.strip, fmt):
         assert line in docs, f"docs/api.md lacks the payload format line {line!r}"
+
+
+def test_root_leads_to_the_api_docs(client):
+    r = client.get("/", follow_redirects=False)
+    assert r.status_code in (302, 307) and r.headers["location"] == "/docs"

@@ -6,6 +6,7 @@ feed the CLI or a simulator, and one shutdown order (sources, pipeline drain, st
 
 from __future__ import annotations
 
+from fastapi.responses import RedirectResponse
 from fastapi import APIRouter, FastAPI
 from fastapi.routing import APIRoute
 
@@ -44,6 +45,12 @@ def create_app(platform: Platform) -> FastAPI:
         api.include_router(r)
     app.include_router(api)
     app.include_router(health.metrics_router)
+
+    @app.get("/", include_in_schema=False)
+    def root() -> RedirectResponse:
+        # The operator dashboard will live here; until then the interactive API docs are the front page.
+        return RedirectResponse("/docs")
+
     _document_bodies(app)
     return app
 
