@@ -97,3 +97,14 @@ def test_structural_and_cross_field_errors_reported_together():
     p = problems(d)
     base = "sites[0].areas[0].lines[0].assets[0].devices[0].points"
     assert {f"{base}[0].unit", f"{base}[1].id", f"{base}[2].range"} <= set(p)
+
+
+@pytest.mark.parametrize("mqtt, path", [
+    ({"topic_prefix": "plant/#"}, "mqtt.topic_prefix"),
+    ({"topic_prefix": "/plant"}, "mqtt.topic_prefix"),
+    ({"reconnect_min": 10, "reconnect_max": 1}, "mqtt.reconnect_max"),
+])
+def test_mqtt_settings_checked_at_load(mqtt, path):
+    d = plant_dict(1)
+    d["mqtt"] = mqtt
+    assert path in problems(d)

@@ -282,6 +282,13 @@ def _semantic_problems(data: dict) -> list[ConfigProblem]:
                         dupes(_list(d, "points"), f"{dp}.points")
                         for pi, p in children(_list(d, "points")):
                             problems.extend(point_problems(p, f"{dp}.points[{pi}]"))
+    mqtt = data.get("mqtt") if isinstance(data.get("mqtt"), dict) else {}
+    prefix = mqtt.get("topic_prefix")
+    if isinstance(prefix, str) and (not prefix or any(c in prefix for c in "#+\0") or prefix.startswith("/") or prefix.endswith("/")):
+        problems.append(ConfigProblem("mqtt.topic_prefix", "must be non-empty, without wildcards (+, #) and without a leading or trailing '/'"))
+    lo, hi = _num(mqtt.get("reconnect_min", 0.5)), _num(mqtt.get("reconnect_max", 30.0))
+    if lo is not None and hi is not None and not 0 < lo <= hi:
+        problems.append(ConfigProblem("mqtt.reconnect_max", f"reconnect_min ({lo:g}) must be positive and at most reconnect_max ({hi:g})"))
     storage = data.get("storage") if isinstance(data.get("storage"), dict) else {}
     if storage.get("backend") == "postgres" and not storage.get("postgres_dsn"):
         problems.append(ConfigProblem("storage.postgres_dsn", "required when storage.backend is 'postgres'"))
