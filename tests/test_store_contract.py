@@ -290,8 +290,8 @@ def test_bad_quality_excluded_from_aggregates_kept_raw(store):
         assert got["last"].value.tolist() == [4.0]
 
 
-@settings(max_examples=25, deadline=None, derandomize=True, database=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+# Seeded by the root conftest's hypothesis profile (deterministic unless PLANTGUARD_HYPOTHESIS=explore).
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(
     readings=st.lists(
         st.tuples(st.integers(0, 2), st.integers(0, 3 * 3600 * 4), st.floats(-1e4, 1e4, allow_nan=False), st.sampled_from([0, 0, 0, 1, 2])),
@@ -403,6 +403,13 @@ def test_alarms_round_trip_upsert_and_events(store):
     assert [e.event for e in store.alarm_events("t1:HI")] == ["acknowledged", "raised"]
     assert [e.event for e in store.alarm_events(limit=1)] == ["shelved"]
     assert store.alarm_events("nope") == []
+
+    # several states of one alarm in one call: the last wins; events keep their order
+    shelved = AlarmRecord(**{**acked.as_dict(), "state": "shelved", "shelved_by": "op3", "shelved_until": T0 + H, "updated_at": T0 + 3 * S})
+    unshelved = AlarmRecord(**{**shelved.as_dict(), "state": "acknowledged", "shelved_by": None, "shelved_until": None, "updated_at": T0 + 4 * S})
+    store.save_alarms([shelved, unshelved], [AlarmEvent("t1:HI", T0 + 3 * S, "shelved"), AlarmEvent("t1:HI", T0 + 4 * S, "unshelved")])
+    assert store.load_alarms() == [lo, unshelved]
+    assert [e.event for e in store.alarm_events("t1:HI", limit=2)] == ["unshelved", "shelved"]
 
 
 def test_dead_letters_with_filters(store):

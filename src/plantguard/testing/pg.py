@@ -1,7 +1,7 @@
 """Throwaway PostgreSQL servers for tests and benchmarks, plus the pytest fixtures built on them.
 
     with PostgresServer() as srv:          # initdb + start on 127.0.0.1:<free port>
-        store = PostgresStore(srv.dsn())
+        store = PostgresStore(srv.dsn)     # or srv.dsn_for(srv.create_database())
 
 Uses Debian's server binaries (/usr/lib/postgresql/<version>/bin). PostgreSQL refuses to run as root, so as
 root the cluster belongs to the `postgres` system user and every server command runs through `runuser`.
@@ -106,7 +106,12 @@ class PostgresServer:
         # cwd inside our temp dir: the postgres user may not be allowed into the caller's cwd
         return subprocess.run(argv, cwd=self.tmp, capture_output=True, text=True, check=check, timeout=timeout)
 
-    def dsn(self, dbname: str = "postgres") -> str:
+    @property
+    def dsn(self) -> str:
+        """DSN of the cluster's `postgres` database (superuser, trust authentication)."""
+        return self.dsn_for("postgres")
+
+    def dsn_for(self, dbname: str) -> str:
         return f"host={self.host} port={self.port} user={self.user} dbname={dbname} connect_timeout=10"
 
     # -- lifecycle --------------------------------------------------------------------------------------
@@ -149,7 +154,7 @@ class PostgresServer:
         deadline = time.monotonic() + self.start_timeout
         while time.monotonic() < deadline:
             try:
-                with psycopg.connect(self.dsn(), autocommit=True) as con:
+                with psycopg.connect(self.dsn, autocommit=True) as con:
                     con.execute("SELECT 1")
                 return True
             except psycopg.OperationalError:
@@ -212,14 +217,14 @@ class PostgresServer:
         import psycopg
 
         name = name or f"t_{uuid.uuid4().hex}"
-        with psycopg.connect(self.dsn(), autocommit=True) as con:
+        with psycopg.connect(self.dsn, autocommit=True) as con:
             con.execute(f'CREATE DATABASE "{name}"')
         return name
 
     def drop_database(self, name: str) -> None:
         import psycopg
 
-        with psycopg.connect(self.dsn(), autocommit=True) as con:
+        with psycopg.connect(self.dsn, autocommit=True) as con:
             con.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
@@ -246,6 +251,6 @@ def pg_dsn(pg_server):
     """A DSN to a fresh, empty database, dropped after the test."""
     name = pg_server.create_database()
     try:
-        yield pg_server.dsn(name)
+        yield pg_server.dsn_for(name)
     finally:
         pg_server.drop_database(name)
