@@ -80,7 +80,7 @@ def test_check_config_lists_every_error_with_its_field_path(tmp_path):
     assert res.exit_code == 1
     pts = "sites[0].areas[0].lines[0].assets[0].devices[0].points"
     for expected in ("sites[0].timezone: unknown time zone", f"{pts}[0].range: low", f"{pts}[1].id: duplicate id",
-                     f"{pts}[1].alarms.limits.hihi: hihi (1.0) must be above hi"):
+                     f"{pts}[1].alarms.limits.hihi: hihi (1) must be above hi (5)"):
         assert expected in res.stderr, res.stderr
     assert "4 configuration error(s)" in res.stderr
 

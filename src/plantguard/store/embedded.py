@@ -386,9 +386,8 @@ class EmbeddedStore(Store):
 
 
 def downsample_sql(tier: str, agg: str, width: int, pid: int, start: int, end: int) -> tuple[str, list]:
-    """SQL shared by both backends (DuckDB and PostgreSQL accept the same text with positional parameters
-    written as ?; the PostgreSQL backend swaps them for %s). Raw tier: aggregate readings directly; rollup
-    tiers: first combine partials per rollup bucket, then per output bucket."""
+    """DuckDB SQL for a downsample (the PostgreSQL backend has its own version of the same shape). Raw tier:
+    aggregate readings directly; rollup tiers: combine partials per output bucket."""
     if tier == "raw":
         expr = {
             "avg": "avg(value)", "min": "min(value)", "max": "max(value)", "sum": "sum(value)",
