@@ -30,6 +30,7 @@ T0_US = 1_700_000_000_000_000
 
 
 def plant(n: int, storage: dict) -> dict:
+    storage = {**storage, "retention_raw": "3650d"}  # the peers' workload is dated 2023
     points = []
     for i in range(n):
         p = {"id": f"s{i:04d}", "unit": "degC", "range": {"low": -1000, "high": 1000}, "period": "1s"}

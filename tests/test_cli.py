@@ -38,6 +38,7 @@ def config(tmp_path, data_dir):
     assert run("init", path).exit_code == 0
     doc = yaml.safe_load(path.read_text())
     doc["storage"]["data_dir"] = str(data_dir)
+    doc["storage"]["retention_raw"] = "3650d"  # the tests import 2025 history, as a historian migration would
     path.write_text(yaml.safe_dump(doc))
     return path
 

@@ -252,3 +252,10 @@ def test_property_every_pair_stored_exactly_once(tmp_path_factory, rows, cuts):
             got[(p, t)] = v
     assert got == expected
     store.close()
+
+
+def test_readings_older_than_raw_retention_are_rejected_not_silently_deleted(data_dir):
+    pl, store = make(data_dir, retention={"raw": 30 * 86400 * S})
+    r = pl.process_now(batch([(tag(0), NOW - 31 * 86400 * S, 1.0), (tag(0), NOW - 29 * 86400 * S, 2.0)]))
+    assert (r.accepted, r.rejected) == (1, 1)
+    assert "retention" in r.errors[0].reason

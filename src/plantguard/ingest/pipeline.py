@@ -316,6 +316,7 @@ class Pipeline:
             "value is not an integer (point data_type int)",
             "value is not 0/1 or a boolean (point data_type bool)",
             "value is not one of the point's state codes",
+            "timestamp older than the raw retention period (storage.retention_raw); it would be deleted",
         ]
         reason[unknown] = 1
         safe = np.where(unknown, 0, pid)
@@ -325,6 +326,8 @@ class Pipeline:
         reason[ok & ~np.isfinite(value)] = 3
         reason[(reason == 0) & (ts < 0)] = 4
         reason[(reason == 0) & (ts > now + self.max_future_us)] = 5
+        if self.retention and "raw" in self.retention:
+            reason[(reason == 0) & (ts < now - self.retention["raw"])] = 11
         reason[(reason == 0) & (quality > 2)] = 6
         ok = reason == 0
         if ok.any() and len(snap.low):

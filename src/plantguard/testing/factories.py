@@ -17,7 +17,8 @@ def plant_dict(n_points: int = 3, *, data_dir: str = "./data", alarms: bool = Tr
     return {
         "sites": [{"id": "s1", "timezone": "UTC", "areas": [{"id": "a1", "lines": [{"id": "l1", "assets": [
             {"id": "pump1", "kind": "pump", "devices": [{"id": device, "points": points}]}]}]}]}],
-        "storage": {"backend": "embedded", "data_dir": data_dir},
+        # a century of raw retention: tests use fixed dates and must not start failing as the calendar moves on
+        "storage": {"backend": "embedded", "data_dir": data_dir, "retention_raw": "36500d"},
     }
 
 
