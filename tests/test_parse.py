@@ -21,7 +21,8 @@ def test_short_keys_fast_path():
     body = orjson.dumps([{"p": "a", "t": T0, "v": 1.5}, {"p": "b", "t": T0 + 1, "v": True}])
     b, dead = parse_payload(body, "mqtt", prefix="s/a/l/x/d")
     assert dead == []
-    assert b.points == ["s/a/l/x/d/a", "s/a/l/x/d/b"]
+    assert b.prefix == "s/a/l/x/d" and b.points == ["a", "b"]
+    assert [b.tag(0), b.tag(1)] == ["s/a/l/x/d/a", "s/a/l/x/d/b"]
     assert b.ts.tolist() == [T0 * 1000, (T0 + 1) * 1000]
     assert b.value.tolist() == [1.5, 1.0]
     assert (b.src_ts == NO_TS).all() and (b.quality == 0).all()

@@ -259,3 +259,27 @@ def test_readings_older_than_raw_retention_are_rejected_not_silently_deleted(dat
     r = pl.process_now(batch([(tag(0), NOW - 31 * 86400 * S, 1.0), (tag(0), NOW - 29 * 86400 * S, 2.0)]))
     assert (r.accepted, r.rejected) == (1, 1)
     assert "retention" in r.errors[0].reason
+
+
+def test_device_relative_names_resolve_and_reject_with_full_tags(data_dir):
+    pl, store = make(data_dir)
+    dev = "s1/a1/l1/pump1/plc1"
+    b = RawBatch.build(["p0", "p1", "nope"], [NOW - 2 * S, NOW - S, NOW], [1.0, 2.0, 3.0], prefix=dev)
+    other = RawBatch.build([tag(2)], [NOW], [4.0])  # a full-tag batch in the same group commit
+    pl.start()
+    f1, f2 = pl.submit(b), pl.submit(other)
+    r1, r2 = f1.result(10), f2.result(10)
+    pl.stop()
+    assert (r1.accepted, r1.rejected, r2.accepted) == (2, 1, 1)
+    assert r1.errors[0].point == f"{dev}/nope"
+    assert store.raw(1, 0, NOW + 1).value.tolist() == [2.0]
+
+
+def test_auto_register_with_device_relative_names(data_dir):
+    d = plant_dict(1, alarms=False)
+    pl, store = make(data_dir, cfg_dict=d, unknown_points="auto_register")
+    r = pl.process_now(RawBatch.build(["p0", "extra"], [NOW, NOW], [1.0, 2.0], prefix="s1/a1/l1/pump1/plc1"))
+    assert r.accepted == 2 and pl.registry.pid("s1/a1/l1/pump1/plc1/extra") is not None
+    # the device table is rebuilt after registration, so the next batch resolves through it
+    r = pl.process_now(RawBatch.build(["extra"], [NOW + 1], [3.0], prefix="s1/a1/l1/pump1/plc1"))
+    assert r.accepted == 1

@@ -236,7 +236,7 @@ def test_mqtt_messages_parse_back_into_the_same_readings(cfg):
             assert topic.startswith("plantguard/v1/dev/site1/packaging/bottling-line-1/")
             rb, dead = parse_payload(payload, "mqtt", prefix=topic.split("/dev/", 1)[1])
             assert not dead
-            back.extend(zip(rb.points, rb.ts.tolist(), rb.value.tolist()))
+            back.extend(zip([rb.tag(i) for i in range(len(rb))], rb.ts.tolist(), rb.value.tolist()))
         assert sorted(back) == sorted(zip(b.points, b.ts.tolist(), b.value.tolist()))
 
 

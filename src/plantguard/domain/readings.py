@@ -24,7 +24,9 @@ QUALITY_BY_NAME = {"good": 0, "uncertain": 1, "bad": 2, "GOOD": 0, "UNCERTAIN": 
 class RawBatch:
     """Readings as a source delivered them: point tags not yet resolved.
 
-    ts and src_ts are epoch microseconds (UTC); src_ts is NO_TS where the source sent none.
+    ts and src_ts are epoch microseconds (UTC); src_ts is NO_TS where the source sent none. With a `prefix`
+    (a device path, e.g. from an MQTT topic) the point names are relative to it: resolving them through a
+    per-device table avoids building a full tag string per reading.
     """
 
     points: list[str]
@@ -33,6 +35,10 @@ class RawBatch:
     quality: np.ndarray  # uint8
     src_ts: np.ndarray  # int64
     source: str = "api"
+    prefix: str | None = None
+
+    def tag(self, i: int) -> str:
+        return f"{self.prefix}/{self.points[i]}" if self.prefix else self.points[i]
 
     def __post_init__(self) -> None:
         n = len(self.points)
@@ -43,7 +49,7 @@ class RawBatch:
         return len(self.points)
 
     @classmethod
-    def build(cls, points, ts, value, quality=None, src_ts=None, source: str = "api") -> "RawBatch":
+    def build(cls, points, ts, value, quality=None, src_ts=None, source: str = "api", prefix: str | None = None) -> "RawBatch":
         n = len(points)
         return cls(
             points=list(points),
@@ -52,6 +58,7 @@ class RawBatch:
             quality=np.zeros(n, np.uint8) if quality is None else np.asarray(quality, dtype=np.uint8),
             src_ts=np.full(n, NO_TS, np.int64) if src_ts is None else np.asarray(src_ts, dtype=np.int64),
             source=source,
+            prefix=prefix,
         )
 
 

@@ -10,6 +10,7 @@ A `prefix` (e.g. the device path from an MQTT topic) is prepended to relative po
 from __future__ import annotations
 
 import math
+from operator import itemgetter
 
 import numpy as np
 import orjson
@@ -45,31 +46,32 @@ def parse_document(doc, source: str, prefix: str | None = None) -> tuple[RawBatc
 
 
 def _fast(rows: list, source: str, prefix: str | None) -> RawBatch | None:
-    """The common case (short or long keys, numeric ms timestamps and values, no quality) without a per-row loop
-    of Python statements. Returns None whenever anything is unusual; the slow path then explains it row by row."""
-    if not rows:
+    """The common case (short or long keys, numeric ms timestamps and values, no quality) with C-level loops
+    only. Returns None whenever anything is unusual; the slow path then explains it row by row."""
+    n = len(rows)
+    if not n:
         return RawBatch.build([], [], [], source=source)
     first = rows[0]
-    if not isinstance(first, dict):
+    if type(first) is not dict:
         return None
     kp, kt, kv = ("p", "t", "v") if "p" in first else ("point", "ts", "value")
-    nkeys = len(first)
     try:
-        if any(type(r) is not dict or len(r) != nkeys for r in rows):
+        # Every row must hold kp, kt and kv (else KeyError below), so a key total of 3 per row means no row
+        # carries anything else (quality, source_ts) that the slow path would have to read.
+        if sum(map(len, rows)) != 3 * n:
             return None
-        if nkeys != 3:
+        pts = list(map(itemgetter(kp), rows))
+        ts = np.fromiter(map(itemgetter(kt), rows), np.float64, n)
+        vals = np.fromiter(map(itemgetter(kv), rows), np.float64, n)
+        # str.__len__ rejects non-strings; all() rejects empty names
+        if not all(map(str.__len__, pts)) or max(map(len, pts)) > MAX_POINT_NAME:
             return None
-        pts = [r[kp] for r in rows]
-        ts = np.array([r[kt] for r in rows], dtype=np.float64)
-        vals = np.array([r[kv] for r in rows], dtype=np.float64)
     except (KeyError, TypeError, ValueError):
         return None
-    if any(type(p) is not str or not p or len(p) > MAX_POINT_NAME for p in pts) or not (np.abs(ts) < TS_LIMIT_US / 1000).all() or not np.isfinite(vals).all():
+    if not (np.abs(ts) < TS_LIMIT_US / 1000).all() or not np.isfinite(vals).all():
         return None
-    if prefix:
-        pts = [f"{prefix}{TAG_SEP}{p}" for p in pts]
     ts_us = np.rint(ts * 1000.0).astype(np.int64)
-    return RawBatch.build(pts, ts_us, vals, source=source)
+    return RawBatch.build(pts, ts_us, vals, source=source, prefix=prefix or None)
 
 
 def _get(r: dict, long: str, short: str):

@@ -282,22 +282,28 @@ class Pipeline:
 
     def _prepare_and_write(self, items: list[_Item]):
         now = self.clock()
-        names: list[str] = []
-        for it in items:
-            names.extend(it.batch.points)
         sub = np.repeat(np.arange(len(items), dtype=np.int32), [len(it.batch) for it in items])
         ts = np.concatenate([it.batch.ts for it in items]) if items else np.empty(0, np.int64)
         value = np.concatenate([it.batch.value for it in items])
         quality = np.concatenate([it.batch.quality for it in items])
         src_ts = np.concatenate([it.batch.src_ts for it in items])
-        n = len(names)
+        n = len(ts)
+        starts = np.cumsum([0] + [len(it.batch) for it in items])
 
-        pid = self.registry.resolve(names)
+        def tag_of(i: int) -> str:  # full tag of row i, built only for the rows that need one
+            k = int(sub[i])
+            return items[k].batch.tag(i - int(starts[k]))
+
+        def resolve() -> np.ndarray:
+            parts = [self.registry.resolve(it.batch.points, it.batch.prefix) for it in items]
+            return np.concatenate(parts) if parts else np.empty(0, np.int32)
+
+        pid = resolve()
         unknown = pid < 0
         if unknown.any() and self.unknown_points == "auto_register":
-            new = self.registry.register_auto([names[i] for i in np.flatnonzero(unknown)], self.store)
+            new = self.registry.register_auto([tag_of(i) for i in np.flatnonzero(unknown)], self.store)
             if new:
-                pid = self.registry.resolve(names)
+                pid = resolve()
                 unknown = pid < 0
         snap = self.registry.snap
         self.latest.ensure(len(snap.low))
@@ -361,7 +367,7 @@ class Pipeline:
                 text = f"value {value[i]:g} outside the engineering range [{snap.low[p]:g}, {snap.high[p]:g}]"
             elif r == 5:
                 text = f"timestamp more than {self.max_future_us / 1e6:g} s in the future"
-            dl = DeadLetter(src[sub[i]], text, point=names[i], ts=int(ts[i]), value=repr(float(value[i])))
+            dl = DeadLetter(src[sub[i]], text, point=tag_of(i), ts=int(ts[i]), value=repr(float(value[i])))
             dead.append(dl)
             self._reject(self.stats.rejected_by_reason, REASONS[r].split(" (")[0], 1)
             s = int(sub[i])

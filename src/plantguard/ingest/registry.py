@@ -6,6 +6,7 @@ whole (copy on write) so the writer thread always sees a consistent snapshot wit
 
 from __future__ import annotations
 
+import itertools
 import threading
 from dataclasses import dataclass
 
@@ -14,6 +15,10 @@ import numpy as np
 from plantguard.domain.model import DataType, PlantConfig
 from plantguard.store.base import PointRow, Store
 from plantguard.timeutil import parse_duration_us
+
+def _MINUS_ONE(n: int):
+    return itertools.repeat(-1, n)
+
 
 DTYPE_CODE = {DataType.float.value: 0, DataType.int.value: 1, DataType.bool.value: 2, DataType.state.value: 3}
 
@@ -55,6 +60,7 @@ class PointRegistry:
         self.index: dict[str, int] = {}
         self.tags: dict[int, str] = {}
         self.meta: dict[int, dict] = {}
+        self._by_prefix: dict[str, dict[str, int]] = {}  # device path -> {point id: pid}, only for known devices
         self.snap = Snapshot(np.empty(0), np.empty(0), np.empty(0, np.int8), np.empty(0, np.int64), np.empty(0, bool), {})
 
     # -- building ---------------------------------------------------------------------------------------
@@ -64,6 +70,7 @@ class PointRegistry:
                 self.index[r.tag] = r.pid
                 self.tags[r.pid] = r.tag
                 self.meta[r.pid] = r.meta
+            self._by_prefix = {}
             self._rebuild()
 
     def sync_config(self, cfg: PlantConfig, store: Store) -> list[PointRow]:
@@ -120,9 +127,32 @@ class PointRegistry:
         self.snap = Snapshot(low, high, dtype, period, active, states)
 
     # -- lookups ----------------------------------------------------------------------------------------
-    def resolve(self, names: list[str]) -> np.ndarray:
+    def resolve(self, names: list[str], prefix: str | None = None) -> np.ndarray:
+        """pids of the tags (-1 = unknown); with a prefix, names are relative to that device path."""
+        if prefix:
+            table = self._by_prefix.get(prefix)
+            if table is None:
+                table = self._prefix_table(prefix)
+            if table:
+                get = table.get
+                out = np.fromiter(map(get, names, _MINUS_ONE(len(names))), dtype=np.int32, count=len(names))
+                if not (out < 0).any():
+                    return out
+            # unknown names (or an unknown device): fall back to full tags, which also finds odd auto tags
+            get = self.index.get
+            return np.fromiter((get(f"{prefix}/{n}", -1) for n in names), dtype=np.int32, count=len(names))
         get = self.index.get
-        return np.fromiter((get(n, -1) for n in names), dtype=np.int32, count=len(names))
+        return np.fromiter(map(get, names, _MINUS_ONE(len(names))), dtype=np.int32, count=len(names))
+
+    def _prefix_table(self, prefix: str) -> dict[str, int]:
+        # Cached only for device paths that hold points, so arbitrary topics cannot grow the cache.
+        p = prefix + "/"
+        table = {t[len(p):]: pid for t, pid in self.index.items() if t.startswith(p)}
+        if table:
+            by_prefix = dict(self._by_prefix)  # copy on write: readers on other threads see a whole dict
+            by_prefix[prefix] = table
+            self._by_prefix = by_prefix
+        return table
 
     def __len__(self) -> int:
         return len(self.tags)

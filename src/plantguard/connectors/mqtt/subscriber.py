@@ -48,6 +48,7 @@ def _fragment(payload: bytes) -> str:
 
 
 def _concat(batches: list[RawBatch]) -> RawBatch:
+    """Merges batches that share one device prefix (or none)."""
     if len(batches) == 1:
         return batches[0]
     points: list[str] = []
@@ -60,6 +61,7 @@ def _concat(batches: list[RawBatch]) -> RawBatch:
         np.concatenate([b.quality for b in batches]),
         np.concatenate([b.src_ts for b in batches]),
         source=SOURCE,
+        prefix=batches[0].prefix,
     )
 
 
@@ -254,10 +256,19 @@ class MqttSource:
                 self._flush_locked()
 
     def _flush_locked(self) -> None:
-        batch = _concat(self._acc) if self._acc else RawBatch.build([], [], [], source=SOURCE)
-        dead, recs = self._acc_dead, self._acc_recs
+        # One submission per device prefix: names stay relative to their device (cheap to resolve). Acks still
+        # go out in arrival order: _done only acknowledges the completed head of the pending queue.
+        groups: dict[str | None, tuple[list[RawBatch], list]] = {}
+        for b, r in zip(self._acc, self._acc_recs):
+            bs, rs = groups.setdefault(b.prefix, ([], []))
+            bs.append(b)
+            rs.append(r)
+        dead = self._acc_dead
         self._acc, self._acc_dead, self._acc_recs, self._acc_n = [], [], [], 0
-        self._submit(recs, batch, dead)
+        if not groups:
+            groups[None] = ([RawBatch.build([], [], [], source=SOURCE)], [])
+        for i, (bs, rs) in enumerate(groups.values()):
+            self._submit(rs, _concat(bs), dead if i == 0 else [])
 
     def _submit(self, recs: list[_Rec | None], batch: RawBatch, dead: list[DeadLetter]) -> None:
         def on_done(fut: Future) -> None:
