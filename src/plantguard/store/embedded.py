@@ -149,12 +149,20 @@ class EmbeddedStore(Store):
     def upsert_points(self, rows: list[PointRow]) -> None:
         if not rows:
             return
+        last = {r.pid: r for r in rows}  # the newest meta of each pid wins
+        # One Arrow insert: executemany upserts cost about a millisecond per row in DuckDB.
+        tbl = pa.table({
+            "pid": pa.array(list(last), pa.int32()),
+            "tag": pa.array([r.tag for r in last.values()], pa.string()),
+            "meta": pa.array([json.dumps(r.meta) for r in last.values()], pa.string()),
+        })
 
         def go(cur):
-            cur.executemany(
-                "INSERT INTO points VALUES (?, ?, ?) ON CONFLICT (pid) DO UPDATE SET meta = excluded.meta",
-                [(r.pid, r.tag, json.dumps(r.meta)) for r in rows],
-            )
+            cur.register("_pg_points", tbl)
+            try:
+                cur.execute("INSERT INTO points SELECT * FROM _pg_points ON CONFLICT (pid) DO UPDATE SET meta = excluded.meta")
+            finally:
+                cur.unregister("_pg_points")
 
         self._tx(go)
 
