@@ -114,3 +114,25 @@ def test_garbage_never_crashes(rows):
 def test_absurd_numeric_timestamps_are_dead_letters(t):
     b, dead = parse_payload(orjson.dumps([{"p": "a", "t": t, "v": 1}, {"p": "b", "t": T0, "v": 1}]), "x")
     assert b.points == ["b"] and len(dead) == 1 and "timestamp" in dead[0].reason
+
+
+@pytest.mark.parametrize("row", [
+    {"p": "a", "t": T0, "v": "1.5"},           # text is not a number, even when it looks like one
+    {"p": "a", "t": str(T0), "v": 1.5},        # nor is a timestamp given as text digits
+    {"p": "a", "t": True, "v": 1.5},
+    {"p": "a", "t": T0, "v": [1]},
+    {"p": "a", "t": T0, "v": None},
+])
+def test_fast_path_never_accepts_what_the_row_path_rejects(row):
+    b, dead = parse_payload(orjson.dumps([{"p": "ok", "t": T0, "v": 1.0}, row]), "x")
+    assert b.points == ["ok"] and len(dead) == 1
+
+
+def test_columns_bulk_conversion_isolates_a_bad_message():
+    from plantguard.ingest.parse import Columns, columns_or_rows, parse_columns
+
+    good = parse_columns(orjson.dumps([{"p": "a", "t": T0, "v": 1.0}]), "mqtt", prefix="d1")
+    bad = parse_columns(orjson.dumps([{"p": "b", "t": T0, "v": "x"}, {"p": "c", "t": T0, "v": 2}]), "mqtt", prefix="d1")
+    assert isinstance(good, Columns) and isinstance(bad, Columns)
+    b, dead = columns_or_rows([good, bad], "mqtt")
+    assert [b.tag(i) for i in range(len(b))] == ["d1/a", "d1/c"] and len(dead) == 1 and dead[0].point == "d1/b"

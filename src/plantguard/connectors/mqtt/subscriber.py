@@ -24,7 +24,7 @@ from plantguard.connectors.mqtt.client import SubscriberClient
 from plantguard.connectors.mqtt.config import MqttConfig, MqttTuning, Topics, backoff_delay, check_config
 from plantguard.domain.readings import DeadLetter, RawBatch
 from plantguard.errors import Overloaded, PlantguardError
-from plantguard.ingest.parse import parse_payload
+from plantguard.ingest.parse import Columns, columns_or_rows, concat_batches, parse_columns
 
 log = logging.getLogger(__name__)
 SOURCE = "mqtt"
@@ -47,22 +47,17 @@ def _fragment(payload: bytes) -> str:
     return s if len(payload) <= FRAGMENT else s + "..."
 
 
-def _concat(batches: list[RawBatch]) -> RawBatch:
-    """Merges batches that share one device prefix (or none)."""
-    if len(batches) == 1:
-        return batches[0]
-    points: list[str] = []
-    for b in batches:
-        points.extend(b.points)
-    return RawBatch(
-        points,
-        np.concatenate([b.ts for b in batches]),
-        np.concatenate([b.value for b in batches]),
-        np.concatenate([b.quality for b in batches]),
-        np.concatenate([b.src_ts for b in batches]),
-        source=SOURCE,
-        prefix=batches[0].prefix,
-    )
+def _merge(parts: list) -> tuple[RawBatch, list[DeadLetter]]:
+    """Messages of one device prefix -> one batch. Columns are converted to arrays together (one numpy call per
+    column for the whole group); messages parsed row by row join as they are."""
+    cols = [p for p in parts if isinstance(p, Columns)]
+    rows = [p for p in parts if not isinstance(p, Columns)]
+    batches, dead = [], []
+    if cols:
+        b, dead = columns_or_rows(cols, SOURCE)
+        batches.append(b)
+    batches += rows
+    return concat_batches(batches, SOURCE), dead
 
 
 class MqttSource:
@@ -89,7 +84,7 @@ class MqttSource:
         # Messages parsed but not yet submitted (network thread and flusher; submit happens under this lock so
         # batches reach the pipeline in arrival order).
         self._acc_lock = threading.Lock()
-        self._acc: list[RawBatch] = []
+        self._acc: list = []  # Columns or RawBatch per message
         self._acc_dead: list[DeadLetter] = []
         self._acc_recs: list[_Rec] = []
         self._acc_n = 0
@@ -214,12 +209,16 @@ class MqttSource:
     # -- messages (paho network thread) -------------------------------------------------------------------
     def _on_message(self, topic: str, payload: bytes, mid: int, qos: int) -> None:
         self.messages += 1
+        prefix = self.topics.point_prefix(topic)
         try:
-            batch, dead = parse_payload(payload, SOURCE, self.topics.point_prefix(topic), self.max_payload_bytes)
+            parsed = parse_columns(payload, SOURCE, prefix, self.max_payload_bytes)
         except Exception as e:  # noqa: BLE001 - an unreadable payload must become a dead letter, never a redelivery loop
             self.rejected_payloads += 1
-            batch = RawBatch.build([], [], [], source=SOURCE)
-            dead = [DeadLetter(SOURCE, f"{topic}: {e}", payload=_fragment(payload))]
+            parsed = (RawBatch.build([], [], [], source=SOURCE, prefix=prefix), [DeadLetter(SOURCE, f"{topic}: {e}", payload=_fragment(payload))])
+        if isinstance(parsed, Columns):
+            batch, dead, n = parsed, [], len(parsed.points)
+        else:
+            (batch, dead), n = parsed, len(parsed[0])
         rec = _Rec(mid, qos) if qos else None
         with self._lock:
             if not self._live:
@@ -227,7 +226,8 @@ class MqttSource:
             if rec is not None:
                 self._pending.append(rec)
         if self._coalesce <= 0:
-            self._submit([rec], batch, dead)
+            merged, more = _merge([batch])
+            self._submit([rec], merged, dead + more)
             return
         with self._acc_lock:
             first = not self._acc_recs
@@ -235,7 +235,7 @@ class MqttSource:
             if dead:
                 self._acc_dead.extend(dead)
             self._acc_recs.append(rec)
-            self._acc_n += len(batch)
+            self._acc_n += n
             if self._acc_n >= self._coalesce:
                 self._flush_locked()
             elif first:
@@ -258,7 +258,7 @@ class MqttSource:
     def _flush_locked(self) -> None:
         # One submission per device prefix: names stay relative to their device (cheap to resolve). Acks still
         # go out in arrival order: _done only acknowledges the completed head of the pending queue.
-        groups: dict[str | None, tuple[list[RawBatch], list]] = {}
+        groups: dict[str | None, tuple[list, list]] = {}
         for b, r in zip(self._acc, self._acc_recs):
             bs, rs = groups.setdefault(b.prefix, ([], []))
             bs.append(b)
@@ -268,7 +268,8 @@ class MqttSource:
         if not groups:
             groups[None] = ([RawBatch.build([], [], [], source=SOURCE)], [])
         for i, (bs, rs) in enumerate(groups.values()):
-            self._submit(rs, _concat(bs), dead if i == 0 else [])
+            merged, more = _merge(bs)
+            self._submit(rs, merged, (dead if i == 0 else []) + more)
 
     def _submit(self, recs: list[_Rec | None], batch: RawBatch, dead: list[DeadLetter]) -> None:
         def on_done(fut: Future) -> None:
