@@ -14,6 +14,7 @@ import json
 import threading
 
 import numpy as np
+import logging
 import psycopg
 from psycopg import conninfo, pq
 from psycopg.adapt import Dumper
@@ -25,6 +26,7 @@ from plantguard.store.base import PointRow, Series, Store, WriteSet
 from plantguard.store.rollup import ROLLUP_COLUMNS, TIERS
 from plantguard.timeutil import now_us
 
+log = logging.getLogger(__name__)
 _F8 = "DOUBLE PRECISION"
 _ROLLUP_DDL = f"(pid INTEGER NOT NULL, bucket BIGINT NOT NULL, vmin {_F8}, vmax {_F8}, vsum {_F8}, n BIGINT, last_ts BIGINT, vlast {_F8})"
 
@@ -155,6 +157,9 @@ class _Int8ArrayDumper(_Int4ArrayDumper):
     oid = 1016  # int8[]
 
 
+LATERAL_MAX_BUCKETS = 2000
+
+
 def downsample_sql(tier: str, agg: str, width: int, pid: int, start: int, end: int) -> tuple[str, list]:
     """PostgreSQL twin of store.embedded.downsample_sql (same shape, same parameters). PostgreSQL has no
     arg_max: 'last' takes the first element of the values ordered by time, newest first."""
@@ -173,11 +178,23 @@ def downsample_sql(tier: str, agg: str, width: int, pid: int, start: int, end: i
         "avg": f"sum(vsum) / sum(n)::{_F8}", "min": "min(vmin)", "max": "max(vmax)", "sum": "sum(vsum)",
         "count": "sum(n)", "last": "(array_agg(vlast ORDER BY last_ts DESC))[1]",
     }[agg]
+    lo = start - (start % TIERS[tier])
+    first = lo - (lo % width)
+    if (end - first) // width <= LATERAL_MAX_BUCKETS:
+        # One index range scan per output bucket: no sort of the (often tens of thousands of) rollup rows,
+        # which PostgreSQL would otherwise do because it cannot estimate the number of groups.
+        sql = (
+            f"SELECT g.b, x.v, x.n FROM generate_series(%s::BIGINT, %s::BIGINT, %s::BIGINT) AS g(b), "
+            f"LATERAL (SELECT ({expr})::{_F8} AS v, sum(n)::BIGINT AS n FROM rollup_{tier} "
+            f"WHERE pid = %s AND bucket >= greatest(g.b, %s) AND bucket < least(g.b + %s, %s)) x "
+            f"WHERE x.n IS NOT NULL ORDER BY g.b"
+        )
+        return sql, [first, end - 1, width, pid, lo, width, end]
     sql = (
         f"SELECT (bucket - (bucket %% {width}))::BIGINT AS b, ({expr})::{_F8} AS v, sum(n)::BIGINT AS n FROM rollup_{tier} "
         f"WHERE pid = %s AND bucket >= %s AND bucket < %s GROUP BY b ORDER BY b"
     )
-    return sql, [pid, start - (start % TIERS[tier]), end]
+    return sql, [pid, lo, end]
 
 
 def _q(col: str) -> str:
@@ -194,6 +211,8 @@ class PostgresStore(Store):
             raise StoreUnavailable("invalid PostgreSQL DSN: " + " ".join(str(e).split())) from None
         params.setdefault("connect_timeout", connect_timeout)
         params.setdefault("application_name", "plantguard")
+        # plantguard's queries are short; JIT compilation (several ms) costs more than it saves on them
+        params["options"] = (params.get("options", "") + " -c jit=off").strip()
         self._params = params
         self._plock = threading.Lock()
         self._idle: list[psycopg.Connection] = []
@@ -516,8 +535,20 @@ class PostgresStore(Store):
                 f"(array_agg(vlast ORDER BY last_ts DESC))[1] FROM d GROUP BY pid, bucket RETURNING 1) "
                 f"SELECT (SELECT count(*) FROM d) - (SELECT count(*) FROM m)"
             )
-            removed += self._tx(lambda cur, sql=sql: cur.execute(sql, {"b": int(since_bucket)}).fetchone()[0])
+            n = self._tx(lambda cur, sql=sql: cur.execute(sql, {"b": int(since_bucket)}).fetchone()[0])
+            if n:
+                self._vacuum(f"rollup_{tier}")
+            removed += n
         return int(removed)
+
+    def _vacuum(self, table: str) -> None:
+        """Clears the dead tuples a compaction leaves, so index scans of dashboard queries do not visit them.
+        VACUUM skips all-visible pages, so its cost follows what changed. Only an optimisation: errors are logged."""
+        try:
+            with psycopg.connect(**self._params, autocommit=True) as conn:
+                conn.execute(f"VACUUM (ANALYZE) {table}")
+        except psycopg.Error as e:
+            log.warning("vacuum of %s failed: %s", table, " ".join(str(e).split()))
 
     def apply_retention(self, now: int, retention: dict[str, int]) -> dict[str, int]:
         out = {}
