@@ -78,8 +78,9 @@ def _type(f) -> str:
     ann = f.annotation
     args = [a for a in typing.get_args(ann) if a is not type(None)]
     origin = typing.get_origin(ann)
-    if any(getattr(m, "pattern", None) for m in f.metadata):
-        return "id"
+    pattern = next((m.pattern for m in f.metadata if getattr(m, "pattern", None)), None)
+    if pattern is not None:
+        return "id" if "A-Za-z0-9" in pattern else "size"
     if origin is typing.Literal:
         return "one of " + ", ".join(f"`{a}`" for a in typing.get_args(ann))
     if isinstance(ann, type) and issubclass(ann, enum.Enum):

@@ -137,6 +137,8 @@ class StorageConfig(_Strict):
     retention_raw: str | float = "30d"
     retention_1m: str | float = "365d"
     retention_1h: str | float = "3650d"
+    memory_limit: str = Field("1GB", pattern=r"^\d+(\.\d+)?\s*(KB|MB|GB|TB|KiB|MiB|GiB|TiB)$",
+                              description="cache limit of the embedded store (DuckDB's own default is 80% of RAM)")
 
     _v = field_validator("retention_raw", "retention_1m", "retention_1h")(lambda v: (parse_duration_us(v), v)[1])
 

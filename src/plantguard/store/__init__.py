@@ -14,6 +14,6 @@ def open_store(storage_cfg) -> Store:
     else:
         from plantguard.store.embedded import EmbeddedStore
 
-        store = EmbeddedStore(storage_cfg.data_dir)
+        store = EmbeddedStore(storage_cfg.data_dir, memory_limit=storage_cfg.memory_limit)
     store.migrate()
     return store

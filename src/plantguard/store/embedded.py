@@ -51,11 +51,12 @@ def _q(col: str) -> str:
 class EmbeddedStore(Store):
     kind = "embedded"
 
-    def __init__(self, data_dir: str | Path, filename: str = "plantguard.duckdb", read_only: bool = False):
+    def __init__(self, data_dir: str | Path, filename: str = "plantguard.duckdb", read_only: bool = False, memory_limit: str = "1GB"):
         self.path = Path(data_dir) / filename
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._con = duckdb.connect(str(self.path), read_only=read_only)
+            # A bounded cache: DuckDB would otherwise let its buffer pool grow to 80% of the machine's memory.
+            self._con = duckdb.connect(str(self.path), read_only=read_only, config={"memory_limit": memory_limit})
         except duckdb.IOException as e:
             raise StoreUnavailable(f"cannot open {self.path}: {e} (is another plantguard process using it?)") from None
         except duckdb.Error as e:
