@@ -10,12 +10,13 @@ Design:
 
 from __future__ import annotations
 
+import json
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from plantguard.domain.alarms import AlarmEvent, AlarmRecord
+from plantguard.domain.alarms import ALARM_COLUMNS, AlarmEvent, AlarmRecord
 from plantguard.domain.readings import DeadLetter, PointBatch
 from plantguard.store.rollup import Rollup
 
@@ -134,3 +135,43 @@ class Store(ABC):
     @abstractmethod
     def counts(self) -> dict[str, int]:
         """Row counts per table, for health and tests."""
+
+
+DEAD_LETTER_COLUMNS = ["id", "received_at", "source", "point", "ts", "value", "reason", "payload"]
+
+
+class SqlMetadataReads:
+    """Metadata reads written once for both SQL backends; `_ph` is the driver's placeholder ('?' or '%s') and
+    `_run(fn)` runs fn(cursor) with the backend's error translation."""
+
+    _ph: str
+
+    def load_alarms(self) -> list[AlarmRecord]:
+        cols = ALARM_COLUMNS + ["extra"]
+        quoted = ", ".join(f'"{x}"' for x in cols)  # "limit" is a keyword in both dialects
+        rows = self._run(lambda c: c.execute(f"SELECT {quoted} FROM alarms ORDER BY id").fetchall())
+        out = []
+        for r in rows:
+            d = dict(zip(cols, r))
+            d["extra"] = json.loads(d["extra"]) if d["extra"] else {}
+            out.append(AlarmRecord(**d))
+        return out
+
+    def alarm_events(self, alarm_id: str | None = None, limit: int = 1000) -> list[AlarmEvent]:
+        ph = self._ph
+        where, params = (f"WHERE alarm_id = {ph}", [alarm_id]) if alarm_id else ("", [])
+        sql = f'SELECT alarm_id, "at", event, actor, note, value FROM alarm_events {where} ORDER BY id DESC LIMIT {ph}'
+        return [AlarmEvent(*r) for r in self._run(lambda c: c.execute(sql, params + [limit]).fetchall())]
+
+    def dead_letters(self, limit: int = 100, since: int | None = None, source: str | None = None) -> list[dict]:
+        ph = self._ph
+        conds, params = [], []
+        if since is not None:
+            conds.append(f"received_at >= {ph}")
+            params.append(since)
+        if source is not None:
+            conds.append(f"source = {ph}")
+            params.append(source)
+        where = ("WHERE " + " AND ".join(conds)) if conds else ""
+        sql = f"SELECT {', '.join(DEAD_LETTER_COLUMNS)} FROM dead_letters {where} ORDER BY id DESC LIMIT {ph}"
+        return [dict(zip(DEAD_LETTER_COLUMNS, r)) for r in self._run(lambda c: c.execute(sql, params + [limit]).fetchall())]

@@ -22,7 +22,7 @@ from psycopg.adapt import Dumper
 from plantguard.domain.alarms import ALARM_COLUMNS, AlarmEvent, AlarmRecord
 from plantguard.domain.readings import NO_TS, PointBatch
 from plantguard.errors import StoreError, StoreUnavailable
-from plantguard.store.base import PointRow, Series, Store, WriteSet
+from plantguard.store.base import SqlMetadataReads, PointRow, Series, Store, WriteSet
 from plantguard.store.rollup import ROLLUP_COLUMNS, TIERS
 from plantguard.timeutil import now_us
 
@@ -201,8 +201,9 @@ def _q(col: str) -> str:
     return f'"{col}"'
 
 
-class PostgresStore(Store):
+class PostgresStore(SqlMetadataReads, Store):
     kind = "postgres"
+    _ph = "%s"
 
     def __init__(self, dsn: str, connect_timeout: int = 10):
         try:
@@ -490,37 +491,6 @@ class PostgresStore(Store):
                 )
 
         self._tx(go)
-
-    def load_alarms(self) -> list[AlarmRecord]:
-        cols = ALARM_COLUMNS + ["extra"]
-        rows = self._run(lambda c: c.execute(f"SELECT {', '.join(_q(c) for c in cols)} FROM alarms ORDER BY id").fetchall())
-        out = []
-        for r in rows:
-            d = dict(zip(cols, r))
-            d["extra"] = json.loads(d["extra"]) if d["extra"] else {}
-            out.append(AlarmRecord(**d))
-        return out
-
-    def alarm_events(self, alarm_id: str | None = None, limit: int = 1000) -> list[AlarmEvent]:
-        where, params = ("WHERE alarm_id = %s", [alarm_id]) if alarm_id else ("", [])
-        rows = self._run(
-            lambda c: c.execute(f'SELECT alarm_id, "at", event, actor, note, value FROM alarm_events {where} ORDER BY id DESC LIMIT %s', params + [limit]).fetchall()
-        )
-        return [AlarmEvent(*r) for r in rows]
-
-    # -- dead letters -----------------------------------------------------------------------------------
-    def dead_letters(self, limit: int = 100, since: int | None = None, source: str | None = None) -> list[dict]:
-        conds, params = [], []
-        if since is not None:
-            conds.append("received_at >= %s")
-            params.append(since)
-        if source is not None:
-            conds.append("source = %s")
-            params.append(source)
-        where = ("WHERE " + " AND ".join(conds)) if conds else ""
-        cols = ["id", "received_at", "source", "point", "ts", "value", "reason", "payload"]
-        rows = self._run(lambda c: c.execute(f"SELECT {', '.join(cols)} FROM dead_letters {where} ORDER BY id DESC LIMIT %s", params + [limit]).fetchall())
-        return [dict(zip(cols, r)) for r in rows]
 
     # -- maintenance ------------------------------------------------------------------------------------
     def compact_rollups(self, since_bucket: int) -> int:

@@ -18,7 +18,6 @@ import time
 from collections import deque
 from concurrent.futures import Future
 
-import numpy as np
 
 from plantguard.connectors.mqtt.client import SubscriberClient
 from plantguard.connectors.mqtt.config import MqttConfig, MqttTuning, Topics, backoff_delay, check_config

@@ -22,7 +22,7 @@ from plantguard.domain.model import parse_config
 from plantguard.errors import ConfigError, StoreError
 from plantguard.runtime import Platform
 from plantguard.testing.factories import plant_dict, tag
-from plantguard.testing.mosquitto import free_port, mosquitto  # noqa: F401 - fixture, also when run outside tests/
+from plantguard.testing.mosquitto import free_port
 from plantguard.timeutil import now_us
 
 PREFIX = "plantguard/v1"
