@@ -632,3 +632,18 @@ def test_docs_cover_every_route_and_the_payload_format(client):
 def test_root_leads_to_the_api_docs(client):
     r = client.get("/", follow_redirects=False)
     assert r.status_code in (302, 307) and r.headers["location"] == "/docs"
+
+
+def test_points_list_includes_auto_registered_points(tmp_path):
+    d = plant_dict(1, data_dir=str(tmp_path / "data"))
+    d["ingest"] = {"unknown_points": "auto_register"}
+    p = Platform(parse_config(d), alarms=False).start()
+    try:
+        with TestClient(create_app(p)) as c:
+            r = c.post("/api/ingest", json=[{"point": "lab/bench/new-sensor", "ts": "2026-11-21T08:00:00Z", "value": 1}])
+            assert r.json()["accepted"] == 1
+            rows = c.get("/api/points").json()["data"]
+            assert [x["tag"] for x in rows if x["auto"]] == ["lab/bench/new-sensor"]
+            assert any(not x["auto"] for x in rows)
+    finally:
+        p.stop()

@@ -123,6 +123,10 @@ class Platform:
         cur = self.store.load_model()
         return cur[0] if cur else 0
 
+    def auto_points(self, prefix: str | None = None) -> list[tuple[str, dict]]:
+        """Points registered by the auto_register policy (not in the plant model), as (tag, meta)."""
+        return [(tag, meta) for _, tag, meta in self.registry.rows(prefix, auto_only=True)]
+
     # -- telemetry queries ------------------------------------------------------------------------------
     def pid_of(self, tag: str) -> int:
         pid = self.registry.pid(tag)

@@ -187,6 +187,11 @@ def flat_points(platform: Platform, prefix: str | None) -> list[dict]:
             "period": p.period,
             "criticality": p.criticality.value,
             "device": tag.rsplit(TAG_SEP, 1)[0],
+            "auto": False,
         })
+    for tag, meta in platform.auto_points(prefix):  # accepted by the auto_register policy, not in the model
+        out.append({"tag": tag, "name": None, "unit": meta.get("unit", ""), "data_type": meta.get("data_type", "float"),
+                    "range": None, "period": 0, "criticality": meta.get("criticality", "low"),
+                    "device": tag.rsplit(TAG_SEP, 1)[0] if TAG_SEP in tag else "", "auto": True})
     return out
 

@@ -287,6 +287,7 @@ class PointSummary(BaseModel):
     period: str | float
     criticality: str
     device: str
+    auto: bool = False  # registered by ingest.unknown_points: auto_register, not part of the plant model
 
 
 class PointSummariesPublic(BaseModel):
@@ -296,6 +297,6 @@ class PointSummariesPublic(BaseModel):
 
 @router.get("/points", response_model=PointSummariesPublic)
 def list_all_points(platform: PlatformDep, prefix: Annotated[str | None, Query(description="only tags starting with this")] = None) -> Any:
-    """Every point of the plant model, flat."""
+    """Every point of the plant model, flat, then the points auto-registered by ingest."""
     rows = hierarchy.flat_points(platform, prefix)
     return {"data": rows, "count": len(rows)}

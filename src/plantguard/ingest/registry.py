@@ -157,6 +157,13 @@ class PointRegistry:
     def __len__(self) -> int:
         return len(self.tags)
 
+    def rows(self, prefix: str | None = None, *, auto_only: bool = False) -> list[tuple[int, str, dict]]:
+        """(pid, tag, meta) of the registered points, safe to call from any thread."""
+        with self._lock:
+            items = [(pid, self.tags[pid], dict(m)) for pid, m in self.meta.items()
+                     if (not prefix or self.tags[pid].startswith(prefix)) and (not auto_only or m.get("auto"))]
+        return sorted(items)
+
     def pid(self, tag: str) -> int | None:
         return self.index.get(tag)
 
