@@ -234,7 +234,7 @@ def test_flat_points_list(client):
     assert r.json()["count"] == 3
     first = r.json()["data"][0]
     assert first == {"tag": P0, "name": None, "unit": "degC", "data_type": "float", "range": {"low": -1000.0, "high": 1000.0},
-                     "period": "1s", "criticality": "medium", "device": DEVICE}
+                     "period": "1s", "criticality": "medium", "device": DEVICE, "auto": False}
     assert client.get("/api/points", params={"prefix": P1}).json()["count"] == 1
     assert client.get("/api/points", params={"prefix": "elsewhere/"}).json() == {"data": [], "count": 0}
 
@@ -640,7 +640,7 @@ def test_points_list_includes_auto_registered_points(tmp_path):
     p = Platform(parse_config(d), alarms=False).start()
     try:
         with TestClient(create_app(p)) as c:
-            r = c.post("/api/ingest", json=[{"point": "lab/bench/new-sensor", "ts": "2026-11-21T08:00:00Z", "value": 1}])
+            r = c.post("/api/ingest", json=[{"point": "lab/bench/new-sensor", "ts": p.clock() // 1000 - 1000, "value": 1}])
             assert r.json()["accepted"] == 1
             rows = c.get("/api/points").json()["data"]
             assert [x["tag"] for x in rows if x["auto"]] == ["lab/bench/new-sensor"]
