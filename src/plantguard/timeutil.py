@@ -7,6 +7,8 @@ import time
 from datetime import datetime, timedelta, timezone
 from typing import Callable
 
+from plantguard.errors import InvalidInput
+
 US = 1_000_000
 Clock = Callable[[], int]  # returns "now" in epoch microseconds
 
@@ -63,3 +65,37 @@ def iso(ts_us: int) -> str:
 
 def from_us(ts_us: int) -> datetime:
     return datetime(1970, 1, 1, tzinfo=timezone.utc) + timedelta(microseconds=int(ts_us))
+
+
+# -- time arguments (API query parameters, CLI options) ----------------------------------------------------
+_RELATIVE = re.compile(r"^now\s*(?:([+\- ])\s*(\S.*))?$", re.IGNORECASE)
+_EPOCH_MS = re.compile(r"^-?\d+(?:\.\d+)?$")
+# In a query string an unescaped '+' arrives as a space: '...T10:00:00 02:00' meant '+02:00'.
+_SPACE_OFFSET = re.compile(r"(T\d\d:\d\d(?::\d\d(?:\.\d+)?)?) (\d\d:?\d\d)$")
+_LIMIT_US = 253_402_300_800_000_000  # 10000-01-01: beyond it datetimes cannot be shown
+
+HINT = "use ISO 8601 with an offset (2024-05-01T08:00:00Z), epoch milliseconds, or now / now-1h / now-30d"
+
+
+def parse_time(text: str, now: int, name: str = "time") -> int:
+    """Epoch microseconds of one time parameter; InvalidInput naming the parameter otherwise."""
+    s = text.strip()
+    m = _RELATIVE.match(s)
+    try:
+        if m:
+            sign, dur = m.groups()
+            if dur is None:
+                return now
+            delta = parse_duration_us(dur)
+            us = now - delta if sign == "-" else now + delta  # a space is a '+' the query string decoded
+        elif _EPOCH_MS.match(s):
+            us = int(round(float(s) * 1000))
+        else:
+            us = to_us(_SPACE_OFFSET.sub(r"\1+\2", s))
+    except (ValueError, OverflowError) as e:
+        raise InvalidInput(f"{name}: invalid time {text!r} ({e}); {HINT}") from None
+    if not -_LIMIT_US < us < _LIMIT_US:
+        raise InvalidInput(f"{name}: time {text!r} is out of range; {HINT}")
+    return us
+
+

@@ -7,43 +7,10 @@ milliseconds (``1714550400000``), or relative to the platform clock: ``now``, ``
 
 from __future__ import annotations
 
-import re
-
 import numpy as np
 
 from plantguard.errors import InvalidInput
-from plantguard.timeutil import parse_duration_us, to_us
-
-_RELATIVE = re.compile(r"^now\s*(?:([+\- ])\s*(\S.*))?$", re.IGNORECASE)
-_EPOCH_MS = re.compile(r"^-?\d+(?:\.\d+)?$")
-# In a query string an unescaped '+' arrives as a space: '...T10:00:00 02:00' meant '+02:00'.
-_SPACE_OFFSET = re.compile(r"(T\d\d:\d\d(?::\d\d(?:\.\d+)?)?) (\d\d:?\d\d)$")
-_LIMIT_US = 253_402_300_800_000_000  # 10000-01-01: beyond it datetimes cannot be shown
-
-HINT = "use ISO 8601 with an offset (2024-05-01T08:00:00Z), epoch milliseconds, or now / now-1h / now-30d"
-
-
-def parse_time(text: str, now: int, name: str = "time") -> int:
-    """Epoch microseconds of one time parameter; InvalidInput naming the parameter otherwise."""
-    s = text.strip()
-    m = _RELATIVE.match(s)
-    try:
-        if m:
-            sign, dur = m.groups()
-            if dur is None:
-                return now
-            delta = parse_duration_us(dur)
-            us = now - delta if sign == "-" else now + delta  # a space is a '+' the query string decoded
-        elif _EPOCH_MS.match(s):
-            us = int(round(float(s) * 1000))
-        else:
-            us = to_us(_SPACE_OFFSET.sub(r"\1+\2", s))
-    except (ValueError, OverflowError) as e:
-        raise InvalidInput(f"{name}: invalid time {text!r} ({e}); {HINT}") from None
-    if not -_LIMIT_US < us < _LIMIT_US:
-        raise InvalidInput(f"{name}: time {text!r} is out of range; {HINT}")
-    return us
-
+from plantguard.timeutil import parse_time
 
 def time_range(start: str | None, end: str | None, now: int, default_start: str = "now-1h") -> tuple[int, int]:
     s = parse_time(start or default_start, now, "start")

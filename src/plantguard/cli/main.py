@@ -92,7 +92,7 @@ def _load(path: Path) -> PlantConfig:
 
 
 def _time(text: str, now: int, name: str) -> int:
-    from plantguard.api.timeparams import parse_time  # one parser for the API and the CLI
+    from plantguard.timeutil import parse_time  # one parser for the API and the CLI
 
     with _errors():
         return parse_time(text, now, name)
