@@ -152,6 +152,8 @@ def demo(
     port: int = typer.Option(8000, help="Port of the demo's HTTP API."),
     data_dir: Path = typer.Option(Path("./data/demo"), help="Store directory of the demo."),
     seed: int = typer.Option(42, help="Random seed: the same seed gives the same plant behaviour."),
+    mqtt_host: Optional[str] = typer.Option(None, help="Publish the simulated devices through this MQTT broker (default: in-process)."),
+    mqtt_port: int = typer.Option(1883, help="Port of the MQTT broker given by --mqtt-host."),
 ) -> None:
     """Run a simulated bottling plant with the API, alarms and faults, to explore plantguard."""
     try:
@@ -162,7 +164,7 @@ def demo(
         _fail("the demo is not available in this installation (plantguard.sim.demo is missing)")
     with _errors():
         run_demo(duration=duration, speed=speed, history=history, host=host, port=port,
-                 data_dir=str(data_dir), seed=seed)
+                 data_dir=str(data_dir), seed=seed, mqtt_host=mqtt_host, mqtt_port=mqtt_port)
 
 
 @app.command()
