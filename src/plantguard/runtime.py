@@ -74,6 +74,11 @@ class Platform:
             from plantguard.connectors.mqtt.subscriber import MqttSource
 
             self.add_source(MqttSource(self.cfg.mqtt, self.pipeline, max_payload_bytes=self.cfg.ingest.max_payload_bytes))
+        from plantguard.connectors.registry import validate as validate_connectors
+
+        for cls, ccfg in validate_connectors(self.cfg.connectors):
+            if ccfg.enabled:
+                self.add_source(cls(ccfg, self.pipeline, clock=self.clock))
         return self
 
     def add_source(self, source) -> None:

@@ -100,6 +100,7 @@ class Device(_Strict):
     id: Ident
     name: str | None = None
     protocol: str = Field("mqtt", description="how the device reaches plantguard (informational here)")
+    mode: Literal["live", "shadow"] = Field("live", description="shadow: data is stored and flagged, but raises no alarms (pilots)")
     offline_after_periods: float = Field(10, gt=0, description="device offline when none of its points reported for this many periods")
     points: list[Point] = Field(default_factory=list)
 
@@ -341,6 +342,13 @@ def parse_config(data: Any, source: str | None = None) -> PlantConfig:
         problems = [ConfigProblem(_loc_to_path(err["loc"]), _clean_msg(err)) for err in e.errors()]
     seen = {p.path for p in problems}
     problems += [p for p in _semantic_problems(data) if p.path not in seen]
+    if isinstance(data.get("connectors"), list):
+        from plantguard.connectors.registry import validate as validate_connectors
+
+        try:
+            validate_connectors(data["connectors"])
+        except ConfigError as e:
+            problems += e.problems
     if problems:
         raise ConfigError(problems, source)
     return cfg

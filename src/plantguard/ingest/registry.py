@@ -37,6 +37,7 @@ def point_meta(tag, site, area, line, asset, device, point) -> dict:
         "asset": "/".join(tag.split("/")[:4]),
         "auto": False,
         "active": True,
+        "shadow": device.mode == "shadow",
     }
 
 
