@@ -177,6 +177,35 @@ class ExceptionReporter:
         return send
 
 
+# -- pre-connection assessment (`plantguard assess`) ------------------------------------------------------------
+@dataclass
+class ProbeItem:
+    """One configured register block, node or point, tried once."""
+
+    target: str  # e.g. "holding 100-124" or "ns=2;s=Pump.Speed" or a point id
+    ok: bool
+    detail: str = ""  # the error, the exception code, or the value read
+    latency_ms: float | None = None
+
+
+@dataclass
+class ProbeResult:
+    """What `plantguard assess` learnt about one device link, without changing anything on the device."""
+
+    connector: str
+    link: str  # device path or endpoint
+    endpoint: str  # host:port, serial port, or URL
+    reachable: bool
+    connect_ms: float | None = None
+    items: list[ProbeItem] = field(default_factory=list)
+    latency_ms_p50: float | None = None
+    latency_ms_p95: float | None = None
+    safe_poll_rps: float | None = None  # requests/s the device sustained with latency still near its idle value
+    planned_rps: float | None = None  # requests/s the configuration would send
+    risks: list[str] = field(default_factory=list)  # plain sentences, e.g. "security mode None: traffic is not signed"
+    notes: list[str] = field(default_factory=list)
+
+
 # -- the connector ---------------------------------------------------------------------------------------------
 class Connector(ABC):
     """Base of every connector. Subclasses set `type` and `config_model` and implement `run()`, a coroutine that
@@ -200,6 +229,13 @@ class Connector(ABC):
     @abstractmethod
     async def run(self) -> None:
         """Start the device tasks (see supervise) and wait until cancelled."""
+
+    @classmethod
+    async def probe(cls, cfg: ConnectorConfig, *, max_rps: float = 50.0, duration_s: float = 5.0) -> list[ProbeResult]:
+        """Assesses every device link of a configuration before it is connected for real: reachability, response
+        times, whether each configured item reads, and the poll rate the device sustains (never above max_rps).
+        Read-only. Connectors that cannot be probed say so."""
+        raise NotImplementedError(f"connector type {cls.type!r} has no probe")
 
     # -- lifecycle (called from the platform's thread) ----------------------------------------------------------
     def start(self) -> None:
