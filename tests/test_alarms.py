@@ -536,3 +536,21 @@ def test_engine_notifies_transitions_but_not_while_shelved(data_dir):
         n.stop()
         r.store.close()
         srv.close()
+
+
+def test_shadow_device_is_stored_but_raises_no_alarm(data_dir):
+    d = plant_dict(2, data_dir=str(data_dir))
+    dev = d["sites"][0]["areas"][0]["lines"][0]["assets"][0]["devices"][0]
+    dev["mode"] = "shadow"
+    dev["points"][0]["alarms"]["stale"] = {"periods": 2}
+    clock = Clock()
+    p = Platform(parse_config(d), clock=clock)
+    try:
+        p.pipeline.process_now(RawBatch.build([P0, P0], [NOW - 2 * S, NOW - S], [99.0, 99.5]))
+        clock.t = NOW + 3600 * S
+        p.alarms.on_tick(clock.t)  # no stale or offline alarm either
+        assert p.alarms.active_count() == 0 and p.alarms.list(active=True) == []
+        assert p.store.raw(p.pid_of(P0), 0, NOW).value.tolist() == [99.0, 99.5]
+        assert p.registry.meta[p.pid_of(P0)]["shadow"] is True
+    finally:
+        p.stop()

@@ -190,6 +190,8 @@ class AlarmEngine:
             pid = self.registry.pid(tag)
             if pid is None:
                 continue
+            if device.mode == "shadow":
+                continue  # a pilot device: its data is stored and flagged, but raises no alarm of any kind
             period = parse_duration_us(point.period)
             dpath = tag.rsplit("/", 1)[0]
             if dpath not in dev_index:
