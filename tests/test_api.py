@@ -234,7 +234,7 @@ def test_flat_points_list(client):
     assert r.json()["count"] == 3
     first = r.json()["data"][0]
     assert first == {"tag": P0, "name": None, "unit": "degC", "data_type": "float", "range": {"low": -1000.0, "high": 1000.0},
-                     "period": "1s", "criticality": "medium", "device": DEVICE, "auto": False}
+                     "period": "1s", "criticality": "medium", "device": DEVICE, "auto": False, "shadow": False}
     assert client.get("/api/points", params={"prefix": P1}).json()["count"] == 1
     assert client.get("/api/points", params={"prefix": "elsewhere/"}).json() == {"data": [], "count": 0}
 

@@ -175,7 +175,7 @@ def replace_document(platform: Platform, doc: dict) -> dict:
 
 def flat_points(platform: Platform, prefix: str | None) -> list[dict]:
     out = []
-    for tag, *_, p in platform.cfg.iter_points():
+    for tag, _s, _a, _l, _x, device, p in platform.cfg.iter_points():
         if prefix and not tag.startswith(prefix):
             continue
         out.append({
@@ -188,10 +188,11 @@ def flat_points(platform: Platform, prefix: str | None) -> list[dict]:
             "criticality": p.criticality.value,
             "device": tag.rsplit(TAG_SEP, 1)[0],
             "auto": False,
+            "shadow": device.mode == "shadow",
         })
     for tag, meta in platform.auto_points(prefix):  # accepted by the auto_register policy, not in the model
         out.append({"tag": tag, "name": None, "unit": meta.get("unit", ""), "data_type": meta.get("data_type", "float"),
                     "range": None, "period": 0, "criticality": meta.get("criticality", "low"),
-                    "device": tag.rsplit(TAG_SEP, 1)[0] if TAG_SEP in tag else "", "auto": True})
+                    "device": tag.rsplit(TAG_SEP, 1)[0] if TAG_SEP in tag else "", "auto": True, "shadow": False})
     return out
 

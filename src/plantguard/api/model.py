@@ -288,6 +288,7 @@ class PointSummary(BaseModel):
     criticality: str
     device: str
     auto: bool = False  # registered by ingest.unknown_points: auto_register, not part of the plant model
+    shadow: bool = False  # the device runs in shadow mode: stored and flagged, no alarms
 
 
 class PointSummariesPublic(BaseModel):
