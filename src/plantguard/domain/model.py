@@ -196,6 +196,7 @@ class PlantConfig(_Strict):
     mqtt: MqttConfig = Field(default_factory=MqttConfig)
     alarms: AlarmConfig = Field(default_factory=AlarmConfig)
     api: ApiConfig = Field(default_factory=ApiConfig)
+    connectors: list[dict] = Field(default_factory=list, description="connector instances (modbus, opcua, sparkplug, replay...), each validated by its own schema")
 
     # --- navigation -----------------------------------------------------------------------------------
     def iter_points(self):
