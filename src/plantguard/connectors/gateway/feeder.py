@@ -88,6 +88,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--backoff-max", type=float, default=1.0)
     a = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s feeder %(levelname)s %(message)s", stream=sys.stderr)
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request would drown the rest
     q = GatewayQueue(a.dir, fsync=a.fsync, min_free_bytes=0)
     fwd = Forwarder(q, a.url, a.id, backoff_min=0.05, backoff_max=a.backoff_max).start()
     feeder = Feeder(q, a.batches, a.points, a.per_batch, a.rate)
