@@ -427,6 +427,37 @@ def _pages(p, tag: str, start: int, end: int, buckets: Optional[int], agg: str):
         start = int(series.ts[-1]) + 1
 
 
+@app.command()
+def gateway(
+    config: Path = typer.Option(..., "--config", "-c", help="Configuration file: connectors plus a 'gateway' section (id, central_url, ...)."),
+    log_level: str = typer.Option("info", help="Log level: critical, error, warning, info, debug."),
+) -> None:
+    """Run connectors at the edge into a durable disk queue and forward it to a central plantguard, until SIGINT or SIGTERM."""
+    import logging
+    import threading
+
+    from plantguard.connectors.gateway.runner import Gateway, load_gateway_config, status_line
+
+    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per forwarded request would drown the rest
+    with _errors():
+        settings, cfg = load_gateway_config(config)
+        gw = Gateway(settings, cfg)
+    stop = threading.Event()
+    previous = {s: signal.signal(s, lambda *_: stop.set()) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        with _errors():
+            gw.start()
+        typer.echo(f"plantguard gateway {settings.id}: queue in {settings.data_dir}, forwarding to {settings.central_url}", err=True)
+        stop.wait()
+    finally:
+        gw.stop()  # sources stop, the forwarder stops, the queue is fsynced and closed: nothing queued is lost
+        for s, h in previous.items():
+            signal.signal(s, h)
+    typer.echo(status_line(gw.health()), err=True)
+    typer.echo("plantguard gateway: stopped cleanly", err=True)
+
+
 def main() -> None:  # pragma: no cover - console entry for `python -m plantguard.cli.main`
     app()
 
