@@ -31,12 +31,23 @@ def context(layout: dict) -> ModbusServerContext:
 async def main(a) -> None:
     logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
     with open(a.layout) as f:
-        ctx = context(json.load(f))
+        layout = json.load(f)
+    ctx = context(layout)
+    units = {int(u) for u in layout}
+
+    def drop_missing(sending: bool, packet: bytes) -> bytes:
+        # fault injection: answers for unknown unit ids are not sent, as from an offline slave behind a gateway
+        if sending and a.silent_missing and packet:
+            unit = packet[0] if (a.serial or a.framer == "rtu") else packet[6] if len(packet) > 6 else None
+            if unit is not None and unit not in units:
+                return b""
+        return packet
+
     if a.serial:
-        server = ModbusSerialServer(ctx, framer=FramerType.RTU, port=a.serial, baudrate=115200, ignore_missing_devices=True)
+        server = ModbusSerialServer(ctx, framer=FramerType.RTU, port=a.serial, baudrate=115200, trace_packet=drop_missing)
     else:
         server = ModbusTcpServer(ctx, address=("127.0.0.1", a.port), framer=FramerType.RTU if a.framer == "rtu" else FramerType.SOCKET,
-                                 ignore_missing_devices=a.silent_missing)
+                                 trace_packet=drop_missing)
     task = asyncio.create_task(server.serve_forever())
     await asyncio.sleep(0.2)
     print("READY", flush=True)
