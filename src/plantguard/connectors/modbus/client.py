@@ -80,8 +80,7 @@ class ModbusClient:
 
     async def _call(self, coro) -> object:
         try:
-            # pymodbus enforces the timeout itself; the outer bound only guards against a hung transport.
-            rr = await asyncio.wait_for(coro, self.timeout_s * 2 + 0.5)
+            rr = await coro  # pymodbus enforces the timeout (an extra wait_for would cost a task per request)
         except asyncio.TimeoutError:
             raise ModbusTimeout(f"no answer within {self.timeout_s * 1000:.0f} ms") from None
         except ModbusException as e:

@@ -314,6 +314,14 @@ class ModbusConnector(Connector):
             idx, tsa, values, quality = idx[send], tsa[send], values[send], quality[send]
         return idx, tsa, values, quality
 
+    async def deliver(self, batch, dead=None) -> None:
+        # Shielded: cancelling a poll at stop() must not cancel the sink's future, which the pipeline's writer
+        # thread resolves later (an InvalidStateError there would stop the writer).
+        if not len(batch) and not dead:
+            return
+        fut = await asyncio.to_thread(self.sink.submit, batch, dead)
+        await asyncio.shield(asyncio.wrap_future(fut))
+
     def health(self) -> dict:
         out = super().health()
         for d in self.devices:
