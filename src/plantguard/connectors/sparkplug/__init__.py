@@ -1,0 +1,1 @@
+"""Sparkplug B connector: edge nodes and devices over MQTT (protobuf payloads) into the ingest pipeline."""
