@@ -248,7 +248,7 @@ class GatewayQueue:
 
     def _sync(self, fd: int) -> None:
         if self.fsync == "always" or (self.fsync == "interval" and time.monotonic() - self._last_fsync >= self.fsync_interval_s):
-            os.fsync(fd)
+            os.fdatasync(fd)  # data and size; the mtime need not reach the disk
             self._last_fsync = time.monotonic()
 
     def _active(self) -> _Segment:
