@@ -202,6 +202,14 @@ class ReplayConnector(Connector):
             i = k
             self._offset = i
 
+    async def deliver(self, batch, dead: list[DeadLetter] | None = None) -> None:
+        """As Connector.deliver, but a stop while a batch is being written must not cancel the sink's future:
+        the pipeline's writer thread fails when it sets the result of a cancelled future."""
+        if not len(batch) and not dead:
+            return
+        fut = await asyncio.to_thread(self.sink.submit, batch, dead)
+        await asyncio.shield(asyncio.wrap_future(fut))
+
     @staticmethod
     def _row_end(lines: np.ndarray, k: int, n: int) -> int:
         """Moves a cut forward to the end of the row it falls in, so a row is never split across batches."""
