@@ -108,3 +108,11 @@ def test_mqtt_settings_checked_at_load(mqtt, path):
     d = plant_dict(1)
     d["mqtt"] = mqtt
     assert path in problems(d)
+
+
+def test_gateway_section_checked_with_its_own_schema():
+    d = plant_dict(1)
+    d["gateway"] = {"id": "edge 1", "central_url": "http://127.0.0.1:8000"}
+    assert "gateway.id" in problems(d)
+    d["gateway"] = {"id": "edge-1", "central_url": "http://127.0.0.1:8000"}
+    assert parse_config(d).gateway["id"] == "edge-1"

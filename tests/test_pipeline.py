@@ -282,3 +282,15 @@ def test_auto_register_with_device_relative_names(data_dir):
     # the device table is rebuilt after registration, so the next batch resolves through it
     r = pl.process_now(RawBatch.build(["extra"], [NOW + 1], [3.0], prefix="s1/a1/l1/pump1/plc1"))
     assert r.accepted == 1
+
+
+def test_a_cancelled_submitter_does_not_stop_the_writer(data_dir):
+    pl, store = make(data_dir, clock=lambda: NOW)
+    f1 = pl.submit(batch([(tag(0), NOW - 2 * S, 1.0)]))
+    f1.cancel()  # e.g. a connector stopped while it waited for the durable write
+    pl.start()
+    f2 = pl.submit(batch([(tag(0), NOW - S, 2.0)]))
+    assert f2.result(10).accepted == 1
+    assert pl.alive
+    pl.stop()
+    assert store.raw(0, 0, NOW).value.tolist() == [1.0, 2.0]  # the cancelled batch was still written

@@ -24,6 +24,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from plantguard.domain.readings import DeadLetter, RawBatch
+from plantguard.errors import Overloaded
 from plantguard.timeutil import Clock, now_us
 
 log = logging.getLogger(__name__)
@@ -278,8 +279,16 @@ class Connector(ABC):
         """Hands a batch to the sink without blocking the event loop; waits while the sink applies backpressure."""
         if not len(batch) and not dead:
             return
-        fut = await asyncio.to_thread(self.sink.submit, batch, dead)
-        await asyncio.wrap_future(fut)
+        try:
+            fut = await asyncio.to_thread(self.sink.submit, batch, dead)
+        except Overloaded as e:
+            # The sink refused the batch (e.g. a full edge queue with overflow reject_new): counted and logged,
+            # never a reason to drop the device link.
+            self.rejected_batches += 1
+            log.warning("%s: %d readings refused by the sink: %s", self.name, len(batch), e)
+            return
+        # shielded: cancelling this coroutine (stop()) must not cancel the sink's future under its writer
+        await asyncio.shield(asyncio.wrap_future(fut))
 
 
 def link(connector: Connector, name: str) -> LinkHealth:

@@ -197,6 +197,7 @@ class PlantConfig(_Strict):
     alarms: AlarmConfig = Field(default_factory=AlarmConfig)
     api: ApiConfig = Field(default_factory=ApiConfig)
     connectors: list[dict] = Field(default_factory=list, description="connector instances (modbus, opcua, sparkplug, replay...), each validated by its own schema")
+    gateway: dict | None = Field(None, description="edge gateway settings (`plantguard gateway`), validated by the gateway's own schema")
 
     # --- navigation -----------------------------------------------------------------------------------
     def iter_points(self):
@@ -343,6 +344,13 @@ def parse_config(data: Any, source: str | None = None) -> PlantConfig:
         problems = [ConfigProblem(_loc_to_path(err["loc"]), _clean_msg(err)) for err in e.errors()]
     seen = {p.path for p in problems}
     problems += [p for p in _semantic_problems(data) if p.path not in seen]
+    if isinstance(data.get("gateway"), dict):
+        from plantguard.connectors.gateway.config import GatewaySettings
+
+        try:
+            GatewaySettings.model_validate(data["gateway"])
+        except ValidationError as e:
+            problems += [ConfigProblem("gateway." + _loc_to_path(err["loc"]), _clean_msg(err)) for err in e.errors()]
     if isinstance(data.get("connectors"), list):
         from plantguard.connectors.registry import validate as validate_connectors
 

@@ -13,7 +13,7 @@ import logging
 import threading
 import time
 from collections import deque
-from concurrent.futures import Future
+from concurrent.futures import Future, InvalidStateError
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -53,6 +53,18 @@ class _Item:
     dead: list[DeadLetter]
     future: Future
     enqueued: int  # monotonic microseconds, for the lag figure
+
+
+def _resolve(fut: Future, result=None, exc: BaseException | None = None) -> None:
+    """Completes a submitter's future. A submitter may have cancelled it meanwhile (a connector stopping while it
+    waits): the data is written all the same, and the writer thread must not die on InvalidStateError."""
+    try:
+        if exc is not None:
+            fut.set_exception(exc)
+        else:
+            fut.set_result(result)
+    except InvalidStateError:
+        pass
 
 
 class LatestState:
@@ -141,7 +153,7 @@ class Pipeline:
         with self._cond:
             if not drain:
                 while self._q:
-                    self._q.popleft().future.set_exception(ShuttingDown("pipeline stopped before this batch was written"))
+                    _resolve(self._q.popleft().future, exc=ShuttingDown("pipeline stopped before this batch was written"))
                 self.stats.queued_readings = 0
             self._stop = True
             self._cond.notify_all()
@@ -260,15 +272,14 @@ class Pipeline:
             log.error("write failed for %d batch(es): %s", len(items), e)
             err = e if isinstance(e, PlantguardError) else StoreError(str(e))
             for it in items:
-                if not it.future.done():
-                    it.future.set_exception(err)
+                _resolve(it.future, exc=err)
             return
         now = self.clock()
         lag = time.monotonic_ns() // 1000 - min(it.enqueued for it in items)
         self.stats.lag_us_last = lag
         self.stats.lag_us_max = max(self.stats.lag_us_max, lag)
         for it, res in zip(items, results):
-            it.future.set_result(res)
+            _resolve(it.future, res)
         if len(accepted):
             for p in self.processors:
                 try:
