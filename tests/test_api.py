@@ -647,3 +647,24 @@ def test_points_list_includes_auto_registered_points(tmp_path):
             assert any(not x["auto"] for x in rows)
     finally:
         p.stop()
+
+
+def test_metrics_show_each_device_link_of_a_connector(platform, client):
+    class FakeLinks:  # a source reporting links the way connectors do (see connectors/base.LinkHealth)
+        name = "plc"
+
+        def start(self): ...
+
+        def stop(self): ...
+
+        def health(self):
+            return {"ok": False, "links": {"s1/a1/l1/pump1/plc1": {"state": "backoff", "requests": 7, "errors": 2,
+                                                                   "reconnects": 1, "readings": 40, "bad_readings": 3,
+                                                                   "latency_ms": 4.0}}}
+
+    platform.add_source(FakeLinks())
+    fams = {f.name: f for f in text_string_to_metric_families(client.get("/metrics").text)}
+    (up,) = fams["plantguard_link_up"].samples
+    assert up.labels == {"source": "plc", "link": "s1/a1/l1/pump1/plc1"} and up.value == 0
+    assert fams["plantguard_link_errors"].samples[0].value == 2
+    assert fams["plantguard_link_latency_seconds"].samples[0].value == 0.004

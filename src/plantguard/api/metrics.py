@@ -15,6 +15,31 @@ from plantguard.domain.alarms import PRIORITY_RANK, AlarmState
 from plantguard.runtime import Platform
 
 
+_LINK_COUNTERS = (("requests", "Requests sent on the link"), ("errors", "Link failures"),
+                  ("reconnects", "Reconnect attempts"), ("readings", "Readings delivered from the link"),
+                  ("bad_readings", "Bad-quality readings from the link (device-reported faults)"))
+
+
+def _link_metrics(sources: dict):
+    """Per device link of every connector that reports links (Modbus, OPC UA, Sparkplug, replay...)."""
+    up = GaugeMetricFamily("plantguard_link_up", "1 when the device link is online", labels=["source", "link"])
+    latency = GaugeMetricFamily("plantguard_link_latency_seconds", "Moving average request round trip", labels=["source", "link"])
+    counters = {k: CounterMetricFamily(f"plantguard_link_{k}", doc, labels=["source", "link"]) for k, doc in _LINK_COUNTERS}
+    for src, h in sorted(sources.items()):
+        for link, lh in sorted((h.get("links") or {}).items()):
+            if not isinstance(lh, dict):
+                continue
+            up.add_metric([src, link], 1 if lh.get("state") == "online" else 0)
+            if lh.get("latency_ms") is not None:
+                latency.add_metric([src, link], lh["latency_ms"] / 1000)
+            for k in counters:
+                if isinstance(lh.get(k), (int, float)):
+                    counters[k].add_metric([src, link], lh[k])
+    yield up
+    yield latency
+    yield from counters.values()
+
+
 class PlatformCollector(Collector):
     def __init__(self, platform: Platform) -> None:
         self.platform = platform
@@ -42,6 +67,7 @@ class PlatformCollector(Collector):
         for name, h in sorted(health["sources"].items()):
             sources.add_metric([name], 1 if h.get("ok", True) else 0)
         yield sources
+        yield from _link_metrics(health["sources"])
 
         if p.alarms is not None:
             records = p.alarms.list(active=True)
