@@ -1,0 +1,1 @@
+"""Anomaly detectors with one contract; see base.py."""
