@@ -75,14 +75,43 @@ def _positive(L: float, max_iter: int) -> None:
         raise InvalidInput(f"max_iter must be an integer >= 0, got {max_iter!r}")
 
 
-def _individuals_pass(x: np.ndarray, keep: np.ndarray) -> tuple[float, float, int, int]:
-    """center, MR-bar, points kept, moving ranges used."""
-    n = int(keep.sum())
-    center = float(np.where(keep, x, 0.0).sum() / n) if n else math.nan
-    pair = keep[1:] & keep[:-1]
-    m = int(pair.sum())
-    mrbar = float(np.where(pair, np.abs(np.diff(np.where(keep, x, 0.0))), 0.0).sum() / m) if m else math.nan
-    return center, mrbar, n, m
+def phase1_rows(X: np.ndarray, gap: np.ndarray, max_iter: np.ndarray, L: float = 3.0):
+    """Phase I of the individuals chart for K baselines at once (the streaming bank and the reference charts
+    share it, so both give bit-identical limits).
+
+    X: (K, W) valid readings in arrival order; gap[:, j]: a missing reading came between X[:, j-1] and X[:, j].
+    Returns center, MR-bar, points kept, passes applied, kept mask; MR-bar is NaN where no moving range exists."""
+    K, W = X.shape
+    pair_ok = np.zeros((K, max(W - 1, 0)), dtype=bool) if W < 2 else ~gap[:, 1:]
+
+    def one_pass(keep):
+        n = keep.sum(axis=1)
+        xk = np.where(keep, X, 0.0)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            center = xk.sum(axis=1) / n
+            pair = keep[:, 1:] & keep[:, :-1] & pair_ok
+            m = pair.sum(axis=1)
+            mrbar = np.where(pair, np.abs(np.diff(xk, axis=1)), 0.0).sum(axis=1) / m
+        return center, np.where(m > 0, mrbar, np.nan), n
+
+    keep = np.ones((K, W), dtype=bool)
+    center, mrbar, n = one_pass(keep)
+    it = np.zeros(K, dtype=np.int64)
+    active = np.isfinite(mrbar)
+    while active.any():
+        sigma = mrbar / D2_MR
+        out = keep & (np.abs(X - center[:, None]) > (L * sigma)[:, None])
+        act = active & (it < max_iter) & (sigma > 0) & out.any(axis=1)
+        if not act.any():
+            break
+        trial = keep & ~(out & act[:, None])
+        c2, mr2, n2 = one_pass(trial)
+        ok = act & np.isfinite(mr2)
+        keep = np.where(ok[:, None], trial, keep)
+        center, mrbar, n = np.where(ok, c2, center), np.where(ok, mr2, mrbar), np.where(ok, n2, n)
+        it += ok
+        active = ok
+    return center, mrbar, n, it, keep
 
 
 def fit_individuals(values, *, L: float = 3.0, max_iter: int = 10) -> Limits:
@@ -90,27 +119,22 @@ def fit_individuals(values, *, L: float = 3.0, max_iter: int = 10) -> Limits:
     _positive(L, max_iter)
     x = np.array([math.nan if v is None else v for v in values], dtype=float)
     finite = np.isfinite(x)
-    keep = finite.copy()
-    x = np.where(keep, x, 0.0)
-    center, mrbar, n, m = _individuals_pass(x, keep)
-    if m == 0:
-        raise InvalidInput(f"insufficient data: {n} valid readings and no two adjacent ones (need a moving range)")
-    it = 0
-    while it < max_iter:
-        sigma = mrbar / D2_MR
-        out = keep & (np.abs(x - center) > L * sigma)
-        if sigma == 0.0 or not out.any():
-            break
-        trial = keep & ~out
-        c2, mr2, n2, m2 = _individuals_pass(x, trial)
-        if m2 == 0:
-            break
-        keep, center, mrbar, n, m = trial, c2, mr2, n2, m2
-        it += 1
+    pos = np.flatnonzero(finite)
+    gap = np.zeros(len(pos), dtype=bool)
+    gap[1:] = np.diff(pos) > 1
+    center, mrbar, n, it, keep = phase1_rows(x[pos][None, :], gap[None, :], np.array([max_iter]), L)
+    if not np.isfinite(mrbar[0]):
+        raise InvalidInput(f"insufficient data: {len(pos)} valid readings and no two adjacent ones "
+                           "(need a moving range)")
+    return individuals_limits(float(center[0]), float(mrbar[0]), int(n[0]), int(it[0]),
+                              tuple(int(i) for i in pos[~keep[0]]), L)
+
+
+def individuals_limits(center: float, mrbar: float, n_used: int, iterations: int, removed: tuple[int, ...],
+                       L: float = 3.0) -> Limits:
     sigma = mrbar / D2_MR
-    removed = tuple(int(i) for i in np.flatnonzero(finite & ~keep))
-    return Limits("individuals", center, center + L * sigma, center - L * sigma, sigma, "mr_bar/d2", n, removed,
-                  it, 1, L, mrbar, D4_MR * mrbar, 0.0)
+    return Limits("individuals", center, center + L * sigma, center - L * sigma, sigma, "mr_bar/d2", n_used,
+                  removed, iterations, 1, L, mrbar, D4_MR * mrbar, 0.0)
 
 
 def _subgroups(subgroups) -> tuple[np.ndarray, np.ndarray]:
