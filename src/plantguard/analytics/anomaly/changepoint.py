@@ -132,7 +132,8 @@ class CusumChangePoint(Detector):
         return np.array([feats.get(n, math.nan) for n in self._names], dtype=float)
 
     def _cov(self) -> np.ndarray:
-        cov = self._m2 / max(self._n - 1, 1)
+        # the covariance is frozen at the end of warm-up; later readings only move the regime's mean
+        cov = self._m2 / max(min(self._n, self.warmup) - 1, 1)
         floor = self.min_std * (1.0 + np.abs(self._mean))
         diag = np.maximum(np.diag(cov), floor ** 2)
         np.fill_diagonal(cov, diag)

@@ -133,6 +133,7 @@ class StreamingMahalanobis(Detector):
         return float(dev @ self._inverse(present) @ dev)
 
     def score_one(self, x: Any) -> float:
+        as_features(x)  # a non-mapping is a caller error even while warming up
         t2 = self.t2(x)
         if math.isnan(t2):
             return 0.0
