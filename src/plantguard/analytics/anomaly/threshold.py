@@ -1,0 +1,102 @@
+"""Turning scores into decisions, and keeping anomalies out of what a detector learns.
+
+    th = Thresholded(RobustZScore(), threshold=0.9, persistence=3, relearn_after=600)
+    d = th.update(x, ts=ts)          # Decision(score, is_anomaly, warm); learns x unless it looked anomalous
+
+Rules, per reading that is not missing:
+
+- exceeds: score >= threshold (never while the detector is warming up).
+- is_anomaly: the reading exceeds and so did the `persistence - 1` readings before it (a run of `persistence`
+  consecutive exceedances). Consecutive rather than k-of-n because it needs one counter per series, and a
+  single noisy reading inside a real excursion rarely drops below the threshold.
+- learning: with `protect=True` a reading that exceeds is not learned, whether or not the run is long enough
+  to alarm, so neither a spike nor a fault drags the baseline towards itself.
+- relearn: a protected baseline never follows a legitimate permanent change (a new setpoint, a recalibrated
+  sensor); it would alarm forever. With `relearn_after=n`, the n-th consecutive exceedance is taken as a
+  level shift: the detector is replaced by a fresh clone that learns from that reading on (scores 0 and
+  `warm=False` during its warm-up). The trade-off: a real fault that persists for n readings stops alarming
+  after n readings plus the warm-up, and the new baseline is the faulty level, so the alarm layer must latch
+  the alarm raised meanwhile. None (the default) never relearns.
+
+Missing readings (None, NaN or +-inf for a univariate detector) give Decision(0.0, False, warm): nothing is learned
+and the run of exceedances is neither extended nor broken.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, NamedTuple, Self
+
+from plantguard.analytics.anomaly.base import Detector, is_missing
+from plantguard.errors import InvalidInput
+
+
+class Decision(NamedTuple):
+    score: float
+    is_anomaly: bool
+    warm: bool
+
+
+class Thresholded(Detector):
+    """A detector plus a threshold. It is itself a detector: `score_one` delegates, `learn_one` learns only
+    readings below the threshold when `protect` is set. `detector` is the live wrapped detector."""
+
+    def __init__(self, detector: Detector, threshold: float = 0.9, protect: bool = True, persistence: int = 1,
+                 relearn_after: int | None = None):
+        if not isinstance(detector, Detector):
+            raise InvalidInput(f"Thresholded wraps a Detector, got {type(detector).__name__}")
+        if not 0.0 < threshold < 1.0:
+            raise InvalidInput("threshold must be in (0, 1)")
+        if persistence < 1:
+            raise InvalidInput("persistence must be at least 1")
+        if relearn_after is not None and relearn_after < persistence:
+            raise InvalidInput("relearn_after must be None or at least persistence")
+        self.detector = detector
+        self.threshold = threshold
+        self.protect = protect
+        self.persistence = persistence
+        self.relearn_after = relearn_after
+        self._run = 0
+        self._relearns = 0
+
+    @property
+    def kind(self) -> str:  # type: ignore[override]
+        return self.detector.kind
+
+    @property
+    def is_warm(self) -> bool:
+        return self.detector.is_warm
+
+    @property
+    def relearns(self) -> int:
+        """How many times the baseline was restarted after a sustained shift."""
+        return self._relearns
+
+    def clone(self) -> Self:
+        params = self._get_params()
+        params["detector"] = self.detector.clone()
+        return type(self)(**params)
+
+    def score_one(self, x: Any, **kw: Any) -> float:
+        return self.detector.score_one(x, **kw)
+
+    def learn_one(self, x: Any, **kw: Any) -> None:
+        self.update(x, **kw)
+
+    def update(self, x: Any, **kw: Any) -> Decision:
+        """Score `x`, decide, and learn it unless it exceeds the threshold (with `protect`)."""
+        warm = self.detector.is_warm
+        if is_missing(x) or (isinstance(x, float) and not math.isfinite(x)):
+            return Decision(0.0, False, warm)
+        score = self.detector.score_one(x, **kw)
+        exceeds = warm and score >= self.threshold
+        self._run = self._run + 1 if exceeds else 0
+        is_anomaly = exceeds and self._run >= self.persistence
+        if exceeds and self.relearn_after is not None and self._run >= self.relearn_after:
+            self.detector = self.detector.clone()
+            self._run = 0
+            self._relearns += 1
+            self.detector.learn_one(x, **kw)
+        elif not (exceeds and self.protect):
+            self.detector.learn_one(x, **kw)
+        return Decision(score, is_anomaly, warm)
