@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from plantguard.domain.alarms import AlarmEvent, AlarmRecord
 from plantguard.domain.readings import NO_TS, DeadLetter, PointBatch, RawBatch
-from plantguard.errors import StoreError, StoreUnavailable
+from plantguard.errors import InvalidInput, StoreError, StoreUnavailable
 from plantguard.ingest.pipeline import Pipeline
 from plantguard.ingest.registry import PointRegistry
 from plantguard.store import embedded as embedded_mod
@@ -378,7 +378,7 @@ def test_apply_retention_per_tier(store):
     assert store.downsample(0, 0, 1 << 62, M, "count", "1m").ts.min() >= now - 3 * H
     out = store.apply_retention(now, {"1h": 4 * H})
     assert out["1h"] > 0 and store.downsample(0, 0, 1 << 62, H, "count", "1h").ts.min() >= now - 4 * H
-    assert store.apply_retention(now, {"raw": 2 * H, "1m": 3 * H, "1h": 4 * H}) == {"raw": 0, "1m": 0, "1h": 0}
+    assert store.apply_retention(now, {"raw": 2 * H, "1m": 3 * H, "1h": 4 * H}) == {"raw": 0, "1m": 0, "1h": 0, "analytics": 0}
     assert store.apply_retention(now, {}) == {}
 
 
@@ -571,3 +571,45 @@ def test_pipeline_dedupe_late_data_and_restart(store):
     assert pipe.stats.duplicates == 40 + 68 and pipe2.stats.duplicates == 84
     c = store.downsample(reg.index[tags[0]], 0, 1 << 62, H, "count", "1h")
     assert c.value.sum() == 21 and c.count.sum() == 21
+
+
+def test_analytics_results_round_trip(store):
+    from plantguard.domain.analytics import AnalyticsEvent, AnalyticsWrite
+
+    w = AnalyticsWrite()
+    for i in range(120):  # one row every 10 s for 20 minutes
+        w.series.add("rul/s/a/l/pump_1", T0 + i * 10 * S, 1000.0 - i, 900.0 - i, None if i % 2 else 1100.0 - i)
+    w.events += [AnalyticsEvent(T0 + 5 * S, "spc", "spc/s/a/l/pump_1/plc/flow", "nelson-1", "beyond 3 sigma", {"points": [T0]}),
+                 AnalyticsEvent(T0 + 9 * S, "rul", "rul/s/a/l/pump_1", "rul-alert", "below lead time"),
+                 AnalyticsEvent(T0 + 7 * S, "spc", "spc/s/a/l/pump_10/plc/flow", "nelson-2")]
+    w.states = {"spc/s/a/l/pump_1/plc/flow": {"status": "in_control", "ucl": 3.5}}
+    store.write_analytics(w, T0)
+    store.write_analytics(type(w)(states={"spc/s/a/l/pump_1/plc/flow": {"status": "out_of_control"}}), T0 + S)
+
+    raw = store.analytics_series("rul/s/a/l/pump_1", T0, T0 + 60 * S)
+    assert raw.ts.tolist() == [T0 + i * 10 * S for i in range(6)] and raw.value[0] == 1000.0
+    assert np.isnan(raw.upper[1]) and raw.upper[0] == 1100.0
+    per_min = store.analytics_series("rul/s/a/l/pump_1", T0, T0 + 20 * M, width=M, agg="last")
+    assert len(per_min.ts) in (20, 21)
+    assert per_min.value[0] == 1000.0 - 4  # newest row of the first (partial) minute: T0 = hh:00:17 + 40 s
+    mx = store.analytics_series("rul/s/a/l/pump_1", T0, T0 + 20 * M, width=M, agg="max")
+    assert mx.value[0] == 1000.0
+    with pytest.raises(InvalidInput):
+        store.analytics_series("rul/s/a/l/pump_1", T0, T0 + M, width=M, agg="median")
+
+    assert [e.rule for e in store.analytics_events()] == ["rul-alert", "nelson-2", "nelson-1"]
+    # a key prefix stops at a '/' boundary: pump_1 does not find pump_10
+    assert [e.rule for e in store.analytics_events(key="spc/s/a/l/pump_1")] == ["nelson-1"]
+    assert store.analytics_events(kind="rul")[0].detail == {}
+    assert store.analytics_events(since=T0 + 8 * S)[0].rule == "rul-alert"
+    st_ = store.analytics_states("spc/")
+    assert st_["spc/s/a/l/pump_1/plc/flow"]["status"] == "out_of_control" and "ucl" not in st_["spc/s/a/l/pump_1/plc/flow"]
+
+    assert store.load_checkpoint("bank") is None
+    store.save_checkpoint("bank", b"\x00\x01state", T0)
+    store.save_checkpoint("bank", b"\x00\x02state", T0 + S)
+    assert store.load_checkpoint("bank") == b"\x00\x02state"
+
+    out = store.apply_retention(T0 + 3650 * 24 * H + 5 * M, {"raw": H, "1m": H, "1h": 3650 * 24 * H})
+    assert out["analytics"] == 30  # rows older than the longest tier go; the rest stay
+    assert store.counts()["analytics_series"] == 90

@@ -82,6 +82,72 @@ class PointAlarms(_Strict):
     stale: StaleAlarm | None = None
 
 
+Priority = Literal["low", "medium", "high", "urgent"]
+
+
+class SpcSettings(_Strict):
+    """Statistical process control of one point: individuals chart with EWMA and CUSUM, Nelson rules."""
+
+    baseline: int = Field(100, ge=20, le=100_000, description="readings collected for phase I when no center/sigma is given")
+    center: float | None = Field(None, description="fixed center line (with sigma): skips phase I")
+    sigma: float | None = Field(None, gt=0, description="fixed process sigma (with center)")
+    rules: Literal["nelson", "western_electric"] | list[Annotated[int, Field(ge=1, le=8)]] = Field(
+        "nelson", description="rule set: nelson (1-8), western_electric, or a list of Nelson rule numbers")
+    ewma_lambda: float = Field(0.2, gt=0, le=1, description="EWMA weight of the newest reading")
+    ewma_l: float = Field(3.0, gt=0, description="EWMA limit width in sigmas")
+    cusum_k: float = Field(0.5, ge=0, description="CUSUM reference value (slack) in sigmas")
+    cusum_h: float = Field(5.0, gt=0, description="CUSUM decision interval in sigmas")
+    lsl: float | None = Field(None, description="lower specification limit, for capability (Cp, Cpk...)")
+    usl: float | None = Field(None, description="upper specification limit, for capability")
+    alarm: bool = Field(True, description="raise an SPC alarm on a rule violation")
+    clear_after: int = Field(25, ge=1, description="in-control readings after which the SPC alarm returns to normal")
+    priority: Priority = "low"
+
+
+class AnomalySettings(_Strict):
+    """Streaming anomaly detection on one point (univariate)."""
+
+    detector: str = Field("robust_z", description="detector name (see docs/analytics/anomaly.md)")
+    threshold: float = Field(0.9, gt=0, lt=1, description="score in (0, 1) at or above which a reading is anomalous")
+    params: dict[str, Any] = Field(default_factory=dict, description="detector parameters")
+    alarm: bool = True
+    priority: Priority = "medium"
+
+
+class PointAnalytics(_Strict):
+    spc: SpcSettings | None = None
+    anomaly: AnomalySettings | None = None
+
+
+class AssetAnomalySettings(_Strict):
+    """Multivariate anomaly detection over several of an asset's points together."""
+
+    points: list[str] = Field(min_length=2, description="'device/point' paths inside the asset")
+    detector: str = Field("mahalanobis", description="multivariate detector name")
+    threshold: float = Field(0.95, gt=0, lt=1)
+    params: dict[str, Any] = Field(default_factory=dict)
+    alarm: bool = True
+    priority: Priority = "medium"
+
+
+class RulSettings(_Strict):
+    """Remaining useful life from a condition indicator (e.g. bearing vibration) and a failure threshold."""
+
+    point: str = Field(description="'device/point' path of the condition indicator inside the asset")
+    failure_threshold: float = Field(description="value of the indicator at which the asset is considered failed")
+    lead_time: str | float = Field("4h", description="raise the predictive alert when the lower bound of the remaining life falls below this")
+    params: dict[str, Any] = Field(default_factory=dict, description="model parameters (see docs/analytics/rul.md)")
+    alarm: bool = True
+    priority: Priority = "high"
+
+    _v = field_validator("lead_time")(lambda v: (parse_duration_us(v), v)[1])
+
+
+class AssetAnalytics(_Strict):
+    anomaly: AssetAnomalySettings | None = None
+    rul: RulSettings | None = None
+
+
 class Point(_Strict):
     id: Ident
     name: str | None = None
@@ -92,6 +158,7 @@ class Point(_Strict):
     criticality: Criticality = Criticality.medium
     states: dict[int, str] | None = Field(None, description="for data_type state: code -> name")
     alarms: PointAlarms | None = None
+    analytics: PointAnalytics | None = Field(None, description="SPC and anomaly detection on this point")
 
     _v = field_validator("period")(lambda v: (parse_duration_us(v), v)[1])
 
@@ -110,6 +177,7 @@ class Asset(_Strict):
     name: str | None = None
     kind: str = ""
     devices: list[Device] = Field(default_factory=list)
+    analytics: AssetAnalytics | None = Field(None, description="multivariate anomaly detection and remaining useful life")
 
 
 class Line(_Strict):
@@ -282,6 +350,7 @@ def _semantic_problems(data: dict) -> list[ConfigProblem]:
                 for xi, asset in children(_list(ln, "assets")):
                     xp = f"{lp}.assets[{xi}]"
                     dupes(_list(asset, "devices"), f"{xp}.devices")
+                    problems.extend(_asset_analytics_problems(asset, xp))
                     for di, d in children(_list(asset, "devices")):
                         dp = f"{xp}.devices[{di}]"
                         dupes(_list(d, "points"), f"{dp}.points")
@@ -298,6 +367,54 @@ def _semantic_problems(data: dict) -> list[ConfigProblem]:
     if storage.get("backend") == "postgres" and not storage.get("postgres_dsn"):
         problems.append(ConfigProblem("storage.postgres_dsn", "required when storage.backend is 'postgres'"))
     return problems
+
+
+def _asset_analytics_problems(asset: dict, xp: str) -> list[ConfigProblem]:
+    """Asset analytics name points as 'device/point' inside the asset: they must exist and be numeric."""
+    an = asset.get("analytics") if isinstance(asset.get("analytics"), dict) else {}
+    known = {}
+    for d in _list(asset, "devices"):
+        if isinstance(d, dict):
+            for p in _list(d, "points"):
+                if isinstance(p, dict) and isinstance(d.get("id"), str) and isinstance(p.get("id"), str):
+                    known[f"{d['id']}/{p['id']}"] = p.get("data_type", "float")
+    out = []
+
+    def check(path, field):
+        if not isinstance(path, str):
+            return
+        if path not in known:
+            out.append(ConfigProblem(field, f"no point {path!r} in this asset (give 'device/point'; known: {', '.join(sorted(known)) or 'none'})"))
+        elif known[path] in ("bool", "state"):
+            out.append(ConfigProblem(field, f"point {path!r} is of type {known[path]}; analytics need a numeric point"))
+
+    mv = an.get("anomaly") if isinstance(an.get("anomaly"), dict) else None
+    if mv is not None:
+        pts = mv.get("points") if isinstance(mv.get("points"), list) else []
+        for i, path in enumerate(pts):
+            check(path, f"{xp}.analytics.anomaly.points[{i}]")
+        if len(set(map(str, pts))) != len(pts):
+            out.append(ConfigProblem(f"{xp}.analytics.anomaly.points", "a point is listed twice"))
+        out.extend(_detector_problem(mv.get("detector", "mahalanobis"), f"{xp}.analytics.anomaly.detector", "multivariate"))
+    rul = an.get("rul") if isinstance(an.get("rul"), dict) else None
+    if rul is not None:
+        check(rul.get("point"), f"{xp}.analytics.rul.point")
+    return out
+
+
+def _detector_problem(name: Any, field: str, kind: str) -> list[ConfigProblem]:
+    if not isinstance(name, str):
+        return []
+    try:
+        from plantguard.analytics.anomaly.registry import detector_kinds
+    except ImportError:  # pragma: no cover - the registry ships with the package
+        return []
+    kinds = detector_kinds()
+    if name not in kinds:
+        return [ConfigProblem(field, f"unknown detector {name!r} (known: {', '.join(sorted(kinds))})")]
+    if kinds[name] != kind:
+        return [ConfigProblem(field, f"detector {name!r} is {kinds[name]}; a {kind} one is needed here")]
+    return []
 
 
 def point_problems(p: dict | Point, pp: str) -> list[ConfigProblem]:
@@ -327,6 +444,19 @@ def point_problems(p: dict | Point, pp: str) -> list[ConfigProblem]:
             for n, v in order:
                 if not low <= v <= high:
                     problems.append(ConfigProblem(f"{pp}.alarms.limits.{n}", f"{n} ({v:g}) is outside the engineering range [{low:g}, {high:g}]"))
+    an = p.get("analytics") if isinstance(p.get("analytics"), dict) else {}
+    spc = an.get("spc") if isinstance(an.get("spc"), dict) else None
+    if an and dtype in ("bool", "state"):
+        problems.append(ConfigProblem(f"{pp}.analytics", f"analytics need a numeric point; this one is of type {dtype}"))
+    if spc is not None:
+        if (spc.get("center") is None) != (spc.get("sigma") is None):
+            problems.append(ConfigProblem(f"{pp}.analytics.spc", "give both center and sigma for fixed limits, or neither for a phase I baseline"))
+        lsl, usl = _num(spc.get("lsl")), _num(spc.get("usl"))
+        if lsl is not None and usl is not None and not lsl < usl:
+            problems.append(ConfigProblem(f"{pp}.analytics.spc.usl", f"usl ({usl:g}) must be above lsl ({lsl:g})"))
+    ad = an.get("anomaly") if isinstance(an.get("anomaly"), dict) else None
+    if ad is not None:
+        problems.extend(_detector_problem(ad.get("detector", "robust_z"), f"{pp}.analytics.anomaly.detector", "univariate"))
     return problems
 
 

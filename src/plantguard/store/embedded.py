@@ -18,6 +18,7 @@ import pyarrow as pa
 from plantguard.domain.alarms import ALARM_COLUMNS, AlarmEvent, AlarmRecord
 from plantguard.domain.readings import NO_TS, PointBatch
 from plantguard.errors import StoreError, StoreUnavailable
+from plantguard.store.analytics import ANALYTICS_TABLES, SqlAnalytics, migration as analytics_migration
 from plantguard.store.base import SqlMetadataReads, PointRow, Series, Store, WriteSet
 from plantguard.store.rollup import ROLLUP_COLUMNS, TIERS
 from plantguard.timeutil import now_us
@@ -41,6 +42,7 @@ MIGRATIONS: list[tuple[str, list[str]]] = [
             "CREATE TABLE alarm_events (id BIGINT PRIMARY KEY DEFAULT nextval('alarm_event_seq'), alarm_id VARCHAR NOT NULL, \"at\" BIGINT NOT NULL, event VARCHAR NOT NULL, actor VARCHAR, note VARCHAR, value DOUBLE)",
         ],
     ),
+    ("0002_analytics", analytics_migration("BLOB", indexes=False)),
 ]
 
 
@@ -48,7 +50,7 @@ def _q(col: str) -> str:
     return f'"{col}"'
 
 
-class EmbeddedStore(SqlMetadataReads, Store):
+class EmbeddedStore(SqlAnalytics, SqlMetadataReads, Store):
     kind = "embedded"
     _ph = "?"
 
@@ -357,10 +359,16 @@ class EmbeddedStore(SqlMetadataReads, Store):
                 return n
 
             out[tier] = self._tx(go)
+        if "1h" in retention:  # derived series are already thinned: they live as long as the longest tier
+            out["analytics"] = self._tx(lambda cur: self._analytics_retention(cur, now - retention["1h"]))
         return out
 
+    @staticmethod
+    def _last_agg(col: str) -> str:
+        return f"arg_max({col}, ts)"
+
     def counts(self) -> dict[str, int]:
-        tables = ["points", "raw", "rollup_1m", "rollup_1h", "latest", "dead_letters", "alarms", "alarm_events", "plant_model"]
+        tables = ["points", "raw", "rollup_1m", "rollup_1h", "latest", "dead_letters", "alarms", "alarm_events", "plant_model", *ANALYTICS_TABLES]
         return self._run(lambda c: {t: c.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in tables})
 
 

@@ -22,6 +22,7 @@ from psycopg.adapt import Dumper
 from plantguard.domain.alarms import ALARM_COLUMNS, AlarmEvent, AlarmRecord
 from plantguard.domain.readings import NO_TS, PointBatch
 from plantguard.errors import StoreError, StoreUnavailable
+from plantguard.store.analytics import ANALYTICS_TABLES, SqlAnalytics, migration as analytics_migration
 from plantguard.store.base import SqlMetadataReads, PointRow, Series, Store, WriteSet
 from plantguard.store.rollup import ROLLUP_COLUMNS, TIERS
 from plantguard.timeutil import now_us
@@ -60,11 +61,12 @@ MIGRATIONS: list[tuple[str, list[str]]] = [
             "CREATE INDEX alarm_events_alarm_id ON alarm_events (alarm_id, id)",
         ],
     ),
+    ("0002_analytics", analytics_migration("BYTEA", _F8)),
 ]
 
 _MIGRATION_LOCK = 0x706C616E74  # advisory lock key: two processes migrating the same database take turns
 _MAX_IDLE = 8
-_TABLES = ["points", "raw", "rollup_1m", "rollup_1h", "latest", "dead_letters", "alarms", "alarm_events", "plant_model"]
+_TABLES = ["points", "raw", "rollup_1m", "rollup_1h", "latest", "dead_letters", "alarms", "alarm_events", "plant_model", *ANALYTICS_TABLES]
 
 # -- binary COPY payloads ---------------------------------------------------------------------------------
 _SIGNATURE = b"PGCOPY\n\xff\r\n\x00" + b"\x00" * 8  # signature, flags, header extension length
@@ -201,7 +203,7 @@ def _q(col: str) -> str:
     return f'"{col}"'
 
 
-class PostgresStore(SqlMetadataReads, Store):
+class PostgresStore(SqlAnalytics, SqlMetadataReads, Store):
     kind = "postgres"
     _ph = "%s"
 
@@ -541,7 +543,13 @@ class PostgresStore(SqlMetadataReads, Store):
                 return n
 
             out[tier] = self._tx(go)
+        if "1h" in retention:  # derived series are already thinned: they live as long as the longest tier
+            out["analytics"] = self._tx(lambda cur: self._analytics_retention(cur, int(now - retention["1h"])))
         return out
+
+    @staticmethod
+    def _last_agg(col: str) -> str:
+        return f"(array_agg({col} ORDER BY ts DESC))[1]"
 
     def counts(self) -> dict[str, int]:
         sql = "SELECT " + ", ".join(f"(SELECT count(*) FROM {t})" for t in _TABLES)
