@@ -224,12 +224,11 @@ class RobustZBank:
             if hb.any():
                 s3, b3, nb = sl[hb], b[hb], bn[hb]
                 first = nb == 0
-                bl = np.where(first, loc[hb], a["bloc"][s3, b3])
-                bs = np.where(first, scale[hb], a["bscale"][s3, b3])
-                al = alpha[hb]
-                bl, bs = self._step(x[hb], bl, bs, np.maximum(al, 1.0 / (nb + 1)), np.maximum(al, 1.0 / (nb + W)),
-                                    s3)
-                a["bloc"][s3, b3], a["bscale"][s3, b3] = bl, bs
+                xb, al = x[hb], alpha[hb]
+                bl, bs = self._step(xb, a["bloc"][s3, b3], a["bscale"][s3, b3], np.maximum(al, 1.0 / (nb + 1)),
+                                    np.maximum(al, 1.0 / np.maximum(nb, 1)), s3)
+                a["bloc"][s3, b3] = np.where(first, xb, bl)
+                a["bscale"][s3, b3] = np.where(first, scale[hb], bs)
                 a["bn"][s3, b3] = nb + 1
         s4 = sl[wl]
         al = alpha[wl]

@@ -22,9 +22,10 @@ at most alpha*K in scale units (bounded influence), they are scale- and shift-eq
 branches, so the vectorised bank (bank.py) computes exactly the same numbers.
 
 Seasonality. With `period` (seconds) the phase `ts mod period` is split into `bins` equal bins, each with its
-own location and scale. A bin starts from the global estimate the first time it sees a reading (once the
-global estimate is warm), learns with gain max(alpha, 1/(n+1)) for the location and max(alpha, 1/(n+warmup))
-for the scale, and is used for scoring once it has learned `warmup` readings; before that, and for readings
+own location and scale. A bin starts at its first reading (learned once the global estimate is warm) with
+the global scale, then learns with gains max(alpha, 1/(n+1)) for the location and max(alpha, 1/n) for the
+scale (n = readings the bin learned before), i.e. running clipped means that turn into the EWMAs, so a bin
+forgets its start within a few readings; a bin is used for scoring once it has learned `warmup` readings; before that, and for readings
 without `ts`, the global estimate is used. The global estimate always learns every reading, so a bin that
 rarely sees data (a plant idle at night) never leaves a reading unscored. Phases are UTC (no daylight saving).
 
@@ -194,10 +195,11 @@ class RobustZScore(Detector):
                 self._bin_scale = [0.0] * self.bins
             n = self._bin_n[b]
             if n == 0:
-                self._bin_loc[b], self._bin_scale[b] = self._loc, self._scale
-            self._bin_loc[b], self._bin_scale[b] = self._step(
-                v, self._bin_loc[b], self._bin_scale[b], max(self.alpha, 1.0 / (n + 1)),
-                max(self.alpha, 1.0 / (n + self.warmup)))
+                self._bin_loc[b], self._bin_scale[b] = v, self._scale
+            else:
+                self._bin_loc[b], self._bin_scale[b] = self._step(
+                    v, self._bin_loc[b], self._bin_scale[b], max(self.alpha, 1.0 / (n + 1)),
+                    max(self.alpha, 1.0 / n))
             self._bin_n[b] = n + 1
         self._loc, self._scale = self._step(v, self._loc, self._scale, self.alpha, self.alpha)
 
