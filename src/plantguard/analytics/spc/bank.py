@@ -110,7 +110,7 @@ class SlotState:
     cusum_lower: float
 
 
-_F64 = ("center", "sigma", "mr_ucl", "lam", "ewma_half", "ewma", "k", "h", "head", "cp", "cm", "prev")
+_F64 = ("center", "sigma", "mrbar", "mr_ucl", "lam", "ewma_half", "ewma", "k", "h", "head", "cp", "cm", "prev")
 _I64 = ("last_ts", "npts", "nmiss", "nstale")
 _U32 = ("mA", "mB", "mI", "mD", "mP2", "mN2", "mP1", "mN1", "mW")
 _I32 = ("base_n", "max_iter", "n_used", "iters", "baseline")
@@ -203,8 +203,10 @@ class SpcBank:
         if limits.subgroup_size != 1:
             raise InvalidInput("the bank runs individuals charts: limits must have subgroup_size 1")
         self._release_row(s)
-        self._establish(np.array([s]), np.array([limits.center]), np.array([limits.sigma * D2_MR]),
+        mrbar = limits.spread_center if math.isfinite(limits.spread_center) else limits.sigma * D2_MR
+        self._establish(np.array([s]), np.array([limits.center]), np.array([mrbar]),
                         np.array([limits.n_used]), np.array([limits.iterations]))
+        self._sigma[s] = limits.sigma
         self._mr_ucl[s] = limits.spread_ucl if math.isfinite(limits.spread_ucl) else D4_MR * limits.sigma * D2_MR
         if limits.removed:
             self._removed[s] = tuple(limits.removed)
@@ -213,7 +215,7 @@ class SpcBank:
 
     def _establish(self, s: np.ndarray, center, mrbar, n_used, iters) -> None:
         sigma = mrbar / D2_MR
-        self._center[s], self._sigma[s], self._mr_ucl[s] = center, sigma, D4_MR * mrbar
+        self._center[s], self._sigma[s], self._mrbar[s], self._mr_ucl[s] = center, sigma, mrbar, D4_MR * mrbar
         lam = self._lam[s]
         self._ewma_half[s] = self._ewma_half[s] * sigma * np.sqrt(lam / (2.0 - lam))
         self._ewma[s] = center
@@ -232,7 +234,7 @@ class SpcBank:
         if self._phase[s] == 0:
             return SlotState(STATES[INSUFFICIENT_DATA], None, int(self._npts[s]), int(self._nmiss[s]),
                              int(self._nstale[s]), int(self._base_n[s]), math.nan, math.nan, math.nan)
-        lim = individuals_limits(f(self._center), f(self._sigma) * D2_MR, int(self._n_used[s]), int(self._iters[s]),
+        lim = individuals_limits(f(self._center), f(self._mrbar), int(self._n_used[s]), int(self._iters[s]),
                                  self._removed.get(s, ()))
         return SlotState(STATES[int(self._last_state[s])], lim, int(self._npts[s]), int(self._nmiss[s]),
                          int(self._nstale[s]), 0, f(self._ewma), f(self._cp), f(self._cm))
