@@ -70,3 +70,14 @@ def test_roc_auc_matches_sklearn(rows):
     scores = [s for s, _ in rows]
     labels = [y for _, y in rows]
     assert roc_auc(scores, labels) == pytest.approx(roc_auc_score(labels, scores), abs=1e-12)
+
+
+def test_docs_describe_every_check_detector_and_registered_name():
+    from pathlib import Path
+
+    import plantguard.analytics.anomaly as anomaly
+
+    docs = (Path(anomaly.__file__).parents[4] / "docs" / "analytics" / "anomaly.md").read_text(encoding="utf-8")
+    for name in [c.__name__ for c in checks.CHECKS] + anomaly.__all__ + list(registry.DETECTORS):
+        assert name in docs, f"docs/analytics/anomaly.md does not mention {name}"
+    assert "## Multivariate and change-point detectors" in docs
