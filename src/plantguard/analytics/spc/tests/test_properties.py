@@ -46,7 +46,7 @@ def test_ewma_matches_lfilter(xs, lam):
 def test_cusum_matches_cumulative_minimum(xs, k):
     x = np.array(xs)
     z = (x - 3.0) / 50.0
-    chart = CUSUM(k=k, h=1e9 if False else 1e6, center=3.0, sigma=50.0)
+    chart = CUSUM(k=k, h=1e6, center=3.0, sigma=50.0)
     res = [chart.update(v) for v in x]
     s = np.cumsum(z - k)
     upper = s - np.minimum(0.0, np.minimum.accumulate(s))
