@@ -24,9 +24,9 @@ branches, so the vectorised bank (bank.py) computes exactly the same numbers.
 Seasonality. With `period` (seconds) the phase `ts mod period` is split into `bins` equal bins, each with its
 own location and scale. A bin starts at its first reading (learned once the global estimate is warm) with
 the global scale, then learns with gains max(alpha, 1/(n+1)) for the location and max(alpha, 1/n) for the
-scale (n = readings the bin learned before), i.e. running clipped means that turn into the EWMAs, so a bin
-forgets its start within a few readings; a bin is used for scoring once it has learned `warmup` readings; before that, and for readings
-without `ts`, the global estimate is used. The global estimate always learns every reading, so a bin that
+scale (n = readings the bin learned before): running clipped means that turn into the EWMAs, so a bin
+forgets its start within a few readings. A bin scores once it has learned `warmup` readings; before that,
+and for readings without `ts`, the global estimate is used. The global estimate always learns every reading, so a bin that
 rarely sees data (a plant idle at night) never leaves a reading unscored. Phases are UTC (no daylight saving).
 
 Score. z = |x - loc| / scale in robust standard deviations; score = 1 - exp(-z*ln(10)/sigmas), so a reading
