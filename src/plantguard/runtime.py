@@ -28,7 +28,8 @@ _NO_DATA = np.iinfo(np.int64).min
 
 
 class Platform:
-    def __init__(self, cfg: PlantConfig, *, store: Store | None = None, clock: Clock = now_us, alarms: bool = True) -> None:
+    def __init__(self, cfg: PlantConfig, *, store: Store | None = None, clock: Clock = now_us, alarms: bool = True,
+                 analytics: bool = True) -> None:
         self.cfg = cfg
         self.clock = clock
         self.store = store if store is not None else open_store(cfg.storage)
@@ -61,6 +62,17 @@ class Platform:
             self.notifier = WebhookNotifier(cfg.alarms.webhooks) if cfg.alarms.webhooks else None
             self.alarms = AlarmEngine(cfg, self.registry, self.store, clock=clock, notifier=self.notifier)
             self.pipeline.add_processor(self.alarms)
+        self.analytics = None
+        if analytics:
+            from plantguard.ingest.analytics import CHECKPOINT_NAME, AnalyticsProcessor
+
+            store_ = self.store
+            self.analytics = AnalyticsProcessor(
+                cfg, self.registry, alarms=self.alarms, clock=clock,
+                sink=lambda w: store_.write_analytics(w, clock()),
+                checkpoint=(lambda blob: store_.save_checkpoint(CHECKPOINT_NAME, blob, clock()),
+                            lambda: store_.load_checkpoint(CHECKPOINT_NAME)))
+            self.pipeline.add_processor(self.analytics)
         self.sources: list = []  # objects with start() / stop() / health() -> dict
         self._model_lock = threading.Lock()
         self.started_at = now_us()  # wall time: an injected (simulation) clock must not distort uptime
@@ -120,6 +132,8 @@ class Platform:
             self.registry.sync_config(cfg, self.store)
             if self.alarms is not None:
                 self.alarms.reload(cfg)
+            if self.analytics is not None:
+                self.analytics.reload(cfg)
             self._save_model_if_changed(cfg)
             self.cfg = cfg
         return cfg

@@ -34,6 +34,9 @@ _S = 1e-6  # microseconds -> seconds
 
 # (condition, LimitAlarm field, direction): +1 raises above the limit, -1 below it
 LIMITS = (("HIHI", "hihi", 1), ("HI", "hi", 1), ("LO", "lo", -1), ("LOLO", "lolo", -1))
+# Conditions judged elsewhere (the analytics processor) and set through external_conditions(); their message
+# comes with the change.
+EXTERNAL = ("SPC", "ANOMALY", "RUL")
 
 _U = AlarmState.unacknowledged.value
 _A = AlarmState.acknowledged.value
@@ -127,6 +130,8 @@ class AlarmEngine:
         self._rules: dict[str, _Rule] = {}
         self._shelved: set[str] = set()
         self._pending = _Changes()  # changes a failed save left behind, retried with the next one
+        self._external: dict[str, _Rule] = {}
+        self._external_declared = False  # until the analytics declare their alarms, their stored records stay
         now = clock()
         n = self._n_pids()
         # per pid: newest reading ts of any quality (stale/offline), newest evaluated reading (limits/ROC)
@@ -146,6 +151,7 @@ class AlarmEngine:
         self._roc: _Level | None = None
         for rec in store.load_alarms():
             self._records[rec.id] = rec
+        self._cfg = cfg
         with self._lock:
             ch = _Changes()
             self._build(cfg, now, ch)
@@ -158,6 +164,7 @@ class AlarmEngine:
     def reload(self, cfg: PlantConfig) -> None:
         """Applies a new plant model: rules change live, alarms whose rule is gone are cleared."""
         with self._lock:
+            self._cfg = cfg
             ch = _Changes()
             self._build(cfg, self.clock(), ch)
             self._commit(ch)
@@ -236,6 +243,7 @@ class AlarmEngine:
             dev_ids.append(rid)
             rules[rid] = _Rule(rid, dpath, "OFFLINE", OFFLINE_PRIORITY)
 
+        rules.update(self._external)
         # records: create the missing ones (persisted on their first change), clear those without a rule
         for rid, rule in rules.items():
             rec = self._records.get(rid)
@@ -244,7 +252,8 @@ class AlarmEngine:
             elif rec.priority != rule.priority or rec.limit != rule.limit:
                 rec.priority, rec.limit, rec.updated_at = rule.priority, rule.limit, now
                 ch.records[rid] = rec
-        for rid in [r for r in self._records if r not in rules]:
+        keep = () if self._external_declared else EXTERNAL
+        for rid in [r for r, rec in self._records.items() if r not in rules and rec.condition not in keep]:
             rec = self._records.pop(rid)
             self._shelved.discard(rid)
             if rec.state != _N or rec.active:
@@ -271,6 +280,39 @@ class AlarmEngine:
         np.maximum.at(self._dev_last, dev_of[m], self._seen[m])
         self._rules = rules
         self._shelved = {rid for rid, r in self._records.items() if r.state == _SH}
+
+    # -- conditions judged by other processors ------------------------------------------------------------
+    def set_external_rules(self, rules: list[tuple[str, str, str, str, float | None, str]]) -> None:
+        """Declares the alarms another processor drives: (alarm id, tag, condition, priority, limit, unit) with
+        condition in EXTERNAL. Replaces the previous declaration; alarms no longer declared are cleared."""
+        for _rid, _tag, cond, *_ in rules:
+            if cond not in EXTERNAL:
+                raise InvalidInput(f"external alarm condition must be one of {', '.join(EXTERNAL)}, not {cond!r}")
+        with self._lock:
+            self._external = {rid: _Rule(rid, tag, cond, prio, limit, unit) for rid, tag, cond, prio, limit, unit in rules}
+            self._external_declared = True
+            self.reload_rules()
+
+    def reload_rules(self) -> None:
+        ch = _Changes()
+        self._build(self._cfg, self.clock(), ch)
+        self._commit(ch)
+
+    def external_conditions(self, changes: list[tuple[str, bool, int, float | None, str]]) -> None:
+        """Applies condition changes (alarm id, active, reading time, value, message) of declared external
+        alarms; a change that matches the current condition is ignored, an undeclared id is an error."""
+        with self._lock:
+            ch = _Changes()
+            now = self.clock()
+            for rid, active, at, value, message in changes:
+                if rid not in self._external:
+                    raise NotFound(f"no external alarm {rid!r} declared")
+                rec = self._records[rid]
+                if rec.active == active:
+                    continue
+                rec.message = message
+                self._condition(rec, active, at, value, now, ch)
+            self._commit(ch)
 
     # -- processor ------------------------------------------------------------------------------------------
     def on_batch(self, batch: PointBatch, now: int) -> None:
@@ -434,7 +476,7 @@ class AlarmEngine:
         shelved = rec.state == _SH
         if active:
             rec.raised_at, rec.returned_at = at, None
-            if rec.condition not in ("STALE", "OFFLINE"):
+            if rec.condition not in ("STALE", "OFFLINE", *EXTERNAL):
                 rule = self._rules.get(rec.id)
                 unit = f" {rule.unit}" if rule and rule.unit else ""
                 if rec.condition == "ROC":

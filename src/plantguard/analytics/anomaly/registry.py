@@ -69,3 +69,8 @@ def available() -> list[str]:
 def make(name: str, **params: Any) -> Detector:
     """A new detector `name` built with `params` (the class's defaults for the rest)."""
     return load(name)(**params)
+
+
+def detector_kinds() -> dict[str, str]:
+    """name -> "univariate" or "multivariate" for every available detector (used to validate the plant model)."""
+    return {name: getattr(load(name), "kind", "univariate") for name in available()}

@@ -1,0 +1,699 @@
+"""The analytics processor: runs the analytics configured in the plant model over every stored batch.
+
+    point analytics.spc       -> SpcBank slot (individuals chart + EWMA + CUSUM + Nelson rules)
+    point analytics.anomaly   -> RobustZBank slot (robust_z) or a per-point Thresholded detector (others)
+    asset analytics.anomaly   -> one Thresholded multivariate detector over the asset's listed points
+    asset analytics.rul       -> one DegradationTrend over the asset's condition indicator
+
+Results go to a sink as one AnalyticsWrite per batch: rule violations, anomaly starts and ends and predictive
+alerts as events; EWMA statistics, anomaly scores and RUL estimates as derived series thinned to one row per key
+and `store_interval` (the highest score of the interval, so a short anomaly is never thinned away); status and
+limits as state. Alarms are raised through the alarm engine's external conditions (SPC, ANOMALY, RUL), except on
+shadow devices, whose analytics are computed and stored but never alarm.
+
+Only good-quality readings are analysed. The learned state (banks and detectors) is checkpointed through the
+sink every `checkpoint_every` and at close, and restored at start for every key whose settings are unchanged,
+so a restart does not relearn from zero.
+"""
+
+from __future__ import annotations
+
+import logging
+import pickle
+import threading
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+
+from plantguard.analytics.anomaly.bank import RobustZBank
+from plantguard.analytics.anomaly.registry import load as load_detector
+from plantguard.analytics.anomaly.threshold import Thresholded
+from plantguard.analytics.spc.bank import CHARTS, IND, IN_CONTROL, INSUFFICIENT_DATA, NO_VARIATION, OUT_OF_CONTROL, SpcBank, SlotSettings
+from plantguard.analytics.spc.rules import RULE_NAMES
+from plantguard.domain.analytics import AnalyticsEvent, AnalyticsWrite
+from plantguard.domain.model import TAG_SEP, PlantConfig, SpcSettings
+from plantguard.domain.readings import PointBatch, Quality
+from plantguard.timeutil import Clock, parse_duration_us
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT_NAME = "analytics"
+_S = 1_000_000
+STATE_NAMES = {INSUFFICIENT_DATA: "insufficient_data", IN_CONTROL: "in_control", OUT_OF_CONTROL: "out_of_control",
+               NO_VARIATION: "no_variation"}
+
+
+class Thinner:
+    """Keeps one row per key and interval for derived series: the maximum of the interval (with its time), so
+    a spike survives thinning. Vectorised over slots; a batch must hold each slot's readings in time order."""
+
+    def __init__(self, interval_us: int) -> None:
+        self.interval = max(1, int(interval_us))
+        self.bucket = np.zeros(0, np.int64)
+        self.vmax = np.zeros(0)
+        self.tmax = np.zeros(0, np.int64)
+
+    def _grow(self, n: int) -> None:
+        old = len(self.bucket)
+        if n > old:
+            self.bucket = np.concatenate([self.bucket, np.full(n - old, np.iinfo(np.int64).min, np.int64)])
+            self.vmax = np.concatenate([self.vmax, np.full(n - old, -np.inf)])
+            self.tmax = np.concatenate([self.tmax, np.zeros(n - old, np.int64)])
+
+    def feed(self, slots: np.ndarray, ts: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Adds readings; returns (slot, ts, value) of the intervals that closed."""
+        ok = np.isfinite(values)
+        slots, ts, values = slots[ok], ts[ok], values[ok]
+        if not len(slots):
+            return slots, ts, values
+        self._grow(int(slots.max()) + 1)
+        order = np.lexsort((ts, slots))
+        slots, ts, values = slots[order], ts[order], values[order]
+        b = ts // self.interval
+        start = np.r_[True, (slots[1:] != slots[:-1]) | (b[1:] != b[:-1])]
+        gi = np.flatnonzero(start)
+        g_slot, g_b = slots[gi], b[gi]
+        # max of each group, and the time of that max
+        g_max = np.maximum.reduceat(values, gi)
+        gid = np.cumsum(start) - 1
+        is_max = values == g_max[gid]
+        first_max = np.full(len(gi), -1, np.int64)
+        pos = np.flatnonzero(is_max)
+        first_max[gid[pos[::-1]]] = pos[::-1]
+        g_t = ts[first_max]
+        out_s, out_t, out_v = [], [], []
+        # merge each slot's first group with its open interval when they are the same interval
+        slot_first = np.r_[True, g_slot[1:] != g_slot[:-1]]
+        slot_last = np.r_[g_slot[1:] != g_slot[:-1], True]
+        open_b = self.bucket[g_slot]
+        same = slot_first & (g_b == open_b)
+        better = same & (self.vmax[g_slot] >= g_max)
+        g_max = np.where(better, self.vmax[g_slot], g_max)
+        g_t = np.where(better, self.tmax[g_slot], g_t)
+        # the open interval closes when a slot's first group starts a later interval
+        closes = slot_first & ~same & (open_b != np.iinfo(np.int64).min) & (g_b > open_b)
+        cs = g_slot[closes]
+        out_s.append(cs)
+        out_t.append(self.tmax[cs])
+        out_v.append(self.vmax[cs])
+        # late readings (an interval before the open one) are emitted as their own rows
+        emit = ~slot_last | (slot_first & (g_b < open_b) & (open_b != np.iinfo(np.int64).min))
+        out_s.append(g_slot[emit])
+        out_t.append(g_t[emit])
+        out_v.append(g_max[emit])
+        keep = slot_last & ~(slot_first & (g_b < open_b) & (open_b != np.iinfo(np.int64).min))
+        ks = g_slot[keep]
+        self.bucket[ks], self.vmax[ks], self.tmax[ks] = g_b[keep], g_max[keep], g_t[keep]
+        return np.concatenate(out_s), np.concatenate(out_t), np.concatenate(out_v)
+
+    def flush(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        s = np.flatnonzero(self.bucket != np.iinfo(np.int64).min)
+        out = (s, self.tmax[s].copy(), self.vmax[s].copy())
+        self.bucket[s] = np.iinfo(np.int64).min
+        self.vmax[s] = -np.inf
+        return out
+
+
+@dataclass
+class _Asset:
+    key: str  # asset path
+    shadow: bool
+    mv_pids: list[int] = field(default_factory=list)
+    mv_names: list[str] = field(default_factory=list)
+    mv_period: list[int] = field(default_factory=list)
+    mv: Thresholded | None = None
+    mv_settings: dict | None = None
+    mv_last: dict[int, tuple[int, float]] = field(default_factory=dict)  # pid -> (ts, value) held
+    mv_clock: int = -1  # the member that triggers an evaluation (the slowest)
+    mv_active: bool = False
+    rul_pid: int = -1
+    rul: Any = None
+    rul_settings: dict | None = None
+    rul_lead_s: float = 0.0
+    rul_alert: bool = False
+    rul_last_row: int = np.iinfo(np.int64).min
+    rul_last: dict | None = None
+
+
+@dataclass
+class _State:
+    """Everything learned, picklable as one checkpoint."""
+
+    spc: SpcBank = field(default_factory=SpcBank)
+    spc_keys: dict[str, tuple[int, dict]] = field(default_factory=dict)  # tag -> (slot, settings)
+    rz: RobustZBank = field(default_factory=lambda: RobustZBank(warmup=30, bins=24))
+    rz_keys: dict[str, tuple[int, dict]] = field(default_factory=dict)
+    dets: dict[str, tuple[Thresholded, dict]] = field(default_factory=dict)  # tag -> other univariate detectors
+    assets_mv: dict[str, tuple[Thresholded, dict]] = field(default_factory=dict)
+    assets_rul: dict[str, tuple[Any, dict]] = field(default_factory=dict)
+
+
+def _spc_slot_settings(s: SpcSettings, period_us: int) -> SlotSettings:
+    return SlotSettings(baseline=s.baseline, lam=s.ewma_lambda, L=s.ewma_l, k=s.cusum_k, h=s.cusum_h,
+                        rules=s.rules if isinstance(s.rules, str) else tuple(s.rules), reset_on_signal=True)
+
+
+class AnalyticsProcessor:
+    """Pipeline processor; see the module docstring."""
+
+    name = "analytics"
+
+    def __init__(self, cfg: PlantConfig, registry, *, sink: Callable[[AnalyticsWrite], None],
+                 alarms=None, clock: Clock, checkpoint: tuple[Callable[[bytes], None], Callable[[], bytes | None]] | None = None,
+                 store_interval: str | float = "10s", rul_interval: str | float = "1m", checkpoint_every: str | float = "5m") -> None:
+        self.registry = registry
+        self.sink = sink
+        self.alarms = alarms
+        self.clock = clock
+        self._save_ckpt, self._load_ckpt = checkpoint if checkpoint else (None, None)
+        self.store_interval = parse_duration_us(store_interval)
+        self.rul_interval = parse_duration_us(rul_interval)
+        self.checkpoint_every = parse_duration_us(checkpoint_every)
+        self._lock = threading.RLock()
+        self._st = self._restore() or _State()
+        self._last_ckpt = clock()
+        self.stats = {"readings": 0, "events": 0, "series_rows": 0, "errors": 0}
+        self.reload(cfg)
+
+    # -- configuration ------------------------------------------------------------------------------------
+    def _restore(self) -> _State | None:
+        if self._load_ckpt is None:
+            return None
+        try:
+            blob = self._load_ckpt()
+            if not blob:
+                return None
+            st = pickle.loads(blob)
+            if not isinstance(st, _State):
+                raise TypeError(type(st).__name__)
+            log.info("analytics state restored from checkpoint (%d SPC, %d anomaly, %d asset)",
+                     len(st.spc_keys), len(st.rz_keys) + len(st.dets), len(st.assets_mv) + len(st.assets_rul))
+            return st
+        except Exception as e:  # noqa: BLE001 - a bad checkpoint must not stop the platform: relearn instead
+            log.warning("analytics checkpoint not usable (%s); learning from scratch", e)
+            return None
+
+    def reload(self, cfg: PlantConfig) -> None:
+        """(Re)builds the analytics from the plant model. Keys whose settings did not change keep their state."""
+        with self._lock:
+            st = self._st
+            n = max(self.registry.tags, default=-1) + 1
+            spc_of = np.full(n, -1, np.int64)
+            rz_of = np.full(n, -1, np.int64)
+            det_of: dict[int, str] = {}
+            shadow = np.zeros(n, bool)
+            spc_tag: dict[int, str] = {}
+            rz_tag: dict[int, str] = {}
+            spc_cfg: dict[int, SpcSettings] = {}
+            anom_cfg: dict[int, Any] = {}
+            keep_spc, keep_rz, keep_det = {}, {}, {}
+            for tag, _s, _a, _l, _asset, device, point in cfg.iter_points():
+                pid = self.registry.pid(tag)
+                if pid is None or point.analytics is None:
+                    continue
+                shadow[pid] = device.mode == "shadow"
+                an = point.analytics
+                if an.spc is not None:
+                    settings = an.spc.model_dump(mode="json")
+                    old = st.spc_keys.get(tag)
+                    if old is not None and old[1] == settings:
+                        slot = old[0]
+                    else:
+                        slot = st.spc.add(_spc_slot_settings(an.spc, parse_duration_us(point.period)))
+                        if an.spc.center is not None:
+                            from plantguard.analytics.spc.limits import individuals_limits
+                            from plantguard.analytics.spc.constants import D2_MR
+
+                            st.spc.set_limits(slot, individuals_limits(an.spc.center, an.spc.sigma * D2_MR, 0, 0, ()))
+                    keep_spc[tag] = (slot, settings)
+                    spc_of[pid] = slot
+                    spc_tag[slot] = tag
+                    spc_cfg[slot] = an.spc
+                if an.anomaly is not None:
+                    settings = an.anomaly.model_dump(mode="json")
+                    if an.anomaly.detector == "robust_z":
+                        old = st.rz_keys.get(tag)
+                        if old is not None and old[1] == settings:
+                            slot = old[0]
+                        else:
+                            params = dict(an.anomaly.params)
+                            params.setdefault("persistence", 1)
+                            slot = st.rz.add(threshold=an.anomaly.threshold, **params)
+                        keep_rz[tag] = (slot, settings)
+                        rz_of[pid] = slot
+                        rz_tag[slot] = tag
+                        anom_cfg[slot] = an.anomaly
+                    else:
+                        old = st.dets.get(tag)
+                        if old is not None and old[1] == settings:
+                            det = old[0]
+                        else:
+                            det = Thresholded(load_detector(an.anomaly.detector)(**an.anomaly.params), threshold=an.anomaly.threshold)
+                        keep_det[tag] = (det, settings)
+                        det_of[pid] = tag
+                        anom_cfg[tag] = an.anomaly
+            st.spc_keys, st.rz_keys, st.dets = keep_spc, keep_rz, keep_det
+
+            assets: dict[str, _Asset] = {}
+            keep_mv, keep_rul = {}, {}
+            for s in cfg.sites:
+                for a in s.areas:
+                    for ln in a.lines:
+                        for asset in ln.assets:
+                            if asset.analytics is None:
+                                continue
+                            key = TAG_SEP.join((s.id, a.id, ln.id, asset.id))
+                            devs = {d.id: d for d in asset.devices}
+                            ax = _Asset(key, shadow=any(d.mode == "shadow" for d in asset.devices))
+                            mv = asset.analytics.anomaly
+                            if mv is not None:
+                                settings = mv.model_dump(mode="json")
+                                old = st.assets_mv.get(key)
+                                ax.mv = old[0] if old is not None and old[1] == settings else Thresholded(
+                                    load_detector(mv.detector)(**mv.params), threshold=mv.threshold)
+                                keep_mv[key] = (ax.mv, settings)
+                                ax.mv_settings = settings
+                                for path in mv.points:
+                                    pid = self.registry.pid(f"{key}/{path}")
+                                    dev_id, pt_id = path.split("/", 1)
+                                    point = next(p for p in devs[dev_id].points if p.id == pt_id)
+                                    ax.mv_pids.append(pid)
+                                    ax.mv_names.append(path)
+                                    ax.mv_period.append(parse_duration_us(point.period))
+                                ax.mv_clock = ax.mv_pids[int(np.argmax(ax.mv_period))]
+                                ax.mv_active = self._alarm_active(f"{key}:ANOMALY")
+                            rul = asset.analytics.rul
+                            if rul is not None:
+                                settings = rul.model_dump(mode="json")
+                                old = st.assets_rul.get(key)
+                                if old is not None and old[1] == settings:
+                                    ax.rul = old[0]
+                                else:
+                                    from plantguard.analytics.rul.trend import DegradationTrend
+
+                                    ax.rul = DegradationTrend(failure_threshold=rul.failure_threshold, **rul.params)
+                                keep_rul[key] = (ax.rul, settings)
+                                ax.rul_settings = settings
+                                ax.rul_pid = self.registry.pid(f"{key}/{rul.point}")
+                                ax.rul_lead_s = parse_duration_us(rul.lead_time) / _S
+                                ax.rul_alert = self._alarm_active(f"{key}:RUL")
+                            assets[key] = ax
+            st.assets_mv, st.assets_rul = keep_mv, keep_rul
+
+            self._spc_of, self._rz_of, self._det_of, self._shadow = spc_of, rz_of, det_of, shadow
+            self._spc_tag, self._rz_tag, self._spc_cfg, self._anom_cfg = spc_tag, rz_tag, spc_cfg, anom_cfg
+            self._assets = assets
+            self._asset_of_pid: dict[int, list[_Asset]] = {}
+            for ax in assets.values():
+                for pid in set(ax.mv_pids + ([ax.rul_pid] if ax.rul is not None else [])):
+                    self._asset_of_pid.setdefault(pid, []).append(ax)
+            self._any = bool(spc_tag or rz_tag or det_of or assets)
+            ns = len(st.spc)
+            self._spc_thin = Thinner(self.store_interval)
+            self._rz_thin = Thinner(self.store_interval)
+            # SPC alarm bookkeeping per slot: point index of the newest violation, and the alarm condition
+            self._spc_viol = getattr(self, "_spc_viol", np.zeros(0, np.int64))
+            self._spc_viol = np.concatenate([self._spc_viol, np.full(max(0, ns - len(self._spc_viol)), -(1 << 40), np.int64)])
+            self._spc_mask = getattr(self, "_spc_mask", [])
+            self._spc_mask = list(self._spc_mask) + [0] * max(0, ns - len(self._spc_mask))
+            self._spc_alarm_rules = {slot: frozenset(c.alarm_rules) for slot, c in spc_cfg.items()}
+            self._spc_status = np.full(ns, -1, np.int16)
+            self._spc_alarm = np.zeros(ns, bool)
+            for slot, tag in spc_tag.items():
+                self._spc_alarm[slot] = self._alarm_active(f"{tag}:SPC")
+            nr = len(st.rz)
+            self._rz_anom = np.zeros(nr, bool)
+            for slot, tag in rz_tag.items():
+                self._rz_anom[slot] = self._alarm_active(f"{tag}:ANOMALY")
+            self._det_anom = {tag: self._alarm_active(f"{tag}:ANOMALY") for tag in det_of.values()}
+            self._declare_alarms(cfg)
+
+    def _alarm_active(self, rid: str) -> bool:
+        if self.alarms is None:
+            return False
+        rec = self.alarms._records.get(rid)
+        return bool(rec is not None and rec.active)
+
+    def _declare_alarms(self, cfg: PlantConfig) -> None:
+        if self.alarms is None:
+            return
+        rules = []
+        units = {tag: p.unit for tag, *_r, p in cfg.iter_points()}
+        for slot, tag in self._spc_tag.items():
+            s = self._spc_cfg[slot]
+            if s.alarm and not self._shadow[self.registry.pid(tag)]:
+                rules.append((f"{tag}:SPC", tag, "SPC", s.priority, None, units.get(tag, "")))
+        for key in list(self._rz_tag.values()) + list(self._det_of.values()):
+            a = self._anom_cfg[self._rz_slot(key)] if key in self._rz_tag.values() else self._anom_cfg[key]
+            if a.alarm and not self._shadow[self.registry.pid(key)]:
+                rules.append((f"{key}:ANOMALY", key, "ANOMALY", a.priority, a.threshold, ""))
+        for s in cfg.sites:
+            for ar in s.areas:
+                for ln in ar.lines:
+                    for asset in ln.assets:
+                        key = TAG_SEP.join((s.id, ar.id, ln.id, asset.id))
+                        ax = self._assets.get(key)
+                        if ax is None or ax.shadow:
+                            continue
+                        if asset.analytics.anomaly is not None and asset.analytics.anomaly.alarm:
+                            rules.append((f"{key}:ANOMALY", key, "ANOMALY", asset.analytics.anomaly.priority, asset.analytics.anomaly.threshold, ""))
+                        if asset.analytics.rul is not None and asset.analytics.rul.alarm:
+                            rules.append((f"{key}:RUL", key, "RUL", asset.analytics.rul.priority, ax.rul_lead_s, "s"))
+        self.alarms.set_external_rules(rules)
+
+    def _rz_slot(self, tag: str) -> int:
+        return self._st.rz_keys[tag][0]
+
+    # -- processing ---------------------------------------------------------------------------------------
+    def on_batch(self, batch: PointBatch, now: int) -> None:
+        if not self._any or not len(batch):
+            return
+        with self._lock:
+            out = AnalyticsWrite()
+            alarm_changes: list[tuple[str, bool, int, float | None, str]] = []
+            good = batch.quality == Quality.good
+            pid = batch.pid
+            n = len(self._spc_of)
+            known = pid < n
+            self.stats["readings"] += int(good.sum())
+            if self._spc_tag:
+                self._run_spc(batch, good & known, out, alarm_changes)
+            if self._rz_tag:
+                self._run_rz(batch, good & known, out, alarm_changes)
+            if self._det_of:
+                self._run_dets(batch, good, out, alarm_changes)
+            if self._assets:
+                self._run_assets(batch, good, out, alarm_changes)
+            self._emit(out, alarm_changes, now)
+
+    def _emit(self, out: AnalyticsWrite, alarm_changes, now: int) -> None:
+        self.stats["events"] += len(out.events)
+        self.stats["series_rows"] += len(out.series)
+        if out:
+            self.sink(out)
+        if alarm_changes and self.alarms is not None:
+            self.alarms.external_conditions(alarm_changes)
+        if self._save_ckpt is not None and now - self._last_ckpt >= self.checkpoint_every:
+            self.save_checkpoint(now)
+
+    def _run_spc(self, batch: PointBatch, mask: np.ndarray, out: AnalyticsWrite, alarm_changes) -> None:
+        slots = self._spc_of[batch.pid[mask]]
+        use = slots >= 0
+        if not use.any():
+            return
+        idx = np.flatnonzero(mask)[use]
+        slots, ts, v = slots[use], batch.ts[idx], batch.value[idx]
+        bank = self._st.spc
+        res = bank.process(slots, ts, v)
+        # violations -> events (rare: a Python loop over them is fine)
+        for pos, slot, t, index, rule, chart, span in zip(res.event_pos.tolist(), res.event_slot.tolist(), res.event_ts.tolist(),
+                                                         res.event_index.tolist(), res.event_rule.tolist(),
+                                                         res.event_chart.tolist(), res.event_span.tolist()):
+            tag = self._spc_tag.get(slot)
+            if tag is None:
+                continue
+            if chart == IND:
+                name, rid = RULE_NAMES[rule], f"nelson-{rule}"
+            else:
+                name, rid = f"{CHARTS[chart]} beyond its limit", CHARTS[chart]
+            lo = max(0, pos - span + 1)
+            pts = [t2 for t2, s2 in zip(ts[lo:pos + 1].tolist(), slots[lo:pos + 1].tolist()) if s2 == slot][-span:]
+            out.events.append(AnalyticsEvent(t, "spc", f"spc/{tag}", rid, name,
+                                              {"value": float(v[pos]), "points": pts, "span": span, "index": index, "chart": CHARTS[chart]}))
+            group = "cusum" if rid.startswith("cusum") else rid
+            if group in self._spc_alarm_rules.get(slot, ()):
+                self._spc_mark(slot, index)
+        last = np.full(len(bank), -1, np.int64)
+        np.maximum.at(last, slots, res.index)
+        touched = np.flatnonzero(last >= 0)
+        st_last = np.full(len(bank), -1, np.int64)
+        st_last[slots] = res.state  # the last reading of each slot wins (fancy assignment keeps the last)
+        ts_last = np.zeros(len(bank), np.int64)
+        ts_last[slots] = ts
+        v_last = np.zeros(len(bank))
+        v_last[slots] = v
+        for slot in touched.tolist():
+            tag = self._spc_tag.get(slot)
+            if tag is None:
+                continue
+            cfg = self._spc_cfg[slot]
+            # hysteresis: raise on alarm_min_points violating readings among the last clear_after, clear on none
+            self._spc_mark(slot, int(last[slot]), set_bit=False)
+            recent = int(self._spc_mask[slot]) & ((1 << cfg.clear_after) - 1)
+            count = recent.bit_count()
+            active = count >= cfg.alarm_min_points if not self._spc_alarm[slot] else count > 0
+            if active != self._spc_alarm[slot]:
+                self._spc_alarm[slot] = active
+                if cfg.alarm and not self._shadow[self.registry.pid(tag)]:
+                    msg = (f"SPC: {self._last_rule_name(out, tag)} (process out of statistical control)" if active
+                           else f"SPC: back in control for {cfg.clear_after} readings")
+                    alarm_changes.append((f"{tag}:SPC", active, int(ts_last[slot]), float(v_last[slot]), msg))
+            status = int(st_last[slot])
+            if status != self._spc_status[slot] and status >= 0:
+                self._spc_status[slot] = status
+                out.states[f"spc/{tag}"] = self.spc_state(slot)
+        # EWMA statistic as a derived series (the highest of each interval)
+        rs, rt, rv = self._spc_thin.feed(slots, ts, res.ewma)
+        for s_, t_, v_ in zip(rs.tolist(), rt.tolist(), rv.tolist()):
+            tag = self._spc_tag.get(s_)
+            if tag is not None:
+                out.series.add(f"ewma/{tag}", t_, v_)
+
+    def _spc_mark(self, slot: int, index: int, set_bit: bool = True) -> None:
+        """Shifts the slot's 64-reading violation mask up to point `index`, then marks that point."""
+        d = index - int(self._spc_viol[slot])
+        if d > 0:
+            self._spc_mask[slot] = (int(self._spc_mask[slot]) << min(d, 64)) & 0xFFFFFFFFFFFFFFFF
+            self._spc_viol[slot] = index
+        if set_bit:
+            self._spc_mask[slot] = int(self._spc_mask[slot]) | (1 << max(0, -d))
+
+    @staticmethod
+    def _last_rule_name(out: AnalyticsWrite, tag: str) -> str:
+        for e in reversed(out.events):
+            if e.key == f"spc/{tag}":
+                return f"{e.rule} {e.message}"
+        return "rule violation"
+
+    def spc_state(self, slot: int) -> dict:
+        s = self._st.spc.state(slot)
+        lim = s.limits
+        d = {"status": s.status, "n_points": s.n_points, "n_missing": s.n_missing, "n_out_of_order": s.n_out_of_order,
+             "collected": s.collected, "baseline": self._spc_cfg[slot].baseline if slot in self._spc_cfg else None}
+        if lim is not None:
+            d["limits"] = {"center": lim.center, "ucl": lim.ucl, "lcl": lim.lcl, "sigma": lim.sigma,
+                           "sigma_method": lim.sigma_method, "n_used": lim.n_used, "removed": len(lim.removed),
+                           "mr_ucl": lim.spread_ucl}
+            c = self._spc_cfg.get(slot)
+            if c is not None:
+                lam, L = c.ewma_lambda, c.ewma_l
+                half = L * lim.sigma * (lam / (2 - lam)) ** 0.5
+                d["ewma_limits"] = {"center": lim.center, "ucl": lim.center + half, "lcl": lim.center - half}
+                d["cusum"] = {"k": c.cusum_k, "h": c.cusum_h, "upper": s.cusum_upper, "lower": s.cusum_lower}
+        return d
+
+    def _run_rz(self, batch: PointBatch, mask: np.ndarray, out: AnalyticsWrite, alarm_changes) -> None:
+        slots = self._rz_of[batch.pid[mask]]
+        use = slots >= 0
+        if not use.any():
+            return
+        idx = np.flatnonzero(mask)[use]
+        slots, ts, v = slots[use], batch.ts[idx], batch.value[idx]
+        res = self._st.rz.process(slots, v, ts)
+        # starts and ends of anomalies: transitions of the decision within each slot's readings (in order)
+        order = np.argsort(slots, kind="stable")
+        s_o, a_o = slots[order], res.is_anomaly[order]
+        prev = np.r_[False, a_o[:-1]]
+        first = np.r_[True, s_o[1:] != s_o[:-1]]
+        if len(self._rz_anom) < len(self._st.rz):
+            self._rz_anom = np.concatenate([self._rz_anom, np.zeros(len(self._st.rz) - len(self._rz_anom), bool)])
+        prev = np.where(first, self._rz_anom[s_o], prev)
+        for j in np.flatnonzero(prev != a_o).tolist():
+            i = int(order[j])
+            slot = int(s_o[j])
+            tag = self._rz_tag.get(slot)
+            if tag is None:
+                continue
+            started = bool(a_o[j])
+            self._anomaly_change(f"anomaly/{tag}", tag, started, int(ts[i]), float(v[i]), float(res.scores[i]),
+                                 self._anom_cfg[slot], out, alarm_changes, shadow=bool(self._shadow[batch.pid[idx[i]]]))
+        last = np.flatnonzero(np.r_[s_o[1:] != s_o[:-1], True])
+        self._rz_anom[s_o[last]] = a_o[last]
+        rs, rt, rv = self._rz_thin.feed(slots, ts, res.scores)
+        for s_, t_, v_ in zip(rs.tolist(), rt.tolist(), rv.tolist()):
+            tag = self._rz_tag.get(s_)
+            if tag is not None:
+                out.series.add(f"anomaly/{tag}", t_, v_)
+
+    def _anomaly_change(self, key: str, alarm_tag: str, started: bool, ts: int, value: float | None, score: float, cfg,
+                        out: AnalyticsWrite, alarm_changes, *, shadow: bool, detail: dict | None = None) -> None:
+        msg = (f"anomaly: score {score:.3f} at or above {cfg.threshold:g}" if started else f"anomaly over: score {score:.3f}")
+        out.events.append(AnalyticsEvent(ts, "anomaly", key, "anomaly-start" if started else "anomaly-end", msg,
+                                          {"score": score, "value": value, **(detail or {})}))
+        out.states[key] = {"anomalous": started, "score": score, "since": ts, "threshold": cfg.threshold}
+        if cfg.alarm and not shadow:
+            alarm_changes.append((f"{alarm_tag}:ANOMALY", started, ts, value if value is not None else score, msg))
+
+    def _run_dets(self, batch: PointBatch, good: np.ndarray, out: AnalyticsWrite, alarm_changes) -> None:
+        for pid_, tag in self._det_of.items():
+            sel = np.flatnonzero((batch.pid == pid_) & good)
+            if not len(sel):
+                continue
+            det = self._st.dets[tag][0]
+            cfg = self._anom_cfg[tag]
+            best = (-1.0, 0)
+            for i in sel.tolist():
+                t, x = int(batch.ts[i]), float(batch.value[i])
+                d = det.update(x)
+                if d.score > best[0]:
+                    best = (d.score, t)
+                if d.is_anomaly != self._det_anom[tag]:
+                    self._det_anom[tag] = d.is_anomaly
+                    self._anomaly_change(f"anomaly/{tag}", tag, d.is_anomaly, t, x, d.score, cfg, out, alarm_changes,
+                                         shadow=bool(self._shadow[pid_]))
+            out.series.add(f"anomaly/{tag}", best[1], best[0])
+
+    def _run_assets(self, batch: PointBatch, good: np.ndarray, out: AnalyticsWrite, alarm_changes) -> None:
+        pids = np.fromiter(self._asset_of_pid.keys(), np.int64)
+        sel = np.flatnonzero(np.isin(batch.pid, pids) & good)
+        if not len(sel):
+            return
+        sel = sel[np.argsort(batch.ts[sel], kind="stable")]  # across points: time order
+        best: dict[str, tuple[float, int]] = {}
+        due: list[_Asset] = []
+        ts_sel = batch.ts[sel]
+        for j, i in enumerate(sel.tolist()):
+            p, t, x = int(batch.pid[i]), int(batch.ts[i]), float(batch.value[i])
+            for ax in self._asset_of_pid[p]:
+                if ax.mv is not None and p in ax.mv_pids:
+                    ax.mv_last[p] = (t, x)
+                    if p == ax.mv_clock:
+                        due.append(ax)
+                if ax.rul is not None and p == ax.rul_pid:
+                    self._asset_rul(ax, t, x, out, alarm_changes)
+            # evaluate once every reading stamped with this time is held, so sensors sampled together are
+            # judged together
+            if due and (j + 1 == len(sel) or ts_sel[j + 1] != t):
+                for ax in due:
+                    self._asset_mv(ax, t, best, out, alarm_changes)
+                due.clear()
+        for key, (score, t) in best.items():
+            out.series.add(f"anomaly/{key}", t, score)
+
+    def _asset_mv(self, ax: _Asset, t: int, best: dict, out: AnalyticsWrite, alarm_changes) -> None:
+        feats = {}
+        for p, name, period in zip(ax.mv_pids, ax.mv_names, ax.mv_period):
+            held = ax.mv_last.get(p)
+            # a value older than 3 of its periods is missing, not carried forward forever
+            feats[name] = held[1] if held is not None and t - held[0] <= 3 * period else None
+        d = ax.mv.update(feats)
+        if d.score > best.get(ax.key, (-1.0, 0))[0]:
+            best[ax.key] = (d.score, t)
+        if d.is_anomaly != ax.mv_active:
+            ax.mv_active = d.is_anomaly
+            cfg = _Cfg(ax.mv.threshold, bool(ax.mv_settings.get("alarm", True)))
+            contrib = {}
+            explain = getattr(ax.mv.detector, "contributions", None)
+            if callable(explain):
+                try:
+                    contrib = {"contributions": explain(feats)}
+                except Exception:  # noqa: BLE001 - an explanation is a bonus, never a failure
+                    contrib = {}
+            self._anomaly_change(f"anomaly/{ax.key}", ax.key, d.is_anomaly, t, None, d.score, cfg, out, alarm_changes,
+                                 shadow=ax.shadow, detail={"features": feats, **contrib})
+
+    def _asset_rul(self, ax: _Asset, t: int, x: float, out: AnalyticsWrite, alarm_changes) -> None:
+        est = ax.rul.update(t / _S, x)
+        alert = bool(est.alert(ax.rul_lead_s))
+        d = est.as_dict() if hasattr(est, "as_dict") else dict(est.__dict__)
+        d["lead_time_s"] = ax.rul_lead_s
+        d["alert"] = alert
+        d["ts"] = t
+        ax.rul_last = d
+        if t - ax.rul_last_row >= self.rul_interval or alert != ax.rul_alert:
+            ax.rul_last_row = t
+            out.states[f"rul/{ax.key}"] = d
+            if est.median is not None and np.isfinite(est.median):
+                out.series.add(f"rul/{ax.key}", t, est.median, _finite(est.lower), _finite(est.upper))
+        if alert != ax.rul_alert:
+            ax.rul_alert = alert
+            if alert:
+                msg = (f"predicted failure: remaining life {_h(est.median)} (interval {_h(est.lower)} to {_h(est.upper)}), "
+                       f"lower bound below the lead time {_h(ax.rul_lead_s)}")
+            else:
+                msg = f"remaining life back above the lead time {_h(ax.rul_lead_s)}"
+            out.events.append(AnalyticsEvent(t, "rul", f"rul/{ax.key}", "rul-alert" if alert else "rul-clear", msg, d))
+            if ax.rul_settings.get("alarm", True) and not ax.shadow:
+                alarm_changes.append((f"{ax.key}:RUL", alert, t, x, msg))
+
+    # -- ticks, checkpoints -------------------------------------------------------------------------------
+    def on_tick(self, now: int) -> None:
+        if self._save_ckpt is not None and now - self._last_ckpt >= self.checkpoint_every:
+            with self._lock:
+                self.save_checkpoint(now)
+
+    def save_checkpoint(self, now: int | None = None) -> None:
+        if self._save_ckpt is None:
+            return
+        with self._lock:
+            self._last_ckpt = self.clock() if now is None else now
+            try:
+                self._save_ckpt(pickle.dumps(self._st, protocol=pickle.HIGHEST_PROTOCOL))
+            except Exception:  # noqa: BLE001 - retried at the next interval; the live state is intact
+                self.stats["errors"] += 1
+                log.exception("saving the analytics checkpoint failed")
+
+    def close(self) -> None:
+        with self._lock:
+            out = AnalyticsWrite()
+            for thin, tags, prefix in ((self._spc_thin, self._spc_tag, "ewma"), (self._rz_thin, self._rz_tag, "anomaly")):
+                for s_, t_, v_ in zip(*(a.tolist() for a in thin.flush())):
+                    if s_ in tags:
+                        out.series.add(f"{prefix}/{tags[s_]}", t_, v_)
+            if out:
+                try:
+                    self.sink(out)
+                except Exception:  # noqa: BLE001
+                    log.exception("writing the last analytics rows failed")
+            self.save_checkpoint()
+
+    # -- reads for the API ----------------------------------------------------------------------------------
+    def live(self) -> dict:
+        """In-memory view: SPC status per point, anomaly flags, RUL per asset."""
+        with self._lock:
+            spc = {tag: self.spc_state(slot) for slot, tag in self._spc_tag.items()}
+            anomaly = {tag: {"anomalous": bool(self._rz_anom[slot]) if slot < len(self._rz_anom) else False,
+                             **self._st.rz.state(slot)} for slot, tag in self._rz_tag.items()}
+            anomaly.update({tag: {"anomalous": self._det_anom.get(tag, False), "warm": self._st.dets[tag][0].is_warm}
+                            for tag in self._det_of.values()})
+            assets = {}
+            for key, ax in self._assets.items():
+                a = {}
+                if ax.mv is not None:
+                    a["anomaly"] = {"anomalous": ax.mv_active, "warm": ax.mv.is_warm, "points": ax.mv_names}
+                if ax.rul is not None:
+                    a["rul"] = ax.rul_last
+                assets[key] = a
+            return {"spc": spc, "anomaly": anomaly, "assets": assets}
+
+
+@dataclass
+class _Cfg:
+    threshold: float
+    alarm: bool
+
+
+def _finite(x) -> float | None:
+    return float(x) if x is not None and np.isfinite(x) else None
+
+
+def _h(seconds) -> str:
+    if seconds is None or not np.isfinite(seconds):
+        return "unknown"
+    s = float(seconds)
+    if s >= 2 * 86400:
+        return f"{s / 86400:.1f} d"
+    if s >= 7200:
+        return f"{s / 3600:.1f} h"
+    return f"{s / 60:.0f} min"

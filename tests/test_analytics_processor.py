@@ -1,0 +1,193 @@
+"""The analytics processor inside a real Platform (embedded store): SPC, univariate and multivariate anomaly
+detection configured in the plant model, results stored and queryable, alarms raised through the ISA-18.2
+engine, checkpoints surviving a restart, shadow devices never alarming."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from plantguard.domain.model import parse_config
+from plantguard.domain.readings import RawBatch
+from plantguard.errors import ConfigError
+from plantguard.ingest.analytics import Thinner
+from plantguard.runtime import Platform
+from plantguard.testing.factories import plant_dict, tag
+
+NOW = 1_795_251_600_000_000  # 2026-11-21T09:00Z
+S = 1_000_000
+
+
+class Clock:
+    def __init__(self, t: int = NOW) -> None:
+        self.t = t
+
+    def __call__(self) -> int:
+        return self.t
+
+
+def _points(d):
+    return d["sites"][0]["areas"][0]["lines"][0]["assets"][0]["devices"][0]["points"]
+
+
+def cfg_dict(data_dir, *, mode="live", spc=None, anomaly=None, asset=None):
+    d = plant_dict(4, data_dir=str(data_dir), alarms=False)
+    pts = _points(d)
+    pts[0]["analytics"] = {"spc": spc or {"baseline": 50, "priority": "medium"}}
+    pts[1]["analytics"] = {"anomaly": anomaly or {"threshold": 0.9, "params": {"persistence": 2}}}
+    d["sites"][0]["areas"][0]["lines"][0]["assets"][0]["devices"][0]["mode"] = mode
+    d["sites"][0]["areas"][0]["lines"][0]["assets"][0]["analytics"] = asset or {
+        "anomaly": {"points": ["plc1/p2", "plc1/p3"], "threshold": 0.99, "params": {"warmup": 100}}}
+    return d
+
+
+def feed(p: Platform, clock: Clock, start_s: int, n: int, values: dict[int, np.ndarray]) -> None:
+    """n seconds of readings of the given points, one batch per 10 s (as a live source would deliver them)."""
+    for lo in range(0, n, 10):
+        hi = min(n, lo + 10)
+        tags, ts, vals = [], [], []
+        for i, arr in values.items():
+            for k in range(lo, hi):
+                tags.append(tag(i))
+                ts.append(NOW + (start_s + k) * S)
+                vals.append(float(arr[k]))
+        clock.t = NOW + (start_s + hi) * S
+        p.pipeline.process_now(RawBatch.build(tags, ts, vals))
+
+
+def normal(n, seed, loc=50.0, sd=1.0):
+    return np.random.default_rng(seed).normal(loc, sd, n)
+
+
+def correlated(n, seed):
+    rng = np.random.default_rng(seed)
+    base = rng.normal(0, 1, n)
+    return 20 + 2 * base + rng.normal(0, 0.1, n), 10 + base + rng.normal(0, 0.05, n)
+
+
+def test_spc_anomaly_and_multivariate_end_to_end(tmp_path):
+    clock = Clock()
+    p = Platform(parse_config(cfg_dict(tmp_path)), clock=clock)
+    p2, p3 = correlated(600, 3)
+    x0 = normal(600, 1)
+    x0[400:] += 6.0  # a shift of 6 sigma after the baseline
+    x1 = normal(600, 2, loc=10, sd=0.5)
+    x1[500] = 40.0  # spikes
+    x1[501] = 41.0
+    p3b = p3.copy()
+    p3b[450:470] = 10 + (p2[450:470] - 20) / 2 * -1  # the correlation flips for 20 s
+    feed(p, clock, 0, 600, {0: x0, 1: x1, 2: p2, 3: p3b})
+
+    # SPC: limits from the first 50 readings, violations after the shift, alarm raised
+    st = p.store.analytics_states("spc/")[f"spc/{tag(0)}"]
+    assert st["limits"]["n_used"] <= 50 and abs(st["limits"]["center"] - 50) < 1
+    ev = p.store.analytics_events(kind="spc", key=f"spc/{tag(0)}", limit=10_000)
+    assert {e.rule for e in ev if e.ts >= NOW + 400 * S} >= {"nelson-1", "nelson-2", "ewma", "cusum_upper"}
+    rec = p.alarms.get(f"{tag(0)}:SPC")
+    assert rec.active and rec.state == "unacknowledged" and rec.priority == "medium" and "SPC" in rec.message
+    # in control before the shift: isolated violations are recorded as events but raise no alarm
+    raised = [e.at for e in p.store.alarm_events(f"{tag(0)}:SPC") if e.event == "raised"]
+    assert raised and min(raised) >= NOW + 400 * S
+    ewma = p.store.analytics_series(f"ewma/{tag(0)}", NOW, NOW + 700 * S)
+    assert 50 <= len(ewma.ts) <= 70  # thinned to one row per 10 s
+
+    # robust z: the spike pair is an anomaly, both ends recorded, alarm raised then returned
+    ev1 = p.store.analytics_events(kind="anomaly", key=f"anomaly/{tag(1)}")
+    rules = [(e.rule, (e.ts - NOW) // S) for e in reversed(ev1)]
+    assert ("anomaly-start", 501) in rules and any(r == "anomaly-end" and t > 501 for r, t in rules)
+    r1 = p.alarms.get(f"{tag(1)}:ANOMALY")
+    assert not r1.active and r1.state == "returned_to_normal"
+    sc = p.store.analytics_series(f"anomaly/{tag(1)}", NOW, NOW + 700 * S)
+    assert sc.value.max() >= 0.9 and np.median(sc.value) < 0.9
+
+    # multivariate: the broken correlation is found on the asset, not before it
+    key = "s1/a1/l1/pump1"
+    ev2 = p.store.analytics_events(kind="anomaly", key=f"anomaly/{key}")
+    starts = [(e.ts - NOW) // S for e in ev2 if e.rule == "anomaly-start" and e.key == f"anomaly/{key}"]
+    assert starts and all(450 <= t < 480 for t in starts), starts
+    assert "features" in ev2[-1].detail
+
+    live = p.analytics.live()
+    assert live["spc"][tag(0)]["status"] in ("out_of_control", "in_control")
+    assert live["assets"][key]["anomaly"]["warm"]
+    p.stop()
+
+
+def test_checkpoint_restores_learned_state(tmp_path):
+    clock = Clock()
+    cfg = parse_config(cfg_dict(tmp_path))
+    p = Platform(cfg, clock=clock)
+    feed(p, clock, 0, 100, {0: normal(100, 5), 1: normal(100, 6)})
+    limits = p.analytics.live()["spc"][tag(0)]["limits"]
+    p.stop()  # close() saves a checkpoint
+    p = Platform(cfg, clock=clock)
+    live = p.analytics.live()
+    assert live["spc"][tag(0)]["limits"] == limits  # not collecting a baseline again
+    assert live["anomaly"][tag(1)]["warm"]
+    p.stop()
+
+
+def test_changed_settings_relearn_only_that_key(tmp_path):
+    clock = Clock()
+    d = cfg_dict(tmp_path)
+    p = Platform(parse_config(d), clock=clock)
+    feed(p, clock, 0, 100, {0: normal(100, 5), 1: normal(100, 6)})
+    _points(d)[0]["analytics"]["spc"]["baseline"] = 80
+    p.replace_model(d)
+    live = p.analytics.live()
+    assert live["spc"][tag(0)]["status"] == "insufficient_data"
+    assert live["anomaly"][tag(1)]["warm"]
+    p.stop()
+
+
+def test_shadow_device_analytics_are_stored_but_never_alarm(tmp_path):
+    clock = Clock()
+    p = Platform(parse_config(cfg_dict(tmp_path, mode="shadow")), clock=clock)
+    x0 = normal(200, 1)
+    x0[100:] += 8
+    feed(p, clock, 0, 200, {0: x0, 1: normal(200, 2)})
+    assert p.store.analytics_events(kind="spc")
+    assert not [a for a in p.alarms.list() if a.condition in ("SPC", "ANOMALY", "RUL")]
+    p.stop()
+
+
+def test_bad_quality_is_not_analysed(tmp_path):
+    clock = Clock()
+    p = Platform(parse_config(cfg_dict(tmp_path)), clock=clock)
+    n = 60
+    b = RawBatch.build([tag(0)] * n, [NOW + k * S for k in range(n)], [50.0] * n)
+    b.quality[:] = 2
+    clock.t = NOW + n * S
+    p.pipeline.process_now(b)
+    assert p.analytics.live()["spc"][tag(0)]["n_points"] == 0
+    p.stop()
+
+
+def test_config_errors_name_the_field(tmp_path):
+    d = cfg_dict(tmp_path, asset={"anomaly": {"points": ["plc1/p2", "plc1/nope"]}, "rul": {"point": "x/y", "failure_threshold": 1}},
+                 spc={"center": 5.0, "lsl": 3, "usl": 2})
+    _points(d)[1]["analytics"]["anomaly"]["detector"] = "mahalanobis"
+    with pytest.raises(ConfigError) as e:
+        parse_config(d)
+    paths = {p.path for p in e.value.problems}
+    base = "sites[0].areas[0].lines[0].assets[0]"
+    assert f"{base}.analytics.anomaly.points[1]" in paths
+    assert f"{base}.analytics.rul.point" in paths
+    assert f"{base}.devices[0].points[0].analytics.spc" in paths
+    assert f"{base}.devices[0].points[0].analytics.spc.usl" in paths
+    assert f"{base}.devices[0].points[1].analytics.anomaly.detector" in paths
+
+
+def test_thinner_keeps_the_highest_of_each_interval_across_batches():
+    th = Thinner(10 * S)
+    s = np.array([0, 0, 1, 0], np.int64)
+    t = np.array([1, 2, 3, 12], np.int64) * S
+    v = np.array([0.1, 0.7, 0.2, 0.3])
+    out = th.feed(s, t, v)
+    assert list(zip(*(a.tolist() for a in out))) == [(0, 2 * S, 0.7)]
+    out = th.feed(np.array([0, 1], np.int64), np.array([15, 25], np.int64) * S, np.array([0.9, 0.4]))
+    assert sorted(zip(*(a.tolist() for a in out))) == [(1, 3 * S, 0.2)]
+    out = th.flush()
+    assert sorted(zip(*(a.tolist() for a in out))) == [(0, 15 * S, 0.9), (1, 25 * S, 0.4)]
+    # NaN is never stored
+    assert len(th.feed(np.array([0], np.int64), np.array([40 * S]), np.array([np.nan]))[0]) == 0
