@@ -46,12 +46,18 @@ def main() -> int:
     if args.calibrate:
         calibrate(args.data, cfg)
     rep = evaluate_skab(args.data, cfg)
+    if rep.regime is not None:
+        c = rep.regime
+        print(f"regime calibration (normal pieces only): high {c.high:.3f}, low {c.low:.3f}, hold {c.hold}; "
+              f"pieces {c.pieces}; alarmed % {({k: round(v, 2) for k, v in c.far_percent.items()})}; "
+              f"alarm segments {c.segments}")
     print(format_report(rep))
     record("skab_eval", {"data": str(args.data), "files": rep.files, "rows": rep.rows, "f1": round(rep.f1, 4),
                          "far": round(rep.far, 2), "mar": round(rep.mar, 2),
                          "nab": {k: round(v, 2) for k, v in rep.nab.items()},
                          "missed_cps": rep.missed_changepoints, "fps": rep.false_changepoints,
                          "mean_delay_s": round(rep.mean_delay_s, 1), "runtime_s": round(rep.runtime_s, 2),
+                         "regime_high": rep.regime and round(rep.regime.high, 4),
                          "config": dataclasses.asdict(cfg), "machine": m})
     return 0
 

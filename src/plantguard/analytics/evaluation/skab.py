@@ -564,7 +564,7 @@ def format_report(report: SkabReport) -> str:
                 f"{missed:>8}{fps:>6}")
 
     nab = report.nab
-    lines.append(row("plantguard T² + CUSUM", report.f1, report.far, report.mar,
+    lines.append(row("plantguard regime + CUSUM", report.f1, report.far, report.mar,
                      (nab["Standard"], nab["LowFP"], nab["LowFN"]), report.missed_changepoints,
                      report.false_changepoints))
     for p in PUBLISHED:
