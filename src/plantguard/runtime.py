@@ -12,7 +12,7 @@ import threading
 import numpy as np
 
 from plantguard.domain.model import PlantConfig, parse_config
-from plantguard.errors import InvalidInput, NotFound
+from plantguard.errors import InvalidInput, NotFound, PlantguardError
 from plantguard.ingest.pipeline import Pipeline
 from plantguard.ingest.registry import PointRegistry
 from plantguard.store import open_store
@@ -24,6 +24,8 @@ log = logging.getLogger(__name__)
 
 MAX_RAW_POINTS = 1_000_000
 MAX_BUCKETS = 20_000
+MAX_HISTORY_ROWS = 20_000_000  # a state point at 1 Hz for 93 days is 8 M rows
+MAX_OEE_WINDOW_US = 93 * 86400 * 1_000_000
 _NO_DATA = np.iinfo(np.int64).min
 
 
@@ -193,6 +195,147 @@ class Platform:
             for t, a, b, c, h in zip(tags, ts.tolist(), v_a[safe].tolist(), q_a[safe].tolist(), has)
         }
 
+    # -- analytics ----------------------------------------------------------------------------------------
+    def analytics_live(self) -> dict:
+        """SPC status and limits per point, anomaly state per point and asset, latest RUL per asset (in memory)."""
+        if self.analytics is None:
+            return {"spc": {}, "anomaly": {}, "assets": {}}
+        return self.analytics.live()
+
+    def analytics_series(self, key: str, start: int, end: int, *, buckets: int | None = None, agg: str = "max") -> dict:
+        if end <= start:
+            raise InvalidInput("end must be after start")
+        width = None
+        if buckets is not None:
+            if not 1 <= buckets <= MAX_BUCKETS:
+                raise InvalidInput(f"buckets must be between 1 and {MAX_BUCKETS}")
+            width = max(1, -(-(end - start) // buckets))
+        d = self.store.analytics_series(key, start, end, width=width, agg=agg)
+        return {"key": key, "ts": d.ts, "value": d.value, "lower": d.lower, "upper": d.upper, "width_us": width}
+
+    def analytics_events(self, **kw) -> list:
+        return self.store.analytics_events(**kw)
+
+    def spc_report(self, tag: str, start: int, end: int) -> dict:
+        """A point's SPC: status and limits (live), the capability over [start, end) against its spec limits,
+        and the violations recorded in that window."""
+        from plantguard.analytics.spc.capability import capability
+
+        pid = self.pid_of(tag)
+        point = self._point_cfg(tag)
+        spc = point.analytics.spc if point is not None and point.analytics is not None else None
+        if spc is None:
+            raise NotFound(f"point {tag!r} has no SPC configured (analytics.spc in the plant model)")
+        live = self.analytics_live()["spc"].get(tag, {})
+        out = {"tag": tag, "unit": point.unit, "settings": spc.model_dump(mode="json"), **live, "capability": None,
+               "capability_error": None}
+        if spc.lsl is not None or spc.usl is not None:
+            raw = self.store.raw(pid, start, end, MAX_RAW_POINTS)
+            vals = raw.value[raw.quality == 0] if raw.quality is not None else raw.value
+            try:
+                cap = capability(vals, lsl=spc.lsl, usl=spc.usl)
+                out["capability"] = _plain(cap)
+            except PlantguardError as e:
+                out["capability_error"] = str(e)  # e.g. too few readings in the window: a state, not a failure
+        out["violations"] = [e.as_dict() for e in self.store.analytics_events(kind="spc", key=f"spc/{tag}", since=start, until=end, limit=1000)]
+        return out
+
+    def _point_cfg(self, tag: str):
+        for t, *_rest, point in self.cfg.iter_points():
+            if t == tag:
+                return point
+        return None
+
+    def _line_cfg(self, line_path: str):
+        for s in self.cfg.sites:
+            for a in s.areas:
+                for ln in a.lines:
+                    if f"{s.id}/{a.id}/{ln.id}" == line_path:
+                        return s, ln
+        raise NotFound(f"no line {line_path!r} (give 'site/area/line')")
+
+    def _history(self, tag: str, start: int, end: int) -> Series:
+        return self.store.raw(self.pid_of(tag), start, end, MAX_HISTORY_ROWS)
+
+    def oee(self, line_path: str, start: int, end: int, by: str = "shift") -> dict:
+        """OEE of a line per shift, day, hour or for the whole window ('total'), with the six big losses."""
+        from dataclasses import asdict
+
+        from plantguard.analytics.oee import MachineData, OeeConfig, combine, line_oee_by
+        from plantguard.analytics.shifts import Period, ShiftCalendar
+
+        if end <= start:
+            raise InvalidInput("end must be after start")
+        if end - start > MAX_OEE_WINDOW_US:
+            raise InvalidInput("an OEE window is at most 93 days; ask for several")
+        site, ln = self._line_cfg(line_path)
+        o = ln.oee
+        if o is None:
+            raise NotFound(f"line {line_path!r} has no OEE configured (oee in the plant model)")
+        cfg = OeeConfig(categories=dict(o.state_categories), ideal_rate_per_h=o.ideal_rate_per_h, ideal_cycle_s=o.ideal_cycle_s,
+                        max_gap_s=o.max_gap_s, minor_stop_max_s=o.minor_stop_max_s, startup_window_s=o.startup_window_s,
+                        counter_modulus=o.counter_modulus, min_coverage=o.min_coverage)
+        if by == "total":
+            periods = [Period("total", start, end)]
+        else:
+            cal = ShiftCalendar(site.timezone, [(x.name, x.start, x.end) for x in site.shifts], day_start=site.day_start)
+            periods = cal.periods(start, end, by=by)
+        lookback = int((o.max_gap_s or 86400) * 1e6)
+        machines, names = [], []
+        counting = len(ln.assets) - 1
+        for i, asset in enumerate(ln.assets):
+            paths = {p.id: f"{line_path}/{asset.id}/{d.id}/{p.id}" for d in asset.devices for p in d.points}
+            if o.state_point not in paths or o.good_point not in paths:
+                continue
+            if asset.id == o.counting_asset:
+                counting = len(machines)
+            elif o.counting_asset is None and i == len(ln.assets) - 1:
+                counting = len(machines)
+            bad = self._history(paths[o.bad_point], start - lookback, end) if o.bad_point in paths else (np.zeros(0, np.int64), np.zeros(0))
+            machines.append(MachineData(self._history(paths[o.state_point], start - lookback, end),
+                                        self._history(paths[o.good_point], start - lookback, end), bad))
+            names.append(asset.id)
+        if not machines:
+            raise NotFound(f"no asset of line {line_path!r} has the points {o.state_point!r} and {o.good_point!r}")
+        counting = min(counting, len(machines) - 1)
+        results = line_oee_by(periods, machines, cfg, counting_machine=counting)
+        total = combine(results, label="total", min_coverage=o.min_coverage) if len(results) > 1 else results[0]
+        return {"line": line_path, "by": by, "timezone": site.timezone, "counting_asset": names[counting],
+                "ideal_rate_per_h": 3600.0 / cfg.cycle_s, "periods": [_plain(asdict(r)) for r in results],
+                "total": _plain(asdict(total))}
+
+    def maintenance_kpis(self, asset_path: str, start: int, end: int) -> dict:
+        """MTBF, MTTR, availability from the asset's state point; defect rate and first-pass yield from its counters."""
+        from dataclasses import asdict
+
+        from plantguard.analytics.kpi import maintenance_kpis, quality_kpis_from_counters
+
+        if end <= start:
+            raise InvalidInput("end must be after start")
+        if end - start > MAX_OEE_WINDOW_US:
+            raise InvalidInput("a KPI window is at most 93 days; ask for several")
+        line_path, _, asset_id = asset_path.rpartition("/")
+        _site, ln = self._line_cfg(line_path)
+        asset = next((a for a in ln.assets if a.id == asset_id), None)
+        if asset is None:
+            raise NotFound(f"no asset {asset_path!r}")
+        o = ln.oee
+        if o is None:
+            raise NotFound(f"line {line_path!r} has no OEE configured: its state categories define failures")
+        paths = {p.id: f"{asset_path}/{d.id}/{p.id}" for d in asset.devices for p in d.points}
+        if o.state_point not in paths:
+            raise NotFound(f"asset {asset_path!r} has no state point {o.state_point!r}")
+        lookback = int((o.max_gap_s or 86400) * 1e6)
+        states = self._history(paths[o.state_point], start - lookback, end)
+        m = maintenance_kpis(states, start, end, dict(o.state_categories), max_gap_s=o.max_gap_s, min_failure_s=o.min_failure_s)
+        out = {"asset": asset_path, "maintenance": _plain(asdict(m)), "quality": None}
+        if o.good_point in paths and o.bad_point in paths:
+            q = quality_kpis_from_counters(self._history(paths[o.good_point], start - lookback, end),
+                                           self._history(paths[o.bad_point], start - lookback, end), start, end,
+                                           counter_modulus=o.counter_modulus)
+            out["quality"] = _plain(asdict(q))
+        return out
+
     # -- health -----------------------------------------------------------------------------------------
     def health(self) -> dict:
         st = self.pipeline.stats
@@ -217,3 +360,21 @@ class Platform:
             "sources": sources,
             "uptime_s": (now_us() - self.started_at) / 1e6,
         }
+
+
+def _plain(x):
+    """Dataclasses, tuples, numpy scalars and non-finite floats as JSON-ready values (NaN/inf -> None)."""
+    import dataclasses
+    import math
+
+    if dataclasses.is_dataclass(x) and not isinstance(x, type):
+        x = dataclasses.asdict(x)
+    if isinstance(x, dict):
+        return {str(k): _plain(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_plain(v) for v in x]
+    if isinstance(x, np.generic):
+        x = x.item()
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    return x

@@ -185,10 +185,38 @@ class Asset(_Strict):
     analytics: AssetAnalytics | None = Field(None, description="multivariate anomaly detection and remaining useful life")
 
 
+OeeCategory = Literal["running", "idle", "unplanned_stop", "setup", "planned_stop", "unknown"]
+
+
+class OeeSettings(_Strict):
+    """How a line's OEE and its machines' maintenance KPIs are read from state points and counters."""
+
+    counting_asset: Ident | None = Field(None, description="machine whose state and good counter define the line (default: the last asset)")
+    state_point: Ident = Field("state", description="id of the machine-state point on each asset")
+    good_point: Ident = Field("good-count", description="id of the good-units counter point")
+    bad_point: Ident = Field("bad-count", description="id of the rejected-units counter point")
+    ideal_rate_per_h: float | None = Field(None, gt=0, description="rated speed of the line (its bottleneck), units per hour")
+    ideal_cycle_s: float | None = Field(None, gt=0, description="alternative to ideal_rate_per_h: ideal seconds per unit")
+    state_categories: dict[int, OeeCategory] = Field(description="state code -> running | idle | unplanned_stop | setup | planned_stop | unknown")
+    max_gap_s: float | None = Field(300, gt=0, description="a state sample older than this is unknown time (null: states reported by exception)")
+    minor_stop_max_s: float = Field(300, ge=0, description="stops up to this long are minor stops (a performance loss)")
+    startup_window_s: float = Field(300, ge=0, description="rejects within this long after a restart are startup rejects")
+    counter_modulus: float | None = Field(None, gt=0, description="wrap value of the PLC counters (e.g. 4294967296); null: a drop is a reset")
+    min_coverage: float = Field(0.5, ge=0, le=1, description="share of a period with known state below which it is insufficient_data")
+    min_failure_s: float = Field(0, ge=0, description="unplanned stops shorter than this are not failures in MTBF/MTTR")
+
+
 class Line(_Strict):
     id: Ident
     name: str | None = None
     assets: list[Asset] = Field(default_factory=list)
+    oee: OeeSettings | None = Field(None, description="OEE per line, shift and day; maintenance and quality KPIs")
+
+
+class Shift(_Strict):
+    name: str = Field(min_length=1)
+    start: str = Field(pattern=r"^([01]\d|2[0-3]):[0-5]\d$", description="local wall-clock start, HH:MM")
+    end: str = Field(pattern=r"^(([01]\d|2[0-3]):[0-5]\d|24:00)$", description="local end, HH:MM; at or before start crosses midnight")
 
 
 class Area(_Strict):
@@ -201,6 +229,8 @@ class Site(_Strict):
     id: Ident
     name: str | None = None
     timezone: str = "UTC"
+    shifts: list[Shift] = Field(default_factory=list, description="shift calendar in the site's time zone (OEE per shift)")
+    day_start: str = Field("00:00", description="start of the production day: HH:MM local or 'first_shift'")
     areas: list[Area] = Field(default_factory=list)
 
 
@@ -346,11 +376,13 @@ def _semantic_problems(data: dict) -> list[ConfigProblem]:
             except Exception:
                 problems.append(ConfigProblem(f"{sp}.timezone", f"unknown time zone {tz!r} (use an IANA name like 'Europe/Paris')"))
         dupes(_list(s, "areas"), f"{sp}.areas")
+        problems.extend(_shift_problems(s, sp))
         for ai, a in children(_list(s, "areas")):
             ap = f"{sp}.areas[{ai}]"
             dupes(_list(a, "lines"), f"{ap}.lines")
             for li, ln in children(_list(a, "lines")):
                 lp = f"{ap}.lines[{li}]"
+                problems.extend(_oee_problems(ln, lp))
                 dupes(_list(ln, "assets"), f"{lp}.assets")
                 for xi, asset in children(_list(ln, "assets")):
                     xp = f"{lp}.assets[{xi}]"
@@ -405,6 +437,42 @@ def _asset_analytics_problems(asset: dict, xp: str) -> list[ConfigProblem]:
     if rul is not None:
         check(rul.get("point"), f"{xp}.analytics.rul.point")
     return out
+
+
+def _oee_problems(ln: dict, lp: str) -> list[ConfigProblem]:
+    oee = ln.get("oee") if isinstance(ln.get("oee"), dict) else None
+    if oee is None:
+        return []
+    out = []
+    if (oee.get("ideal_rate_per_h") is None) == (oee.get("ideal_cycle_s") is None):
+        out.append(ConfigProblem(f"{lp}.oee.ideal_rate_per_h", "give exactly one of ideal_rate_per_h and ideal_cycle_s"))
+    assets = [x for x in _list(ln, "assets") if isinstance(x, dict)]
+    ca = oee.get("counting_asset")
+    if isinstance(ca, str) and ca not in {x.get("id") for x in assets}:
+        out.append(ConfigProblem(f"{lp}.oee.counting_asset", f"no asset {ca!r} in this line"))
+    target = next((x for x in assets if x.get("id") == ca), assets[-1] if assets else None) if ca is None or isinstance(ca, str) else None
+    if target is not None:
+        ids = {p.get("id") for d in _list(target, "devices") if isinstance(d, dict) for p in _list(d, "points") if isinstance(p, dict)}
+        for fld, default in (("state_point", "state"), ("good_point", "good-count")):
+            pid = oee.get(fld, default)
+            if isinstance(pid, str) and pid not in ids:
+                out.append(ConfigProblem(f"{lp}.oee.{fld}", f"asset {target.get('id')!r} has no point {pid!r}"))
+    return out
+
+
+def _shift_problems(s: dict, sp: str) -> list[ConfigProblem]:
+    shifts = [x for x in _list(s, "shifts") if isinstance(x, dict)]
+    if not shifts and s.get("day_start", "00:00") == "00:00":
+        return []
+    from plantguard.analytics.shifts import ShiftCalendar
+
+    try:
+        ShiftCalendar("UTC", [(x.get("name"), x.get("start"), x.get("end")) for x in shifts], day_start=s.get("day_start", "00:00"))
+    except ConfigError as e:
+        return [ConfigProblem(f"{sp}.{p.path}" if p.path else sp, p.message) for p in e.problems]
+    except Exception as e:  # noqa: BLE001 - fields of the wrong type are reported by the structural pass
+        return [] if not isinstance(e, ValueError) else [ConfigProblem(f"{sp}.shifts", str(e))]
+    return []
 
 
 def _detector_problem(name: Any, field: str, kind: str) -> list[ConfigProblem]:
