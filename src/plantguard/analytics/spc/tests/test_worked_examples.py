@@ -168,7 +168,8 @@ def test_xbar_r_montgomery_piston_rings():
     example could not be retrieved, so none is quoted here. Reference values from an independent implementation:
     the qcc R package on samples 1-25 gives center 74.00118, standard deviation (R-bar / d2) 0.009785039,
     LCL 73.98805, UCL 74.0143 (as asserted in the test suite of the mistat Python package, which compares with
-    qcc); qcc uses the tabled d2 = 2.326. Computed: R-bar = 0.02276, R chart UCL = D4 R-bar = 0.04813, LCL = 0; no sample out of control."""
+    qcc); qcc uses the tabled d2 = 2.326. Computed: R-bar = 0.02276, R chart UCL = D4 R-bar = 0.04813, LCL = 0;
+    no sample out of control."""
     lim = fit_xbar_r(PISTON_RINGS)
     assert lim.center == pytest.approx(74.00118, abs=5e-6)
     # qcc divides by the tabled d2 = 2.326, the library by the exact 2.32593
