@@ -26,6 +26,9 @@ approximate; it is measured in the C-MAPSS evaluation. An upper bound at or past
 States: "insufficient_data" with fewer than `min_cycles` rows; "failed" when the median is below `failed_below`;
 "healthy" when the upper bound is unbounded (no degradation visible); otherwise "degrading".
 
+`threads` caps the OpenMP threads of the gradient boosting (None: the library default); 1 is often faster on a
+busy machine or for small data sets, where thread synchronisation dominates.
+
 Bad input: NaN or infinite values are carried forward from the last valid value of that channel (before any
 valid value: the training mean). A row with the wrong number of channels raises InvalidInput. In `update`, a
 `cycle` number at or below the last one seen is a duplicate or out-of-order row and is ignored (the previous
@@ -41,6 +44,7 @@ from collections.abc import Sequence
 import numpy as np
 from scipy.signal import lfilter
 from sklearn.ensemble import HistGradientBoostingRegressor
+from threadpoolctl import threadpool_limits
 
 from plantguard.analytics.rul.base import RulEstimate
 from plantguard.errors import InvalidInput
@@ -80,7 +84,7 @@ class RulRegressor:
                  baseline: int = 0, min_corr: float = 0.2, min_cycles: int = 1, folds: int = 5, bins: int = 5,
                  max_iter: int = 500, learning_rate: float = 0.03, max_leaf_nodes: int = 15, min_samples_leaf: int = 50,
                  l2_regularization: float = 1.0, n_models: int = 1, random_state: int = 0,
-                 failed_below: float = 1.0) -> None:
+                 failed_below: float = 1.0, threads: int | None = None) -> None:
         if window < 2 or clip <= 0 or not 0 < level < 1 or folds < 2 or bins < 1 or n_models < 1 or min_cycles < 1:
             raise ValueError("need window >= 2, clip > 0, 0 < level < 1, folds >= 2, bins >= 1, n_models >= 1, min_cycles >= 1")
         if any(not 0 < a <= 1 for a in alphas) or baseline < 0:
@@ -102,6 +106,7 @@ class RulRegressor:
         self.n_models = n_models
         self.random_state = random_state
         self.failed_below = failed_below
+        self.threads = threads
         self._models: list | None = None
         self.reset()
 
@@ -109,7 +114,7 @@ class RulRegressor:
         return {k: getattr(self, k) for k in ("window", "clip", "level", "alphas", "baseline", "min_corr", "min_cycles",
                                               "folds", "bins", "max_iter", "learning_rate", "max_leaf_nodes",
                                               "min_samples_leaf", "l2_regularization", "n_models", "random_state",
-                                              "failed_below")}
+                                              "failed_below", "threads")}
 
     def clone(self, **changes) -> RulRegressor:
         return type(self)(**{**self.get_params(), **changes})
@@ -175,6 +180,10 @@ class RulRegressor:
         self._sd = np.nanstd(np.where(np.isfinite(sub), sub, np.nan), axis=0)
 
     def _fit_models(self, X: np.ndarray, y: np.ndarray) -> list:
+        with threadpool_limits(limits=self.threads, user_api="openmp"):
+            return self._fit_models_unlimited(X, y)
+
+    def _fit_models_unlimited(self, X: np.ndarray, y: np.ndarray) -> list:
         models = []
         for k in range(self.n_models):
             m = HistGradientBoostingRegressor(
@@ -186,7 +195,8 @@ class RulRegressor:
         return models
 
     def _raw_predict(self, models: list, X: np.ndarray) -> np.ndarray:
-        p = np.mean([m.predict(X) for m in models], axis=0)
+        with threadpool_limits(limits=self.threads, user_api="openmp"):
+            p = np.mean([m.predict(X) for m in models], axis=0)
         return np.clip(p, 0.0, self.clip)
 
     def fit(self, histories: Sequence) -> RulRegressor:

@@ -10,7 +10,7 @@ from plantguard.analytics.rul import RulRegressor, rul_targets
 from plantguard.analytics.rul.synthetic import run_to_failure, truncate
 from plantguard.errors import InvalidInput
 
-FAST = dict(window=10, clip=40.0, folds=3, max_iter=60, learning_rate=0.1, min_samples_leaf=20, baseline=5)
+FAST = dict(window=10, clip=40.0, folds=3, max_iter=60, learning_rate=0.1, min_samples_leaf=20, threads=1, baseline=5)
 
 
 @pytest.fixture(scope="module")
