@@ -55,10 +55,10 @@ PUBLISHED: list[tuple[str, float, float]] = [
 
 #: Candidate configurations; the out-of-fold RMSE on the training units picks one.
 DEFAULT_GRID: tuple[dict, ...] = (
-    {"window": 30, "baseline": 0},
-    {"window": 50, "baseline": 0},
-    {"window": 50, "baseline": 20},
-    {"window": 80, "baseline": 20},
+    {"window": 30},
+    {"window": 60},
+    {"window": 90},
+    {"window": 120},
 )
 
 
