@@ -36,9 +36,9 @@ interval is what the data supports). A constant baseline gets a standard deviati
 from __future__ import annotations
 
 import math
+from statistics import NormalDist
 
 import numpy as np
-from scipy.stats import norm
 
 from plantguard.analytics.rul.base import RulEstimate
 
@@ -183,7 +183,7 @@ class DegradationTrend:
         d = math.log(max(self.threshold - self._mean + c, 1e-12)) - self._theta[j, 0]
         b = self._theta[j, 1]
         cov = self._P[j] * (self._swr[j] / max(self._sw - 2.0, 1.0)) * self.inflation
-        z2 = float(norm.ppf(0.5 + self.level / 2)) ** 2
+        z2 = NormalDist().inv_cdf(0.5 + self.level / 2) ** 2
         # t lies in the confidence set of the crossing time when q(t) = (d - b t)^2 - z^2 var(a + b t) <= 0
         qa = b * b - z2 * cov[1, 1]
         qb = -2.0 * (d * b + z2 * cov[0, 1])
