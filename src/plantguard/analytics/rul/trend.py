@@ -96,6 +96,7 @@ class DegradationTrend:
         self._P = np.tile(np.eye(2) * 1e6, (k, 1, 1))
         self._sw = 0.0  # forgetting-weighted count
         self._swr = np.zeros(k)  # forgetting-weighted squared standardised residuals, per offset
+        self._press = np.zeros(k)  # squared standardised one-step-ahead errors since onset, per offset
         self._n_fit = 0
         self._est = RulEstimate.insufficient(self.level)
 
@@ -166,7 +167,10 @@ class DegradationTrend:
         f = math.exp(-dt / self.memory_s) if math.isfinite(self.memory_s) else 1.0
         px = self._P @ x  # (k, 2)
         k = px / (f / w + px @ x)[:, None]
-        self._theta += k * (y - self._theta @ x)[:, None]
+        prior = y - self._theta @ x
+        if self._n_fit >= self.min_fit:
+            self._press += w * prior * prior
+        self._theta += k * prior[:, None]
         self._P = (self._P - k[:, :, None] * px[:, None, :]) / f
         r = y - self._theta @ x
         self._sw = f * self._sw + 1.0
@@ -178,7 +182,7 @@ class DegradationTrend:
         if self._n_fit < self.min_fit:
             return RulEstimate(math.inf, math.inf, math.inf, self.level, "degrading")
         now = (ts - self._onset_t) / _HOUR
-        j = int(np.argmin(self._swr))  # the offset that fits best
+        j = int(np.argmin(self._press))  # the offset that has predicted best since onset
         c = self.offsets[j] * self._sd
         d = math.log(max(self.threshold - self._mean + c, 1e-12)) - self._theta[j, 0]
         b = self._theta[j, 1]
