@@ -12,7 +12,7 @@ deviation ~0) or when its absolute correlation with the clipped target is below 
 z-scored with the training mean and standard deviation.
 
 Features per row, per kept channel: the value, the mean and least-squares slope over the last `window` rows (fewer
-at the start), exponentially smoothed values for each of `alphas`, and, with `baseline` > 0, the slowest smoothed
+at the start), exponentially smoothed values for each of `alphas`, and, with `baseline` > 0, the last smoothed
 value minus the mean of the unit's own first `baseline` rows (engines start with different wear); plus the
 number of rows seen (age). Everything is computable from O(window) state, so `update` equals `predict`.
 

@@ -12,19 +12,22 @@ Phases (`RulEstimate.state`):
    baseline (mean and standard deviation) is learned. It assumes the asset is healthy then.
 2. "healthy": a one-sided CUSUM on standardised readings, S = max(0, S + z - `cusum_k`), watches for a
    sustained rise. Its figures are +inf (no finite life can be extrapolated), so it never alerts.
-3. "degrading" from the reading where S exceeds `cusum_h`. The excess over the baseline, e = v - mean, is
-   assumed to grow exponentially, log e = a + b t, the classic exponential degradation model. (a, b) are
-   fitted by weighted recursive least squares, O(1) per reading, with exponential forgetting of time constant
-   `memory_s` (a reading dt seconds old weighs exp(-dt / memory_s); math.inf: no forgetting) so the fit follows
-   the recent trend whatever the sampling rate. Weights follow a noise model with a constant relative
-   scatter: the standard deviation of a reading is sd_base * v / mean, so var(log e) ~ (sd_base v / (mean e))^2;
-   a reading at or below the baseline carries almost no weight.
-   The life is the time until the fitted trend reaches log(threshold - mean). Its interval is the inverse-
+3. "degrading" from the reading where S exceeds `cusum_h`. The excess over the baseline is assumed to grow
+   exponentially, log(v - mean + c) = a + b t: the exponential degradation model with an unknown offset c
+   (a wear curve like e^(kt) - 1 starts at zero, so it is log-linear only after a shift). One weighted
+   recursive least squares fit per candidate c in `offsets` (multiples of the baseline standard deviation),
+   O(1) per reading, with exponential forgetting of time constant `memory_s` (a reading dt seconds old weighs
+   exp(-dt / memory_s); math.inf: none) so the fit follows the recent trend whatever the sampling rate. The c
+   whose fit has had the smallest squared one-step-ahead errors since onset is used. Weights follow a noise
+   model with a constant relative scatter (sd of a reading = sd_base * v / mean), so a reading at or below the
+   baseline carries almost no weight.
+   The life is the time until the trend reaches log(threshold - mean + c). Its interval is the inverse-
    regression (Fieller) interval: with the parameter covariance s^2 P (P from the RLS, s^2 the forgetting-
-   weighted residual variance), the lower bound is where the upper `level` prediction band of the trend meets
-   the threshold, the upper bound where the lower band does (+inf if it never does). This keeps the skew of
-   a ratio that a plain delta method loses; the covariance is inflated by `inflation` for model error (the
-   fitted line only approximates the real curve). The median is the point estimate.
+   weighted residual variance, times `inflation` for the error of the log-linear approximation), the lower
+   bound is where the upper `level` prediction band of the trend meets the threshold, the upper bound where
+   the lower band does. It keeps the skew of a ratio that a plain delta method loses. Until the growth rate
+   is significantly positive at that level (and for the first `min_fit` readings) all figures are +inf: a
+   trend that may still be flat is not extrapolated, so it cannot raise an alert.
 4. "failed" once the smoothed level (EWMA, `smooth`) is at or above the threshold: all figures 0.
 
 Bad input: NaN/inf values, and timestamps at or before the last accepted one (duplicates, out of order), are
