@@ -13,7 +13,7 @@ from fastapi.routing import APIRoute
 from plantguard import __version__
 from plantguard.runtime import Platform
 
-from plantguard.api import alarms, dead_letters, gateway, health, ingest, model, telemetry
+from plantguard.api import alarms, analytics, dead_letters, gateway, health, ingest, model, telemetry
 from plantguard.api.deps import BODY_MODELS
 from plantguard.api.errors import ErrorPublic, install_error_handlers
 from plantguard.api.metrics import build_registry
@@ -41,7 +41,8 @@ def create_app(platform: Platform) -> FastAPI:
     install_error_handlers(app)
 
     api = APIRouter(prefix=API_PREFIX)
-    for r in (model.router, ingest.router, telemetry.router, alarms.router, dead_letters.router, health.router, gateway.router):
+    for r in (model.router, ingest.router, telemetry.router, alarms.router, analytics.router, dead_letters.router, health.router,
+              gateway.router):
         api.include_router(r)
     app.include_router(api)
     app.include_router(health.metrics_router)

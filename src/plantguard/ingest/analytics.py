@@ -18,6 +18,7 @@ so a restart does not relearn from zero.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import pickle
 import threading
@@ -292,7 +293,7 @@ class AnalyticsProcessor:
                                 else:
                                     from plantguard.analytics.rul.trend import DegradationTrend
 
-                                    ax.rul = DegradationTrend(failure_threshold=rul.failure_threshold, **rul.params)
+                                    ax.rul = DegradationTrend(rul.failure_threshold, **rul.params)
                                 keep_rul[key] = (ax.rul, settings)
                                 ax.rul_settings = settings
                                 ax.rul_pid = self.registry.pid(f"{key}/{rul.point}")
@@ -606,7 +607,7 @@ class AnalyticsProcessor:
     def _asset_rul(self, ax: _Asset, t: int, x: float, out: AnalyticsWrite, alarm_changes) -> None:
         est = ax.rul.update(t / _S, x)
         alert = bool(est.alert(ax.rul_lead_s))
-        d = est.as_dict() if hasattr(est, "as_dict") else dict(est.__dict__)
+        d = dataclasses.asdict(est)
         d["lead_time_s"] = ax.rul_lead_s
         d["alert"] = alert
         d["ts"] = t

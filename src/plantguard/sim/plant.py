@@ -132,12 +132,50 @@ ASSETS = [
 ]
 
 
+VIB_FAILURE = 11.2  # mm/s: the bearing's vibration at functional failure (the pump trips); ISO 10816 zone D
+RUL_LEAD_TIME = "4h"  # time the maintenance crew needs to plan a bearing change
+
+# Analytics of the demo line (see docs/analytics/): SPC with spec limits on the quality characteristics, robust
+# anomaly detection on the bearing sensor, one multivariate detector over the pump's sensors, and the pump
+# bearing's remaining useful life with a predictive alert.
+POINT_ANALYTICS = {
+    "filler-feed-pump/plc/discharge-pressure": {"spc": {"baseline": 300, "priority": "low"}},
+    "filler-feed-pump/wsn/bearing-vibration": {"anomaly": {"threshold": 0.9, "params": {"persistence": 3}, "priority": "medium"}},
+    "filler/opcua/bowl-level": {"spc": {"baseline": 300, "lsl": 50, "usl": 70, "priority": "low"}},
+    "capper/opcua/head-torque": {"spc": {"baseline": 300, "lsl": 1.8, "usl": 2.4, "priority": "medium"}},
+}
+ASSET_ANALYTICS = {
+    "filler-feed-pump": {
+        "anomaly": {"points": ["plc/discharge-pressure", "plc/flow", "plc/motor-current", "wsn/bearing-vibration",
+                               "wsn/bearing-temperature"],
+                    "threshold": 0.999, "params": {"warmup": 360}, "priority": "medium"},
+        "rul": {"point": "wsn/bearing-vibration", "failure_threshold": VIB_FAILURE, "lead_time": RUL_LEAD_TIME,
+                "priority": "high"},
+    },
+}
+LINE_OEE = {
+    "counting_asset": "capper",  # finished bottles leave the line at the capper
+    "ideal_rate_per_h": 21600,  # rated speed of the filler, the bottleneck
+    "state_categories": {0: "planned_stop", 1: "running", 2: "idle", 3: "unplanned_stop"},
+}
+SHIFTS = [{"name": "morning", "start": "06:00", "end": "14:00"}, {"name": "afternoon", "start": "14:00", "end": "22:00"},
+          {"name": "night", "start": "22:00", "end": "06:00"}]
+
+
 def _assets_config() -> list[dict]:
     out = []
     for a in ASSETS:
-        out.append({**{k: v for k, v in a.items() if k != "devices"},
-                    "devices": [{**{k: v for k, v in d.items() if k != "points"}, "points": [p for p, _ in d["points"]]}
-                                for d in a["devices"]]})
+        devices = []
+        for d in a["devices"]:
+            points = []
+            for p, _ in d["points"]:
+                an = POINT_ANALYTICS.get(f"{a['id']}/{d['id']}/{p['id']}")
+                points.append({**p, "analytics": an} if an else p)
+            devices.append({**{k: v for k, v in d.items() if k != "points"}, "points": points})
+        asset = {**{k: v for k, v in a.items() if k != "devices"}, "devices": devices}
+        if a["id"] in ASSET_ANALYTICS:
+            asset["analytics"] = ASSET_ANALYTICS[a["id"]]
+        out.append(asset)
     return out
 
 
@@ -152,9 +190,9 @@ def demo_config(data_dir: str = "./data/demo", *, mqtt_host: str | None = None, 
     the MQTT subscriber enabled when `mqtt_host` is given."""
     cfg = {
         "version": 1,
-        "sites": [{"id": SITE, "name": "Demo bottling plant", "timezone": "UTC", "areas": [
+        "sites": [{"id": SITE, "name": "Demo bottling plant", "timezone": "UTC", "shifts": SHIFTS, "areas": [
             {"id": AREA, "name": "Packaging hall", "lines": [
-                {"id": LINE, "name": "Bottling line 1", "assets": _assets_config()}]}]}],
+                {"id": LINE, "name": "Bottling line 1", "assets": _assets_config(), "oee": LINE_OEE}]}]}],
         "storage": {"backend": "embedded", "data_dir": str(data_dir)},
         "api": {"host": api_host, "port": api_port},
     }

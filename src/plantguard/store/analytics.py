@@ -29,6 +29,8 @@ def migration(blob: str, f8: str = "DOUBLE", indexes: bool = True) -> list[str]:
     return ddl
 
 
+SERIES_COLUMNS = {"key": "string", "ts": "int64", "value": "float64", "lower": "float64", "upper": "float64"}
+EVENT_COLUMNS = {"ts": "int64", "kind": "string", "key": "string", "rule": "string", "message": "string", "detail": "string"}
 ANALYTICS_TABLES = ["analytics_series", "analytics_events", "analytics_state", "analytics_checkpoints"]
 _AGGS = {"max": "max(value)", "min": "min(value)", "avg": "avg(value)", "last": "arg_max(value, ts)"}
 
@@ -50,15 +52,20 @@ class SqlAnalytics:
 
         def go(cur):
             if series_rows:
-                cur.executemany(f"INSERT INTO analytics_series (key, ts, value, lower, upper) VALUES ({ph}, {ph}, {ph}, {ph}, {ph})", series_rows)
+                self._insert_rows(cur, "analytics_series", SERIES_COLUMNS, series_rows)
             if event_rows:
-                cur.executemany(f"INSERT INTO analytics_events (ts, kind, key, rule, message, detail) VALUES ({ph}, {ph}, {ph}, {ph}, {ph}, {ph})", event_rows)
+                self._insert_rows(cur, "analytics_events", EVENT_COLUMNS, event_rows)
             if state_rows:
                 cur.executemany(
                     f"INSERT INTO analytics_state (key, updated_at, payload) VALUES ({ph}, {ph}, {ph}) "
                     "ON CONFLICT (key) DO UPDATE SET updated_at = excluded.updated_at, payload = excluded.payload", state_rows)
 
         self._tx(go)
+
+    def _insert_rows(self, cur, table: str, cols: dict[str, str], rows: list[tuple]) -> None:
+        """Plain parameterised inserts; the embedded store overrides this with one Arrow insert."""
+        ph = self._ph
+        cur.executemany(f"INSERT INTO {table} ({', '.join(cols)}) VALUES ({', '.join(ph for _ in cols)})", rows)
 
     def analytics_series(self, key: str, start: int, end: int, *, width: int | None = None, agg: str = "max",
                          limit: int = 100_000) -> DerivedSeries:
