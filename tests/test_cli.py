@@ -285,3 +285,76 @@ def test_serve_refuses_an_invalid_configuration(tmp_path):
     res = run("serve", "--config", bad)
     assert res.exit_code == 2
     assert "sites[0].id" in res.stderr and "api.port" in res.stderr
+
+
+# -- analytics commands -------------------------------------------------------------------------------------------------
+def test_evaluate_skab_on_files_in_its_format(tmp_path):
+    from plantguard.analytics.evaluation.tests.test_skab import write_file
+
+    data = tmp_path / "skab"
+    write_file(data / "anomaly-free" / "anomaly-free.csv", 3000, labelled=False, seed=1)
+    for i in range(3):
+        write_file(data / "valve1" / f"{i}.csv", 900, fault=(550, 750), seed=10 + i)
+    r = run("evaluate", "skab", "--data", data, "--format", "json")
+    assert r.exit_code == 0, r.output
+    doc = json.loads(r.output)
+    assert doc["files"] == 3 and 0 <= doc["f1"] <= 1 and set(doc["nab"]) == {"Standard", "LowFP", "LowFN"}
+    r = run("evaluate", "skab", "--data", tmp_path / "missing")
+    assert r.exit_code == 2 and "no SKAB data" in r.output
+
+
+def test_evaluate_cmapss_on_files_in_its_format(tmp_path):
+    from plantguard.analytics.rul.synthetic import run_to_failure, truncate, write_cmapss
+
+    train = run_to_failure(16, seed=1)
+    test, truth = truncate(run_to_failure(6, seed=2), seed=3)
+    write_cmapss(tmp_path, "FD009", train, test, truth)
+    r = run("evaluate", "cmapss", "--data", tmp_path, "--subset", "FD009", "--window", 10, "--format", "json")
+    assert r.exit_code == 0, r.output
+    doc = json.loads(r.output)
+    assert doc["subset"] == "FD009" and doc["rmse"] > 0 and 0 <= doc["coverage"] <= 1
+    r = run("evaluate", "cmapss", "--data", tmp_path, "--subset", "FD404")
+    assert r.exit_code == 1 and "FD404" in r.output
+
+
+@pytest.fixture(scope="module")
+def sim_store(tmp_path_factory):
+    """Two simulated hours of the demo line in an embedded store."""
+    import math
+
+    from plantguard.domain.model import parse_config
+    from plantguard.runtime import Platform
+    from plantguard.sim.plant import demo_config
+    from plantguard.sim.runner import Simulator
+
+    data = tmp_path_factory.mktemp("simstore") / "data"
+    cfg = parse_config(demo_config(str(data)))
+    t0 = 1_767_247_200_000_000  # 2026-01-01T06:00Z, the start of the morning shift
+    clock = [t0]
+    p = Platform(cfg, clock=lambda: clock[0], alarms=False, analytics=False)
+    sim = Simulator(cfg, seed=5, start_us=t0, speed=math.inf)
+    for _ in range(24):
+        b = sim.generate(300)
+        clock[0] = int(b.ts.max())
+        p.pipeline.process_now(b)
+    p.stop()
+    return data
+
+
+def test_oee_by_shift_and_kpi_from_a_store(sim_store):
+    from plantguard.sim.plant import LINE_PATH
+
+    r = run("oee", LINE_PATH, "--start", "2026-01-01T06:00:00Z", "--end", "2026-01-01T08:00:00Z", "--by", "hour",
+            "--format", "json", "--data-dir", sim_store)
+    assert r.exit_code == 0, r.output
+    doc = json.loads(r.output)
+    assert [p["label"][11:16] for p in doc["periods"]] == ["06:00", "07:00"]
+    for p in doc["periods"]:
+        assert p["status"] == "ok" and 0 < p["oee"] <= 1
+    r = run("oee", LINE_PATH, "--start", "2026-01-01T06:00:00Z", "--end", "2026-01-01T08:00:00Z", "--data-dir", sim_store)
+    assert r.exit_code == 0 and "morning" in r.output and "OEE" in r.output
+    r = run("kpi", f"{LINE_PATH}/filler", "--start", "2026-01-01T06:00:00Z", "--end", "2026-01-01T08:00:00Z",
+            "--data-dir", sim_store)
+    assert r.exit_code == 0 and "MTBF" in r.output and "no failure yet" in r.output, r.output
+    r = run("oee", "nope/no/line", "--data-dir", sim_store)
+    assert r.exit_code == 1 and "no line" in r.output

@@ -116,7 +116,7 @@ def _platform(config: Optional[Path], data_dir: Optional[Path]):
         _fail("give either --config FILE or --data-dir DIR", EXIT_USAGE)
     with _errors():
         if config is not None:
-            platform = Platform(_load(config), alarms=False)
+            platform = Platform(_load(config), alarms=False, analytics=False)
         else:
             from plantguard.store.embedded import EmbeddedStore
 
@@ -127,7 +127,7 @@ def _platform(config: Optional[Path], data_dir: Optional[Path]):
             if doc is None:
                 store.close()
                 _fail(f"the store in {data_dir} holds no plant model yet; use --config")
-            platform = Platform(parse_config(json.loads(doc[1])), store=store, alarms=False)
+            platform = Platform(parse_config(json.loads(doc[1])), store=store, alarms=False, analytics=False)
     try:
         with _errors():
             yield platform
@@ -496,6 +496,171 @@ def assess(
     typer.echo(f"{'PASS' if report.ok else 'FAIL'}: " + ", ".join(f"{n} {k}" for k, n in c.items() if n) + f"; report: {', '.join(written)}")
     if not report.ok:
         raise typer.Exit(EXIT_FAILED)
+
+
+# -- analytics ------------------------------------------------------------------------------------------------------
+evaluate_app = typer.Typer(help="Run the anomaly and remaining-useful-life models on public labelled data sets and print "
+                                "the benchmark's own metrics next to the published results.", no_args_is_help=True)
+app.add_typer(evaluate_app, name="evaluate")
+
+
+class OeeBy(str, Enum):
+    shift = "shift"
+    day = "day"
+    hour = "hour"
+    total = "total"
+
+
+def _shared_dataset(env: str, *parts: str) -> Path:
+    import os
+
+    if os.environ.get(env):
+        return Path(os.environ[env])
+    return Path(__file__).resolve().parents[3].parent.joinpath("shared", "datasets", *parts)
+
+
+@evaluate_app.command("skab")
+def evaluate_skab_cmd(
+    data: Optional[Path] = typer.Option(None, "--data", help="Folder of SKAB-format files (';'-separated, datetime first, "
+                                        "anomaly and changepoint labels); default $PLANTGUARD_SKAB_DIR or ../shared/datasets/skab/data."),
+    fmt: OutputFormat = typer.Option(OutputFormat.table, "--format", help="table or json (csv is not offered here)."),
+) -> None:
+    """SKAB pump test bed: F1, false- and missed-alarm rates, NAB changepoint scores (leaderboard protocol: the first
+    400 rows of each file train, the rest is scored)."""
+    from plantguard.analytics.evaluation.skab import evaluate_skab, format_report
+
+    path = data or _shared_dataset("PLANTGUARD_SKAB_DIR", "skab", "data")
+    if not path.exists():
+        _fail(f"no SKAB data at {path}: get it from github.com/waico/SKAB (folder data/) and pass --data", EXIT_USAGE)
+    with _errors():
+        report = evaluate_skab(path)
+    if fmt is OutputFormat.json:
+        typer.echo(json.dumps({"f1": report.f1, "far_percent": report.far, "mar_percent": report.mar, "nab": report.nab,
+                               "missed_changepoints": report.missed_changepoints, "false_changepoints": report.false_changepoints,
+                               "mean_delay_s": report.mean_delay_s, "files": report.files, "rows": report.rows,
+                               "runtime_s": report.runtime_s}, default=float))
+    else:
+        typer.echo(format_report(report))
+
+
+@evaluate_app.command("cmapss")
+def evaluate_cmapss_cmd(
+    data: Optional[Path] = typer.Option(None, "--data", help="Folder holding train_<subset>.txt, test_<subset>.txt and "
+                                        "RUL_<subset>.txt; default $PLANTGUARD_CMAPSS_DIR or ../shared/datasets/cmapss."),
+    subset: str = typer.Option("FD001", help="File suffix of the subset (FD001..FD004 or any set in the same format)."),
+    window: Optional[int] = typer.Option(None, min=2, help="Use this window (cycles) instead of choosing among 30/60/90/120 "
+                                         "by cross-validation on the training units (faster)."),
+    fmt: OutputFormat = typer.Option(OutputFormat.table, "--format", help="table or json (csv is not offered here)."),
+) -> None:
+    """NASA C-MAPSS turbofan run-to-failure data: trains the remaining-useful-life model on the training units (model
+    choice by cross-validation on them only), then prints RMSE and the NASA score at the last cycle of each test unit."""
+    from plantguard.analytics.evaluation.cmapss import evaluate_cmapss, find_cmapss, format_report
+
+    path = data or _shared_dataset("PLANTGUARD_CMAPSS_DIR", "cmapss")
+    with _errors():
+        kw = {"grid": [{"window": window}]} if window is not None else {}
+        report = evaluate_cmapss(find_cmapss(path, subset), **kw)
+    if fmt is OutputFormat.json:
+        typer.echo(json.dumps({"subset": report.subset, "rmse": report.rmse, "nasa_score": report.score,
+                               "rmse_clipped": report.rmse_clipped, "coverage": report.coverage, "level": report.level,
+                               "train_seconds": report.train_seconds, "select_seconds": report.select_seconds,
+                               "cv_rmse": report.cv_rmse, "config": report.config}, default=float))
+    else:
+        typer.echo(format_report(report))
+
+
+def _kv_table(title: str, rows: list[tuple[str, str]]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    t = Table(title=title)
+    t.add_column("figure")
+    t.add_column("value", justify="right")
+    for k, v in rows:
+        t.add_row(k, v)
+    Console(width=120).print(t)
+
+
+def _pct(x) -> str:
+    return "-" if x is None else f"{100 * x:.1f} %"
+
+
+def _dur(x) -> str:
+    return "-" if x is None else f"{x / 3600:.2f} h" if x >= 3600 else f"{x / 60:.1f} min"
+
+
+@app.command()
+def oee(
+    line: str = typer.Argument(..., help="Line path: site/area/line."),
+    start: str = typer.Option("now-24h", help="Start (inclusive): ISO 8601 with offset, epoch ms, or now-24h style."),
+    end: str = typer.Option("now", help="End (exclusive), same forms as --start."),
+    by: OeeBy = typer.Option(OeeBy.shift, help="Periods: the site's shifts, days, hours, or the whole window."),
+    fmt: OutputFormat = typer.Option(OutputFormat.table, "--format", help="Output format."),
+    config: Optional[Path] = typer.Option(None, "--config", "-c", help="Configuration file naming the store."),
+    data_dir: Optional[Path] = typer.Option(None, help="Embedded store directory (instead of --config)."),
+) -> None:
+    """OEE of a line per shift, day or hour: availability x performance x quality, with the six big losses."""
+    s, e = _range(start, end)
+    with _platform(config, data_dir) as p:
+        out = p.oee(line, s, e, by.value)
+    rows = out["periods"] + ([out["total"]] if len(out["periods"]) > 1 else [])
+    if fmt is OutputFormat.json:
+        typer.echo(json.dumps(out, default=float))
+        return
+    cols = ["period", "status", "availability", "performance", "quality", "OEE", "good", "bad", "breakdowns", "setup",
+            "minor stops", "speed loss", "defects", "startup"]
+    lines = []
+    for r in rows:
+        lo = r["losses"]
+        lines.append([r["label"], r["status"], _pct(r["availability"]), _pct(r["performance"]), _pct(r["quality"]),
+                      _pct(r["oee"]), f"{r['good']:g}", f"{r['bad']:g}"] +
+                     [_dur(lo[k]) for k in ("breakdowns_s", "setup_s", "minor_stops_s", "reduced_speed_s", "defects_s", "startup_rejects_s")])
+    if fmt is OutputFormat.csv:
+        typer.echo(",".join(cols))
+        for ln in lines:
+            typer.echo(",".join(ln))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    t = Table(title=f"OEE of {line} by {by.value} ({out['timezone']}; counted at {out['counting_asset']}, "
+                    f"ideal {out['ideal_rate_per_h']:g} units/h)")
+    for c in cols:
+        t.add_column(c, justify="left" if c in ("period", "status") else "right")
+    for ln in lines:
+        t.add_row(*ln)
+    Console(width=200).print(t)
+
+
+@app.command()
+def kpi(
+    asset: str = typer.Argument(..., help="Asset path: site/area/line/asset (the asset needs the line's state point)."),
+    start: str = typer.Option("now-30d", help="Start (inclusive): ISO 8601 with offset, epoch ms, or now-30d style."),
+    end: str = typer.Option("now", help="End (exclusive), same forms as --start."),
+    fmt: OutputFormat = typer.Option(OutputFormat.table, "--format", help="table or json (csv prints the table's rows)."),
+    config: Optional[Path] = typer.Option(None, "--config", "-c", help="Configuration file naming the store."),
+    data_dir: Optional[Path] = typer.Option(None, help="Embedded store directory (instead of --config)."),
+) -> None:
+    """Maintenance KPIs (MTBF, MTTR, availability) and quality KPIs (defect rate, first-pass yield) of one machine."""
+    s, e = _range(start, end)
+    with _platform(config, data_dir) as p:
+        out = p.maintenance_kpis(asset, s, e)
+    if fmt is OutputFormat.json:
+        typer.echo(json.dumps(out, default=float))
+        return
+    m, q = out["maintenance"], out["quality"] or {}
+    rows = [("status", m["status"]), ("failures", str(m["failures"])), ("repairs", str(m["repairs"])),
+            ("operating time", _dur(m["operating_s"])),
+            ("MTBF", _dur(m["mtbf_s"]) if m["mtbf_s"] is not None else f"> {_dur(m['mtbf_lower_bound_s'])} (no failure yet)"),
+            ("MTTR", _dur(m["mttr_s"])), ("availability", _pct(m["availability"]))]
+    if q:
+        rows += [("defect rate", _pct(q.get("defect_rate"))), ("first-pass yield", _pct(q.get("first_pass_yield")))]
+    if fmt is OutputFormat.csv:
+        typer.echo("figure,value")
+        for k, v in rows:
+            typer.echo(f"{k},{v}")
+        return
+    _kv_table(f"KPIs of {asset}", rows)
 
 
 def main() -> None:  # pragma: no cover - console entry for `python -m plantguard.cli.main`
