@@ -51,6 +51,14 @@ class SeriesRows:
         self.lower.append(None if lower is None else float(lower))
         self.upper.append(None if upper is None else float(upper))
 
+    def extend(self, keys: list[str], ts: list[int], values: list[float]) -> None:
+        """Rows without bounds, in bulk."""
+        self.key += keys
+        self.ts += ts
+        self.value += values
+        self.lower += [None] * len(keys)
+        self.upper += [None] * len(keys)
+
     def __len__(self) -> int:
         return len(self.key)
 

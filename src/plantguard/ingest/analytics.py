@@ -41,6 +41,24 @@ log = logging.getLogger(__name__)
 
 CHECKPOINT_NAME = "analytics"
 _S = 1_000_000
+# rule codes of violations: Nelson rules 1..8, then the other charts' limits
+_CHART_CODE = np.array([0, 9, 10, 11, 12], np.int64)  # individuals (rule number used), moving_range, ewma, cusum up/low
+_N_CODES = 13
+_CODE_OF = {**{f"nelson-{i}": (i,) for i in range(1, 9)}, "moving_range": (9,), "ewma": (10,), "cusum": (11, 12)}
+
+
+def _digest(settings) -> str:
+    """A short fingerprint of a settings model: checkpoints keep it per key (not the settings) to tell whether
+    the learned state still matches the configuration."""
+    import hashlib
+
+    return hashlib.blake2b(settings.model_dump_json().encode(), digest_size=8).hexdigest()
+
+
+def _rule_bits(rules: list[str]) -> int:
+    return sum(1 << c for r in rules for c in _CODE_OF[r])
+
+
 STATE_NAMES = {INSUFFICIENT_DATA: "insufficient_data", IN_CONTROL: "in_control", OUT_OF_CONTROL: "out_of_control",
                NO_VARIATION: "no_variation"}
 
@@ -142,12 +160,12 @@ class _State:
     """Everything learned, picklable as one checkpoint."""
 
     spc: SpcBank = field(default_factory=SpcBank)
-    spc_keys: dict[str, tuple[int, dict]] = field(default_factory=dict)  # tag -> (slot, settings)
+    spc_keys: dict[str, tuple[int, str]] = field(default_factory=dict)  # tag -> (slot, settings fingerprint)
     rz: RobustZBank = field(default_factory=lambda: RobustZBank(warmup=30, bins=24))
-    rz_keys: dict[str, tuple[int, dict]] = field(default_factory=dict)
-    dets: dict[str, tuple[Thresholded, dict]] = field(default_factory=dict)  # tag -> other univariate detectors
-    assets_mv: dict[str, tuple[Thresholded, dict]] = field(default_factory=dict)
-    assets_rul: dict[str, tuple[Any, dict]] = field(default_factory=dict)
+    rz_keys: dict[str, tuple[int, str]] = field(default_factory=dict)
+    dets: dict[str, tuple[Thresholded, str]] = field(default_factory=dict)  # tag -> other univariate detectors
+    assets_mv: dict[str, tuple[Thresholded, str]] = field(default_factory=dict)
+    assets_rul: dict[str, tuple[Any, str]] = field(default_factory=dict)
 
 
 def _spc_slot_settings(s: SpcSettings, period_us: int) -> SlotSettings:
@@ -216,7 +234,7 @@ class AnalyticsProcessor:
                 shadow[pid] = device.mode == "shadow"
                 an = point.analytics
                 if an.spc is not None:
-                    settings = an.spc.model_dump(mode="json")
+                    settings = _digest(an.spc)
                     old = st.spc_keys.get(tag)
                     if old is not None and old[1] == settings:
                         slot = old[0]
@@ -232,7 +250,7 @@ class AnalyticsProcessor:
                     spc_tag[slot] = tag
                     spc_cfg[slot] = an.spc
                 if an.anomaly is not None:
-                    settings = an.anomaly.model_dump(mode="json")
+                    settings = _digest(an.anomaly)
                     if an.anomaly.detector == "robust_z":
                         old = st.rz_keys.get(tag)
                         if old is not None and old[1] == settings:
@@ -269,12 +287,12 @@ class AnalyticsProcessor:
                             ax = _Asset(key, shadow=any(d.mode == "shadow" for d in asset.devices))
                             mv = asset.analytics.anomaly
                             if mv is not None:
-                                settings = mv.model_dump(mode="json")
+                                settings = _digest(mv)
                                 old = st.assets_mv.get(key)
                                 ax.mv = old[0] if old is not None and old[1] == settings else Thresholded(
                                     load_detector(mv.detector)(**mv.params), threshold=mv.threshold)
                                 keep_mv[key] = (ax.mv, settings)
-                                ax.mv_settings = settings
+                                ax.mv_settings = mv.model_dump(mode="json")
                                 for path in mv.points:
                                     pid = self.registry.pid(f"{key}/{path}")
                                     dev_id, pt_id = path.split("/", 1)
@@ -286,7 +304,7 @@ class AnalyticsProcessor:
                                 ax.mv_active = self._alarm_active(f"{key}:ANOMALY")
                             rul = asset.analytics.rul
                             if rul is not None:
-                                settings = rul.model_dump(mode="json")
+                                settings = _digest(rul)
                                 old = st.assets_rul.get(key)
                                 if old is not None and old[1] == settings:
                                     ax.rul = old[0]
@@ -295,7 +313,7 @@ class AnalyticsProcessor:
 
                                     ax.rul = DegradationTrend(rul.failure_threshold, **rul.params)
                                 keep_rul[key] = (ax.rul, settings)
-                                ax.rul_settings = settings
+                                ax.rul_settings = rul.model_dump(mode="json")
                                 ax.rul_pid = self.registry.pid(f"{key}/{rul.point}")
                                 ax.rul_lead_s = parse_duration_us(rul.lead_time) / _S
                                 ax.rul_alert = self._alarm_active(f"{key}:RUL")
@@ -313,16 +331,26 @@ class AnalyticsProcessor:
             ns = len(st.spc)
             self._spc_thin = Thinner(self.store_interval)
             self._rz_thin = Thinner(self.store_interval)
-            # SPC alarm bookkeeping per slot: point index of the newest violation, and the alarm condition
-            self._spc_viol = getattr(self, "_spc_viol", np.zeros(0, np.int64))
-            self._spc_viol = np.concatenate([self._spc_viol, np.full(max(0, ns - len(self._spc_viol)), -(1 << 40), np.int64)])
-            self._spc_mask = getattr(self, "_spc_mask", [])
-            self._spc_mask = list(self._spc_mask) + [0] * max(0, ns - len(self._spc_mask))
-            self._spc_alarm_rules = {slot: frozenset(c.alarm_rules) for slot, c in spc_cfg.items()}
-            self._spc_status = np.full(ns, -1, np.int16)
-            self._spc_alarm = np.zeros(ns, bool)
-            for slot, tag in spc_tag.items():
-                self._spc_alarm[slot] = self._alarm_active(f"{tag}:SPC")
+            # SPC alarm bookkeeping per slot (arrays kept across reloads: slots are never reused)
+            if not hasattr(self, "_spc_mask"):
+                self._spc_mask = np.zeros(0, np.uint64)  # violation bits of the last 64 points, bit 0 the newest
+                self._spc_vidx = np.zeros(0, np.int64)  # point index the mask is aligned to
+                self._spc_alarm = np.zeros(0, bool)
+                self._spc_status = np.zeros(0, np.int16)
+                self._spc_dirty = np.zeros(0, bool)
+                self._spc_rulebits = np.zeros(0, np.int64)
+                self._spc_min = np.zeros(0, np.int64)
+                self._spc_clear = np.zeros(0, np.int64)
+                self._spc_prev = np.zeros((0, _N_CODES), np.int64)  # newest index each rule code fired at
+                self._spc_ewma_keys: list[str | None] = []
+                self._spc_last_rule: dict[int, str] = {}
+                self._spc_state_at = np.iinfo(np.int64).min
+            self._spc_grow(ns)
+            for slot, c in spc_cfg.items():
+                self._spc_rulebits[slot] = _rule_bits(c.alarm_rules)
+                self._spc_min[slot], self._spc_clear[slot] = c.alarm_min_points, c.clear_after
+                self._spc_alarm[slot] = self._alarm_active(f"{spc_tag[slot]}:SPC")
+                self._spc_ewma_keys[slot] = f"ewma/{spc_tag[slot]}"
             nr = len(st.rz)
             self._rz_anom = np.zeros(nr, bool)
             for slot, tag in rz_tag.items():
@@ -399,6 +427,7 @@ class AnalyticsProcessor:
             self.save_checkpoint(now)
 
     def _run_spc(self, batch: PointBatch, mask: np.ndarray, out: AnalyticsWrite, alarm_changes) -> None:
+        """Vectorised over slots: Python runs per recorded event and per slot whose alarm or status changed."""
         slots = self._spc_of[batch.pid[mask]]
         use = slots >= 0
         if not use.any():
@@ -407,75 +436,108 @@ class AnalyticsProcessor:
         slots, ts, v = slots[use], batch.ts[idx], batch.value[idx]
         bank = self._st.spc
         res = bank.process(slots, ts, v)
-        # violations -> events (rare: a Python loop over them is fine)
-        for pos, slot, t, index, rule, chart, span in zip(res.event_pos.tolist(), res.event_slot.tolist(), res.event_ts.tolist(),
-                                                         res.event_index.tolist(), res.event_rule.tolist(),
-                                                         res.event_chart.tolist(), res.event_span.tolist()):
-            tag = self._spc_tag.get(slot)
-            if tag is None:
-                continue
-            if chart == IND:
-                name, rid = RULE_NAMES[rule], f"nelson-{rule}"
-            else:
-                name, rid = f"{CHARTS[chart]} beyond its limit", CHARTS[chart]
-            lo = max(0, pos - span + 1)
-            pts = [t2 for t2, s2 in zip(ts[lo:pos + 1].tolist(), slots[lo:pos + 1].tolist()) if s2 == slot][-span:]
-            out.events.append(AnalyticsEvent(t, "spc", f"spc/{tag}", rid, name,
-                                              {"value": float(v[pos]), "points": pts, "span": span, "index": index, "chart": CHARTS[chart]}))
-            group = "cusum" if rid.startswith("cusum") else rid
-            if group in self._spc_alarm_rules.get(slot, ()):
-                self._spc_mark(slot, index)
+        self._spc_grow(len(bank))
+        n_ev = len(res.event_slot)
         last = np.full(len(bank), -1, np.int64)
         np.maximum.at(last, slots, res.index)
         touched = np.flatnonzero(last >= 0)
+        if n_ev:
+            ev_slot, ev_index = res.event_slot.astype(np.int64), res.event_index.astype(np.int64)
+            code = np.where(res.event_chart == IND, res.event_rule, _CHART_CODE[res.event_chart]).astype(np.int64)
+            # one event per episode: a rule that also fired at the slot's previous point continues an episode
+            order = np.lexsort((ev_index, code, ev_slot))
+            es, ec, ei = ev_slot[order], code[order], ev_index[order]
+            same = np.r_[False, (es[1:] == es[:-1]) & (ec[1:] == ec[:-1])]
+            prev = np.where(same, np.r_[np.int64(-2), ei[:-1]], self._spc_prev[es, ec])
+            new_episode = ei - prev != 1
+            self._spc_prev[es, ec] = ei  # ascending within each group: the last write is the newest index
+            for k in np.flatnonzero(new_episode).tolist():
+                j = int(order[k])
+                slot, chart, rule = int(es[k]), int(res.event_chart[j]), int(res.event_rule[j])
+                tag = self._spc_tag.get(slot)
+                if tag is None:
+                    continue
+                name, rid = (RULE_NAMES[rule], f"nelson-{rule}") if chart == IND else (f"{CHARTS[chart]} beyond its limit", CHARTS[chart])
+                pos, span = int(res.event_pos[j]), int(res.event_span[j])
+                first = pos - span + 1
+                # batches arrive sorted by point, so a span inside this batch is one slice of it
+                first_ts = int(ts[first]) if first >= 0 and slots[first] == slot else None
+                out.events.append(AnalyticsEvent(int(res.event_ts[j]), "spc", f"spc/{tag}", rid, name,
+                                                  {"value": float(v[pos]), "span": span, "first_ts": first_ts,
+                                                   "index": int(ei[k]), "chart": CHARTS[chart]}))
+                self._spc_last_rule[slot] = f"{rid} {name}"
+            # the alarm counts readings with a violation of an alarm rule among the last clear_after
+            counted = ((self._spc_rulebits[ev_slot] >> code) & 1).astype(bool)
+            cs, ci = ev_slot[counted], ev_index[counted]
+        else:
+            cs = ci = np.zeros(0, np.int64)
+        t_sl = touched
+        shift = last[t_sl] - self._spc_vidx[t_sl]
+        m = self._spc_mask[t_sl]
+        m = np.where(shift >= 64, np.uint64(0), m << np.minimum(np.maximum(shift, 0), 63).astype(np.uint64))
+        self._spc_mask[t_sl] = m
+        self._spc_vidx[t_sl] = np.maximum(self._spc_vidx[t_sl], last[t_sl])
+        if len(cs):
+            age = self._spc_vidx[cs] - ci
+            ok = (age >= 0) & (age < 64)
+            np.bitwise_or.at(self._spc_mask, cs[ok], np.left_shift(np.uint64(1), age[ok].astype(np.uint64)))
+        window = np.left_shift(np.uint64(1), self._spc_clear[t_sl].astype(np.uint64)) - np.uint64(1)
+        count = np.bitwise_count(self._spc_mask[t_sl] & window)
+        was = self._spc_alarm[t_sl]
+        now_active = np.where(was, count > 0, count >= self._spc_min[t_sl])
         st_last = np.full(len(bank), -1, np.int64)
-        st_last[slots] = res.state  # the last reading of each slot wins (fancy assignment keeps the last)
-        ts_last = np.zeros(len(bank), np.int64)
-        ts_last[slots] = ts
-        v_last = np.zeros(len(bank))
-        v_last[slots] = v
-        for slot in touched.tolist():
-            tag = self._spc_tag.get(slot)
-            if tag is None:
-                continue
-            cfg = self._spc_cfg[slot]
-            # hysteresis: raise on alarm_min_points violating readings among the last clear_after, clear on none
-            self._spc_mark(slot, int(last[slot]), set_bit=False)
-            recent = int(self._spc_mask[slot]) & ((1 << cfg.clear_after) - 1)
-            count = recent.bit_count()
-            active = count >= cfg.alarm_min_points if not self._spc_alarm[slot] else count > 0
-            if active != self._spc_alarm[slot]:
+        st_last[slots] = res.state  # fancy assignment keeps each slot's last reading
+        status_changed = (st_last[t_sl] >= 0) & (st_last[t_sl] != self._spc_status[t_sl])
+        self._spc_status[t_sl] = np.where(st_last[t_sl] >= 0, st_last[t_sl], self._spc_status[t_sl])
+        self._spc_dirty[t_sl[status_changed]] = True
+        flip = np.flatnonzero(now_active != was)
+        if len(flip):
+            ts_last = np.zeros(len(bank), np.int64)
+            ts_last[slots] = ts
+            v_last = np.zeros(len(bank))
+            v_last[slots] = v
+            for slot in t_sl[flip].tolist():
+                active = not self._spc_alarm[slot]
                 self._spc_alarm[slot] = active
+                self._spc_dirty[slot] = True
+                tag = self._spc_tag.get(slot)
+                if tag is None:
+                    continue
+                cfg = self._spc_cfg[slot]
                 if cfg.alarm and not self._shadow[self.registry.pid(tag)]:
-                    msg = (f"SPC: {self._last_rule_name(out, tag)} (process out of statistical control)" if active
-                           else f"SPC: back in control for {cfg.clear_after} readings")
+                    msg = (f"SPC: {self._spc_last_rule.get(slot, 'rule violations')} (process out of statistical control)" if active
+                           else f"SPC: no alarm-rule violation for {cfg.clear_after} readings")
                     alarm_changes.append((f"{tag}:SPC", active, int(ts_last[slot]), float(v_last[slot]), msg))
-            status = int(st_last[slot])
-            if status != self._spc_status[slot] and status >= 0:
-                self._spc_status[slot] = status
-                out.states[f"spc/{tag}"] = self.spc_state(slot)
+        # status and limits as state: at most once per key and store interval (statuses can flip every reading)
+        t_max = int(ts.max())
+        if t_max - self._spc_state_at >= self.store_interval and self._spc_dirty.any():
+            self._spc_state_at = t_max
+            for slot in np.flatnonzero(self._spc_dirty).tolist():
+                tag = self._spc_tag.get(slot)
+                if tag is not None:
+                    out.states[f"spc/{tag}"] = self.spc_state(slot)
+            self._spc_dirty[:] = False
         # EWMA statistic as a derived series (the highest of each interval)
         rs, rt, rv = self._spc_thin.feed(slots, ts, res.ewma)
-        for s_, t_, v_ in zip(rs.tolist(), rt.tolist(), rv.tolist()):
-            tag = self._spc_tag.get(s_)
-            if tag is not None:
-                out.series.add(f"ewma/{tag}", t_, v_)
+        if len(rs):
+            keys = self._spc_ewma_keys
+            out.series.extend([keys[s_] for s_ in rs.tolist()], rt.tolist(), rv.tolist())
 
-    def _spc_mark(self, slot: int, index: int, set_bit: bool = True) -> None:
-        """Shifts the slot's 64-reading violation mask up to point `index`, then marks that point."""
-        d = index - int(self._spc_viol[slot])
-        if d > 0:
-            self._spc_mask[slot] = (int(self._spc_mask[slot]) << min(d, 64)) & 0xFFFFFFFFFFFFFFFF
-            self._spc_viol[slot] = index
-        if set_bit:
-            self._spc_mask[slot] = int(self._spc_mask[slot]) | (1 << max(0, -d))
-
-    @staticmethod
-    def _last_rule_name(out: AnalyticsWrite, tag: str) -> str:
-        for e in reversed(out.events):
-            if e.key == f"spc/{tag}":
-                return f"{e.rule} {e.message}"
-        return "rule violation"
+    def _spc_grow(self, n: int) -> None:
+        old = len(self._spc_mask)
+        if n <= old:
+            return
+        k = n - old
+        self._spc_mask = np.concatenate([self._spc_mask, np.zeros(k, np.uint64)])
+        self._spc_vidx = np.concatenate([self._spc_vidx, np.full(k, -1, np.int64)])
+        self._spc_alarm = np.concatenate([self._spc_alarm, np.zeros(k, bool)])
+        self._spc_status = np.concatenate([self._spc_status, np.full(k, -1, np.int16)])
+        self._spc_dirty = np.concatenate([self._spc_dirty, np.zeros(k, bool)])
+        self._spc_rulebits = np.concatenate([self._spc_rulebits, np.zeros(k, np.int64)])
+        self._spc_min = np.concatenate([self._spc_min, np.full(k, 64, np.int64)])
+        self._spc_clear = np.concatenate([self._spc_clear, np.full(k, 16, np.int64)])
+        self._spc_prev = np.concatenate([self._spc_prev, np.full((k, _N_CODES), -2, np.int64)])
+        self._spc_ewma_keys += [None] * k
 
     def spc_state(self, slot: int) -> dict:
         s = self._st.spc.state(slot)
@@ -522,10 +584,9 @@ class AnalyticsProcessor:
         last = np.flatnonzero(np.r_[s_o[1:] != s_o[:-1], True])
         self._rz_anom[s_o[last]] = a_o[last]
         rs, rt, rv = self._rz_thin.feed(slots, ts, res.scores)
-        for s_, t_, v_ in zip(rs.tolist(), rt.tolist(), rv.tolist()):
-            tag = self._rz_tag.get(s_)
-            if tag is not None:
-                out.series.add(f"anomaly/{tag}", t_, v_)
+        if len(rs):
+            tags = self._rz_tag
+            out.series.extend([f"anomaly/{tags[s_]}" for s_ in rs.tolist()], rt.tolist(), rv.tolist())
 
     def _anomaly_change(self, key: str, alarm_tag: str, started: bool, ts: int, value: float | None, score: float, cfg,
                         out: AnalyticsWrite, alarm_changes, *, shadow: bool, detail: dict | None = None) -> None:

@@ -3,7 +3,9 @@
 Timeline (defaults: history 6 h, time to failure 8 h): the pump bearing starts wearing 5 h before the demo
 starts, its vibration passes the ISO zone C boundary (HI, 2.8 mm/s) about 30 minutes before it, so the HI alarm
 is raised while the history is being backfilled; HIHI (4.5 mm/s) follows 50 minutes into the live run and
-the pump trips 3 h in, stopping the line.
+the pump trips 3 h in, stopping the line. The bearing's remaining-useful-life model raises its predictive
+maintenance alert (lower bound of the remaining life below the 4 h lead time) during the backfill, hours before
+the HI alarm and the trip.
 """
 
 from __future__ import annotations
@@ -172,9 +174,25 @@ class _Status:
         else:
             span = max(1, self.history_end_us - sim.start_us)
             phase = f"backfilling history {min(100.0, max(0.0, 100.0 * (sim.time_us - sim.start_us) / span)):.0f}%"
+        live = self.platform.analytics_live()
+        rul = (live["assets"].get(PUMP) or {}).get("rul")
+        oee = self._oee(max(sim.time_us, sim.start_us))
         return {"sim_time": iso(max(sim.time_us, sim.start_us)), "phase": phase, "generated": sim.readings,
                 "rate": self.rate, "accepted": st.accepted, "rejected": st.rejected, "duplicates": st.duplicates,
-                "queued": st.queued_readings, "alarms": alarms, "latest": latest}
+                "queued": st.queued_readings, "alarms": alarms, "latest": latest, "rul": rul, "oee": oee,
+                "anomaly": (live["assets"].get(PUMP) or {}).get("anomaly")}
+
+    def _oee(self, t_us: int) -> dict | None:
+        """The line's OEE over the last hour of simulated time, refreshed every 15 s (it reads raw history)."""
+        now = time.monotonic()
+        if now - getattr(self, "_oee_at", -1e9) < 15:
+            return getattr(self, "_oee_val", None)
+        self._oee_at = now
+        try:
+            self._oee_val = self.platform.oee(LINE_PATH, t_us - 3600 * US, t_us, "total")["total"]
+        except Exception:  # noqa: BLE001 - a status line must never stop the demo
+            self._oee_val = None
+        return self._oee_val
 
     def plain(self) -> str:
         s = self.sample()
@@ -184,7 +202,7 @@ class _Status:
             f"{a.condition} {_short(a.tag)}" for a in al[:3]) if al else ""))
         return (f"[{s['sim_time']}] {s['phase']} | {s['rate']:.0f} readings/s | accepted {s['accepted']} rejected "
                 f"{s['rejected']} duplicates {s['duplicates']} queue {s['queued']} | pump vibration "
-                f"{'-' if v is None else format(v['value'], '.2f')} mm/s | {alarm_text}")
+                f"{'-' if v is None else format(v['value'], '.2f')} mm/s | bearing {rul_text(s['rul'])} | {alarm_text}")
 
     def rich(self):
         from rich.console import Group
@@ -205,7 +223,17 @@ class _Status:
                                      (PUMP_PRESSURE, "discharge pressure", "bar", "LO 2.0  LOLO 1.0")):
             v = s["latest"][tag]
             sig.add_row(name, "-" if v is None else f"{v['value']:.2f} {unit}", lim)
-        parts = [head, sig]
+        pm = Table(title="Predictive maintenance and line performance", title_justify="left")
+        for c in ("figure", "value"):
+            pm.add_column(c)
+        pm.add_row("P-101 bearing remaining life", rul_text(s["rul"]))
+        an = s["anomaly"]
+        pm.add_row("P-101 multivariate anomaly", "-" if an is None else ("warming up" if not an["warm"] else
+                                                                          "ANOMALOUS" if an["anomalous"] else "normal"))
+        o = s["oee"]
+        pm.add_row("Line OEE, last hour", "-" if not o or o.get("oee") is None else
+                   f"{100 * o['oee']:.1f} %  (A {100 * o['availability']:.0f} %  P {100 * o['performance']:.0f} %  Q {100 * o['quality']:.1f} %)")
+        parts = [head, sig, pm]
         if s["alarms"] is None:
             parts.append(Text("alarm engine not available: alarms are off"))
         else:
@@ -319,7 +347,31 @@ def run_demo(duration: float | None = None, speed: float = 1.0, history: float =
     summary = _summary(cfg, sim, timeline, alarms_on, time.monotonic() - wall0)
     say(f"demo stopped: {summary['readings']:,} readings generated, {summary['accepted']:,} stored, "
         f"{summary['alarms_raised']} alarms raised")
+    if summary["predictive_alert"]:
+        pa = summary["predictive_alert"]
+        say(f"predictive maintenance alert for the pump bearing at {pa['at']}, {pa['hours_before_failure']:.1f} h before "
+            f"the simulated failure: {pa['message']}")
     return summary
+
+
+def rul_text(rul: dict | None) -> str:
+    """'3.1 h (90 % interval 2.0-4.6 h), PREDICTIVE ALERT' from the RUL estimate the analytics keep."""
+    if not rul:
+        return "remaining life: no estimate yet"
+    state = rul.get("state")
+    if state == "insufficient_data":
+        return "learning the healthy baseline"
+    if state == "healthy":
+        return "healthy (no degradation trend)"
+    if state == "failed":
+        return "FAILED (at the failure threshold)"
+
+    def h(x):
+        return "inf" if x is None or not math.isfinite(x) else f"{x / 3600:.1f}"
+
+    text = (f"remaining life {h(rul['median'])} h ({100 * rul.get('level', 0.9):.0f} % interval "
+            f"{h(rul['lower'])}-{h(rul['upper'])} h)")
+    return text + (f", PREDICTIVE ALERT (lead time {h(rul['lead_time_s'])} h)" if rul.get("alert") else "")
 
 
 def _keep_going(sim: Simulator, end: float | None) -> bool:
@@ -338,8 +390,10 @@ def _summary(cfg, sim: Simulator, timeline: Timeline, alarms_on: bool, wall_s: f
     try:
         counts = store.counts()
         raised = [e for e in store.alarm_events(limit=1_000_000) if e.event == "raised"] if alarms_on else []
+        alerts = [e for e in store.analytics_events(kind="rul", key=f"rul/{PUMP}", limit=10_000) if e.rule == "rul-alert"]
     finally:
         store.close()
+    first = min(alerts, key=lambda e: e.ts) if alerts else None
     return {
         "readings": sim.readings,
         "accepted": counts["raw"],
@@ -352,4 +406,6 @@ def _summary(cfg, sim: Simulator, timeline: Timeline, alarms_on: bool, wall_s: f
         "wall_seconds": round(wall_s, 2),
         "timeline": {"onset": iso(timeline.onset_us), "hi": iso(timeline.hi_us), "hihi": iso(timeline.hihi_us),
                      "failure": iso(timeline.failure_us)},
+        "predictive_alert": None if first is None else {
+            "at": iso(first.ts), "hours_before_failure": (timeline.failure_us - first.ts) / (3600 * US), "message": first.message},
     }

@@ -56,9 +56,7 @@ class SqlAnalytics:
             if event_rows:
                 self._insert_rows(cur, "analytics_events", EVENT_COLUMNS, event_rows)
             if state_rows:
-                cur.executemany(
-                    f"INSERT INTO analytics_state (key, updated_at, payload) VALUES ({ph}, {ph}, {ph}) "
-                    "ON CONFLICT (key) DO UPDATE SET updated_at = excluded.updated_at, payload = excluded.payload", state_rows)
+                self._upsert_states(cur, state_rows)
 
         self._tx(go)
 
@@ -66,6 +64,11 @@ class SqlAnalytics:
         """Plain parameterised inserts; the embedded store overrides this with one Arrow insert."""
         ph = self._ph
         cur.executemany(f"INSERT INTO {table} ({', '.join(cols)}) VALUES ({', '.join(ph for _ in cols)})", rows)
+
+    def _upsert_states(self, cur, rows: list[tuple]) -> None:
+        ph = self._ph
+        cur.executemany(f"INSERT INTO analytics_state (key, updated_at, payload) VALUES ({ph}, {ph}, {ph}) "
+                        "ON CONFLICT (key) DO UPDATE SET updated_at = excluded.updated_at, payload = excluded.payload", rows)
 
     def analytics_series(self, key: str, start: int, end: int, *, width: int | None = None, agg: str = "max",
                          limit: int = 100_000) -> DerivedSeries:

@@ -373,6 +373,17 @@ class EmbeddedStore(SqlAnalytics, SqlMetadataReads, Store):
         finally:
             cur.unregister("_pg_rows")
 
+    def _upsert_states(self, cur, rows: list[tuple]) -> None:
+        last = {r[0]: r for r in rows}  # one row per key: INSERT OR REPLACE refuses duplicates within a statement
+        k, at, payload = zip(*last.values())
+        tbl = pa.table({"key": pa.array(list(k), pa.string()), "updated_at": pa.array(list(at), pa.int64()),
+                        "payload": pa.array(list(payload), pa.string())})
+        cur.register("_pg_state", tbl)
+        try:
+            cur.execute("INSERT OR REPLACE INTO analytics_state SELECT key, updated_at, payload FROM _pg_state")
+        finally:
+            cur.unregister("_pg_state")
+
     @staticmethod
     def _last_agg(col: str) -> str:
         return f"arg_max({col}, ts)"
