@@ -80,7 +80,7 @@ def _type(f) -> str:
     origin = typing.get_origin(ann)
     pattern = next((m.pattern for m in f.metadata if getattr(m, "pattern", None)), None)
     if pattern is not None:
-        return "id" if "A-Za-z0-9" in pattern else "size"
+        return "id" if "A-Za-z0-9" in pattern else "time `HH:MM`" if ":" in pattern else "size"
     if origin is typing.Literal:
         return "one of " + ", ".join(f"`{a}`" for a in typing.get_args(ann))
     if isinstance(ann, type) and issubclass(ann, enum.Enum):
@@ -101,6 +101,8 @@ def _type(f) -> str:
 
 
 def _type_name(t) -> str:
+    if typing.get_origin(t) is typing.Annotated:
+        return "id" if any("A-Za-z0-9" in (getattr(m, "pattern", None) or "") for m in getattr(t, "__metadata__", ())) else _type_name(typing.get_args(t)[0])
     if typing.get_origin(t) is typing.Literal:
         return "one of " + ", ".join(f"`{a}`" for a in typing.get_args(t))
     return {str: "string", int: "integer", float: "number", bool: "boolean"}.get(t, getattr(t, "__name__", str(t)))

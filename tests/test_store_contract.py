@@ -613,3 +613,13 @@ def test_analytics_results_round_trip(store):
     out = store.apply_retention(T0 + 3650 * 24 * H + 5 * M, {"raw": H, "1m": H, "1h": 3650 * 24 * H})
     assert out["analytics"] == 30  # rows older than the longest tier go; the rest stay
     assert store.counts()["analytics_series"] == 90
+
+
+def test_reading_a_checkpoint_leaves_the_connection_usable(store):
+    """A checkpoint read on the same thread as the next write must not leave a half-read result behind (DuckDB
+    refused the next statement: the second `import-csv` of a file failed)."""
+    store.save_checkpoint("analytics", b"x" * 100, T0)
+    assert store.load_checkpoint("analytics") == b"x" * 100
+    b = PointBatch(np.array([0], np.int32), np.array([T0]), np.array([1.0]), np.array([0], np.uint8), np.array([NO_TS]))
+    store.write(WriteSet(batch=b, latest=b))
+    assert store.counts()["raw"] == 1

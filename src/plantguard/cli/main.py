@@ -331,7 +331,8 @@ def import_csv_cmd(
     except ValidationError as e:
         _fail("; ".join(f"--{'-'.join(str(x) for x in err['loc']).replace('_', '-')}: {err['msg']}" for err in e.errors()), EXIT_USAGE)
     with _errors():
-        platform = Platform(cfg, alarms=False)  # history is not alarmed: alarms concern the present
+        # history is not alarmed (alarms concern the present) and not analysed as if it were arriving live
+        platform = Platform(cfg, alarms=False, analytics=False)
     try:
         with _errors(), Progress(TextColumn("importing"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
                                  TimeRemainingColumn(), console=Console(stderr=True), transient=True) as bar:

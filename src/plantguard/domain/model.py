@@ -100,8 +100,8 @@ class SpcSettings(_Strict):
     lsl: float | None = Field(None, description="lower specification limit, for capability (Cp, Cpk...)")
     usl: float | None = Field(None, description="upper specification limit, for capability")
     alarm: bool = Field(True, description="raise an SPC alarm when the process is out of statistical control")
-    # Defaults measured in bench/spc_alarm_rate.py: about 1 false alarm per 100,000 in-control readings, a
-    # 2-sigma shift alarmed after ~10 readings. Every rule's violations are still recorded as events.
+    # Defaults measured in bench/spc_alarm_rate.py: about 6 false alarms per 100,000 in-control readings, a
+    # 2-sigma shift alarmed after ~12 readings. Every rule's violations are still recorded as events.
     alarm_rules: list[str] = Field(["nelson-1", "cusum"],
                                    description="violations that count towards the alarm (nelson-1..8, moving_range, ewma, cusum); all are recorded as events")
     alarm_min_points: int = Field(4, ge=1, le=64, description="raise when this many of the last clear_after readings violated an alarm rule")

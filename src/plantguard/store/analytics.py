@@ -136,12 +136,13 @@ class SqlAnalytics:
 
     def load_checkpoint(self, name: str) -> bytes | None:
         ph = self._ph
-        row = self._run(lambda c: c.execute(f"SELECT blob FROM analytics_checkpoints WHERE name = {ph}", [name]).fetchone())
-        return None if row is None else bytes(row[0])
+        # fetchall: DuckDB keeps a result that was not read to its end open on the connection
+        rows = self._run(lambda c: c.execute(f"SELECT blob FROM analytics_checkpoints WHERE name = {ph}", [name]).fetchall())
+        return bytes(rows[0][0]) if rows else None
 
     def _analytics_retention(self, cur, cutoff: int) -> int:
         ph = self._ph
-        n = cur.execute(f"SELECT count(*) FROM analytics_series WHERE ts < {ph}", [cutoff]).fetchone()[0]
+        n = cur.execute(f"SELECT count(*) FROM analytics_series WHERE ts < {ph}", [cutoff]).fetchall()[0][0]
         if n:
             cur.execute(f"DELETE FROM analytics_series WHERE ts < {ph}", [cutoff])
         cur.execute(f"DELETE FROM analytics_events WHERE ts < {ph}", [cutoff])
