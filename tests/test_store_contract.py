@@ -618,8 +618,11 @@ def test_analytics_results_round_trip(store):
 def test_reading_a_checkpoint_leaves_the_connection_usable(store):
     """A checkpoint read on the same thread as the next write must not leave a half-read result behind (DuckDB
     refused the next statement: the second `import-csv` of a file failed)."""
-    store.save_checkpoint("analytics", b"x" * 100, T0)
-    assert store.load_checkpoint("analytics") == b"x" * 100
     b = PointBatch(np.array([0], np.int32), np.array([T0]), np.array([1.0]), np.array([0], np.uint8), np.array([NO_TS]))
     store.write(WriteSet(batch=b, latest=b))
-    assert store.counts()["raw"] == 1
+    store.save_checkpoint("analytics", b"x" * 100, T0)
+    assert store.load_checkpoint("analytics") == b"x" * 100
+    assert store.existing(np.array([0], np.int32), np.array([T0])).tolist() == [True]
+    b2 = PointBatch(np.array([0], np.int32), np.array([T0 + S]), np.array([2.0]), np.array([0], np.uint8), np.array([NO_TS]))
+    store.write(WriteSet(batch=b2, latest=b2, dead_letters=[DeadLetter("test", "bad", point="p", ts=T0, value="x")]))
+    assert store.counts()["raw"] == 2
