@@ -40,6 +40,7 @@ from plantguard.timeutil import Clock, parse_duration_us
 log = logging.getLogger(__name__)
 
 CHECKPOINT_NAME = "analytics"
+RUL_CLEAR_FACTOR = 1.5  # a predictive alert clears once the lower bound is back above 1.5 x the lead time
 _S = 1_000_000
 # rule codes of violations: Nelson rules 1..8, then the other charts' limits
 _CHART_CODE = np.array([0, 9, 10, 11, 12], np.int64)  # individuals (rule number used), moving_range, ewma, cusum up/low
@@ -668,6 +669,12 @@ class AnalyticsProcessor:
     def _asset_rul(self, ax: _Asset, t: int, x: float, out: AnalyticsWrite, alarm_changes) -> None:
         est = ax.rul.update(t / _S, x)
         alert = bool(est.alert(ax.rul_lead_s))
+        if ax.rul_alert and not alert and est.state == "degrading" and not (
+                np.isfinite(est.lower) and est.lower >= RUL_CLEAR_FACTOR * ax.rul_lead_s):
+            # hysteresis: a bound hovering around the lead time, or a fit briefly without a finite life just after
+            # the onset, must not chatter the alarm; it clears when the bound is well above the lead time or the
+            # asset is healthy again (part replaced)
+            alert = True
         d = dataclasses.asdict(est)
         d["lead_time_s"] = ax.rul_lead_s
         d["alert"] = alert
