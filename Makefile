@@ -26,7 +26,9 @@ test: $(STAMP) system-deps
 system-deps:
 	@bash scripts/system-deps.sh
 
+# The peers measured next to plantguard (river) come with the "bench" extra.
 bench: $(STAMP) system-deps
+	$(BIN)/pip install --quiet -e ".[test,bench]"
 	$(BIN)/python bench/run_all.py $(ARGS)
 
 clean:
