@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from enum import Enum
 from importlib.resources import files
 from pathlib import Path
-from typing import Iterator, NoReturn, Optional
+from typing import Annotated, Iterator, NoReturn, Optional
 
 import numpy as np
 import typer
@@ -40,6 +40,11 @@ app = typer.Typer(
 )
 
 Agg = Enum("Agg", {a: a for a in AGGREGATES}, type=str)  # the aggregates the store implements
+
+
+# Options shared by the commands that read a store
+ConfigOpt = Annotated[Optional[Path], typer.Option("--config", "-c", help="Configuration file naming the store.")]
+DataDirOpt = Annotated[Optional[Path], typer.Option(help="Embedded store directory (instead of --config).")]
 
 
 class OutputFormat(str, Enum):
@@ -255,8 +260,8 @@ def query(
     agg: Agg = typer.Option(Agg("avg"), help="Aggregate per bucket (with --buckets)."),
     limit: int = typer.Option(10_000, min=1, max=1_000_000, help="Raw readings returned at most."),
     fmt: OutputFormat = typer.Option(OutputFormat.table, "--format", help="Output format."),
-    config: Optional[Path] = typer.Option(None, "--config", "-c", help="Configuration file naming the store."),
-    data_dir: Optional[Path] = typer.Option(None, help="Embedded store directory (instead of --config)."),
+    config: ConfigOpt = None,
+    data_dir: DataDirOpt = None,
 ) -> None:
     """Query a point's raw or downsampled history straight from the store."""
     s, e = _range(start, end)
@@ -364,8 +369,8 @@ def export(
     out: Path = typer.Option(..., "--out", "-o", help="File to write."),
     buckets: Optional[int] = typer.Option(None, min=1, help="Export this many downsampled buckets per point instead of raw readings."),
     agg: Agg = typer.Option(Agg("avg"), help="Aggregate per bucket (with --buckets)."),
-    config: Optional[Path] = typer.Option(None, "--config", "-c", help="Configuration file naming the store."),
-    data_dir: Optional[Path] = typer.Option(None, help="Embedded store directory (instead of --config)."),
+    config: ConfigOpt = None,
+    data_dir: DataDirOpt = None,
 ) -> None:
     """Export points' history to CSV or Parquet (long layout: timestamp, point, value, quality or count)."""
     import pyarrow as pa
@@ -597,8 +602,8 @@ def oee(
     end: str = typer.Option("now", help="End (exclusive), same forms as --start."),
     by: OeeBy = typer.Option(OeeBy.shift, help="Periods: the site's shifts, days, hours, or the whole window."),
     fmt: OutputFormat = typer.Option(OutputFormat.table, "--format", help="Output format."),
-    config: Optional[Path] = typer.Option(None, "--config", "-c", help="Configuration file naming the store."),
-    data_dir: Optional[Path] = typer.Option(None, help="Embedded store directory (instead of --config)."),
+    config: ConfigOpt = None,
+    data_dir: DataDirOpt = None,
 ) -> None:
     """OEE of a line per shift, day or hour: availability x performance x quality, with the six big losses."""
     s, e = _range(start, end)
@@ -639,8 +644,8 @@ def kpi(
     start: str = typer.Option("now-30d", help="Start (inclusive): ISO 8601 with offset, epoch ms, or now-30d style."),
     end: str = typer.Option("now", help="End (exclusive), same forms as --start."),
     fmt: OutputFormat = typer.Option(OutputFormat.table, "--format", help="table or json (csv prints the table's rows)."),
-    config: Optional[Path] = typer.Option(None, "--config", "-c", help="Configuration file naming the store."),
-    data_dir: Optional[Path] = typer.Option(None, help="Embedded store directory (instead of --config)."),
+    config: ConfigOpt = None,
+    data_dir: DataDirOpt = None,
 ) -> None:
     """Maintenance KPIs (MTBF, MTTR, availability) and quality KPIs (defect rate, first-pass yield) of one machine."""
     s, e = _range(start, end)

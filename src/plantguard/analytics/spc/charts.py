@@ -88,6 +88,20 @@ class _Streaming:
 class _IndividualBaseline(_Streaming):
     """Holds the first `baseline` valid readings (with gaps as NaN) until phase I can run."""
 
+    def _take(self, x, ts) -> tuple[SpcResult | None, float, int]:
+        """Admits one reading of a chart on individual values: (result to return at once, or None; value; index).
+        A skipped reading, or one collected for the baseline, ends the update with that result."""
+        skipped = self._admit(x, ts)
+        if skipped is not None:
+            return skipped, math.nan, -1
+        x = float(x)
+        index = self._n_points
+        self._n_points += 1
+        if self._limits is None:
+            self._collect(x)
+            return SpcResult(INSUFFICIENT_DATA, None, index, ts), x, index
+        return None, x, index
+
     def _init_baseline(self, limits: Limits | None, baseline: int, L: float, max_iter: int) -> None:
         if limits is None and (not isinstance(baseline, int) or baseline < 2):
             raise InvalidInput(f"baseline must be an integer >= 2 readings, got {baseline!r}")
@@ -308,15 +322,9 @@ class EWMA(_IndividualBaseline):
         return self.L * sig * math.sqrt(f)
 
     def update(self, x: float | None, ts: int | float | None = None) -> SpcResult:
-        skipped = self._admit(x, ts)
-        if skipped is not None:
-            return skipped
-        x = float(x)
-        index = self._n_points
-        self._n_points += 1
-        if self._limits is None:
-            self._collect(x)
-            return SpcResult(INSUFFICIENT_DATA, None, index, ts)
+        early, x, index = self._take(x, ts)
+        if early is not None:
+            return early
         self._z = self.lam * x + (1.0 - self.lam) * self._z
         self._t += 1
         z = self._z
@@ -364,15 +372,9 @@ class CUSUM(_IndividualBaseline):
         self._buffer_gap()
 
     def update(self, x: float | None, ts: int | float | None = None) -> SpcResult:
-        skipped = self._admit(x, ts)
-        if skipped is not None:
-            return skipped
-        x = float(x)
-        index = self._n_points
-        self._n_points += 1
-        if self._limits is None:
-            self._collect(x)
-            return SpcResult(INSUFFICIENT_DATA, None, index, ts)
+        early, x, index = self._take(x, ts)
+        if early is not None:
+            return early
         lim = self._limits
         if lim.sigma == 0.0:
             return SpcResult(NO_VARIATION, self._hi, index, ts, (), {"upper": self._hi, "lower": self._lo})
