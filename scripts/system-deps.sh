@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
-# Installs the Debian packages the test suite needs (Mosquitto, PostgreSQL) when they are missing.
+# Installs the Debian packages the test suite needs (Mosquitto, PostgreSQL, Chromium for the end-to-end browser
+# tests) when they are missing.
 # As root it installs them; otherwise it prints one line naming the packages and fails.
 set -euo pipefail
 missing=()
 command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || missing+=(mosquitto)
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null 2>&1 || missing+=(postgresql)
+[ -x /usr/bin/chromium ] || missing+=(chromium)
+[ -x /usr/bin/chromedriver ] || missing+=(chromium-driver)
 [ ${#missing[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" -ne 0 ]; then
   echo "plantguard tests need these Debian packages: ${missing[*]} -- install them with: sudo apt-get install -y ${missing[*]}" >&2
