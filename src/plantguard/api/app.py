@@ -6,9 +6,9 @@ feed the CLI or a simulator, and one shutdown order (sources, pipeline drain, st
 
 from __future__ import annotations
 
-from fastapi.responses import RedirectResponse
 from fastapi import APIRouter, FastAPI
 from fastapi.routing import APIRoute
+from fastapi.staticfiles import StaticFiles
 
 from plantguard import __version__
 from plantguard.runtime import Platform
@@ -17,6 +17,7 @@ from plantguard.api import alarms, analytics, dead_letters, gateway, health, ing
 from plantguard.api.deps import BODY_MODELS
 from plantguard.api.errors import ErrorPublic, install_error_handlers
 from plantguard.api.metrics import build_registry
+from plantguard.web import live, routes as web
 
 API_PREFIX = "/api"
 
@@ -30,7 +31,8 @@ def create_app(platform: Platform) -> FastAPI:
     app = FastAPI(
         title="plantguard",
         version=__version__,
-        description="Industrial IoT operations: plant model, telemetry ingest and queries, alarms, health.",
+        description="Industrial IoT operations: plant model, telemetry ingest and queries, alarms, health. "
+                    "The operator dashboard is at /.",
         docs_url="/docs",
         openapi_url="/openapi.json",
         generate_unique_id_function=operation_id,
@@ -42,15 +44,13 @@ def create_app(platform: Platform) -> FastAPI:
 
     api = APIRouter(prefix=API_PREFIX)
     for r in (model.router, ingest.router, telemetry.router, alarms.router, analytics.router, dead_letters.router, health.router,
-              gateway.router):
+              gateway.router, live.router):
         api.include_router(r)
     app.include_router(api)
     app.include_router(health.metrics_router)
-
-    @app.get("/", include_in_schema=False)
-    def root() -> RedirectResponse:
-        # The operator dashboard will live here; until then the interactive API docs are the front page.
-        return RedirectResponse("/docs")
+    # The operator dashboard at the root; the API stays under /api and its docs at /docs.
+    app.include_router(web.router)
+    app.mount("/static", StaticFiles(directory=web.STATIC_DIR), name="static")
 
     _document_bodies(app)
     return app

@@ -1,0 +1,399 @@
+"""The dashboard's HTML pages: overview, asset, alarms, devices, data quality.
+
+Pages are rendered on the server from the same Platform methods the API uses; static/js/live.js then keeps them
+current from the live stream (live.py). Every page reads the platform in memory except OEE and the dead letters,
+which are short store queries.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from datetime import datetime, timezone
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse
+from fastapi.templating import Jinja2Templates
+
+from plantguard.domain.alarms import PRIORITY_RANK, AlarmState
+from plantguard.errors import NotFound, PlantguardError
+from plantguard.runtime import Platform
+from plantguard.timeutil import parse_duration_us
+
+from plantguard.web.live import rate_meter
+
+log = logging.getLogger(__name__)
+
+WEB_DIR = Path(__file__).resolve().parent
+STATIC_DIR = WEB_DIR / "static"
+templates = Jinja2Templates(directory=str(WEB_DIR / "templates"))
+router = APIRouter(include_in_schema=False)
+
+AUTH_NOTE = "Loopback only: no login yet"
+NAV = [("overview", "/", "Overview"), ("alarms", "/alarms", "Alarms"), ("devices", "/devices", "Devices"),
+       ("quality", "/quality", "Data quality")]
+STATE_WORDS = {
+    "unacknowledged": "Active, unacknowledged",
+    "acknowledged": "Active, acknowledged",
+    "returned_to_normal": "Returned to normal, unacknowledged",
+    "shelved": "Shelved",
+    "normal": "Normal",
+}
+PRIORITIES = sorted(PRIORITY_RANK, key=lambda p: -PRIORITY_RANK[p])
+UNIT_SYMBOLS = {"degC": "°C", "degF": "°F", "m3/h": "m³/h", "m3": "m³"}
+OEE_WINDOW_US = 3600 * 1_000_000
+MAX_TEXT = 200
+
+
+# -- formatting -----------------------------------------------------------------------------------------------
+@lru_cache(maxsize=64)
+def _zone(name: str) -> ZoneInfo:
+    try:
+        return ZoneInfo(name)
+    except Exception:  # noqa: BLE001 - the model validates zones; a stale store model must not break a page
+        return ZoneInfo("UTC")
+
+
+def local_time(ts_us: int | None, tz: str, with_date: bool = True) -> str:
+    if ts_us is None:
+        return "—"
+    dt = datetime.fromtimestamp(ts_us / 1e6, timezone.utc).astimezone(_zone(tz))
+    return dt.strftime("%Y-%m-%d %H:%M:%S %Z" if with_date else "%H:%M:%S %Z")
+
+
+def iso_time(ts_us: int | None) -> str:
+    return "" if ts_us is None else datetime.fromtimestamp(ts_us / 1e6, timezone.utc).isoformat().replace("+00:00", "Z")
+
+
+def unit_symbol(unit: str | None) -> str:
+    return UNIT_SYMBOLS.get(unit or "", unit or "")
+
+
+def fmt_number(v: Any) -> str:
+    if v is None:
+        return "—"
+    if isinstance(v, bool):
+        return "on" if v else "off"
+    if isinstance(v, int):
+        return f"{v:,}".replace(",", " ")
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        return str(v)
+    if f != f:
+        return "—"
+    if abs(f) >= 1000:
+        return f"{f:,.0f}".replace(",", " ")
+    return f"{f:.3f}".rstrip("0").rstrip(".") or "0"
+
+
+def fmt_value(v: Any, unit: str | None) -> str:
+    u = unit_symbol(unit)
+    return f"{fmt_number(v)} {u}".rstrip() if v is not None else "—"
+
+
+def fmt_duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "—"
+    s = int(seconds)
+    if s < 120:
+        return f"{s} s"
+    if s < 7200:
+        return f"{s // 60} min"
+    if s < 172800:
+        return f"{s // 3600} h {s % 3600 // 60} min"
+    return f"{s // 86400} d {s % 86400 // 3600} h"
+
+
+def pct(x: float | None) -> str:
+    return "—" if x is None else f"{x * 100:.1f} %"
+
+
+templates.env.filters.update(number=fmt_number, value=fmt_value, unit=unit_symbol, duration=fmt_duration, pct=pct)
+
+
+# -- shared page context ------------------------------------------------------------------------------------------
+def site_timezones(platform: Platform) -> dict[str, str]:
+    return {s.id: s.timezone for s in platform.cfg.sites}
+
+
+def tz_of(platform: Platform, path: str) -> str:
+    """The time zone of the site a tag, asset or device path belongs to (the first site's for anything else)."""
+    zones = site_timezones(platform)
+    return zones.get(path.split("/", 1)[0]) or plant_timezone(platform)
+
+
+def plant_timezone(platform: Platform) -> str:
+    return platform.cfg.sites[0].timezone if platform.cfg.sites else "UTC"
+
+
+def plant_name(platform: Platform) -> str:
+    sites = platform.cfg.sites
+    if not sites:
+        return "plantguard"
+    return sites[0].name or sites[0].id if len(sites) == 1 else f"{sites[0].name or sites[0].id} (+{len(sites) - 1} sites)"
+
+
+def render(request: Request, template: str, page: str, status_code: int = 200, **ctx) -> HTMLResponse:
+    platform: Platform = request.app.state.platform
+    tz = ctx.pop("tz", None) or plant_timezone(platform)
+    since = max((a.updated_at for a in _alarms(platform)), default=0)
+    base = {"page": page, "nav": NAV, "since_us": since, "plant_name": plant_name(platform), "tz": tz, "plant_tz": plant_timezone(platform),
+            "auth_note": AUTH_NOTE, "now": local_time(platform.clock(), tz)}
+    return templates.TemplateResponse(request, template, {**base, **ctx}, status_code=status_code)
+
+
+def not_found(request: Request, message: str) -> HTMLResponse:
+    return render(request, "not_found.html", "not-found", status_code=404, message=message)
+
+
+def _point_units(platform: Platform) -> dict[str, str]:
+    return {tag: p.unit for tag, *_r, p in platform.cfg.iter_points()}
+
+
+def alarm_view(rec, units: dict[str, str], platform: Platform) -> dict:
+    """An alarm record as the pages show it: times in the site's zone, value with its unit."""
+    d = rec.as_dict()
+    d.pop("extra", None)
+    tz = tz_of(platform, rec.tag)
+    unit = units.get(rec.tag, "")
+    d.update(state_words=STATE_WORDS.get(rec.state, rec.state), unit=unit, tz=tz,
+             raised_local=local_time(rec.raised_at, tz), raised_iso=iso_time(rec.raised_at),
+             updated_iso=iso_time(rec.updated_at), shelved_until_local=local_time(rec.shelved_until, tz) if rec.shelved_until else "",
+             value_text=fmt_value(rec.value, unit), limit_text=fmt_value(rec.limit, unit) if rec.limit is not None else "")
+    return d
+
+
+def _alarms(platform: Platform, **kw) -> list:
+    return platform.alarms.list(**kw) if platform.alarms is not None else []
+
+
+# -- overview -----------------------------------------------------------------------------------------------------
+def _worst(statuses) -> str:
+    order = ["urgent", "high", "medium", "low", "ok", "nodata"]
+    present = set(statuses)
+    return next((s for s in order if s in present), "nodata")
+
+
+def overview_data(platform: Platform) -> dict:
+    now = platform.clock()
+    active = [a for a in _alarms(platform, active=True) if a.state != AlarmState.shelved.value]
+    tags = [t for t, *_ in platform.cfg.iter_points()]
+    latest = platform.latest(tags) if tags else {}
+    sites = []
+    for s in platform.cfg.sites:
+        site = {"id": s.id, "name": s.name or s.id, "timezone": s.timezone, "areas": []}
+        for a in s.areas:
+            area = {"id": a.id, "name": a.name or a.id, "lines": []}
+            for ln in a.lines:
+                lpath = f"{s.id}/{a.id}/{ln.id}"
+                line = {"id": ln.id, "path": lpath, "name": ln.name or ln.id, "assets": [], "oee": None, "oee_error": None}
+                for asset in ln.assets:
+                    apath = f"{lpath}/{asset.id}"
+                    mine = [x for x in active if x.tag == apath or x.tag.startswith(apath + "/")]
+                    has_data = any(latest.get(f"{apath}/{d.id}/{p.id}") for d in asset.devices for p in d.points)
+                    if mine:
+                        status = max((x.priority for x in mine), key=lambda p: PRIORITY_RANK.get(p, 0))
+                    else:
+                        status = "ok" if has_data else "nodata"
+                    line["assets"].append({"id": asset.id, "path": apath, "name": asset.name or asset.id, "kind": asset.kind,
+                                           "status": status, "alarm_count": len(mine)})
+                line["status"] = _worst(x["status"] for x in line["assets"])
+                if ln.oee is not None:
+                    try:
+                        line["oee"] = platform.oee(lpath, now - OEE_WINDOW_US, now, "total")["total"]
+                    except PlantguardError as e:
+                        line["oee_error"] = str(e)
+                    except Exception:  # noqa: BLE001 - one line's bad history must not take the overview down
+                        log.exception("OEE of %s failed", lpath)
+                        line["oee_error"] = "could not be computed (see the server log)"
+                area["lines"].append(line)
+            area["status"] = _worst(x["status"] for x in area["lines"])
+            site["areas"].append(area)
+        site["status"] = _worst(x["status"] for x in site["areas"])
+        sites.append(site)
+    return {"sites": sites, "active": active}
+
+
+@router.get("/", response_class=HTMLResponse)
+def overview_page(request: Request) -> HTMLResponse:
+    platform: Platform = request.app.state.platform
+    data = overview_data(platform)
+    units = _point_units(platform)
+    health = platform.health()
+    return render(request, "overview.html", "overview", sites=data["sites"],
+                  alarms=[alarm_view(a, units, platform) for a in data["active"][:10]], active_count=len(data["active"]),
+                  health=health, rate=rate_meter(request.app).sample(), alarms_enabled=platform.alarms is not None)
+
+
+# -- asset ----------------------------------------------------------------------------------------------------------
+def asset_context(platform: Platform, path: str) -> dict:
+    """What the asset page needs about one asset (path 'site/area/line/asset'); NotFound for an unknown one."""
+    parts = path.strip("/").split("/")
+    if len(parts) != 4:
+        raise NotFound(f"no asset {path!r} (give 'site/area/line/asset')")
+    sid, aid, lid, xid = parts
+    for s in platform.cfg.sites:
+        if s.id != sid:
+            continue
+        for a in s.areas:
+            if a.id != aid:
+                continue
+            for ln in a.lines:
+                if ln.id != lid:
+                    continue
+                for asset in ln.assets:
+                    if asset.id != xid:
+                        continue
+                    apath = f"{sid}/{aid}/{lid}/{xid}"
+                    points = []
+                    for d in asset.devices:
+                        for p in d.points:
+                            lim = p.alarms.limits if p.alarms is not None else None
+                            limits = {k: getattr(lim, k) for k in ("hi", "hihi", "lo", "lolo")
+                                      if lim is not None and getattr(lim, k) is not None}
+                            an = p.analytics
+                            points.append({
+                                "tag": f"{apath}/{d.id}/{p.id}", "id": p.id, "device": d.id, "name": p.name or p.id,
+                                "unit": p.unit, "data_type": p.data_type.value, "period_s": parse_duration_us(p.period) / 1e6,
+                                "limits": limits, "spc": an is not None and an.spc is not None,
+                                "anomaly": an is not None and an.anomaly is not None,
+                            })
+                    aa = asset.analytics
+                    return {"path": apath, "name": asset.name or asset.id, "kind": asset.kind, "line_path": f"{sid}/{aid}/{lid}",
+                            "timezone": s.timezone, "points": points, "rul": aa is not None and aa.rul is not None,
+                            "multivariate": aa is not None and aa.anomaly is not None, "oee_line": ln.oee is not None}
+    raise NotFound(f"no asset {path!r} in the plant model")
+
+
+@router.get("/asset/{path:path}", response_class=HTMLResponse)
+def asset_page(request: Request, path: str) -> HTMLResponse:
+    platform: Platform = request.app.state.platform
+    try:
+        asset = asset_context(platform, path)
+    except NotFound:
+        return not_found(request, f"There is no asset {path!r} in the plant model (expected site/area/line/asset).")
+    return render(request, "asset.html", "asset", asset=asset, tz=asset["timezone"])
+
+
+# -- alarms ---------------------------------------------------------------------------------------------------------
+def _flag(v: str | None) -> bool | None:
+    return {"true": True, "false": False}.get((v or "").lower())
+
+
+@router.get("/alarms", response_class=HTMLResponse)
+def alarms_page(request: Request, state: str | None = None, priority: str | None = None, active: str | None = None,
+                prefix: str | None = None) -> HTMLResponse:
+    platform: Platform = request.app.state.platform
+    # An unknown filter value is shown as "any" rather than an error page: the form only offers valid ones.
+    state = state if state in STATE_WORDS else None
+    priority = priority if priority in PRIORITY_RANK else None
+    act = _flag(active)
+    prefix = (prefix or "").strip()[:MAX_TEXT] or None
+    units = _point_units(platform)
+    rows = [alarm_view(a, units, platform) for a in _alarms(platform, state=state, priority=priority, active=act, tag_prefix=prefix)]
+    # Units of every alarmable tag, for rows the live stream adds without a reload.
+    live_units = {t: u for t, u in units.items() if u}
+    return render(request, "alarms.html", "alarms", alarms=rows, states=STATE_WORDS, priorities=PRIORITIES,
+                  filters={"state": state or "", "priority": priority or "", "active": "" if act is None else str(act).lower(),
+                           "prefix": prefix or ""}, units=live_units, zones=site_timezones(platform),
+                  alarms_enabled=platform.alarms is not None)
+
+
+# -- devices --------------------------------------------------------------------------------------------------------
+LINK_FIELDS = ["state", "since", "last_ok", "requests", "readings", "bad_readings", "errors", "reconnects", "latency_ms", "last_error"]
+
+
+def _find_key(d: Any, key: str):
+    if isinstance(d, dict):
+        if key in d:
+            return d[key]
+        for v in d.values():
+            r = _find_key(v, key)
+            if r is not None:
+                return r
+    return None
+
+
+def devices_data(platform: Platform, gateways: dict) -> dict:
+    now = platform.clock()
+    offline = {a.tag for a in _alarms(platform, active=True) if a.condition == "OFFLINE"}
+    devices = []
+    for dpath, d in platform.cfg.iter_devices():
+        tz = tz_of(platform, dpath)
+        tags = [f"{dpath}/{p.id}" for p in d.points]
+        latest = platform.latest(tags) if tags else {}
+        seen = [v["ts"] for v in latest.values() if v]
+        last = max(seen) if seen else None
+        period = max((parse_duration_us(p.period) for p in d.points), default=1_000_000)
+        if last is None:
+            state = "never"
+        elif dpath in offline or now - last > d.offline_after_periods * period:
+            state = "offline"
+        else:
+            state = "online"
+        devices.append({"path": dpath, "name": d.name or d.id, "protocol": d.protocol, "mode": d.mode, "points": len(d.points),
+                        "reporting": len(seen), "state": state, "last_seen": local_time(last, tz), "last_seen_iso": iso_time(last),
+                        "age_s": None if last is None else max(0.0, (now - last) / 1e6), "tags": tags})
+    tz = plant_timezone(platform)
+    sources = []
+    for name, h in platform.health()["sources"].items():
+        links = []
+        for lname, ln in (h.get("links") or {}).items():
+            row = {k: ln.get(k) for k in LINK_FIELDS}
+            for k in ("since", "last_ok"):
+                row[k] = local_time(row[k], tz) if row[k] else "—"
+            links.append({"name": lname, **row})
+        scalars = {k: v for k, v in h.items() if k not in ("links", "ok") and isinstance(v, (str, int, float, bool, type(None)))}
+        sources.append({"name": name, "ok": h.get("ok", True), "type": h.get("type", ""), "links": links, "details": scalars,
+                        "autonomy_hours": _find_key(h, "autonomy_hours")})
+    gws = []
+    for g in gateways.values():
+        gws.append({"id": g.gateway_id, "last_seq": g.last_seq, "last_seen": local_time(g.last_seen or None, tz),
+                    "age_s": (now - g.last_seen) / 1e6 if g.last_seen else None, "batches": g.batches,
+                    "resent": g.resent_batches, "accepted": g.accepted, "rejected": g.rejected,
+                    "gaps": len(g.gaps), "missing": g.unannounced_gap_batches})
+    return {"devices": devices, "sources": sources, "gateways": gws}
+
+
+@router.get("/devices", response_class=HTMLResponse)
+def devices_page(request: Request) -> HTMLResponse:
+    from plantguard.api.gateway import tracker_of
+
+    platform: Platform = request.app.state.platform
+    data = devices_data(platform, dict(tracker_of(request).gateways))
+    return render(request, "devices.html", "devices", **data)
+
+
+# -- data quality ---------------------------------------------------------------------------------------------------
+QUALITY_ROWS = 1000
+
+
+@router.get("/quality", response_class=HTMLResponse)
+def quality_page(request: Request, reason: str | None = None, source: str | None = None) -> HTMLResponse:
+    platform: Platform = request.app.state.platform
+    reason = (reason or "").strip()[:MAX_TEXT]
+    source = (source or "").strip()[:MAX_TEXT] or None
+    tz = plant_timezone(platform)
+    rows = platform.store.dead_letters(limit=QUALITY_ROWS, source=source)
+    by_reason = Counter(_reason_kind(r["reason"]) for r in rows)
+    shown = [r for r in rows if reason.lower() in (r["reason"] or "").lower()] if reason else rows
+    units = _point_units(platform)
+    view = [{**r, "value_text": "—" if r["value"] is None else f"{r['value']} {unit_symbol(units.get(r['point'] or '', ''))}".strip(),
+             "received_local": local_time(r["received_at"], tz), "received_iso": iso_time(r["received_at"]),
+             "ts_local": local_time(r["ts"], tz_of(platform, r["point"] or "")) if r["ts"] is not None else "—",
+             "kind": _reason_kind(r["reason"])} for r in shown[:200]]
+    return render(request, "quality.html", "quality", rows=view, total=len(rows), matching=len(shown),
+                  by_reason=by_reason.most_common(), reason=reason, source=source or "", limit=QUALITY_ROWS)
+
+
+def _reason_kind(reason: str | None) -> str:
+    """Reasons carry the offending value ('value 12 above range ...'); the counts group them by their first words."""
+    text = (reason or "unknown").strip()
+    head = text.split(":", 1)[0]
+    words = [w for w in head.split() if not any(c.isdigit() for c in w)]
+    return " ".join(words[:4]) or text[:40]
