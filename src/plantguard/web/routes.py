@@ -290,16 +290,21 @@ def alarms_page(request: Request, state: str | None = None, priority: str | None
                 prefix: str | None = None) -> HTMLResponse:
     platform: Platform = request.app.state.platform
     # An unknown filter value is shown as "any" rather than an error page: the form only offers valid ones.
+    # No state filter hides the normal ones (the ISA-18.2 alarm summary); "all" shows them too.
+    shown_state = state if state in STATE_WORDS or state == "all" else ""
     state = state if state in STATE_WORDS else None
     priority = priority if priority in PRIORITY_RANK else None
     act = _flag(active)
     prefix = (prefix or "").strip()[:MAX_TEXT] or None
     units = _point_units(platform)
-    rows = [alarm_view(a, units, platform) for a in _alarms(platform, state=state, priority=priority, active=act, tag_prefix=prefix)]
+    recs = _alarms(platform, state=state, priority=priority, active=act, tag_prefix=prefix)
+    if not shown_state:
+        recs = [a for a in recs if a.state != AlarmState.normal.value]
+    rows = [alarm_view(a, units, platform) for a in recs]
     # Units of every alarmable tag, for rows the live stream adds without a reload.
     live_units = {t: u for t, u in units.items() if u}
     return render(request, "alarms.html", "alarms", alarms=rows, states=STATE_WORDS, priorities=PRIORITIES,
-                  filters={"state": state or "", "priority": priority or "", "active": "" if act is None else str(act).lower(),
+                  filters={"state": shown_state, "priority": priority or "", "active": "" if act is None else str(act).lower(),
                            "prefix": prefix or ""}, units=live_units, zones=site_timezones(platform),
                   alarms_enabled=platform.alarms is not None)
 

@@ -42,7 +42,8 @@
 
   function matches(a) {
     const f = ctx.filters;
-    if (f.state && a.state !== f.state) return false;
+    if (!f.state && a.state === "normal") return false;
+    if (f.state && f.state !== "all" && a.state !== f.state) return false;
     if (f.priority && a.priority !== f.priority) return false;
     if (f.active && String(a.active) !== f.active) return false;
     if (f.prefix && !a.tag.startsWith(f.prefix)) return false;

@@ -83,7 +83,9 @@
       const v = data[k];
       if (k === "writer_alive") el.textContent = v ? "alive" : "stopped";
       else if (k === "status") { el.textContent = v; el.className = "badge badge-" + v; }
-      else el.textContent = v === null ? "measuring" : formatNumber(v);
+      else if (v === null) el.textContent = "measuring";
+      else if (k === "readings_per_s") el.textContent = formatNumber(Math.round(v * 10) / 10);
+      else el.textContent = formatNumber(v);
     });
   }
 
