@@ -22,6 +22,7 @@
   var API = "/api";
   var RANGES = { "15m": 15 * 60e3, "1h": 3600e3, "6h": 6 * 3600e3, "24h": 24 * 3600e3, "7d": 7 * 86400e3, "30d": 30 * 86400e3 };
   var MIN_BUCKETS = 500, MAX_BUCKETS = 1000;
+  var MAX_RAW_SPC = 4000;           // SPC charts show the individual values up to this many readings, bucket means beyond
   var MAX_LIVE_ROWS = 4000;          // at most this many rows kept per chart while live readings are appended
   var ANOMALY_THRESHOLD = typeof asset.anomaly_threshold === "number" ? asset.anomaly_threshold : 0.9;
   var DPR = window.devicePixelRatio || 1;
@@ -89,6 +90,11 @@
     var s = fmtNum(v, digits);
     var u = unitLabel(unit);
     return s === "—" || !u ? s : s + " " + u;
+  }
+  function trimNum(v, unit) {
+    var s = fmtNum(v);
+    if (s.indexOf(".") >= 0) s = s.replace(/\.?0+$/, "");
+    return unitLabel(unit) ? s + " " + unitLabel(unit) : s;
   }
   function fmtPct(v) { return v == null || !isFinite(v) ? "—" : (v * 100).toFixed(v >= 0.995 && v < 1 ? 2 : 1) + " %"; }
   function fmtDuration(s) {
@@ -250,7 +256,7 @@
     xs.forEach(function (x, i) { idx.set(x, i); });
     var out = [xs];
     tables.forEach(function (t) {
-      var ys = new Array(xs.length).fill(null);
+      var ys = new Array(xs.length).fill(undefined);   // undefined: uPlot spans it (null would be a gap)
       for (var j = 0; j < t[0].length; j++) ys[idx.get(t[0][j])] = t[1][j];
       out.push(ys);
     });
@@ -279,10 +285,12 @@
     }
     c.stale = false;
     c.el.dataset.points = String(rows);
+    c.el.dataset.lastMs = String(lastX(data[0]));
     c.el.dataset.renderMs = String(Math.round(performance.now() - t0));
     c.el.dataset.state = "ready";
     c.el.setAttribute("aria-busy", "false");
   }
+  function lastX(xs) { return xs.length ? Math.round(xs[xs.length - 1]) : ""; }
   function emptyData(n) {
     var d = [[]];
     for (var i = 1; i < n; i++) d.push([]);
@@ -298,10 +306,10 @@
   function limitLines(p) {
     var L = p.limits || {}, out = [];
     var red = cssVar("--asset-alarm", "#b91c1c"), amber = cssVar("--asset-warn", "#b45309");
-    if (L.hihi != null) out.push([L.hihi, red, [6, 3], "HIHI " + withUnit(L.hihi, p.unit)]);
-    if (L.hi != null) out.push([L.hi, amber, [4, 4], "HI " + withUnit(L.hi, p.unit)]);
-    if (L.lo != null) out.push([L.lo, amber, [4, 4], "LO " + withUnit(L.lo, p.unit)]);
-    if (L.lolo != null) out.push([L.lolo, red, [6, 3], "LOLO " + withUnit(L.lolo, p.unit)]);
+    if (L.hihi != null) out.push([L.hihi, red, [6, 3], "HIHI " + trimNum(L.hihi, p.unit)]);
+    if (L.hi != null) out.push([L.hi, amber, [4, 4], "HI " + trimNum(L.hi, p.unit)]);
+    if (L.lo != null) out.push([L.lo, amber, [4, 4], "LO " + trimNum(L.lo, p.unit)]);
+    if (L.lolo != null) out.push([L.lolo, red, [6, 3], "LOLO " + trimNum(L.lolo, p.unit)]);
     return out;
   }
 
@@ -415,9 +423,13 @@
     c.load = function (signal) {
       var t0 = performance.now();
       var rp = rangeParams();
+      var raw = state.span / ((p.period_s || 1) * 1000) <= MAX_RAW_SPC;
       return Promise.all([
         getJSON("/analytics/spc", Object.assign({ point: tag }, rp), signal),
-        getJSON("/telemetry/downsample", Object.assign({ point: tag, buckets: bucketsFor(c), agg: "avg" }, rp), signal)
+        raw ? getJSON("/telemetry/raw", Object.assign({ point: tag, limit: MAX_RAW_SPC * 2 }, rp), signal).then(function (r) {
+          if (r.ok) { r.body.tier = "raw"; r.body.width_ms = 0; r.body.data = r.body.data.filter(function (x) { return x.quality !== "bad"; }); }
+          return r;
+        }) : getJSON("/telemetry/downsample", Object.assign({ point: tag, buckets: bucketsFor(c), agg: "avg" }, rp), signal)
       ]).then(function (rs) {
         var spc = rs[0], ds = rs[1];
         var win = responseWindow(ds.ok ? ds.body : spc.ok ? spc.body : {});
@@ -441,7 +453,7 @@
         setStatus(c, vals.length || viol.length ? "" : "no data in this range");
         var tier = ds.ok ? ds.body.tier : "?";
         el.dataset.tier = tier;
-        setMeta(c, (tier === "raw" && ds.ok && ds.body.width_ms <= (p.period_s || 1) * 1000 ? "individual values" :
+        setMeta(c, (raw ? "individual values" :
           "bucket means (" + tier + ", " + fmtSpan(ds.ok ? ds.body.width_ms : 0) + ")") +
           " · " + viol.length + " violations marked" + ((spc.body.violations || []).length >= 1000 ? " (first 1000)" : ""));
         renderSpcInfo(c, spc.body);
@@ -767,6 +779,7 @@
         c.u.setScale("x", { min: c.xMin, max: c.xMax });
       });
       c.el.dataset.points = String(c.data[0].length);
+      c.el.dataset.lastMs = String(lastX(c.data[0]));
       c.stale = false;
     });
     dirty.clear();
