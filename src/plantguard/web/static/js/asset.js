@@ -316,28 +316,28 @@
   function pointChart(el) {
     var tag = el.dataset.tag;
     var p = (asset.points || []).find(function (x) { return x.tag === tag; }) || { tag: tag, name: tag, unit: "" };
-    var isBool = p.data_type === "bool";
+    var isBool = p.data_type === "bool", isState = p.data_type === "state";
     var lines = limitLines(p);
     var c = { kind: "points", el: el, card: el.closest(".chart-card"), point: p, width: 0, lastCount: 0 };
     c.opts = function () {
       return baseOpts(c, {
         unit: p.unit,
-        axisLabel: isBool ? "share on" : unitLabel(p.unit),
+        axisLabel: isBool ? "share on" : isState ? "state code" : unitLabel(p.unit),
         extra: lines.map(function (l) { return l[0]; }),
         yScale: isBool ? { range: function () { return [-0.05, 1.05]; } } : null,
         series: [{
           label: p.name || p.id || tag,
           stroke: COLORS[0], width: 1.5, spanGaps: false,
-          paths: isBool ? uPlot.paths.stepped({ align: 1 }) : undefined,
+          paths: isBool || isState ? uPlot.paths.stepped({ align: 1 }) : undefined,
           fill: isBool ? "rgba(31,111,209,0.12)" : undefined,
-          value: function (u, v) { return isBool ? fmtPct(v) : withUnit(v, p.unit); }
+          value: function (u, v) { return isBool ? fmtPct(v) : isState ? fmtNum(v, 0) : withUnit(v, p.unit); }
         }],
         draw: function (u) { lines.forEach(function (l) { hline(u, l[0], l[1], l[2], l[3], 1.25); }); }
       });
     };
     c.load = function (signal) {
       var t0 = performance.now();
-      var q = Object.assign({ point: tag, buckets: bucketsFor(c), agg: "avg" }, rangeParams());
+      var q = Object.assign({ point: tag, buckets: bucketsFor(c), agg: isState ? "last" : "avg" }, rangeParams());
       return getJSON("/telemetry/downsample", q, signal).then(function (res) {
         if (!res.ok) {
           var w = responseWindow({});
@@ -375,7 +375,7 @@
     if (n && ts < xs[n - 1]) return false;               // older than what is drawn
     if (n && ts < xs[n - 1] + w && ys[n - 1] != null) {
       var k = c.counts[n - 1] || 1;
-      ys[n - 1] = (ys[n - 1] * k + value) / (k + 1);
+      ys[n - 1] = c.point.data_type === "state" ? value : (ys[n - 1] * k + value) / (k + 1);
       c.counts[n - 1] = k + 1;
     } else {
       xs.push(w > 1000 ? Math.floor(ts / w) * w : ts); ys.push(value); c.counts.push(1);
