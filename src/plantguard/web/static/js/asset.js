@@ -341,12 +341,13 @@
       return getJSON("/telemetry/downsample", q, signal).then(function (res) {
         if (!res.ok) {
           var w = responseWindow({});
-          c.xMin = w[0]; c.xMax = w[1]; c.width = 0;
+          c.xMin = w[0]; c.xMax = w[1]; c.width = 0; c.counts = []; c.failed = true;
           draw(c, emptyData(2), c.opts, 0, t0);
           setStatus(c, failed(c, res, "telemetry"));
           setMeta(c, "");
           return null;
         }
+        c.failed = false;
         var b = res.body, win = responseWindow(b);
         c.xMin = win[0]; c.xMax = win[1];
         c.width = b.width_ms || 1000;
@@ -371,6 +372,7 @@
   // live append: readings merge into the last bucket of their width, or start a new one
   function appendLive(c, ts, value) {
     if (!c.data || !isFinite(ts) || typeof value !== "number") return false;
+    if (!c.counts || c.counts.length !== c.data[0].length) c.counts = c.data[0].map(function () { return 1; });
     var xs = c.data[0], ys = c.data[1], n = xs.length, w = c.width || 1000;
     if (n && ts < xs[n - 1]) return false;               // older than what is drawn
     if (n && ts < xs[n - 1] + w && ys[n - 1] != null) {
@@ -799,6 +801,7 @@
       var v = typeof r.value === "boolean" ? (r.value ? 1 : 0) : r.value;
       if (appendLive(c, ts, v)) {
         if (!c.u || !c.data[0].length) return;
+        if (c.failed) return;                            // the point's series is unavailable: keep saying why
         if (c.el.classList.contains("is-empty")) setStatus(c, "");
         dirty.add(c);
       }
