@@ -169,6 +169,8 @@ def test_alarms_page_rows_filters_and_times_in_the_site_zone(client, platform):
     assert alarm_id not in client.get("/alarms", params={"prefix": "s2/"}).text
     assert alarm_id in client.get("/alarms", params={"active": "true", "priority": rec.priority}).text
     assert client.get("/alarms", params={"state": "bogus"}).status_code == 200  # shown unfiltered, not an error
+    assert 'data-state="normal"' not in client.get("/alarms").text  # the summary hides normal alarms...
+    assert 'data-state="normal"' in client.get("/alarms", params={"state": "all"}).text  # ...unless asked
     r = client.post(f"/api/alarms/{alarm_id}/shelve", json={"user": "ann", "duration": "30m", "reason": "sensor swap"})
     assert r.status_code == 200
     html = client.get("/alarms", params={"state": "shelved"}).text
