@@ -52,6 +52,7 @@ class GatewayState:
     rejected: int = 0
     gaps: list = field(default_factory=list)  # {"from", "to", "announced", "at"}
     unannounced_gap_batches: int = 0
+    buffer: dict | None = None  # the gateway's disk buffer as of its last batch (autonomy_h, bytes, limit, oldest_s)
 
 
 class GatewayTracker:
@@ -59,9 +60,12 @@ class GatewayTracker:
         self._lock = threading.Lock()
         self.gateways: dict[str, GatewayState] = {}
 
-    def record(self, gid: str, seqs: list[int], res: IngestResult, dropped: list[tuple[int, int]]) -> GatewayState:
+    def record(self, gid: str, seqs: list[int], res: IngestResult, dropped: list[tuple[int, int]],
+               buffer: dict | None = None) -> GatewayState:
         with self._lock:
             st = self.gateways.setdefault(gid, GatewayState(gid))
+            if buffer is not None:
+                st.buffer = buffer
             for s in seqs:
                 if st.last_seq and s > st.last_seq + 1:
                     lo, hi = st.last_seq + 1, s - 1
@@ -111,6 +115,8 @@ class GatewayStatePublic(BaseModel):
     rejected: int
     gaps: list[dict]
     unannounced_gap_batches: int = Field(description="batches missing without the gateway having dropped them")
+    buffer: dict | None = Field(None, description="the gateway's disk buffer as of its last batch: autonomy_h (hours it can "
+                                                  "still absorb its input offline; null with no input), bytes, limit, oldest_s")
 
 
 class GatewayList(BaseModel):
@@ -169,7 +175,8 @@ async def receive_gateway_batches(gateway_id: str, request: Request, platform: P
     total = IngestResult()
     for f in futures:  # every one must be durable before the gateway may delete anything
         total.merge(await asyncio.wrap_future(f))
-    tracker_of(request).record(gateway_id, seqs, total, _parse_dropped(request.headers.get(DROPPED_HEADER)))
+    tracker_of(request).record(gateway_id, seqs, total, _parse_dropped(request.headers.get(DROPPED_HEADER)),
+                               codec.parse_buffer_header(request.headers.get(codec.BUFFER_HEADER)))
     return {"gateway_id": gateway_id, "seq": seqs[-1], "first_seq": seqs[0], "batches": len(seqs),
             "accepted": total.accepted, "duplicates": total.duplicates, "rejected": total.rejected}
 

@@ -361,7 +361,7 @@ def devices_data(platform: Platform, gateways: dict) -> dict:
         gws.append({"id": g.gateway_id, "last_seq": g.last_seq, "last_seen": local_time(g.last_seen or None, tz),
                     "age_s": (now - g.last_seen) / 1e6 if g.last_seen else None, "batches": g.batches,
                     "resent": g.resent_batches, "accepted": g.accepted, "rejected": g.rejected,
-                    "gaps": len(g.gaps), "missing": g.unannounced_gap_batches})
+                    "gaps": len(g.gaps), "missing": g.unannounced_gap_batches, "buffer": g.buffer})
     return {"devices": devices, "sources": sources, "gateways": gws}
 
 

@@ -27,6 +27,33 @@ HEADER = struct.Struct("<4sIQqI")  # magic, payload length, seq, appended_us, cr
 MAX_PAYLOAD = 256 * 1024 * 1024
 CONTENT_TYPE = "application/vnd.plantguard.gateway-batches"
 DROPPED_HEADER = "X-Plantguard-Dropped"  # "first-last,first-last": seq ranges the gateway dropped (newest last)
+# "autonomy_h=12.5;bytes=1048576;limit=1073741824;oldest_s=3.2": the gateway's disk buffer as it sends (autonomy_h
+# is "none" while nothing flows in); shown centrally on the devices page
+BUFFER_HEADER = "X-Plantguard-Buffer"
+
+
+def buffer_header(health: dict) -> str:
+    aut = health.get("autonomy_hours")
+    return (f"autonomy_h={'none' if aut is None else f'{aut:.3f}'};bytes={health['depth']['bytes']};"
+            f"limit={health['budget']['limit_bytes']};oldest_s={health['oldest_age_s']:.1f}")
+
+
+def parse_buffer_header(text: str | None) -> dict | None:
+    """The buffer header as numbers; None when absent or malformed (an old gateway: nothing to show)."""
+    if not text:
+        return None
+    out: dict = {}
+    try:
+        for part in text.split(";"):
+            k, _, v = part.partition("=")
+            k = k.strip()
+            if k in ("autonomy_h", "oldest_s"):
+                out[k] = None if v.strip() == "none" else float(v)
+            elif k in ("bytes", "limit"):
+                out[k] = int(v)
+    except ValueError:
+        return None
+    return out if {"autonomy_h", "bytes", "limit"} <= out.keys() else None
 
 
 def encode_batch(batch: RawBatch, dead: list[DeadLetter] | None = None) -> bytes:

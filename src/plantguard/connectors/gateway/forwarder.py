@@ -81,6 +81,7 @@ class Forwarder:
         ranges = self.queue.stats.dropped_ranges[-20:]
         if ranges:
             headers[codec.DROPPED_HEADER] = ",".join(f"{a}-{b}" for a, b in ranges)
+        headers[codec.BUFFER_HEADER] = codec.buffer_header(self.queue.health())
         t0 = time.perf_counter()
         self.requests += 1
         resp = client.post(self.url, content=b"".join(r[2] for r in recs), headers=headers)

@@ -133,3 +133,30 @@ def test_outage_and_kill_9_lose_nothing_duplicate_nothing(data_dir, tmp_path):
         want += [(b.tag(i), int(b.ts[i]), float(b.value[i])) for i in range(len(b))]
     assert got == sorted(want)
     print(f"resent readings deduplicated by the central side: {dup_seen}")
+
+
+def test_buffer_autonomy_reaches_the_central_devices_page(central, tmp_path):
+    """The forwarder reports its disk buffer with every request; the central dashboard shows its autonomy."""
+    q = GatewayQueue(tmp_path / "q", min_free_bytes=0, max_bytes=64 << 20)
+    for k in range(1, 21):
+        q.append(make_batch(k, 10, 3))
+    fwd = Forwarder(q, central.url, "gw-buf", backoff_min=0.05, backoff_max=0.2).start()
+    deadline = time.monotonic() + 30
+    while q.confirmed_seq < 20 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    fwd.stop()
+    r = httpx.get(f"{central.url}/api/gateway/gw-buf", timeout=10)
+    assert r.status_code == 200, r.text
+    buf = r.json()["buffer"]
+    assert buf["limit"] > 0 and buf["bytes"] >= 0 and (buf["autonomy_h"] is None or buf["autonomy_h"] > 0)
+    html = httpx.get(f"{central.url}/devices", timeout=10).text
+    assert 'data-gateway="gw-buf"' in html and "data-autonomy-hours" in html and "not reported" not in html
+    q.close()
+
+
+def test_buffer_header_round_trip_and_malformed():
+    h = {"autonomy_hours": 12.25, "depth": {"bytes": 1024}, "budget": {"limit_bytes": 1 << 30}, "oldest_age_s": 3.0}
+    assert codec.parse_buffer_header(codec.buffer_header(h)) == {"autonomy_h": 12.25, "bytes": 1024, "limit": 1 << 30, "oldest_s": 3.0}
+    assert codec.parse_buffer_header(codec.buffer_header({**h, "autonomy_hours": None}))["autonomy_h"] is None
+    for bad in (None, "", "autonomy_h=x;bytes=1;limit=2", "bytes=1"):
+        assert codec.parse_buffer_header(bad) is None
