@@ -137,6 +137,21 @@ def test_asset_context(platform):
     assert p0 == {"tag": P0, "id": "p0", "device": "plc1", "name": "p0", "unit": "degC", "data_type": "float", "period_s": 1.0,
                   "limits": {"hi": 80, "hihi": 90, "lo": 20, "lolo": 10}, "spc": False, "anomaly": False}
     assert ctx["points"][1]["limits"] == {}
+    assert ctx["anomaly_threshold"] is None  # no anomaly detection configured
+
+
+def test_asset_context_anomaly_threshold_prefers_the_asset_detector(tmp_path):
+    d = plant_dict(3, data_dir=str(tmp_path / "data"))
+    asset = d["sites"][0]["areas"][0]["lines"][0]["assets"][0]
+    asset["devices"][0]["points"][1]["analytics"] = {"anomaly": {"threshold": 0.8}}
+    p = Platform(parse_config(d))
+    try:
+        assert asset_context(p, ASSET)["anomaly_threshold"] == 0.8
+        asset["analytics"] = {"anomaly": {"points": ["plc1/p1", "plc1/p2"], "threshold": 0.97}}
+        p.replace_model(d)
+        assert asset_context(p, ASSET)["anomaly_threshold"] == 0.97
+    finally:
+        p.stop()
 
 
 def test_html_escapes_names_from_the_plant_model(tmp_path):

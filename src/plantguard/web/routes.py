@@ -264,9 +264,14 @@ def asset_context(platform: Platform, path: str) -> dict:
                                 "anomaly": an is not None and an.anomaly is not None,
                             })
                     aa = asset.analytics
+                    # the anomaly chart draws one threshold line: the asset detector's, else the first point's
+                    thresholds = ([aa.anomaly.threshold] if aa is not None and aa.anomaly is not None else []) + [
+                        p.analytics.anomaly.threshold for d in asset.devices for p in d.points
+                        if p.analytics is not None and p.analytics.anomaly is not None]
                     return {"path": apath, "name": asset.name or asset.id, "kind": asset.kind, "line_path": f"{sid}/{aid}/{lid}",
                             "timezone": s.timezone, "points": points, "rul": aa is not None and aa.rul is not None,
-                            "multivariate": aa is not None and aa.anomaly is not None, "oee_line": ln.oee is not None}
+                            "multivariate": aa is not None and aa.anomaly is not None, "oee_line": ln.oee is not None,
+                            "anomaly_threshold": thresholds[0] if thresholds else None}
     raise NotFound(f"no asset {path!r} in the plant model")
 
 
