@@ -1,0 +1,110 @@
+"""End-to-end fixtures: the simulated plant served live, and headless Chromium (Debian's, driven by Playwright).
+
+The browser is the chromium executable Debian installs (scripts/system-deps.sh); Playwright never downloads one.
+Every page fixture records console errors and uncaught page errors; the tests assert there are none.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from .harness import LivePlant
+
+CHROMIUM = os.environ.get("PLANTGUARD_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking",
+                 "--no-first-run", "--disable-component-update", "--disable-sync"]
+DESKTOP = {"width": 1280, "height": 800}
+TABLET = {"width": 768, "height": 1024}
+SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+
+
+def _skip_reason() -> str | None:
+    if not Path(CHROMIUM).exists():
+        return f"{CHROMIUM} is missing: install the Debian packages chromium and chromium-driver (scripts/system-deps.sh)"
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        return "playwright (Python) is not installed: pip install -e '.[test]'"
+    try:
+        import plantguard.web  # noqa: F401
+    except ImportError:
+        return "the web dashboard (plantguard.web) is not in this tree"
+    return None
+
+
+def pytest_collection_modifyitems(config, items):
+    reason = _skip_reason()
+    if reason is None:
+        return
+    here = Path(__file__).resolve().parent
+    for item in items:
+        if Path(str(item.fspath)).resolve().parent == here:
+            item.add_marker(pytest.mark.skip(reason=reason))
+
+
+@pytest.fixture(scope="session")
+def plant(tmp_path_factory):
+    p = LivePlant(tmp_path_factory.mktemp("e2e") / "data")
+    try:
+        p.start()
+        yield p
+    finally:
+        p.stop()
+
+
+@pytest.fixture(scope="session")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        b = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        try:
+            yield b
+        finally:
+            b.close()
+
+
+class PageErrors:
+    """Console messages of type error and uncaught exceptions of one page."""
+
+    def __init__(self, page) -> None:
+        self.items: list[str] = []
+        page.on("console", lambda m: self.items.append(f"console.error: {m.text} ({m.location.get('url', '')})")
+                if m.type == "error" else None)
+        page.on("pageerror", lambda e: self.items.append(f"page error: {e}"))
+
+    def assert_none(self) -> None:
+        assert not self.items, "errors in the browser:\n" + "\n".join(self.items)
+
+
+def new_page(browser, viewport=DESKTOP):
+    ctx = browser.new_context(viewport=viewport, device_scale_factor=1, timezone_id="UTC", locale="en-GB")
+    page = ctx.new_page()
+    page.set_default_timeout(15_000)
+    return ctx, page, PageErrors(page)
+
+
+@pytest.fixture
+def page(browser):
+    """A 1280x800 page; the test fails if the browser logged an error while it ran."""
+    ctx, pg, errors = new_page(browser)
+    pg.errors = errors
+    try:
+        yield pg
+        errors.assert_none()
+    finally:
+        ctx.close()
+
+
+@pytest.fixture
+def tablet_page(browser):
+    ctx, pg, errors = new_page(browser, TABLET)
+    pg.errors = errors
+    try:
+        yield pg
+        errors.assert_none()
+    finally:
+        ctx.close()
