@@ -259,7 +259,8 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_stream_ends_when_uvicorn_shuts_down(platform):
+def _serve(platform):
+    """uvicorn serving the platform in a thread on a free port, started."""
     port = _free_port()
     server = uvicorn.Server(uvicorn.Config(create_app(platform), host="127.0.0.1", port=port, log_level="warning"))
     th = threading.Thread(target=server.run, daemon=True)
@@ -267,6 +268,12 @@ def test_stream_ends_when_uvicorn_shuts_down(platform):
     deadline = time.monotonic() + 10
     while not server.started and time.monotonic() < deadline:
         time.sleep(0.02)
+    return server, th, port
+
+
+def test_stream_ends_when_uvicorn_shuts_down(platform):
+    server, th, port = _serve(platform)
+    deadline = time.monotonic() + 10
     got: list[str] = []
 
     def listen():
@@ -291,13 +298,8 @@ def test_stream_ends_when_uvicorn_shuts_down(platform):
 
 
 def test_stream_ends_when_the_client_goes_away(platform):
-    port = _free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(platform), host="127.0.0.1", port=port, log_level="warning"))
-    th = threading.Thread(target=server.run, daemon=True)
-    th.start()
+    server, th, port = _serve(platform)
     deadline = time.monotonic() + 10
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.02)
     try:
         with httpx.stream("GET", f"http://127.0.0.1:{port}/api/stream", timeout=10) as r:
             for line in r.iter_lines():

@@ -3,7 +3,8 @@
 Every page loads without a console error at 1280x800 and at tablet width, live values change, a fault injected
 into the simulator raises an alarm that appears on the alarms page without a reload, acknowledging it there
 changes its state in the API, the asset chart zooms to 30 days of 1 Hz data in under a second, and the
-navigation works from the keyboard. Screenshots of each page go to docs/screenshots/ (shown in the README).
+navigation works from the keyboard. Screenshots of each page go to build/screenshots/, or with
+PLANTGUARD_UPDATE_SCREENSHOTS=1 to docs/screenshots/ (shown in the README).
 """
 
 from __future__ import annotations
