@@ -48,7 +48,9 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(pytest.mark.skip(reason=reason))
 
 
-@pytest.fixture(scope="session")
+# Module scope, not session: Playwright's sync API runs an event loop on the main thread while it is open, and
+# the connector tests that run after this module call asyncio.run() there.
+@pytest.fixture(scope="module")
 def plant(tmp_path_factory):
     p = LivePlant(tmp_path_factory.mktemp("e2e") / "data")
     try:
@@ -58,7 +60,7 @@ def plant(tmp_path_factory):
         p.stop()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser():
     from playwright.sync_api import sync_playwright
 
