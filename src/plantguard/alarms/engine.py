@@ -298,6 +298,11 @@ class AlarmEngine:
         self._build(self._cfg, self.clock(), ch)
         self._commit(ch)
 
+    def is_active(self, alarm_id: str) -> bool:
+        """Whether the condition behind an alarm is active now (False for an unknown id)."""
+        rec = self._records.get(alarm_id)
+        return bool(rec is not None and rec.active)
+
     def external_conditions(self, changes: list[tuple[str, bool, int, float | None, str]]) -> None:
         """Applies condition changes (alarm id, active, reading time, value, message) of declared external
         alarms; a change that matches the current condition is ignored, an undeclared id is an error."""

@@ -360,10 +360,7 @@ class AnalyticsProcessor:
             self._declare_alarms(cfg)
 
     def _alarm_active(self, rid: str) -> bool:
-        if self.alarms is None:
-            return False
-        rec = self.alarms._records.get(rid)
-        return bool(rec is not None and rec.active)
+        return self.alarms is not None and self.alarms.is_active(rid)
 
     def _declare_alarms(self, cfg: PlantConfig) -> None:
         if self.alarms is None:
@@ -427,14 +424,22 @@ class AnalyticsProcessor:
         if self._save_ckpt is not None and now - self._last_ckpt >= self.checkpoint_every:
             self.save_checkpoint(now)
 
-    def _run_spc(self, batch: PointBatch, mask: np.ndarray, out: AnalyticsWrite, alarm_changes) -> None:
-        """Vectorised over slots: Python runs per recorded event and per slot whose alarm or status changed."""
-        slots = self._spc_of[batch.pid[mask]]
+    @staticmethod
+    def _select(slot_of: np.ndarray, batch: PointBatch, mask: np.ndarray):
+        """(slots, ts, values) of the masked readings whose point has a slot in `slot_of`, or None."""
+        slots = slot_of[batch.pid[mask]]
         use = slots >= 0
         if not use.any():
-            return
+            return None
         idx = np.flatnonzero(mask)[use]
-        slots, ts, v = slots[use], batch.ts[idx], batch.value[idx]
+        return slots[use], batch.ts[idx], batch.value[idx]
+
+    def _run_spc(self, batch: PointBatch, mask: np.ndarray, out: AnalyticsWrite, alarm_changes) -> None:
+        """Vectorised over slots: Python runs per recorded event and per slot whose alarm or status changed."""
+        sel = self._select(self._spc_of, batch, mask)
+        if sel is None:
+            return
+        slots, ts, v = sel
         bank = self._st.spc
         res = bank.process(slots, ts, v)
         self._spc_grow(len(bank))
@@ -558,12 +563,10 @@ class AnalyticsProcessor:
         return d
 
     def _run_rz(self, batch: PointBatch, mask: np.ndarray, out: AnalyticsWrite, alarm_changes) -> None:
-        slots = self._rz_of[batch.pid[mask]]
-        use = slots >= 0
-        if not use.any():
+        sel = self._select(self._rz_of, batch, mask)
+        if sel is None:
             return
-        idx = np.flatnonzero(mask)[use]
-        slots, ts, v = slots[use], batch.ts[idx], batch.value[idx]
+        slots, ts, v = sel
         res = self._st.rz.process(slots, v, ts)
         # starts and ends of anomalies: transitions of the decision within each slot's readings (in order)
         order = np.argsort(slots, kind="stable")
@@ -581,7 +584,7 @@ class AnalyticsProcessor:
                 continue
             started = bool(a_o[j])
             self._anomaly_change(f"anomaly/{tag}", tag, started, int(ts[i]), float(v[i]), float(res.scores[i]),
-                                 self._anom_cfg[slot], out, alarm_changes, shadow=bool(self._shadow[batch.pid[idx[i]]]))
+                                 self._anom_cfg[slot], out, alarm_changes, shadow=bool(self._shadow[self.registry.pid(tag)]))
         last = np.flatnonzero(np.r_[s_o[1:] != s_o[:-1], True])
         self._rz_anom[s_o[last]] = a_o[last]
         rs, rt, rv = self._rz_thin.feed(slots, ts, res.scores)

@@ -36,6 +36,7 @@ class Forwarder:
         self.timeout_s = timeout_s
         self.backoff = Backoff(backoff_min, backoff_max, rand)
         self.headers = {"content-type": codec.CONTENT_TYPE, **(headers or {})}
+        self._buffer_hdr, self._buffer_at = "", None
         self.state = "starting"  # starting, online, backoff, stopped
         self.last_error: str | None = None
         self.last_ok: int | None = None
@@ -81,7 +82,7 @@ class Forwarder:
         ranges = self.queue.stats.dropped_ranges[-20:]
         if ranges:
             headers[codec.DROPPED_HEADER] = ",".join(f"{a}-{b}" for a, b in ranges)
-        headers[codec.BUFFER_HEADER] = codec.buffer_header(self.queue.health())
+        headers[codec.BUFFER_HEADER] = self._buffer_report()
         t0 = time.perf_counter()
         self.requests += 1
         resp = client.post(self.url, content=b"".join(r[2] for r in recs), headers=headers)
@@ -109,6 +110,14 @@ class Forwarder:
             self.state = "online"
         self.backoff.reset()
         self.last_ok = now_us()
+
+    def _buffer_report(self) -> str:
+        """The buffer header, computed at most once a second: queue.health() takes the queue lock and asks the
+        file system for free space, too much to repeat for every request of a backlog drain."""
+        now = time.monotonic()
+        if self._buffer_at is None or now - self._buffer_at >= 1.0:
+            self._buffer_hdr, self._buffer_at = codec.buffer_header(self.queue.health()), now
+        return self._buffer_hdr
 
     def _failed(self, error: str) -> None:
         self.failures += 1
