@@ -557,7 +557,7 @@ def test_metrics_are_prometheus_text(client):
             samples[(s.name, tuple(sorted(s.labels.items())))] = s.value
     assert samples[("plantguard_ingest_accepted_total", ())] == 1
     assert samples[("plantguard_ingest_duplicates_total", ())] == 1
-    assert samples[("plantguard_ingest_rejected_total", (("reason", "unknown point"),))] == 1
+    assert samples[("plantguard_ingest_rejected_total", (("reason", "unknown_point"),))] == 1
     assert samples[("plantguard_ingest_queue_readings", ())] == 0
     assert samples[("plantguard_points", ())] == 3
     assert samples[("plantguard_writer_up", ())] == 1

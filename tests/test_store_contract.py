@@ -420,7 +420,7 @@ def test_dead_letters_with_filters(store):
     dl = store.dead_letters()
     assert [d["reason"] for d in dl] == ["value is NaN", "unknown point", "bad json"]  # newest first
     assert dl[1] == {"id": dl[1]["id"], "received_at": T0, "source": "api", "point": "p9", "ts": T0, "value": "1.5",
-                     "reason": "unknown point", "payload": None}
+                     "reason": "unknown point", "payload": None, "code": "other"}
     assert dl[2]["payload"] == "{x" and dl[2]["point"] is None
     assert [d["reason"] for d in store.dead_letters(limit=1)] == ["value is NaN"]
     assert [d["reason"] for d in store.dead_letters(since=T0 + 1)] == ["value is NaN"]

@@ -47,7 +47,11 @@ class Conflict(PlantguardError):
 
 
 class InvalidInput(PlantguardError):
-    pass
+    """`code` classifies the refusal for metrics and dead letters (plantguard.domain.readings.REJECT_CODES)."""
+
+    def __init__(self, message: str = "", *, code: str = "malformed") -> None:
+        super().__init__(message)
+        self.code = code
 
 
 class Overloaded(PlantguardError):

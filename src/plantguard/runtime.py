@@ -5,14 +5,15 @@ The API and the CLI are thin shells over a Platform: every query and command the
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
+import time
 
 import numpy as np
 
 from plantguard.domain.model import PlantConfig, parse_config
-from plantguard.errors import InvalidInput, NotFound, PlantguardError
+from plantguard.errors import ConfigError, ConfigProblem, InvalidInput, NotFound, PlantguardError
+from plantguard.model_source import ModelFile, _has_file_version, model_document, resolve_model
 from plantguard.ingest.pipeline import Pipeline
 from plantguard.ingest.registry import PointRegistry
 from plantguard.store import open_store
@@ -22,6 +23,7 @@ from plantguard.timeutil import Clock, now_us, parse_duration_us
 
 log = logging.getLogger(__name__)
 
+SUPERVISE_EVERY_S = 1.0
 MAX_RAW_POINTS = 1_000_000
 MAX_BUCKETS = 20_000
 MAX_HISTORY_ROWS = 20_000_000  # a state point at 1 Hz for 93 days is 8 M rows
@@ -31,14 +33,29 @@ _NO_DATA = np.iinfo(np.int64).min
 
 class Platform:
     def __init__(self, cfg: PlantConfig, *, store: Store | None = None, clock: Clock = now_us, alarms: bool = True,
-                 analytics: bool = True) -> None:
-        self.cfg = cfg
+                 analytics: bool = True, model_file: ModelFile | None = None) -> None:
+        """`model_file` None: `cfg` is applied as given (programs embedding the platform, the demo, tests). With
+        a ModelFile (`plantguard serve --config FILE`), the stored, versioned model is the truth once initialised
+        and the file is applied only when it changed since it was last applied (see plantguard.model_source)."""
         self.clock = clock
         self.store = store if store is not None else open_store(cfg.storage)
-        self.registry = PointRegistry()
-        self.registry.load(self.store.load_points())
-        self.registry.sync_config(cfg, self.store)
-        self._save_model_if_changed(cfg)
+        self.model_messages: list[str] = []
+        try:
+            if model_file is None:
+                self.cfg = cfg
+                self._pending_save: tuple | None = ("code", None)
+            else:
+                self.cfg, self._pending_save, self.model_messages = resolve_model(self.store, cfg, model_file)
+            self.registry = PointRegistry()
+            self.registry.load(self.store.load_points())
+            self.registry.sync_config(self.cfg, self.store)
+            if self._pending_save is not None:
+                self._save_model_if_changed(self.cfg, origin=self._pending_save[0], file_sha=self._pending_save[1])
+        except BaseException:
+            if store is None:
+                self.store.close()  # a refused start must not keep the data directory open
+            raise
+        cfg = self.cfg
         self.retention = {
             "raw": parse_duration_us(cfg.storage.retention_raw),
             "1m": parse_duration_us(cfg.storage.retention_1m),
@@ -75,7 +92,11 @@ class Platform:
                 checkpoint=(lambda blob: store_.save_checkpoint(CHECKPOINT_NAME, blob, clock()),
                             lambda: store_.load_checkpoint(CHECKPOINT_NAME)))
             self.pipeline.add_processor(self.analytics)
-        self.sources: list = []  # objects with start() / stop() / health() -> dict
+        self.sources: list = []  # objects with start() / stop() / health() -> dict, optionally alive() / restart()
+        self.supervisor_restarts: dict[str, int] = {}
+        self._supervisor: threading.Thread | None = None
+        self._supervisor_stop = threading.Event()
+        self.lag_degraded_us = parse_duration_us(cfg.ingest.lag_degraded)
         self._model_lock = threading.Lock()
         self.started_at = now_us()  # wall time: an injected (simulation) clock must not distort uptime
 
@@ -98,9 +119,49 @@ class Platform:
     def add_source(self, source) -> None:
         self.sources.append(source)
         source.start()
+        self._start_supervisor()
+
+    # -- supervision --------------------------------------------------------------------------------------
+    def _start_supervisor(self) -> None:
+        if self._supervisor is None or not self._supervisor.is_alive():
+            self._supervisor_stop.clear()
+            self._supervisor = threading.Thread(target=self._supervise, name="plantguard-supervisor", daemon=True)
+            self._supervisor.start()
+
+    def _supervise(self) -> None:
+        """Restarts a source whose thread or loop died (health says so meanwhile). A source that keeps dying is
+        restarted with a growing pause, so a crash loop cannot eat the machine."""
+        pause: dict[int, float] = {}
+        due: dict[int, float] = {}
+        while not self._supervisor_stop.wait(SUPERVISE_EVERY_S):
+            for src in list(self.sources):
+                alive = getattr(src, "alive", None)
+                try:
+                    ok = alive() if callable(alive) else True
+                except Exception:  # noqa: BLE001
+                    ok = False
+                if ok:
+                    continue
+                key = id(src)
+                now = time.monotonic()
+                if now < due.get(key, 0):
+                    continue
+                name = getattr(src, "name", type(src).__name__)
+                log.error("source %s stopped running (its thread or loop died); restarting it", name)
+                self.supervisor_restarts[name] = self.supervisor_restarts.get(name, 0) + 1
+                try:
+                    src.restart()
+                except Exception:  # noqa: BLE001
+                    log.exception("restarting source %s failed; will retry", name)
+                pause[key] = min(60.0, pause.get(key, 0.5) * 2)
+                due[key] = now + pause[key]
 
     def stop(self) -> None:
         """Sources first (nothing new arrives), then the pipeline drains what is queued, then the store closes."""
+        self._supervisor_stop.set()
+        if self._supervisor is not None:
+            self._supervisor.join(5.0)
+            self._supervisor = None
         for s in reversed(self.sources):
             try:
                 s.stop()
@@ -119,24 +180,43 @@ class Platform:
         self.stop()
 
     # -- plant model ------------------------------------------------------------------------------------
-    def _save_model_if_changed(self, cfg: PlantConfig) -> None:
-        doc = json.dumps(cfg.model_dump(mode="json", exclude_none=True), sort_keys=True)
+    def _save_model_if_changed(self, cfg: PlantConfig, *, origin: str = "api", file_sha: str | None = None,
+                               actor: str | None = None) -> None:
+        doc = model_document(cfg)
         cur = self.store.load_model()
-        if cur is None or cur[1] != doc:
-            self.store.save_model(doc, self.clock() if hasattr(self, "clock") else now_us())
+        if cur is None or cur[1] != doc or (file_sha is not None and not _has_file_version(self.store, file_sha, cur[0])):
+            self.store.save_model(doc, self.clock(), origin=origin, file_sha=file_sha, actor=actor)
 
-    def replace_model(self, data: dict | PlantConfig) -> PlantConfig:
-        """Validates and applies a new plant model (raises ConfigError listing every problem)."""
+    def _apply_model(self, cfg: PlantConfig) -> None:
+        self.registry.sync_config(cfg, self.store)
+        if self.alarms is not None:
+            self.alarms.reload(cfg)
+        if self.analytics is not None:
+            self.analytics.reload(cfg)
+
+    def replace_model(self, data: dict | PlantConfig, actor: str | None = None) -> PlantConfig:
+        """Validates and applies a new plant model (raises ConfigError listing every problem).
+
+        All or nothing: the model is validated completely first (ranges of every duration, count and limit, and
+        the detectors and models it configures are built once on trial); if applying it still fails, the
+        previous model is applied again and nothing is stored, so the store never holds a model the runtime
+        cannot load."""
         cfg = data if isinstance(data, PlantConfig) else parse_config(data)
         with self._model_lock:
             # Platform settings (storage, api, mqtt) need a restart; only the plant hierarchy changes live.
             cfg = self.cfg.model_copy(update={"sites": cfg.sites})
-            self.registry.sync_config(cfg, self.store)
-            if self.alarms is not None:
-                self.alarms.reload(cfg)
-            if self.analytics is not None:
-                self.analytics.reload(cfg)
-            self._save_model_if_changed(cfg)
+            old = self.cfg
+            try:
+                self._apply_model(cfg)
+            except Exception as e:  # noqa: BLE001 - roll back, then report the failure as a refused model
+                log.exception("applying the new plant model failed; the previous model is applied again")
+                try:
+                    self._apply_model(old)
+                except Exception:  # noqa: BLE001
+                    log.exception("re-applying the previous plant model failed too")
+                raise ConfigError([ConfigProblem("", f"the model could not be applied ({type(e).__name__}: {e}); "
+                                                     "nothing was changed")]) from None
+            self._save_model_if_changed(cfg, origin="api", actor=actor)
             self.cfg = cfg
         return cfg
 
@@ -346,15 +426,29 @@ class Platform:
                 sources[getattr(s, "name", type(s).__name__)] = s.health()
             except Exception as e:  # noqa: BLE001
                 sources[getattr(s, "name", type(s).__name__)] = {"ok": False, "error": str(e)}
-        ok = writer_alive and all(v.get("ok", True) for v in sources.values())
+        for name, v in sources.items():
+            v["supervisor_restarts"] = self.supervisor_restarts.get(name, 0)
+        lag_now = self.pipeline.current_lag_us()
+        lagging = lag_now > self.lag_degraded_us
+        problems = []
+        if not writer_alive:
+            problems.append("the ingest writer thread is not running")
+        if lagging:
+            problems.append(f"ingest lags: the oldest waiting reading has waited {lag_now / 1e6:.1f} s "
+                            f"(threshold ingest.lag_degraded {self.lag_degraded_us / 1e6:g} s)")
+        problems += [f"source {n} is not healthy" + (": its thread or loop died" if v.get("thread_alive") is False else "")
+                     for n, v in sources.items() if not v.get("ok", True)]
+        ok = not problems
         return {
             "status": "ok" if ok else "degraded",
+            "problems": problems,
             "store": self.store.kind,
             "writer_alive": writer_alive,
             "points": len(self.registry),
             "pipeline": {
                 "accepted": st.accepted, "rejected": st.rejected, "duplicates": st.duplicates,
                 "queued_readings": st.queued_readings, "lag_ms_last": st.lag_us_last / 1000, "lag_ms_max": st.lag_us_max / 1000,
+                "lag_ms_now": lag_now / 1000, "lagging": lagging, "lag_degraded_ms": self.lag_degraded_us / 1000,
                 "write_errors": st.write_errors, "processor_errors": st.processor_errors,
             },
             "sources": sources,

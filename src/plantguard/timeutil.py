@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 import time
 from datetime import datetime, timedelta, timezone
@@ -21,18 +22,41 @@ _DUR = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(us|ms|s|m|min|h|d|w)?\s*$")
 _UNIT = {"us": 1, "ms": 1_000, "s": US, None: US, "m": 60 * US, "min": 60 * US, "h": 3600 * US, "d": 86400 * US, "w": 7 * 86400 * US}
 
 
-def parse_duration_us(value: str | int | float) -> int:
-    """'500ms', '2s', '5m', '1h', '30d' or a plain number of seconds -> microseconds."""
+# No duration the platform handles is longer than a century; beyond it int64 microsecond arithmetic (a period
+# times a count, now minus a retention) would overflow.
+MAX_DURATION_US = 36_500 * 86400 * US
+
+
+def describe_duration(us: int) -> str:
+    """A short human form of a duration bound, for error messages ('30d', '1h', '10ms')."""
+    for unit, size in (("d", 86400 * US), ("h", 3600 * US), ("min", 60 * US), ("s", US), ("ms", 1000)):
+        if us >= size and us % size == 0:
+            return f"{us // size}{unit}"
+    return f"{us}us"
+
+
+def parse_duration_us(value: str | int | float, *, max_us: int = MAX_DURATION_US, min_us: int = 0) -> int:
+    """'500ms', '2s', '5m', '1h', '30d' or a plain number of seconds -> microseconds, within [min_us, max_us]
+    (ValueError otherwise, naming the bound)."""
     if isinstance(value, bool):
         raise ValueError("a duration must be a number of seconds or a string like '5s', '10m', '2h'")
     if isinstance(value, (int, float)):
+        if not math.isfinite(value):
+            raise ValueError("a duration must be a finite number of seconds")
         if value < 0:
             raise ValueError("a duration cannot be negative")
-        return int(round(value * US))
-    m = _DUR.match(str(value))
-    if not m:
-        raise ValueError(f"invalid duration {value!r}: use a number of seconds or e.g. '500ms', '5s', '10m', '2h', '30d'")
-    return int(round(float(m.group(1)) * _UNIT[m.group(2)]))
+        seconds = float(value)
+    else:
+        m = _DUR.match(str(value))
+        if not m:
+            raise ValueError(f"invalid duration {value!r}: use a number of seconds or e.g. '500ms', '5s', '10m', '2h', '30d'")
+        seconds = float(m.group(1)) * _UNIT[m.group(2)] / US
+    if not math.isfinite(seconds) or seconds * US > max_us:
+        raise ValueError(f"a duration of at most {describe_duration(max_us)} is allowed here")
+    us = int(round(seconds * US))
+    if us < min_us:
+        raise ValueError(f"a duration of at least {describe_duration(min_us)} is needed here")
+    return us
 
 
 def to_us(value: str | int | float | datetime) -> int:

@@ -25,7 +25,8 @@ class DeadLetterPublic(BaseModel):
     ts: str | None = Field(description="the reading's timestamp, when it could be read")
     ts_ms: int | float | None
     value: str | None
-    reason: str
+    reason: str = Field(description="why, with the detail (which reading, which value)")
+    code: str = Field(description="the reason's code, one of a closed set (unknown_point, out_of_range, malformed, ...): what metrics label and the data-quality page groups by")
     payload: str | None = Field(description="a fragment of what was sent, for readings that could not be parsed")
 
 
@@ -38,7 +39,7 @@ def recent_dead_letters(platform: Platform, limit: int, since: str | None, sourc
     since_us = parse_time(since, platform.clock(), "since") if since else None
     rows = platform.store.dead_letters(limit=limit, since=since_us, source=source)
     return [
-        {**r, "received_at": iso(r["received_at"]), "received_at_ms": ms(r["received_at"]), "ts": iso(r["ts"]), "ts_ms": ms(r["ts"])}
+        {**r, "code": r.get("code") or "other", "received_at": iso(r["received_at"]), "received_at_ms": ms(r["received_at"]), "ts": iso(r["ts"]), "ts_ms": ms(r["ts"])}
         for r in rows
     ]
 

@@ -22,12 +22,16 @@ class PipelineHealth(BaseModel):
     queued_readings: int
     lag_ms_last: float
     lag_ms_max: float
+    lag_ms_now: float = Field(description="how long the oldest reading not yet written has waited")
+    lagging: bool = Field(description="lag_ms_now above ingest.lag_degraded: the platform is behind")
+    lag_degraded_ms: float
     write_errors: int
     processor_errors: int
 
 
 class HealthPublic(BaseModel):
     status: str = Field(description="ok, or degraded (then the response status is 503)")
+    problems: list[str] = Field(description="why the status is degraded, one sentence each")
     store: str
     writer_alive: bool
     points: int

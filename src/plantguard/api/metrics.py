@@ -57,16 +57,24 @@ class PlatformCollector(Collector):
         yield GaugeMetricFamily("plantguard_ingest_queue_readings", "Readings waiting in the ingest queue", value=st.queued_readings)
         yield GaugeMetricFamily("plantguard_ingest_lag_seconds", "Submit to durable write, newest write", value=st.lag_us_last / 1e6)
         yield GaugeMetricFamily("plantguard_ingest_lag_max_seconds", "Submit to durable write, worst since start", value=st.lag_us_max / 1e6)
+        yield GaugeMetricFamily("plantguard_ingest_lag_now_seconds", "Wait of the oldest reading not yet written", value=p.pipeline.current_lag_us() / 1e6)
         yield CounterMetricFamily("plantguard_store_write_errors", "Failed store writes", value=st.write_errors)
         yield CounterMetricFamily("plantguard_processor_errors", "Processor (alarm engine ...) failures", value=st.processor_errors)
         yield GaugeMetricFamily("plantguard_points", "Points known to the registry", value=len(p.registry))
 
         health = p.health()
         yield GaugeMetricFamily("plantguard_writer_up", "1 when the ingest writer thread runs", value=1 if health["writer_alive"] else 0)
+        yield GaugeMetricFamily("plantguard_up", "1 when health is ok, 0 when degraded", value=1 if health["status"] == "ok" else 0)
         sources = GaugeMetricFamily("plantguard_source_up", "1 when the source is healthy", labels=["source"])
+        running = GaugeMetricFamily("plantguard_source_running", "1 while the source's thread or loop runs", labels=["source"])
+        restarts = CounterMetricFamily("plantguard_source_restarts", "Restarts of a source by the supervisor", labels=["source"])
         for name, h in sorted(health["sources"].items()):
             sources.add_metric([name], 1 if h.get("ok", True) else 0)
+            running.add_metric([name], 0 if h.get("thread_alive") is False else 1)
+            restarts.add_metric([name], h.get("supervisor_restarts", 0))
         yield sources
+        yield running
+        yield restarts
         yield from _link_metrics(health["sources"])
 
         if p.alarms is not None:

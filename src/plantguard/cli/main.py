@@ -178,8 +178,14 @@ def serve(
     host: Optional[str] = typer.Option(None, help="Listen address (default: api.host of the configuration)."),
     port: Optional[int] = typer.Option(None, help="Listen port (default: api.port of the configuration)."),
     log_level: str = typer.Option("info", help="Server log level: critical, error, warning, info, debug."),
+    force_config: bool = typer.Option(False, "--force-config", help="Apply the file's plant model even over newer edits made through the API."),
+    model_version: Optional[int] = typer.Option(None, "--model-version", help="Start from this stored plant model version (see `plantguard model-history`)."),
 ) -> None:
-    """Run the platform: ingest, storage, alarms and the HTTP API, until SIGINT or SIGTERM."""
+    """Run the platform: ingest, storage, alarms and the HTTP API, until SIGINT or SIGTERM.
+
+    The plant model stored in the data directory is the truth once initialised: edits made through the API
+    survive restarts. The file's hierarchy is applied when the file changed since it was last applied, and never
+    over newer API edits unless --force-config is given."""
     cfg = _load(config)
     import uvicorn
 
@@ -198,8 +204,16 @@ def serve(
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     started = False
     try:
+        from plantguard.model_source import ModelFile
+
+        if not _is_loopback(host):
+            typer.echo(f"WARNING: listening on {host}, which is not a loopback address. plantguard has no authentication yet: "
+                       "anyone who can reach this port can edit the plant model, acknowledge alarms and send readings. "
+                       "Put it behind a reverse proxy that authenticates, or bind to 127.0.0.1.", err=True)
         with _errors():
-            platform = Platform(cfg)
+            platform = Platform(cfg, model_file=ModelFile.of(config, force=force_config, version=model_version))
+        for line in platform.model_messages:
+            typer.echo(line, err=True)
         try:
             platform.start()
             server = uvicorn.Server(uvicorn.Config(create_app(platform), host=host, port=port, log_level=log_level, lifespan="on"))
@@ -221,6 +235,54 @@ def serve(
     if not started:
         _fail(f"the HTTP server could not start on {host}:{port} (is the port already in use?)")
     typer.echo("plantguard: stopped cleanly", err=True)
+
+
+def _is_loopback(host: str) -> bool:
+    import ipaddress
+
+    if host in ("localhost", "localhost.localdomain"):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+@app.command("model-history")
+def model_history(
+    config: Optional[Path] = typer.Option(None, "--config", "-c", help="Configuration file naming the store."),
+    data_dir: Optional[Path] = typer.Option(None, help="Embedded store directory (instead of --config)."),
+    limit: int = typer.Option(20, help="How many versions, newest first."),
+) -> None:
+    """List the stored plant model versions: when, from where (file, api, rollback) and by whom."""
+    from plantguard.store import open_store
+
+    if (config is None) == (data_dir is None):
+        _fail("give either --config FILE or --data-dir DIR", EXIT_USAGE)
+    with _errors():
+        if config is not None:
+            store = open_store(_load(config).storage)
+        else:
+            from plantguard.store.embedded import EmbeddedStore
+
+            if not (data_dir / "plantguard.duckdb").is_file():
+                _fail(f"no plantguard store in {data_dir}")
+            store = EmbeddedStore(data_dir)
+            store.migrate()
+        try:
+            rows = store.model_versions(limit=limit)
+        finally:
+            store.close()
+    from plantguard.timeutil import iso
+
+    if not rows:
+        typer.echo("no plant model stored yet")
+        return
+    for r in rows:
+        origin = r.get("origin") or "unknown"
+        extra = f" sha256 {r['file_sha'][:12]}" if r.get("file_sha") else ""
+        who = f" by {r['actor']}" if r.get("actor") else ""
+        typer.echo(f"version {r['version']:>5}  {iso(r['saved_at'])}  {origin}{extra}{who}")
 
 
 @app.command()

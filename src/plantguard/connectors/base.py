@@ -222,6 +222,7 @@ class Connector(ABC):
         self.clock = clock
         self.links: dict[str, LinkHealth] = {}
         self.rejected_batches = 0
+        self.restarts = 0
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._main: asyncio.Task | None = None
@@ -242,6 +243,7 @@ class Connector(ABC):
     def start(self) -> None:
         if self._thread is not None:
             return
+        self._ready.clear()
         self._thread = threading.Thread(target=self._thread_main, name=f"connector-{self.name}", daemon=True)
         self._thread.start()
         self._ready.wait(10)
@@ -269,10 +271,21 @@ class Connector(ABC):
             self._thread.join(timeout)
         self._thread = None
 
+    def alive(self) -> bool:
+        """False when the connector's loop thread ended although nobody stopped it (its links then read nothing)."""
+        return self._thread is None or self._thread.is_alive()
+
+    def restart(self) -> None:
+        """Called by the platform's supervisor when alive() is False."""
+        self.restarts += 1
+        self._thread = None
+        self.start()
+
     def health(self) -> dict:
         links = {k: v.as_dict() for k, v in self.links.items()}
-        return {"ok": bool(links) and all(v["state"] == "online" for v in links.values()), "type": self.type,
-                "links": links, "rejected_batches": self.rejected_batches}
+        alive = self.alive()
+        return {"ok": alive and bool(links) and all(v["state"] == "online" for v in links.values()), "type": self.type,
+                "thread_alive": alive, "restarts": self.restarts, "links": links, "rejected_batches": self.rejected_batches}
 
     # -- delivery -------------------------------------------------------------------------------------------------
     async def deliver(self, batch: RawBatch, dead: list[DeadLetter] | None = None) -> None:

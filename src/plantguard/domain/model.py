@@ -14,14 +14,35 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from plantguard.errors import ConfigError, ConfigProblem
-from plantguard.timeutil import parse_duration_us
+from plantguard.timeutil import US, parse_duration_us
 
 Ident = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_\-]{0,63}$", description="letters, digits, '_' or '-'; at most 64")]
 TAG_SEP = "/"
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=False, populate_by_name=True)
+    # No NaN or infinity anywhere in the model: a limit, gain or bound must be a real number.
+    model_config = ConfigDict(extra="forbid", frozen=False, populate_by_name=True, allow_inf_nan=False)
+
+
+DAY_US = 86400 * US
+# Bounds of the durations in the model. Every duration is checked against its bound when the model is loaded
+# (file, API, stored version), so that no arithmetic of the runtime can overflow on a value that passed.
+PERIOD_MAX_US = 30 * DAY_US  # an expected sampling period (a monthly lab sample is the slowest we know)
+DELAY_MAX_US = 7 * DAY_US  # alarm on/off delays
+LEAD_MAX_US = 365 * DAY_US  # predictive lead time
+MAX_COUNT = 10_000  # multiples of a period (stale after N periods, offline after N periods)
+MAX_SECONDS = 30 * 86400.0  # OEE windows and gaps given as seconds
+
+
+def _duration(max_us: int, min_us: int = 0):
+    """A field validator: the value parses as a duration within [min_us, max_us]; the text is kept as given."""
+
+    def check(v):
+        parse_duration_us(v, max_us=max_us, min_us=min_us)
+        return v
+
+    return check
 
 
 class DataType(str, Enum):
@@ -63,7 +84,7 @@ class LimitAlarm(_Strict):
     off_delay: str | float = Field("0s", description="the value must be back in range this long before the alarm clears")
     priority: Literal["low", "medium", "high", "urgent"] = "medium"
 
-    _v = field_validator("on_delay", "off_delay")(lambda v: (parse_duration_us(v), v)[1])
+    _v = field_validator("on_delay", "off_delay")(_duration(DELAY_MAX_US))
 
 
 class RateOfChangeAlarm(_Strict):
@@ -72,7 +93,7 @@ class RateOfChangeAlarm(_Strict):
 
 
 class StaleAlarm(_Strict):
-    periods: float = Field(5, gt=0, description="raise when no reading arrived for this many expected sampling periods")
+    periods: float = Field(5, gt=0, le=MAX_COUNT, description="raise when no reading arrived for this many expected sampling periods")
     priority: Literal["low", "medium", "high", "urgent"] = "low"
 
 
@@ -145,7 +166,7 @@ class RulSettings(_Strict):
     alarm: bool = True
     priority: Priority = "high"
 
-    _v = field_validator("lead_time")(lambda v: (parse_duration_us(v), v)[1])
+    _v = field_validator("lead_time")(_duration(LEAD_MAX_US))
 
 
 class AssetAnalytics(_Strict):
@@ -165,7 +186,7 @@ class Point(_Strict):
     alarms: PointAlarms | None = None
     analytics: PointAnalytics | None = Field(None, description="SPC and anomaly detection on this point")
 
-    _v = field_validator("period")(lambda v: (parse_duration_us(v), v)[1])
+    _v = field_validator("period")(_duration(PERIOD_MAX_US, min_us=1000))
 
 
 class Device(_Strict):
@@ -173,7 +194,7 @@ class Device(_Strict):
     name: str | None = None
     protocol: str = Field("mqtt", description="how the device reaches plantguard (informational here)")
     mode: Literal["live", "shadow"] = Field("live", description="shadow: data is stored and flagged, but raises no alarms (pilots)")
-    offline_after_periods: float = Field(10, gt=0, description="device offline when none of its points reported for this many periods")
+    offline_after_periods: float = Field(10, gt=0, le=MAX_COUNT, description="device offline when none of its points reported for this many periods")
     points: list[Point] = Field(default_factory=list)
 
 
@@ -195,15 +216,15 @@ class OeeSettings(_Strict):
     state_point: Ident = Field("state", description="id of the machine-state point on each asset")
     good_point: Ident = Field("good-count", description="id of the good-units counter point")
     bad_point: Ident = Field("bad-count", description="id of the rejected-units counter point")
-    ideal_rate_per_h: float | None = Field(None, gt=0, description="rated speed of the line (its bottleneck), units per hour")
-    ideal_cycle_s: float | None = Field(None, gt=0, description="alternative to ideal_rate_per_h: ideal seconds per unit")
+    ideal_rate_per_h: float | None = Field(None, gt=0, le=1e9, description="rated speed of the line (its bottleneck), units per hour")
+    ideal_cycle_s: float | None = Field(None, ge=1e-6, le=MAX_SECONDS, description="alternative to ideal_rate_per_h: ideal seconds per unit")
     state_categories: dict[int, OeeCategory] = Field(description="state code -> running | idle | unplanned_stop | setup | planned_stop | unknown")
-    max_gap_s: float | None = Field(300, gt=0, description="a state sample older than this is unknown time (null: states reported by exception)")
-    minor_stop_max_s: float = Field(300, ge=0, description="stops up to this long are minor stops (a performance loss)")
-    startup_window_s: float = Field(300, ge=0, description="rejects within this long after a restart are startup rejects")
-    counter_modulus: float | None = Field(None, gt=0, description="wrap value of the PLC counters (e.g. 4294967296); null: a drop is a reset")
+    max_gap_s: float | None = Field(300, gt=0, le=MAX_SECONDS, description="a state sample older than this is unknown time (null: states reported by exception)")
+    minor_stop_max_s: float = Field(300, ge=0, le=MAX_SECONDS, description="stops up to this long are minor stops (a performance loss)")
+    startup_window_s: float = Field(300, ge=0, le=MAX_SECONDS, description="rejects within this long after a restart are startup rejects")
+    counter_modulus: float | None = Field(None, gt=0, le=2.0**64, description="wrap value of the PLC counters (e.g. 4294967296); null: a drop is a reset")
     min_coverage: float = Field(0.5, ge=0, le=1, description="share of a period with known state below which it is insufficient_data")
-    min_failure_s: float = Field(0, ge=0, description="unplanned stops shorter than this are not failures in MTBF/MTTR")
+    min_failure_s: float = Field(0, ge=0, le=MAX_SECONDS, description="unplanned stops shorter than this are not failures in MTBF/MTTR")
 
 
 class Line(_Strict):
@@ -244,17 +265,19 @@ class StorageConfig(_Strict):
     memory_limit: str = Field("1GB", pattern=r"^\d+(\.\d+)?\s*(KB|MB|GB|TB|KiB|MiB|GiB|TiB)$",
                               description="cache limit of the embedded store (DuckDB's own default is 80% of RAM)")
 
-    _v = field_validator("retention_raw", "retention_1m", "retention_1h")(lambda v: (parse_duration_us(v), v)[1])
+    _v = field_validator("retention_raw", "retention_1m", "retention_1h")(_duration(36_500 * DAY_US, min_us=3600 * US))
 
 
 class IngestConfig(_Strict):
     unknown_points: Literal["reject", "auto_register"] = "reject"
     max_future: str | float = Field("5m", description="readings further in the future than this are rejected")
-    max_queue_readings: int = Field(2_000_000, ge=1000, description="bound of the ingest queue; producers wait beyond it")
-    max_batch_readings: int = Field(200_000, ge=100)
-    max_payload_bytes: int = Field(8 * 1024 * 1024, ge=1024)
+    max_queue_readings: int = Field(2_000_000, ge=1000, le=100_000_000, description="bound of the ingest queue; producers wait beyond it")
+    max_batch_readings: int = Field(200_000, ge=100, le=10_000_000, description="readings the writer takes in one turn")
+    max_payload_bytes: int = Field(8 * 1024 * 1024, ge=1024, le=1024**3)
+    lag_degraded: str | float = Field("30s", description="health is degraded while a write waited longer than this in the queue")
 
-    _v = field_validator("max_future")(lambda v: (parse_duration_us(v), v)[1])
+    _v = field_validator("max_future")(_duration(365 * DAY_US))
+    _lag = field_validator("lag_degraded")(_duration(DAY_US, min_us=100_000))
 
 
 class MqttConfig(_Strict):
@@ -266,22 +289,22 @@ class MqttConfig(_Strict):
     username: str | None = None
     password: str | None = None
     qos: Literal[0, 1] = 1
-    reconnect_min: float = 0.5
-    reconnect_max: float = 30.0
+    reconnect_min: float = Field(0.5, gt=0, le=3600)
+    reconnect_max: float = Field(30.0, gt=0, le=3600)
 
 
 class Webhook(_Strict):
     url: str
     min_priority: Literal["low", "medium", "high", "urgent"] = "low"
     retries: int = Field(5, ge=0, le=20)
-    timeout: float = Field(5.0, gt=0)
+    timeout: float = Field(5.0, gt=0, le=300)
 
 
 class AlarmConfig(_Strict):
     webhooks: list[Webhook] = Field(default_factory=list)
     check_interval: str | float = "1s"
 
-    _v = field_validator("check_interval")(lambda v: (parse_duration_us(v), v)[1])
+    _v = field_validator("check_interval")(_duration(3600 * US, min_us=10_000))
 
 
 class ApiConfig(_Strict):
@@ -432,10 +455,15 @@ def _asset_analytics_problems(asset: dict, xp: str) -> list[ConfigProblem]:
             check(path, f"{xp}.analytics.anomaly.points[{i}]")
         if len(set(map(str, pts))) != len(pts):
             out.append(ConfigProblem(f"{xp}.analytics.anomaly.points", "a point is listed twice"))
-        out.extend(_detector_problem(mv.get("detector", "mahalanobis"), f"{xp}.analytics.anomaly.detector", "multivariate"))
+        kind_problems = _detector_problem(mv.get("detector", "mahalanobis"), f"{xp}.analytics.anomaly.detector", "multivariate")
+        out.extend(kind_problems)
+        if not kind_problems:
+            out.extend(analytics_build_problems("asset_anomaly", mv, f"{xp}.analytics.anomaly"))
     rul = an.get("rul") if isinstance(an.get("rul"), dict) else None
     if rul is not None:
         check(rul.get("point"), f"{xp}.analytics.rul.point")
+        if _num(rul.get("failure_threshold")) is not None:
+            out.extend(analytics_build_problems("rul", rul, f"{xp}.analytics.rul"))
     return out
 
 
@@ -490,6 +518,63 @@ def _detector_problem(name: Any, field: str, kind: str) -> list[ConfigProblem]:
     return []
 
 
+MAX_PARAM = 1e12  # detector and model parameters: counts, windows and gains far below it; memory is sized from some
+
+
+def _param_values_problems(params: Any, path: str) -> list[ConfigProblem]:
+    if not isinstance(params, dict):
+        return []
+    out = []
+    for k, v in params.items():
+        if isinstance(v, bool) or v is None or isinstance(v, str):
+            continue
+        vals = v if isinstance(v, (list, tuple)) else [v]
+        for x in vals:
+            if not isinstance(x, (int, float)) or isinstance(x, bool):
+                out.append(ConfigProblem(f"{path}.{k}", f"must be a number, a boolean, a string or a list of numbers (got {x!r})"))
+                break
+            if not (abs(float(x)) <= MAX_PARAM):  # also False for NaN
+                out.append(ConfigProblem(f"{path}.{k}", f"must be a finite number of magnitude at most {MAX_PARAM:g} (got {x!r})"))
+                break
+    return out
+
+
+def analytics_build_problems(kind: str, settings: dict, path: str) -> list[ConfigProblem]:
+    """Builds the detector or model that the runtime would build from these settings and reports why it cannot
+    be built (unknown or mistyped parameters, values out of the detector's range). Catches at load what would
+    otherwise fail when the model is applied."""
+    params = settings.get("params", {})
+    out = _param_values_problems(params, f"{path}.params")
+    if out or not isinstance(params, dict):
+        return out
+    try:
+        if kind == "point_anomaly":
+            detector = settings.get("detector", "robust_z")
+            threshold = settings.get("threshold", 0.9)
+            if detector == "robust_z":
+                from plantguard.analytics.anomaly.bank import RobustZBank
+
+                RobustZBank().add(threshold=threshold, **{"persistence": 1, **params})
+            else:
+                from plantguard.analytics.anomaly.registry import load
+
+                load(detector)(**params)
+        elif kind == "asset_anomaly":
+            from plantguard.analytics.anomaly.registry import load
+
+            load(settings.get("detector", "mahalanobis"))(**params)
+        elif kind == "rul":
+            from plantguard.analytics.rul.trend import DegradationTrend
+
+            DegradationTrend(float(settings.get("failure_threshold", 1.0)), **params)
+    except Exception as e:  # noqa: BLE001 - whatever the constructor refuses is a problem of these settings
+        msg = str(e) or type(e).__name__
+        if isinstance(e, TypeError) and "unexpected keyword" in msg:
+            msg = f"unknown parameter: {msg.split('argument', 1)[-1].strip()}"
+        out.append(ConfigProblem(f"{path}.params", msg))
+    return out
+
+
 def point_problems(p: dict | Point, pp: str) -> list[ConfigProblem]:
     """Cross-field checks of one point (a raw mapping or a validated Point)."""
     if isinstance(p, Point):
@@ -536,7 +621,10 @@ def point_problems(p: dict | Point, pp: str) -> list[ConfigProblem]:
             problems.append(ConfigProblem(f"{pp}.analytics.spc.usl", f"usl ({usl:g}) must be above lsl ({lsl:g})"))
     ad = an.get("anomaly") if isinstance(an.get("anomaly"), dict) else None
     if ad is not None:
-        problems.extend(_detector_problem(ad.get("detector", "robust_z"), f"{pp}.analytics.anomaly.detector", "univariate"))
+        kind_problems = _detector_problem(ad.get("detector", "robust_z"), f"{pp}.analytics.anomaly.detector", "univariate")
+        problems.extend(kind_problems)
+        if not kind_problems:
+            problems.extend(analytics_build_problems("point_anomaly", ad, f"{pp}.analytics.anomaly"))
     return problems
 
 

@@ -48,6 +48,9 @@ class RawBatch:
     def __len__(self) -> int:
         return len(self.points)
 
+    def slice(self, a: int, b: int) -> "RawBatch":
+        return RawBatch(self.points[a:b], self.ts[a:b], self.value[a:b], self.quality[a:b], self.src_ts[a:b], self.source, self.prefix)
+
     @classmethod
     def build(cls, points, ts, value, quality=None, src_ts=None, source: str = "api", prefix: str | None = None) -> "RawBatch":
         n = len(points)
@@ -91,6 +94,39 @@ class PointBatch:
         return cls(*(np.concatenate([getattr(p, f) for p in parts]) for f in ("pid", "ts", "value", "quality", "src_ts")))
 
 
+# Why a reading or a message was refused: a closed set of codes. The code is what metrics label and pages group
+# by; the free text with its detail (which reading, which value) stays in the dead letter's reason.
+REJECT_CODES: dict[str, str] = {
+    "unknown_point": "unknown point (not in the plant model)",
+    "retired_point": "point is retired (no longer in the plant model)",
+    "not_finite": "value is NaN or infinite",
+    "before_1970": "timestamp before 1970-01-01",
+    "future": "timestamp too far in the future",
+    "too_old": "timestamp older than the raw retention period",
+    "bad_quality": "quality is not good, uncertain or bad",
+    "out_of_range": "value outside the engineering range",
+    "not_integer": "value is not an integer (int point)",
+    "not_boolean": "value is not 0/1 or a boolean (bool point)",
+    "not_state": "value is not one of the point's state codes",
+    "bad_timestamp": "timestamp missing or unreadable",
+    "bad_value": "value is not a number or boolean",
+    "bad_point_name": "point name missing, empty or too long",
+    "not_object": "reading is not a JSON object",
+    "malformed": "payload is not valid JSON or not of the expected shape",
+    "too_large": "payload above the size limit",
+    "bad_topic": "topic outside the topic scheme",
+    "protocol": "protocol-level problem (Sparkplug sequence, unknown metric, refused node...)",
+    "handler_error": "the source failed while handling this message (a bug, reported with its message)",
+    "gap": "data that could not be recovered (a sequence gap or an outage)",
+    "other": "any other reason",
+}
+
+
+def reject_code(code: str | None) -> str:
+    """The code itself if it belongs to the closed set, else 'other' (so labels can never grow)."""
+    return code if code in REJECT_CODES else "other"
+
+
 @dataclass
 class DeadLetter:
     """A reading (or a whole payload) that was refused, with the reason."""
@@ -101,6 +137,34 @@ class DeadLetter:
     ts: int | None = None
     value: str | None = None
     payload: str | None = None  # a fragment of what was sent, for payload-level rejects
+    code: str = "other"  # one of REJECT_CODES
+
+    def __post_init__(self) -> None:
+        self.code = reject_code(self.code)
+
+
+@dataclass
+class RejectColumns:
+    """Readings refused by the pipeline's checks, as columns (one row per reading): a large request of bad
+    readings costs numpy work, not a Python object per reading."""
+
+    source: np.ndarray  # object: str
+    code: np.ndarray  # object: str, one of REJECT_CODES
+    reason: np.ndarray  # object: str
+    point: np.ndarray  # object: str
+    ts: np.ndarray  # int64
+    value: np.ndarray  # float64
+
+    def __len__(self) -> int:
+        return len(self.ts)
+
+    @classmethod
+    def from_letters(cls, letters: list[DeadLetter]) -> "RejectColumns":
+        """Dead letters of readings (and payloads) as columns; a missing ts or value becomes NO_TS / NaN."""
+        return cls(np.array([d.source for d in letters], object), np.array([d.code for d in letters], object),
+                   np.array([d.reason for d in letters], object), np.array([d.point for d in letters], object),
+                   np.array([NO_TS if d.ts is None else d.ts for d in letters], np.int64),
+                   np.full(len(letters), np.nan))
 
 
 @dataclass

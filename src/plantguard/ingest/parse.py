@@ -32,7 +32,7 @@ def parse_payload(raw: bytes | str, source: str, prefix: str | None = None, max_
 
 def _load(raw: bytes | str, max_bytes: int | None):
     if max_bytes is not None and len(raw) > max_bytes:
-        raise InvalidInput(f"payload of {len(raw)} bytes exceeds the limit of {max_bytes} bytes")
+        raise InvalidInput(f"payload of {len(raw)} bytes exceeds the limit of {max_bytes} bytes", code="too_large")
     try:
         return orjson.loads(raw)
     except orjson.JSONDecodeError as e:
@@ -170,11 +170,11 @@ def _slow(rows: list, source: str, prefix: str | None) -> tuple[RawBatch, list[D
     dead: list[DeadLetter] = []
     for i, r in enumerate(rows):
         if not isinstance(r, dict):
-            dead.append(DeadLetter(source, f"reading #{i} is not a JSON object", payload=_frag(r)))
+            dead.append(DeadLetter(source, f"reading #{i} is not a JSON object", payload=_frag(r), code="not_object"))
             continue
         p = _get(r, "point", "p")
         if not isinstance(p, str) or not p or len(p) > MAX_POINT_NAME:
-            dead.append(DeadLetter(source, f"reading #{i}: 'point' must be a non-empty string of at most {MAX_POINT_NAME} characters", payload=_frag(r)))
+            dead.append(DeadLetter(source, f"reading #{i}: 'point' must be a non-empty string of at most {MAX_POINT_NAME} characters", payload=_frag(r), code="bad_point_name"))
             continue
         name = f"{prefix}{TAG_SEP}{p}" if prefix else p
         t = _get(r, "ts", "t")
@@ -185,17 +185,17 @@ def _slow(rows: list, source: str, prefix: str | None) -> tuple[RawBatch, list[D
             if not -TS_LIMIT_US < t_us < TS_LIMIT_US:
                 raise ValueError("out of range")
         except (ValueError, TypeError, OverflowError) as e:
-            dead.append(DeadLetter(source, f"invalid timestamp: {e}", point=name, value=_frag(_get(r, 'value', 'v'))))
+            dead.append(DeadLetter(source, f"invalid timestamp: {e}", point=name, value=_frag(_get(r, 'value', 'v')), code="bad_timestamp"))
             continue
         v = _get(r, "value", "v")
         if isinstance(v, bool):
             v = float(v)
         if not isinstance(v, (int, float)):
-            dead.append(DeadLetter(source, f"value must be a number or boolean, got {type(v).__name__}", point=name, ts=t_us, value=_frag(v)))
+            dead.append(DeadLetter(source, f"value must be a number or boolean, got {type(v).__name__}", point=name, ts=t_us, value=_frag(v), code="bad_value"))
             continue
         v = float(v)
         if math.isnan(v) or math.isinf(v):  # orjson never yields these, Python callers may
-            dead.append(DeadLetter(source, "value is NaN or infinite", point=name, ts=t_us, value=str(v)))
+            dead.append(DeadLetter(source, "value is NaN or infinite", point=name, ts=t_us, value=str(v), code="not_finite"))
             continue
         q = _get(r, "quality", "q")
         if q is None:
@@ -203,7 +203,7 @@ def _slow(rows: list, source: str, prefix: str | None) -> tuple[RawBatch, list[D
         else:
             qc = QUALITY_BY_NAME.get(q, -1) if isinstance(q, (str, int)) and not isinstance(q, bool) else -1
             if qc < 0:
-                dead.append(DeadLetter(source, "quality must be good, uncertain or bad (or 0, 1, 2)", point=name, ts=t_us, value=_frag(v)))
+                dead.append(DeadLetter(source, "quality must be good, uncertain or bad (or 0, 1, 2)", point=name, ts=t_us, value=_frag(v), code="bad_quality"))
                 continue
         st = _get(r, "source_ts", "st")
         if st is None:
@@ -214,7 +214,7 @@ def _slow(rows: list, source: str, prefix: str | None) -> tuple[RawBatch, list[D
                 if not -TS_LIMIT_US < st_us < TS_LIMIT_US:
                     raise ValueError("out of range")
             except (ValueError, TypeError, OverflowError) as e:
-                dead.append(DeadLetter(source, f"invalid source_ts: {e}", point=name, ts=t_us, value=_frag(v)))
+                dead.append(DeadLetter(source, f"invalid source_ts: {e}", point=name, ts=t_us, value=_frag(v), code="bad_timestamp"))
                 continue
         pts.append(name)
         ts.append(t_us)

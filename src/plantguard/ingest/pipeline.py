@@ -19,7 +19,7 @@ from typing import Callable
 
 import numpy as np
 
-from plantguard.domain.readings import DeadLetter, IngestResult, PointBatch, RawBatch
+from plantguard.domain.readings import DeadLetter, IngestResult, PointBatch, RawBatch, RejectColumns, reject_code
 from plantguard.errors import Overloaded, PlantguardError, ShuttingDown, StoreError
 from plantguard.ingest.processors import Processor
 from plantguard.ingest.registry import PointRegistry
@@ -29,6 +29,24 @@ from plantguard.timeutil import Clock, now_us
 
 log = logging.getLogger(__name__)
 MAX_ERRORS_RETURNED = 20
+
+# The pipeline's checks, in the order of their index in the per-reading reason column: (code, text).
+_CHECKS: list[tuple[str, str]] = [
+    ("", ""),
+    ("unknown_point", "unknown point (not in the plant model; set ingest.unknown_points: auto_register to accept it)"),
+    ("retired_point", "point is retired (no longer in the plant model)"),
+    ("not_finite", "value is NaN or infinite"),
+    ("before_1970", "timestamp before 1970-01-01"),
+    ("future", "timestamp too far in the future"),
+    ("bad_quality", "quality must be 0 (good), 1 (uncertain) or 2 (bad)"),
+    ("out_of_range", "value outside the engineering range"),
+    ("not_integer", "value is not an integer (point data_type int)"),
+    ("not_boolean", "value is not 0/1 or a boolean (point data_type bool)"),
+    ("not_state", "value is not one of the point's state codes"),
+    ("too_old", "timestamp older than the raw retention period (storage.retention_raw); it would be deleted"),
+]
+_CODE_NAME = np.array([c for c, _ in _CHECKS], object)
+_REASON_TEXT = np.array([t for _, t in _CHECKS], object)
 
 
 @dataclass
@@ -108,6 +126,10 @@ class Pipeline:
         self.max_future_us = max_future_us
         self.max_queue_readings = max_queue_readings
         self.max_batch_readings = max_batch_readings
+        # A submission above this is written one chunk per writer turn (see _submit_chunked).
+        self.chunk_readings = max(1000, max_batch_readings // 4)
+        self._busy_since: int | None = None  # enqueue time of the oldest batch the writer is working on
+        self._draining = False
         self.tick_us = tick_us
         self.compact_every_us = compact_every_us
         self.retention = retention
@@ -156,6 +178,7 @@ class Pipeline:
                     _resolve(self._q.popleft().future, exc=ShuttingDown("pipeline stopped before this batch was written"))
                 self.stats.queued_readings = 0
             self._stop = True
+            self._draining = drain
             self._cond.notify_all()
         if self._thread is not None:
             self._thread.join(timeout)
@@ -177,6 +200,8 @@ class Pipeline:
     ) -> Future:
         """Queues a batch; blocks while the queue is full (backpressure), up to `timeout` seconds, then raises
         Overloaded. The future resolves to an IngestResult once the batch is durably written."""
+        if len(batch) > self.chunk_readings:
+            return self._submit_chunked(batch, dead_letters, timeout, on_done)
         fut: Future = Future()
         if on_done is not None:
             fut.add_done_callback(on_done)
@@ -194,6 +219,54 @@ class Pipeline:
             self.stats.queued_readings += n
             self._cond.notify_all()
         return fut
+
+    def _submit_chunked(self, batch: RawBatch, dead: list[DeadLetter] | None, timeout: float | None,
+                        on_done: Callable[[Future], None] | None) -> Future:
+        """A large submission goes through the writer one chunk per turn, and each chunk is queued only when the
+        previous one is written: batches of other submitters interleave, so one huge request cannot starve them.
+        The returned future resolves once every chunk is written, to their merged result."""
+        outer: Future = Future()
+        if on_done is not None:
+            outer.add_done_callback(on_done)
+        c = self.chunk_readings
+        chunks = [batch.slice(a, min(a + c, len(batch))) for a in range(0, len(batch), c)]
+        total = IngestResult()
+
+        def next_chunk(fut: Future) -> None:  # writer thread: must never block
+            exc = fut.exception()
+            if exc is not None:
+                _resolve(outer, exc=exc)
+                return
+            total.merge(fut.result())
+            if not chunks:
+                _resolve(outer, total)
+                return
+            part = chunks.pop(0)
+            f2: Future = Future()
+            f2.add_done_callback(next_chunk)
+            with self._cond:
+                if self._stop and not self._draining:
+                    _resolve(outer, exc=ShuttingDown("the ingest pipeline stopped while a large batch was being written"))
+                    return
+                # Past the queue bound on purpose: this chunk's readings were already counted against it.
+                self._q.append(_Item(part, [], f2, time.monotonic_ns() // 1000))
+                self.stats.queued_readings += len(part)
+                self._cond.notify_all()
+
+        first = chunks.pop(0)
+        f1 = self.submit(first, dead, timeout=timeout)
+        f1.add_done_callback(next_chunk)
+        return outer
+
+    def current_lag_us(self) -> int:
+        """How long the oldest reading not yet written has been waiting (0 when nothing waits): unlike the lag
+        of the last write, this grows while the writer is stuck or behind."""
+        now = time.monotonic_ns() // 1000
+        with self._cond:
+            oldest = self._q[0].enqueued if self._q else None
+        busy = self._busy_since
+        cands = [t for t in (oldest, busy) if t is not None]
+        return max(0, now - min(cands)) if cands else 0
 
     def ingest(self, batch: RawBatch, dead_letters: list[DeadLetter] | None = None, timeout: float | None = None) -> IngestResult:
         """Synchronous submit: returns once the batch is durably written (the pipeline must be started)."""
@@ -236,7 +309,11 @@ class Pipeline:
                 self.stats.queued_readings -= n
                 self._cond.notify_all()
             if items:
-                self._process(items)
+                self._busy_since = min(it.enqueued for it in items)
+                try:
+                    self._process(items)
+                finally:
+                    self._busy_since = None
             self._housekeeping()
         self._housekeeping(final=True)
 
@@ -288,8 +365,10 @@ class Pipeline:
                     self.stats.processor_errors += 1
                     log.exception("processor %s failed", getattr(p, "name", p))
 
-    def _reject(self, reasons: dict, key: str, k: int) -> None:
-        reasons[key] = reasons.get(key, 0) + k
+    def _reject(self, reasons: dict, code: str, k: int) -> None:
+        # Labels of plantguard_ingest_rejected_total: only codes of the closed set, so input cannot grow them.
+        code = reject_code(code)
+        reasons[code] = reasons.get(code, 0) + k
 
     def _prepare_and_write(self, items: list[_Item]):
         now = self.clock()
@@ -320,21 +399,7 @@ class Pipeline:
         self.latest.ensure(len(snap.low))
 
         # -- validation, vectorised; the first failing check names the reason -----------------------------
-        reason = np.zeros(n, np.int8)  # 0 = ok
-        REASONS = [
-            None,
-            "unknown point (not in the plant model; set ingest.unknown_points: auto_register to accept it)",
-            "point is retired (no longer in the plant model)",
-            "value is NaN or infinite",
-            "timestamp before 1970-01-01",
-            "timestamp too far in the future",
-            "quality must be 0 (good), 1 (uncertain) or 2 (bad)",
-            "value outside the engineering range",
-            "value is not an integer (point data_type int)",
-            "value is not 0/1 or a boolean (point data_type bool)",
-            "value is not one of the point's state codes",
-            "timestamp older than the raw retention period (storage.retention_raw); it would be deleted",
-        ]
+        reason = np.zeros(n, np.int8)  # 0 = ok, else an index into _CHECKS
         reason[unknown] = 1
         safe = np.where(unknown, 0, pid)
         if len(snap.active):
@@ -363,30 +428,32 @@ class Pipeline:
                         reason[m & ~np.isin(value, codes)] = 10
         ok = reason == 0
 
+        # -- rejects, as columns: a request of 200,000 bad readings costs numpy work, not 200,000 objects ------
         dead: list[DeadLetter] = []
         for it in items:
             dead.extend(it.dead)
         bad_idx = np.flatnonzero(~ok)
         per_sub_rejected = np.bincount(sub[bad_idx], minlength=len(items)) if len(bad_idx) else np.zeros(len(items), np.int64)
         first_errors: list[list[DeadLetter]] = [list(it.dead[:MAX_ERRORS_RETURNED]) for it in items]
-        src = [it.batch.source for it in items]
-        for i in bad_idx.tolist():
-            r = int(reason[i])
-            text = REASONS[r]
-            if r == 7:
-                p = int(pid[i])
-                text = f"value {value[i]:g} outside the engineering range [{snap.low[p]:g}, {snap.high[p]:g}]"
-            elif r == 5:
-                text = f"timestamp more than {self.max_future_us / 1e6:g} s in the future"
-            dl = DeadLetter(src[sub[i]], text, point=tag_of(i), ts=int(ts[i]), value=repr(float(value[i])))
-            dead.append(dl)
-            self._reject(self.stats.rejected_by_reason, REASONS[r].split(" (")[0], 1)
-            s = int(sub[i])
-            if len(first_errors[s]) < MAX_ERRORS_RETURNED:
-                first_errors[s].append(dl)
+        rejects = None
+        if len(bad_idx):
+            rejects = self._rejects(items, sub, starts, bad_idx, reason[bad_idx], pid, ts, value, snap)
+            counts = np.bincount(reason[bad_idx], minlength=len(_CHECKS))
+            for r in np.flatnonzero(counts).tolist():
+                self._reject(self.stats.rejected_by_reason, _CHECKS[r][0], int(counts[r]))
+            # the first few per submitter, as objects, for the caller's answer
+            bsub = sub[bad_idx]
+            for k in np.flatnonzero(per_sub_rejected).tolist():
+                room = MAX_ERRORS_RETURNED - len(first_errors[k])
+                if room <= 0:
+                    continue
+                lo_k = int(np.searchsorted(bsub, k, "left"))
+                for j in range(lo_k, min(lo_k + room, int(np.searchsorted(bsub, k, "right")))):
+                    first_errors[k].append(DeadLetter(str(rejects.source[j]), str(rejects.reason[j]), point=str(rejects.point[j]),
+                                                      ts=int(rejects.ts[j]), value=repr(float(rejects.value[j])), code=str(rejects.code[j])))
         for it in items:
             for d in it.dead:
-                self._reject(self.stats.rejected_by_reason, d.reason.split(":")[0][:60], 1)
+                self._reject(self.stats.rejected_by_reason, d.code, 1)
 
         # -- dedupe: in-batch duplicates, then against the per-point watermark / the store ------------------
         idx = np.flatnonzero(ok)
@@ -414,7 +481,7 @@ class Pipeline:
         else:
             latest = PointBatch.empty()
         rollups = {tier: rollup(batch, w) for tier, w in TIERS.items()} if len(batch) else {}
-        ws = WriteSet(batch=batch, latest=latest, rollups=rollups, dead_letters=dead, received_at=now)
+        ws = WriteSet(batch=batch, latest=latest, rollups=rollups, dead_letters=dead, rejects=rejects, received_at=now)
 
         t0 = time.perf_counter_ns()
         self.store.write(ws)
@@ -441,3 +508,29 @@ class Pipeline:
             for k in range(len(items))
         ]
         return results, batch, dead
+
+    def _rejects(self, items: list[_Item], sub: np.ndarray, starts: np.ndarray, bad_idx: np.ndarray, codes: np.ndarray,
+                 pid: np.ndarray, ts: np.ndarray, value: np.ndarray, snap) -> RejectColumns:
+        """The refused readings as columns: code, reason text (one text per check, or per point for the range
+        check), the full tag, the source. `bad_idx` is sorted, and so is `sub[bad_idx]`."""
+        reason_txt = _REASON_TEXT[codes]
+        if self.max_future_us is not None:
+            reason_txt[codes == 5] = f"timestamp more than {self.max_future_us / 1e6:g} s in the future"
+        m7 = codes == 7
+        if m7.any():
+            u, inv = np.unique(pid[bad_idx[m7]], return_inverse=True)
+            limits = [f" outside the engineering range [{snap.low[p]:g}, {snap.high[p]:g}]" for p in u.tolist()]
+            reason_txt[m7] = [f"value {v:g}{limits[i]}" for v, i in zip(value[bad_idx[m7]].tolist(), inv.tolist())]
+        points = np.empty(len(bad_idx), object)
+        bsub = sub[bad_idx]
+        bounds = np.searchsorted(bsub, np.arange(len(items) + 1), "left")
+        for k, it in enumerate(items):
+            a, b = int(bounds[k]), int(bounds[k + 1])
+            if a == b:
+                continue
+            local = (bad_idx[a:b] - int(starts[k])).tolist()
+            names = it.batch.points
+            pre = it.batch.prefix
+            points[a:b] = [f"{pre}/{names[j]}" for j in local] if pre else [names[j] for j in local]
+        source = np.array([it.batch.source for it in items], object)[bsub]
+        return RejectColumns(source, _CODE_NAME[codes], reason_txt, points, ts[bad_idx], value[bad_idx])

@@ -7,6 +7,7 @@ whole (copy on write) so the writer thread always sees a consistent snapshot wit
 from __future__ import annotations
 
 import itertools
+import logging
 import threading
 from dataclasses import dataclass
 
@@ -15,6 +16,9 @@ import numpy as np
 from plantguard.domain.model import DataType, PlantConfig
 from plantguard.store.base import PointRow, Store
 from plantguard.timeutil import parse_duration_us
+
+log = logging.getLogger(__name__)
+
 
 def _MINUS_ONE(n: int):
     return itertools.repeat(-1, n)
@@ -118,13 +122,20 @@ class PointRegistry:
         active = np.zeros(n, bool)
         states = {}
         for pid, m in self.meta.items():
-            low[pid] = np.nan if m.get("low") is None else m["low"]
-            high[pid] = np.nan if m.get("high") is None else m["high"]
-            dtype[pid] = DTYPE_CODE.get(m.get("data_type", "float"), 0)
-            period[pid] = m.get("period_us") or 0
-            active[pid] = bool(m.get("active", True))
-            if m.get("states"):
-                states[pid] = np.array(sorted(int(k) for k in m["states"]), dtype=np.float64)
+            try:
+                low[pid] = np.nan if m.get("low") is None else m["low"]
+                high[pid] = np.nan if m.get("high") is None else m["high"]
+                dtype[pid] = DTYPE_CODE.get(m.get("data_type", "float"), 0)
+                period[pid] = m.get("period_us") or 0
+                active[pid] = bool(m.get("active", True))
+                if m.get("states"):
+                    states[pid] = np.array(sorted(int(k) for k in m["states"]), dtype=np.float64)
+            except (TypeError, ValueError, OverflowError) as e:
+                # Stored metadata that a former version let through must not stop start-up: the point keeps no
+                # limits and no period until the plant model sets them again (sync_config does at start).
+                log.warning("point %s: stored metadata cannot be used (%s); its limits and period are ignored", self.tags.get(pid), e)
+                low[pid] = high[pid] = np.nan
+                period[pid] = 0
         self.snap = Snapshot(low, high, dtype, period, active, states)
 
     # -- lookups ----------------------------------------------------------------------------------------

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from plantguard.domain.alarms import ALARM_COLUMNS, AlarmEvent, AlarmRecord
-from plantguard.domain.readings import DeadLetter, PointBatch
+from plantguard.domain.readings import DeadLetter, PointBatch, RejectColumns
 from plantguard.store.rollup import Rollup
 
 
@@ -28,7 +28,8 @@ class WriteSet:
     batch: PointBatch  # accepted readings, sorted by (pid, ts)
     latest: PointBatch  # newest reading for each pid whose watermark advanced
     rollups: dict[str, Rollup] = field(default_factory=dict)  # tier -> partials
-    dead_letters: list[DeadLetter] = field(default_factory=list)
+    dead_letters: list[DeadLetter] = field(default_factory=list)  # payload-level refusals, with their fragments
+    rejects: RejectColumns | None = None  # readings refused by the pipeline's checks, as columns
     received_at: int = 0
 
 
@@ -74,12 +75,13 @@ class Store(ABC):
 
     # -- plant model document ----------------------------------------------------------------------------
     @abstractmethod
-    def save_model(self, doc: str, saved_at: int) -> int:
-        """Stores a new version of the plant model (JSON text); returns its version number."""
+    def save_model(self, doc: str, saved_at: int, *, origin: str = "api", file_sha: str | None = None, actor: str | None = None) -> int:
+        """Stores a new version of the plant model (JSON text) with where it came from ('file' with the file's
+        hash, 'api', 'rollback'...) and who stored it; returns its version number."""
 
     @abstractmethod
-    def load_model(self) -> tuple[int, str] | None:
-        """(version, JSON text) of the newest model, or None."""
+    def load_model(self, version: int | None = None) -> tuple[int, str] | None:
+        """(version, JSON text) of the newest model (or of `version`), or None."""
 
     # -- write path --------------------------------------------------------------------------------------
     @abstractmethod
@@ -137,7 +139,33 @@ class Store(ABC):
         """Row counts per table, for health and tests."""
 
 
-DEAD_LETTER_COLUMNS = ["id", "received_at", "source", "point", "ts", "value", "reason", "payload"]
+DEAD_LETTER_COLUMNS = ["id", "received_at", "source", "point", "ts", "value", "reason", "payload", "code"]
+# The order in which both backends insert dead letters.
+DEAD_LETTER_INSERT = ["received_at", "source", "point", "ts", "value", "reason", "payload", "code"]
+
+
+def dead_letter_columns(ws: "WriteSet") -> dict[str, list | np.ndarray] | None:
+    """All dead letters of a write set as columns in DEAD_LETTER_INSERT order (None if there are none):
+    the pipeline's columnar rejects first, then the payload-level dead letters."""
+    n_rej = len(ws.rejects) if ws.rejects is not None else 0
+    dl = ws.dead_letters
+    if not n_rej and not dl:
+        return None
+    cols: dict[str, list] = {k: [] for k in DEAD_LETTER_INSERT}
+    if n_rej:
+        r = ws.rejects
+        ts = r.ts.astype(object)
+        ts[r.ts == np.iinfo(np.int64).min] = None
+        vals = np.array(list(map(repr, r.value.tolist())), object)  # repr: the shortest text that reads back exactly
+        vals[np.isnan(r.value)] = None
+        cols = {"received_at": [ws.received_at] * n_rej, "source": r.source.tolist(), "point": r.point.tolist(),
+                "ts": ts.tolist(), "value": vals.tolist(), "reason": r.reason.tolist(), "payload": [None] * n_rej,
+                "code": r.code.tolist()}
+    if dl:
+        cols["received_at"] += [ws.received_at] * len(dl)
+        for k in ("source", "point", "ts", "value", "reason", "payload", "code"):
+            cols[k] += [getattr(d, k) for d in dl]
+    return cols
 
 
 class SqlMetadataReads:
@@ -163,7 +191,32 @@ class SqlMetadataReads:
         sql = f'SELECT alarm_id, "at", event, actor, note, value FROM alarm_events {where} ORDER BY id DESC LIMIT {ph}'
         return [AlarmEvent(*r) for r in self._run(lambda c: c.execute(sql, params + [limit]).fetchall())]
 
-    def dead_letters(self, limit: int = 100, since: int | None = None, source: str | None = None) -> list[dict]:
+    def load_model(self, version: int | None = None) -> tuple[int, str] | None:
+        ph = self._ph
+        if version is None:
+            sql, params = "SELECT version, doc FROM plant_model ORDER BY version DESC LIMIT 1", []
+        else:
+            sql, params = f"SELECT version, doc FROM plant_model WHERE version = {ph}", [version]
+        row = self._run(lambda c: c.execute(sql, params).fetchone())
+        return (row[0], row[1]) if row else None
+
+    def model_versions(self, limit: int = 100) -> list[dict]:
+        ph = self._ph
+        sql = f"SELECT version, saved_at, origin, file_sha, actor FROM plant_model ORDER BY version DESC LIMIT {ph}"
+        keys = ("version", "saved_at", "origin", "file_sha", "actor")
+        return [dict(zip(keys, r)) for r in self._run(lambda c: c.execute(sql, [limit]).fetchall())]
+
+    def dead_letter_counts(self, since: int | None = None) -> list[dict]:
+        """Dead letters per (source, code), counted in the store over every row (not only the newest ones)."""
+        ph = self._ph
+        where, params = (f"WHERE received_at >= {ph}", [since]) if since is not None else ("", [])
+        sql = (f"SELECT source, coalesce(code, 'other'), count(*), max(received_at), min(received_at) FROM dead_letters {where} "
+               "GROUP BY 1, 2 ORDER BY 3 DESC")
+        keys = ("source", "code", "count", "last_at", "first_at")
+        return [dict(zip(keys, r)) for r in self._run(lambda c: c.execute(sql, params).fetchall())]
+
+    def dead_letters(self, limit: int = 100, since: int | None = None, source: str | None = None,
+                     code: str | None = None) -> list[dict]:
         ph = self._ph
         conds, params = [], []
         if since is not None:
@@ -172,6 +225,9 @@ class SqlMetadataReads:
         if source is not None:
             conds.append(f"source = {ph}")
             params.append(source)
+        if code is not None:
+            conds.append(f"coalesce(code, 'other') = {ph}")
+            params.append(code)
         where = ("WHERE " + " AND ".join(conds)) if conds else ""
         sql = f"SELECT {', '.join(DEAD_LETTER_COLUMNS)} FROM dead_letters {where} ORDER BY id DESC LIMIT {ph}"
         return [dict(zip(DEAD_LETTER_COLUMNS, r)) for r in self._run(lambda c: c.execute(sql, params + [limit]).fetchall())]

@@ -19,7 +19,7 @@ from plantguard.domain.alarms import ALARM_COLUMNS, AlarmEvent, AlarmRecord
 from plantguard.domain.readings import NO_TS, PointBatch
 from plantguard.errors import StoreError, StoreUnavailable
 from plantguard.store.analytics import ANALYTICS_TABLES, SqlAnalytics, migration as analytics_migration
-from plantguard.store.base import SqlMetadataReads, PointRow, Series, Store, WriteSet
+from plantguard.store.base import DEAD_LETTER_INSERT, SqlMetadataReads, PointRow, Series, Store, WriteSet, dead_letter_columns
 from plantguard.store.rollup import ROLLUP_COLUMNS, TIERS
 from plantguard.timeutil import now_us
 
@@ -43,7 +43,18 @@ MIGRATIONS: list[tuple[str, list[str]]] = [
         ],
     ),
     ("0002_analytics", analytics_migration("BLOB", indexes=False)),
+    ("0003_model_origin_and_reject_codes", [
+        # who stored each model version and from where (a file with its hash, the API, a rollback)
+        "ALTER TABLE plant_model ADD COLUMN origin VARCHAR",
+        "ALTER TABLE plant_model ADD COLUMN file_sha VARCHAR",
+        "ALTER TABLE plant_model ADD COLUMN actor VARCHAR",
+        "ALTER TABLE dead_letters ADD COLUMN code VARCHAR",
+    ]),
 ]
+
+
+_DL_TYPES = {"received_at": pa.int64(), "source": pa.string(), "point": pa.string(), "ts": pa.int64(), "value": pa.string(),
+             "reason": pa.string(), "payload": pa.string(), "code": pa.string()}
 
 
 def _q(col: str) -> str:
@@ -171,17 +182,14 @@ class EmbeddedStore(SqlAnalytics, SqlMetadataReads, Store):
         self._tx(go)
 
     # -- model ------------------------------------------------------------------------------------------
-    def save_model(self, doc: str, saved_at: int) -> int:
+    def save_model(self, doc: str, saved_at: int, *, origin: str = "api", file_sha: str | None = None, actor: str | None = None) -> int:
         def go(cur):
             v = cur.execute("SELECT coalesce(max(version), 0) + 1 FROM plant_model").fetchone()[0]
-            cur.execute("INSERT INTO plant_model VALUES (?, ?, ?)", [v, saved_at, doc])
+            cur.execute("INSERT INTO plant_model (version, saved_at, doc, origin, file_sha, actor) VALUES (?, ?, ?, ?, ?, ?)",
+                        [v, saved_at, doc, origin, file_sha, actor])
             return v
 
         return self._tx(go)
-
-    def load_model(self):
-        row = self._run(lambda c: c.execute("SELECT version, doc FROM plant_model ORDER BY version DESC LIMIT 1").fetchone())
-        return (row[0], row[1]) if row else None
 
     # -- write path -------------------------------------------------------------------------------------
     @staticmethod
@@ -202,7 +210,8 @@ class EmbeddedStore(SqlAnalytics, SqlMetadataReads, Store):
         raw_tbl = self._arrow(ws.batch) if len(ws.batch) else None
         latest_tbl = self._arrow(ws.latest) if len(ws.latest) else None
         roll_tbls = {t: pa.table(r.columns()) for t, r in ws.rollups.items() if len(r)}
-        dl_rows = [(ws.received_at, d.source, d.point, d.ts, d.value, d.reason, d.payload) for d in ws.dead_letters]
+        dl = dead_letter_columns(ws)
+        dl_tbl = pa.table({k: pa.array(v, _DL_TYPES[k]) for k, v in dl.items()}) if dl is not None else None
 
         def go(cur):
             if raw_tbl is not None:
@@ -217,10 +226,10 @@ class EmbeddedStore(SqlAnalytics, SqlMetadataReads, Store):
                 cur.register("_pg_roll", tbl)
                 cur.execute(f"INSERT INTO rollup_{tier} SELECT {', '.join(ROLLUP_COLUMNS)} FROM _pg_roll")
                 cur.unregister("_pg_roll")
-            if dl_rows:
-                cur.executemany(
-                    "INSERT INTO dead_letters (received_at, source, point, ts, value, reason, payload) VALUES (?, ?, ?, ?, ?, ?, ?)", dl_rows
-                )
+            if dl_tbl is not None:
+                cur.register("_pg_dl", dl_tbl)
+                cur.execute(f"INSERT INTO dead_letters ({', '.join(DEAD_LETTER_INSERT)}) SELECT * FROM _pg_dl")
+                cur.unregister("_pg_dl")
 
         self._tx(go)
 

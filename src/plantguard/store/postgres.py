@@ -23,7 +23,7 @@ from plantguard.domain.alarms import ALARM_COLUMNS, AlarmEvent, AlarmRecord
 from plantguard.domain.readings import NO_TS, PointBatch
 from plantguard.errors import StoreError, StoreUnavailable
 from plantguard.store.analytics import ANALYTICS_TABLES, SqlAnalytics, migration as analytics_migration
-from plantguard.store.base import SqlMetadataReads, PointRow, Series, Store, WriteSet
+from plantguard.store.base import DEAD_LETTER_INSERT, dead_letter_columns, SqlMetadataReads, PointRow, Series, Store, WriteSet
 from plantguard.store.rollup import ROLLUP_COLUMNS, TIERS
 from plantguard.timeutil import now_us
 
@@ -62,6 +62,13 @@ MIGRATIONS: list[tuple[str, list[str]]] = [
         ],
     ),
     ("0002_analytics", analytics_migration("BYTEA", _F8)),
+    ("0003_model_origin_and_reject_codes", [
+        "ALTER TABLE plant_model ADD COLUMN origin TEXT",
+        "ALTER TABLE plant_model ADD COLUMN file_sha TEXT",
+        "ALTER TABLE plant_model ADD COLUMN actor TEXT",
+        "ALTER TABLE dead_letters ADD COLUMN code TEXT",
+        "CREATE INDEX dead_letters_code ON dead_letters (code, received_at)",
+    ]),
 ]
 
 _MIGRATION_LOCK = 0x706C616E74  # advisory lock key: two processes migrating the same database take turns
@@ -375,18 +382,15 @@ class PostgresStore(SqlAnalytics, SqlMetadataReads, Store):
         )
 
     # -- model ------------------------------------------------------------------------------------------
-    def save_model(self, doc: str, saved_at: int) -> int:
+    def save_model(self, doc: str, saved_at: int, *, origin: str = "api", file_sha: str | None = None, actor: str | None = None) -> int:
         def go(cur):
             cur.execute("LOCK TABLE plant_model IN SHARE ROW EXCLUSIVE MODE")  # versions stay gapless across processes
             v = cur.execute("SELECT coalesce(max(version), 0) + 1 FROM plant_model").fetchone()[0]
-            cur.execute("INSERT INTO plant_model VALUES (%s, %s, %s)", [v, saved_at, doc])
+            cur.execute("INSERT INTO plant_model (version, saved_at, doc, origin, file_sha, actor) VALUES (%s, %s, %s, %s, %s, %s)",
+                        [v, saved_at, doc, origin, file_sha, actor])
             return v
 
         return self._tx(go)
-
-    def load_model(self):
-        row = self._run(lambda c: c.execute("SELECT version, doc FROM plant_model ORDER BY version DESC LIMIT 1").fetchone())
-        return (row[0], row[1]) if row else None
 
     # -- write path -------------------------------------------------------------------------------------
     def write(self, ws: WriteSet) -> None:
@@ -402,7 +406,7 @@ class PostgresStore(SqlAnalytics, SqlMetadataReads, Store):
         unknown = set(rolls) - set(TIERS)
         if unknown:
             raise StoreError(f"unknown rollup tier(s): {sorted(unknown)}")
-        dl_rows = [(ws.received_at, d.source, d.point, d.ts, d.value, d.reason, d.payload) for d in ws.dead_letters]
+        dl = dead_letter_columns(ws)
 
         def go(cur):
             if raw is not None:
@@ -420,10 +424,10 @@ class PostgresStore(SqlAnalytics, SqlMetadataReads, Store):
             for tier, payload in rolls.items():
                 with cur.copy(f"COPY rollup_{tier} ({', '.join(ROLLUP_COLUMNS)}) FROM STDIN (FORMAT BINARY)") as cp:
                     cp.write(payload)
-            if dl_rows:
-                cur.executemany(
-                    "INSERT INTO dead_letters (received_at, source, point, ts, value, reason, payload) VALUES (%s, %s, %s, %s, %s, %s, %s)", dl_rows
-                )
+            if dl is not None:
+                with cur.copy(f"COPY dead_letters ({', '.join(DEAD_LETTER_INSERT)}) FROM STDIN") as cp:
+                    for row in zip(*(dl[k] for k in DEAD_LETTER_INSERT)):
+                        cp.write_row(row)
 
         self._tx(go)
 

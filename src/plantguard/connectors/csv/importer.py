@@ -448,7 +448,8 @@ def _convert(cols: list[pa.Array], lines: np.ndarray, lay: _Layout, opt: CsvOpti
         for i in sorted(reason):
             problems.append((i, -1, reason[i]))
             dead.append(DeadLetter(source, reason[i], point=names[i] or None, ts=None if i in ts_err else int(ts[i]),
-                                   value=cols[lay.value][i].as_py(), payload=where(i)))
+                                   value=cols[lay.value][i].as_py(), payload=where(i),
+                                   code="bad_timestamp" if i in ts_err else "bad_value" if i in val_err else "bad_quality"))
         idx = np.flatnonzero(ok)
         batch = RawBatch.build(names[idx].tolist(), ts[idx], val[idx], q[idx], source=source)
         reading_lines = lines[idx]
@@ -458,7 +459,7 @@ def _convert(cols: list[pa.Array], lines: np.ndarray, lay: _Layout, opt: CsvOpti
             ts_ok[list(ts_err)] = False
         for i in sorted(ts_err):
             problems.append((i, -1, ts_err[i]))
-            dead.append(DeadLetter(source, ts_err[i], payload=where(i)))
+            dead.append(DeadLetter(source, ts_err[i], payload=where(i), code="bad_timestamp"))
         pts: list = []
         parts_ts, parts_v, parts_lines = [], [], []
         for j, name in lay.point_cols:
@@ -468,7 +469,7 @@ def _convert(cols: list[pa.Array], lines: np.ndarray, lay: _Layout, opt: CsvOpti
                 if ts_ok[i]:
                     why = f"column {name!r}: {r}"
                     problems.append((i, j, why))
-                    dead.append(DeadLetter(source, why, point=name, ts=int(ts[i]), value=cols[j][i].as_py(), payload=where(i)))
+                    dead.append(DeadLetter(source, why, point=name, ts=int(ts[i]), value=cols[j][i].as_py(), payload=where(i), code="bad_value"))
                 use[i] = False
             idx = np.flatnonzero(use)
             pts.extend([name] * len(idx))
@@ -524,7 +525,7 @@ def read_csv(path: str | Path, options: CsvOptions | None = None) -> Iterator[Ch
                 mine = [p for p in split_problems if upper is None or p.line < upper]
                 if mine:
                     split_problems = split_problems[len(mine):]
-                    dead = [DeadLetter(source, p.reason, payload=f"line {p.line}: {p.text}") for p in mine] + dead
+                    dead = [DeadLetter(source, p.reason, payload=f"line {p.line}: {p.text}", code="malformed") for p in mine] + dead
                     problems = sorted(mine + problems, key=lambda p: p.line)
                     rows += len(mine)
                 yield Chunk(batch, dead, lines_of, problems, rows, pos if b >= nrows else f.tell())

@@ -34,6 +34,7 @@ import orjson
 from plantguard.connectors.gateway import codec
 from plantguard.domain.readings import DeadLetter, IngestResult, RawBatch
 from plantguard.errors import Overloaded
+from plantguard.store.dirlock import DirLock
 from plantguard.timeutil import Clock, now_us
 
 log = logging.getLogger(__name__)
@@ -110,6 +111,8 @@ class GatewayQueue:
             raise ValueError(f"fsync must be always, interval or never, not {fsync!r}")
         self.dir = Path(directory)
         self.dir.mkdir(parents=True, exist_ok=True)
+        # Two gateways on one directory would interleave segments and confirm each other's records.
+        self._lock = DirLock(self.dir, "plantguard gateway")
         self.max_bytes = int(max_bytes)
         self.overflow = overflow
         self.fsync = fsync
@@ -378,6 +381,7 @@ class GatewayQueue:
                     os.fsync(seg.fd)
                 os.close(seg.fd)
             self._segs.clear()
+            self._lock.release()
             self.changed.notify_all()
 
     def __enter__(self) -> "GatewayQueue":

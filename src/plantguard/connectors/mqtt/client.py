@@ -131,6 +131,12 @@ class SubscriberClient:
     def connected(self) -> bool:
         return self._c.is_connected()
 
+    @property
+    def thread_alive(self) -> bool:
+        """Whether paho's network thread still runs (it ends if a callback raises)."""
+        t = getattr(self._c, "_thread", None)  # paho keeps no public handle on the thread it started
+        return t is not None and t.is_alive()
+
 
 class Publisher:
     """A small QoS 0/1 publisher for tests, benchmarks and the simulator.

@@ -103,6 +103,8 @@ class MqttSource:
         self.reconnects = 0
         self.write_failures = 0
         self.session_lost = 0
+        self.handler_errors = 0
+        self.restarts = 0
         self.last_error: str | None = None
 
     # -- lifecycle ----------------------------------------------------------------------------------------
@@ -151,11 +153,33 @@ class MqttSource:
             self._flusher = None
         self._started = False
 
+    def alive(self) -> bool:
+        """False when the network thread (or the coalescing thread) died: nothing is received any more."""
+        if not self._started or self._client is None:
+            return True  # not started or stopped on purpose: nothing to restart
+        if not self._client.thread_alive:
+            return False
+        return self._flusher is None or self._flusher.is_alive()
+
+    def restart(self) -> None:
+        """Called by the platform's supervisor when alive() is False. Unacknowledged messages are redelivered."""
+        self.restarts += 1
+        try:
+            self.stop()
+        except Exception:  # noqa: BLE001 - a dead thread may leave stop() half done
+            log.exception("mqtt: stopping the dead client failed")
+            self._started = False
+        self.start()
+
     def health(self) -> dict:
-        connected = bool(self._client is not None and self._client.connected and self._live)
+        alive = self.alive()
+        connected = bool(self._client is not None and self._client.connected and self._live and alive)
         return {
             "ok": connected,
             "connected": connected,
+            "thread_alive": alive,
+            "restarts": self.restarts,
+            "handler_errors": self.handler_errors,
             "broker": f"{self.cfg.host}:{self.cfg.port}",
             "client_id": self.cfg.client_id,
             "messages": self.messages,
@@ -207,13 +231,36 @@ class MqttSource:
 
     # -- messages (paho network thread) -------------------------------------------------------------------
     def _on_message(self, topic: str, payload: bytes, mid: int, qos: int) -> None:
-        self.messages += 1
-        prefix = self.topics.point_prefix(topic)
+        """Never raises: an exception here would end paho's network thread, and with it all ingest over MQTT.
+        Whatever goes wrong with one message makes it a dead letter that is stored and acknowledged."""
         try:
-            parsed = parse_columns(payload, SOURCE, prefix, self.max_payload_bytes)
-        except Exception as e:  # noqa: BLE001 - an unreadable payload must become a dead letter, never a redelivery loop
+            self._handle(topic, payload, mid, qos)
+        except Exception as e:  # noqa: BLE001 - the last line of defence; the message is kept as a dead letter
+            self.handler_errors += 1
+            self.last_error = f"handling a message on {topic[:200]!r} failed: {type(e).__name__}: {e}"
+            log.exception("mqtt: %s", self.last_error)
+            try:
+                dead = [DeadLetter(SOURCE, f"{topic[:200]}: {type(e).__name__}: {e}", payload=_fragment(payload), code="handler_error")]
+                self._submit([_Rec(mid, qos) if qos else None], RawBatch.build([], [], [], source=SOURCE), dead, track=True)
+            except Exception:  # noqa: BLE001
+                log.exception("mqtt: could not even store the dead letter; the message stays unacknowledged")
+
+    def _handle(self, topic: str, payload: bytes, mid: int, qos: int) -> None:
+        self.messages += 1
+        try:
+            prefix = self.topics.point_prefix(topic)
+        except ValueError as e:
+            # A topic outside the scheme (an empty level, too many levels): a dead letter, acknowledged once stored.
             self.rejected_payloads += 1
-            parsed = (RawBatch.build([], [], [], source=SOURCE, prefix=prefix), [DeadLetter(SOURCE, f"{topic}: {e}", payload=_fragment(payload))])
+            prefix = None
+            parsed = (RawBatch.build([], [], [], source=SOURCE), [DeadLetter(SOURCE, str(e), payload=_fragment(payload), code="bad_topic")])
+        else:
+            try:
+                parsed = parse_columns(payload, SOURCE, prefix, self.max_payload_bytes)
+            except Exception as e:  # noqa: BLE001 - an unreadable payload must become a dead letter, never a redelivery loop
+                self.rejected_payloads += 1
+                parsed = (RawBatch.build([], [], [], source=SOURCE, prefix=prefix),
+                          [DeadLetter(SOURCE, f"{topic}: {e}", payload=_fragment(payload), code=getattr(e, "code", "malformed"))])
         if isinstance(parsed, Columns):
             batch, dead, n = parsed, [], len(parsed.points)
         else:
@@ -270,7 +317,15 @@ class MqttSource:
             merged, more = _merge(bs)
             self._submit(rs, merged, (dead if i == 0 else []) + more)
 
-    def _submit(self, recs: list[_Rec | None], batch: RawBatch, dead: list[DeadLetter]) -> None:
+    def _submit(self, recs: list[_Rec | None], batch: RawBatch, dead: list[DeadLetter], track: bool = False) -> None:
+        if track:  # a message that did not pass _handle: queue its ack like any other, if the connection lives
+            with self._lock:
+                if not self._live:
+                    return
+                for r in recs:
+                    if r is not None:
+                        self._pending.append(r)
+
         def on_done(fut: Future) -> None:
             self._done(recs, fut)
 

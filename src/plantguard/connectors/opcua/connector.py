@@ -123,7 +123,7 @@ class OpcUaConnector(Connector):
                 if not r.ok:
                     failed.append(f"{dev.path}/{n.point} {n.node_id}: {r.status}")
                     dead.append(DeadLetter(self._source, f"the server refused to monitor {n.node_id}: {r.status}",
-                                           point=f"{dev.path}/{n.point}", ts=self.clock()))
+                                           point=f"{dev.path}/{n.point}", ts=self.clock(), code="protocol"))
         if failed and failed != h.failed_nodes:
             log.warning("%s: %d node(s) cannot be monitored: %s", self.name, len(failed), "; ".join(failed))
         h.failed_nodes, h.client_deadband, h.subscriptions = failed, client_db, len(self._devices)
@@ -147,7 +147,7 @@ class OpcUaConnector(Connector):
                 if q == 0:
                     h.non_numeric += 1
                     dead.append(DeadLetter(self._source, f"value is not numeric ({type(c.value).__name__})",
-                                           point=f"{dev.path}/{dev.points[i]}", ts=t, value=repr(c.value)[:200]))
+                                           point=f"{dev.path}/{dev.points[i]}", ts=t, value=repr(c.value)[:200], code="bad_value"))
                     continue
                 # A bad/uncertain status often carries no value; keep the fault visible with the last value.
                 last = dev.last_value[i]

@@ -66,7 +66,7 @@ def _map_chunk(chunk: Chunk, cfg: ReplayConfig) -> _Rows:
         if d.point is not None and cfg.points:
             if d.point not in cfg.points:
                 continue  # a broken cell in a column nobody asked for is not a problem of this device
-            d = DeadLetter(d.source, d.reason, f"{cfg.device}/{cfg.points[d.point]}", d.ts, d.value, d.payload)
+            d = DeadLetter(d.source, d.reason, f"{cfg.device}/{cfg.points[d.point]}", d.ts, d.value, d.payload, d.code)
         dead.append(d)
     return _Rows(list(pid[order]), b.ts[order], b.value[order], b.quality[order], chunk.lines[order], dead,
                  chunk.rows, chunk.bytes_read)

@@ -152,7 +152,7 @@ class SparkplugConnector(Connector):
     def health(self) -> dict:
         h = super().health()
         nodes = list(self._nodes.values())
-        connected = bool(self._client is not None and self._client.connected and self._live)
+        connected = bool(self._client is not None and self._client.connected and self._live and h["thread_alive"])
         h.update({
             "ok": connected,
             "connected": connected,
@@ -266,7 +266,7 @@ class SparkplugConnector(Connector):
             out = self.handle(topic, payload)
         except Exception as e:  # noqa: BLE001 - turn anything unexpected into a dead letter, never a redelivery loop
             log.exception("sparkplug %s: %s", self.name, topic)
-            out = [(RawBatch.build([], [], [], source=SOURCE), [DeadLetter(SOURCE, f"{topic}: {type(e).__name__}: {e}", payload=payload[:64].hex())])]
+            out = [(RawBatch.build([], [], [], source=SOURCE), [DeadLetter(SOURCE, f"{topic}: {type(e).__name__}: {e}", payload=payload[:64].hex(), code="handler_error")])]
         out = [(b, d) for b, d in out if len(b) or d]
         if rec is None:
             for b, d in out:
@@ -356,7 +356,7 @@ class SparkplugConnector(Connector):
             node.bad_payloads += 1
             self.bad_payloads += 1
             log.warning("sparkplug %s: %s: %s", self.name, topic, e)
-            return [(RawBatch.build([], [], [], source=SOURCE), [DeadLetter(SOURCE, f"{topic}: {e}", ts=now, payload=payload[:64].hex())])]
+            return [(RawBatch.build([], [], [], source=SOURCE), [DeadLetter(SOURCE, f"{topic}: {e}", ts=now, payload=payload[:64].hex(), code="protocol")])]
         pts_ms = p.timestamp if p.HasField("timestamp") else None
         seq = p.seq if p.HasField("seq") else None
 
@@ -471,7 +471,7 @@ class SparkplugConnector(Connector):
                 metric = codec.decode_metric(m, ms.datatype)
             except codec.CodecError as e:
                 self.bad_metrics += 1
-                dead.append(DeadLetter(SOURCE, f"{ent.key}: metric {ms.name!r}: {e}", point=ms.point, ts=now))
+                dead.append(DeadLetter(SOURCE, f"{ent.key}: metric {ms.name!r}: {e}", point=ms.point, ts=now, code="bad_value"))
                 continue
             t_ms = metric.timestamp if metric.timestamp is not None else pts_ms
             t = t_ms * 1000 if t_ms is not None else now
