@@ -18,6 +18,9 @@ from plantguard.sim.plant import LINE_PATH, PUMP, PUMP_VIBRATION, demo_config
 from plantguard.sim.runner import PipelineSink, Simulator
 from plantguard.timeutil import US
 
+# The API refuses state-changing requests without a JSON content type (415); these tests send JSON bodies.
+JSON_HEADERS = {"content-type": "application/json"}
+
 T0 = 1_767_243_600 * US  # 2026-01-01T05:00:00Z
 H = 3600 * US
 TTF_H = 8.0
@@ -64,7 +67,7 @@ def test_no_predictive_alert_while_healthy(run):
 
 def test_oee_and_kpis_through_the_api(run):
     platform, fault = run
-    with TestClient(create_app(platform)) as c:
+    with TestClient(create_app(platform), base_url="http://127.0.0.1", headers=JSON_HEADERS) as c:
         start, end = T0 + H, T0 + 19 * H // 2
         r = c.get("/api/analytics/oee", params={"line": LINE_PATH, "start": start // 1000, "end": end // 1000, "by": "shift"})
         assert r.status_code == 200, r.text

@@ -20,6 +20,9 @@ from plantguard.runtime import Platform
 from plantguard.testing.factories import plant_dict, tag
 from plantguard.timeutil import to_us
 
+# The API refuses state-changing requests without a JSON content type (415); these tests send JSON bodies.
+JSON_HEADERS = {"content-type": "application/json"}
+
 T0 = to_us("2024-05-01T12:00:00Z")  # the platform's "now" in every test
 T0_MS = T0 // 1000
 H_MS = 3_600_000
@@ -52,7 +55,7 @@ def platform(tmp_path):
 
 @pytest.fixture
 def client(platform):
-    with TestClient(create_app(platform)) as c:
+    with TestClient(create_app(platform), base_url="http://127.0.0.1", headers=JSON_HEADERS) as c:
         yield c
 
 
@@ -312,7 +315,7 @@ def test_ingest_empty_list(client):
 def test_ingest_oversize_is_413(tmp_path):
     p = make_platform(tmp_path, max_payload_bytes=1024).start()
     try:
-        with TestClient(create_app(p)) as c:
+        with TestClient(create_app(p), base_url="http://127.0.0.1", headers=JSON_HEADERS) as c:
             big = json.dumps([{"point": P0, "ts": T0_MS - i, "value": 1.0} for i in range(40)]).encode()
             assert len(big) > 1024
             r = c.post("/api/ingest", content=big)  # announced by Content-Length
@@ -332,7 +335,7 @@ def test_ingest_when_queue_is_full_is_503_with_retry_after(tmp_path):
         p.pipeline.submit(RawBatch.build([P1] * n, (T0 - np.arange(n) * 1000).astype(np.int64), np.zeros(n)))
         app = create_app(p)
         app.state.submit_timeout_s = 0
-        with TestClient(app) as c:
+        with TestClient(app, base_url="http://127.0.0.1", headers=JSON_HEADERS) as c:
             r = c.post("/api/ingest", content=json.dumps([{"point": P0, "ts": T0_MS, "value": 1}]))
             assert r.status_code == 503
             assert r.headers["retry-after"] == "1" and "queue full" in r.json()["detail"]
@@ -446,7 +449,7 @@ def alarm_client(tmp_path):
     clock = Clock()
     p = make_platform(tmp_path, alarms=True, clock=clock).start()
     try:
-        with TestClient(create_app(p)) as c:
+        with TestClient(create_app(p), base_url="http://127.0.0.1", headers=JSON_HEADERS) as c:
             c.clock = clock
             yield c
     finally:
@@ -579,7 +582,7 @@ def test_store_failure_is_503(tmp_path):
     p = make_platform(tmp_path)
     app = create_app(p)
     p.store.close()
-    with TestClient(app) as c:
+    with TestClient(app, base_url="http://127.0.0.1", headers=JSON_HEADERS) as c:
         r = c.get("/api/dead-letters")
         assert r.status_code == 503 and r.headers["retry-after"] == "1"
 
@@ -641,7 +644,7 @@ def test_points_list_includes_auto_registered_points(tmp_path):
     d["ingest"] = {"unknown_points": "auto_register"}
     p = Platform(parse_config(d), alarms=False).start()
     try:
-        with TestClient(create_app(p)) as c:
+        with TestClient(create_app(p), base_url="http://127.0.0.1", headers=JSON_HEADERS) as c:
             r = c.post("/api/ingest", json=[{"point": "lab/bench/new-sensor", "ts": p.clock() // 1000 - 1000, "value": 1}])
             assert r.json()["accepted"] == 1
             rows = c.get("/api/points").json()["data"]

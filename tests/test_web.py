@@ -21,6 +21,9 @@ from plantguard.timeutil import now_us
 from plantguard.web.live import MAX_POINTS
 from plantguard.web.routes import AUTH_NOTE, asset_context
 
+# The API refuses state-changing requests without a JSON content type (415); these tests send JSON bodies.
+JSON_HEADERS = {"content-type": "application/json"}
+
 P0, P1 = tag(0), tag(1)
 ASSET = "s1/a1/l1/pump1"
 PAGES = {"/": "overview", "/alarms": "alarms", "/devices": "devices", "/quality": "quality"}
@@ -45,7 +48,7 @@ def client(platform):
     app = create_app(platform)
     app.state.stream_tick_s = 0.05  # a fast clock and a short stream: TestClient reads a response to its end
     app.state.stream_lifetime_s = 0.6
-    with TestClient(app) as c:
+    with TestClient(app, base_url="http://127.0.0.1", headers=JSON_HEADERS) as c:
         yield c
 
 
@@ -160,7 +163,7 @@ def test_html_escapes_names_from_the_plant_model(tmp_path):
     d["sites"][0]["areas"][0]["lines"][0]["assets"][0]["name"] = "<script>alert(1)</script>"
     p = Platform(parse_config(d)).start()
     try:
-        with TestClient(create_app(p)) as c:
+        with TestClient(create_app(p), base_url="http://127.0.0.1", headers=JSON_HEADERS) as c:
             html = c.get("/").text
             assert "<script>alert(1)</script>" not in html and "&lt;script&gt;alert(1)&lt;/script&gt;" in html
             assert "<b>plant</b>" not in html and "&lt;b&gt;plant&lt;/b&gt;" in html

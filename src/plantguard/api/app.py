@@ -16,6 +16,7 @@ from plantguard.runtime import Platform
 from plantguard.api import alarms, analytics, dead_letters, gateway, health, ingest, model, telemetry
 from plantguard.api.deps import BODY_MODELS
 from plantguard.api.errors import ErrorPublic, install_error_handlers
+from plantguard.api.guard import GuardMiddleware
 from plantguard.api.metrics import build_registry
 from plantguard.web import live, routes as web
 
@@ -53,6 +54,7 @@ def create_app(platform: Platform) -> FastAPI:
     app.mount("/static", StaticFiles(directory=web.STATIC_DIR), name="static")
 
     _document_bodies(app)
+    app.add_middleware(GuardMiddleware, allowed_hosts=list(platform.cfg.api.allowed_hosts))
     return app
 
 

@@ -223,6 +223,7 @@ class Connector(ABC):
         self.links: dict[str, LinkHealth] = {}
         self.rejected_batches = 0
         self.restarts = 0
+        self._finished = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._main: asyncio.Task | None = None
@@ -244,6 +245,7 @@ class Connector(ABC):
         if self._thread is not None:
             return
         self._ready.clear()
+        self._finished = False
         self._thread = threading.Thread(target=self._thread_main, name=f"connector-{self.name}", daemon=True)
         self._thread.start()
         self._ready.wait(10)
@@ -256,9 +258,10 @@ class Connector(ABC):
         self._ready.set()
         try:
             loop.run_until_complete(self._main)
+            self._finished = True  # run() returned: the connector has nothing more to do (a replay that ended)
         except asyncio.CancelledError:
-            pass
-        except Exception:  # noqa: BLE001
+            self._finished = True
+        except BaseException:  # noqa: BLE001 - health must say the loop died; the supervisor restarts it
             log.exception("connector %s stopped on an error", self.name)
         finally:
             loop.run_until_complete(loop.shutdown_asyncgens())
@@ -273,7 +276,7 @@ class Connector(ABC):
 
     def alive(self) -> bool:
         """False when the connector's loop thread ended although nobody stopped it (its links then read nothing)."""
-        return self._thread is None or self._thread.is_alive()
+        return self._thread is None or self._thread.is_alive() or self._finished
 
     def restart(self) -> None:
         """Called by the platform's supervisor when alive() is False."""

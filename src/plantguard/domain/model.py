@@ -310,6 +310,8 @@ class AlarmConfig(_Strict):
 class ApiConfig(_Strict):
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)
+    allowed_hosts: list[str] = Field(["127.0.0.1", "localhost", "::1"], max_length=100,
+                                     description="host names requests may name (Host header); '*' for any. Refuses DNS rebinding")
 
 
 class PlantConfig(_Strict):

@@ -1,0 +1,74 @@
+"""Request guards in front of every route: the Host allow-list and the content type of state-changing requests.
+
+- Host: a web page in an operator's browser can make its own domain resolve to 127.0.0.1 (DNS rebinding) and
+  then talk to a loopback server as if it were same-origin. Answering only requests that name an allowed host
+  (loopback names by default, `api.allowed_hosts`) defeats that.
+- Content type: a form or a `text/plain` fetch from any web page is a "simple" cross-site request that the
+  browser sends without asking the server first (no CORS preflight). Refusing POST/PUT/PATCH under /api unless
+  they declare JSON (or YAML for the model document, or the gateway's own frame type) means such a request can
+  no longer post readings or change the plant model (415).
+"""
+
+from __future__ import annotations
+
+import json
+
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
+UNSAFE = {"POST", "PUT", "PATCH"}
+JSON_TYPES = ("application/json",)
+YAML_TYPES = ("application/yaml", "application/x-yaml", "text/yaml")
+GATEWAY_TYPE = "application/vnd.plantguard.gateway-batches"
+
+
+def _host_name(host: str) -> str:
+    host = host.strip().lower()
+    if host.startswith("["):  # [::1]:8000
+        return host[1:host.find("]")] if "]" in host else host
+    return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+
+
+def _allowed_types(path: str) -> tuple[str, ...]:
+    if path.startswith("/api/gateway/"):
+        return JSON_TYPES + (GATEWAY_TYPE,)
+    if path == "/api/model":
+        return JSON_TYPES + YAML_TYPES
+    return JSON_TYPES
+
+
+def _media_type(value: str) -> str:
+    return value.split(";", 1)[0].strip().lower()
+
+
+class GuardMiddleware:
+    def __init__(self, app, allowed_hosts: list[str] | tuple[str, ...] = LOOPBACK_HOSTS) -> None:
+        self.app = app
+        self.any_host = "*" in allowed_hosts
+        self.hosts = {h.lower().strip("[]") for h in allowed_hosts}
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
+        if not self.any_host:
+            host = _host_name(headers.get("host", ""))
+            if host not in self.hosts:
+                await _refuse(send, 421, f"host {host!r} is not served here (api.allowed_hosts lists the names this "
+                                         "server answers to; add it there if it is this server's own name)")
+                return
+        path = scope.get("path", "")
+        if scope.get("method") in UNSAFE and path.startswith("/api/"):
+            ctype = _media_type(headers.get("content-type", ""))
+            allowed = _allowed_types(path)
+            if not (ctype in allowed or (ctype.startswith("application/") and ctype.endswith("+json"))):
+                shown = ctype or "none"
+                await _refuse(send, 415, f"Content-Type {shown} is not accepted here; send {' or '.join(allowed)}")
+                return
+        await self.app(scope, receive, send)
+
+
+async def _refuse(send, status: int, detail: str) -> None:
+    body = json.dumps({"detail": detail}).encode()
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+    await send({"type": "http.response.body", "body": body})
