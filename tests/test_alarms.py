@@ -186,15 +186,41 @@ def test_stale_point(data_dir):
     r = Rig(data_dir, cfg_with({"stale": {"periods": 3}}))
     r.tick(2)
     assert r.state("STALE") == ("normal", False)
-    r.feed([(1, 50)])
-    r.tick(4)  # 3 s since the reading: not more than 3 periods yet
+    r.feed([(2, 50)])  # arrives on time (a reading that arrived late is forgiven its lateness: see the next test)
+    r.tick(5)  # 3 s since the reading: not more than 3 periods yet
     assert r.state("STALE") == ("normal", False)
-    r.tick(5)
+    r.tick(6)
     rec = r.engine.get(f"{P0}:STALE")
-    assert (rec.state, rec.active, rec.raised_at, rec.priority) == ("unacknowledged", True, NOW + 5 * S, "low")
+    assert (rec.state, rec.active, rec.raised_at, rec.priority) == ("unacknowledged", True, NOW + 6 * S, "low")
     assert "no data for 4 s" in rec.message
-    r.feed([(6, 50)])  # fresh data clears at once, without waiting for a tick
+    r.feed([(7, 50)])  # fresh data clears at once, without waiting for a tick
     assert r.state("STALE") == ("returned_to_normal", False)
+
+
+def test_a_platform_that_falls_behind_raises_no_offline_alarm_but_a_silent_device_still_does(data_dir):
+    """The writer is behind (its queue's oldest reading waited 30 s) and the readings that do get through arrive
+    late: healthy devices are not declared offline. A device that really stopped is, once caught up."""
+    d = cfg_with({"stale": {"periods": 3}}, offline_after_periods=5)
+    r = Rig(data_dir, d)
+    lag = {"us": 0}
+    r.engine.lag_us = lambda: lag["us"]
+    r.feed([(1, 50)])
+    # 30 s later by the clock, the platform is 30 s behind: what it wrote is 30 s old
+    lag["us"] = 29 * S
+    r.tick(31)
+    assert r.state("STALE") == ("normal", False) and r.state("OFFLINE", DEVICE) == ("normal", False)
+    # a late reading arrives (25 s late): its lateness is forgiven too
+    lag["us"] = 0
+    r.clock.t = NOW + 32 * S
+    batch_t = 7
+    r.engine.on_batch(__import__("plantguard.domain.readings", fromlist=["PointBatch"]).PointBatch(
+        np.array([r.registry.pid(P0)], np.int32), np.array([NOW + batch_t * S]), np.array([50.0]), np.zeros(1, np.uint8),
+        np.full(1, np.iinfo(np.int64).min)), r.clock.t)
+    r.tick(33)
+    assert r.state("STALE") == ("normal", False)
+    # caught up, and the device says nothing more: alarmed
+    r.tick(32 + 6)
+    assert r.state("STALE")[1] is True and r.state("OFFLINE", DEVICE)[1] is True
 
 
 def test_device_offline_and_recovery(data_dir):

@@ -80,6 +80,7 @@ class Platform:
 
             self.notifier = WebhookNotifier(cfg.alarms.webhooks) if cfg.alarms.webhooks else None
             self.alarms = AlarmEngine(cfg, self.registry, self.store, clock=clock, notifier=self.notifier)
+            self.alarms.lag_us = self.pipeline.current_lag_us  # silence is judged against what was caught up
             self.pipeline.add_processor(self.alarms)
         self.analytics = None
         if analytics:
@@ -249,15 +250,25 @@ class Platform:
             raise InvalidInput("end must be after start")
         if agg not in AGGREGATES:
             raise InvalidInput(f"aggregate must be one of {', '.join(AGGREGATES)}")
+        now = self.clock()
         if width is None:
             if buckets is None or buckets < 1:
                 raise InvalidInput("give either buckets (>= 1) or a bucket width")
-            width = max(1, -(-(end - start) // buckets))
+            if buckets > MAX_BUCKETS:
+                raise InvalidInput(f"at most {MAX_BUCKETS} buckets per query")
+            # Buckets are aligned to multiples of their width, so [start, end) can touch one more than
+            # span / width of them: widen until at most `buckets` are touched (two steps at most in practice).
+            for k in range(buckets, max(0, buckets - 10), -1):
+                width = max(1, -(-(end - start) // k))
+                tier, eff = choose_tier(width, start, now, self.retention)
+                if (end - 1) // eff - start // eff + 1 <= buckets:
+                    break
+            return self.store.downsample(self.pid_of(tag), start, end, eff, agg, tier), tier, eff
         if width < 1:
             raise InvalidInput("bucket width must be positive")
         if (end - start) // width > MAX_BUCKETS:
             raise InvalidInput(f"at most {MAX_BUCKETS} buckets per query")
-        tier, eff = choose_tier(width, start, self.clock(), self.retention)
+        tier, eff = choose_tier(width, start, now, self.retention)
         return self.store.downsample(self.pid_of(tag), start, end, eff, agg, tier), tier, eff
 
     def latest(self, tags: list[str]) -> dict[str, dict | None]:

@@ -45,6 +45,11 @@ _N = AlarmState.normal.value
 _SH = AlarmState.shelved.value
 
 
+# Lateness of a stream forgiven when judging silence: beyond it a silent device is alarmed even if its last
+# readings arrived this late (a device clock far behind must not hide an outage for longer).
+MAX_FORGIVE_US = 600 * 1_000_000
+
+
 @dataclass
 class _Rule:
     id: str
@@ -136,6 +141,8 @@ class AlarmEngine:
         n = self._n_pids()
         # per pid: newest reading ts of any quality (stale/offline), newest evaluated reading (limits/ROC)
         self._seen = np.full(n, now, np.int64)  # a point never seen gets one full window after start
+        self._late = np.zeros(n, np.int64)  # how late the newest reading of each pid arrived (capped)
+        self.lag_us = lambda: 0  # the platform wires the pipeline's current lag in here
         self._eval_ts = np.full(n, NONE_TS, np.int64)
         self._eval_v = np.full(n, np.nan)
         self._dev_of = np.full(n, -1, np.int32)  # device number per pid, -1 for none
@@ -174,6 +181,7 @@ class AlarmEngine:
         if n <= old:
             return
         self._seen = np.concatenate([self._seen, np.full(n - old, now, np.int64)])
+        self._late = np.concatenate([self._late, np.zeros(n - old, np.int64)])
         self._eval_ts = np.concatenate([self._eval_ts, np.full(n - old, NONE_TS, np.int64)])
         self._eval_v = np.concatenate([self._eval_v, np.full(n - old, np.nan)])
         self._dev_of = np.concatenate([self._dev_of, np.full(n - old, -1, np.int32)])
@@ -276,6 +284,7 @@ class AlarmEngine:
         self._dev_ids = dev_ids
         self._dev_active = np.array([self._records[r].active for r in dev_ids], bool)
         self._dev_last = np.full(len(dev_ids), np.iinfo(np.int64).min, np.int64)
+        self._dev_late = np.zeros(len(dev_ids), np.int64)
         m = dev_of >= 0
         np.maximum.at(self._dev_last, dev_of[m], self._seen[m])
         self._rules = rules
@@ -333,10 +342,14 @@ class AlarmEngine:
             if int(pe[-1]) >= len(self._seen):
                 self._grow(int(pe[-1]) + 1, now)
             self._seen[pe] = np.maximum(self._seen[pe], te)
+            # how late the newest reading of each point arrived (a backlog in a broker, a busy subscriber)
+            self._late[pe] = np.clip(now - self._seen[pe], 0, MAX_FORGIVE_US)
             if len(self._dev_ids):
                 d = self._dev_of[pe]
                 k = d >= 0
                 np.maximum.at(self._dev_last, d[k], te[k])
+                dk = d[k]
+                self._dev_late[dk] = np.clip(now - self._dev_last[dk], 0, MAX_FORGIVE_US)
             if len(self._eval_pids):
                 self._evaluate(batch, ch, now)
             self._recover_stale(now, ch)
@@ -425,18 +438,23 @@ class AlarmEngine:
             lv.active[pid] = state
 
     def on_tick(self, now: int) -> None:
-        """Stale data, device offline and shelve expiry, judged against the clock."""
+        """Stale data, device offline and shelve expiry. Silence is judged against what the platform has caught
+        up to, not the bare clock: the time the ingest queue has been written up to (now minus its lag), and for
+        each point or device minus how late its newest reading arrived (at most MAX_FORGIVE_US). When the platform
+        itself falls behind (a backlog, a busy CPU), healthy devices are therefore not declared offline; a device
+        that really stops is, once the platform has caught up with the time its next reading was due."""
         with self._lock:
             ch = _Changes()
+            ref = now - max(0, int(self.lag_us()))
             if len(self._stale_pids):
-                age = now - self._seen[self._stale_pids]
+                age = ref - self._seen[self._stale_pids] - self._late[self._stale_pids]
                 for i in np.flatnonzero((age > self._stale_thr) & ~self._stale_active).tolist():
                     self._stale_active[i] = True
                     rec = self._records[self._stale_ids[i]]
                     rec.message = f"no data for {age[i] * _S:g} s (expected every {self._stale_period[i] * _S:g} s)"
                     self._condition(rec, True, now, None, now, ch)
             if len(self._dev_ids):
-                age = now - self._dev_last
+                age = ref - self._dev_last - self._dev_late
                 for i in np.flatnonzero((age > self._dev_thr) & ~self._dev_active).tolist():
                     self._dev_active[i] = True
                     rec = self._records[self._dev_ids[i]]
@@ -451,12 +469,12 @@ class AlarmEngine:
 
     def _recover_stale(self, now: int, ch: _Changes) -> None:
         if len(self._stale_pids) and self._stale_active.any():
-            fresh = self._stale_active & (now - self._seen[self._stale_pids] <= self._stale_thr)
+            fresh = self._stale_active & (now - self._seen[self._stale_pids] - self._late[self._stale_pids] <= self._stale_thr)
             for i in np.flatnonzero(fresh).tolist():
                 self._stale_active[i] = False
                 self._condition(self._records[self._stale_ids[i]], False, now, None, now, ch)
         if len(self._dev_ids) and self._dev_active.any():
-            back = self._dev_active & (now - self._dev_last <= self._dev_thr)
+            back = self._dev_active & (now - self._dev_last - self._dev_late <= self._dev_thr)
             for i in np.flatnonzero(back).tolist():
                 self._dev_active[i] = False
                 self._condition(self._records[self._dev_ids[i]], False, now, None, now, ch)

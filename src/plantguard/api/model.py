@@ -28,6 +28,8 @@ from plantguard.domain.model import (
     Site,
 )
 
+from plantguard.errors import NotFound
+
 from plantguard.api import hierarchy
 from plantguard.api.deps import MAX_JSON_BODY_BYTES, JsonObject, PlatformDep, body_schema, read_body
 from plantguard.api.errors import ERROR_RESPONSES, ErrorPublic
@@ -275,6 +277,19 @@ def _add_level(level: Level) -> None:
 
 for _lv in LEVELS:
     _add_level(_lv)
+
+
+def _unmatched_model_path(rest: str) -> Any:
+    """Any other path under /model: a collection under a parent path of the wrong depth, an unknown level...
+    404 naming what is expected (without this, a POST matching a GET-only route by shape would answer 405)."""
+    levels = ", ".join(lv.plural for lv in LEVELS)
+    raise NotFound(f"no model entity or collection at /api/model/{rest}: paths are /api/model/<level>/<path> and "
+                   f"/api/model/<parent level>/<parent path>/<level>, with level one of {levels} and one path "
+                   "segment per level ('site/area/line/asset/device/point')")
+
+
+router.add_api_route("/model/{rest:path}", _unmatched_model_path, methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
+                     include_in_schema=False, responses=MODEL_ERRORS)
 
 
 # -- flat list of points ----------------------------------------------------------------------------------

@@ -29,6 +29,7 @@ from plantguard.timeutil import Clock, now_us
 
 log = logging.getLogger(__name__)
 MAX_ERRORS_RETURNED = 20
+RATE_WINDOW_S = 10.0
 
 # The pipeline's checks, in the order of their index in the per-reading reason column: (code, text).
 _CHECKS: list[tuple[str, str]] = [
@@ -130,6 +131,7 @@ class Pipeline:
         self.chunk_readings = max(1000, max_batch_readings // 4)
         self._busy_since: int | None = None  # enqueue time of the oldest batch the writer is working on
         self._draining = False
+        self._rate_samples: deque[tuple[float, int]] = deque([(time.monotonic(), 0)])
         self.tick_us = tick_us
         self.compact_every_us = compact_every_us
         self.retention = retention
@@ -258,6 +260,28 @@ class Pipeline:
         f1.add_done_callback(next_chunk)
         return outer
 
+    def readings_per_s(self) -> float:
+        """Readings accepted per second over the last RATE_WINDOW_S (0.0 when idle), sampled by the writer at
+        every turn and tick, so it is there from the first second whoever asks."""
+        samples = list(self._rate_samples)
+        now = time.monotonic()
+        if not samples:
+            return 0.0
+        t0, n0 = samples[0]
+        span = now - t0
+        if span < 1.0:
+            span = 1.0  # one burst must not read as an enormous rate
+        return max(0.0, (self.stats.accepted - n0) / span)
+
+    def _sample_rate(self) -> None:
+        now = time.monotonic()
+        q = self._rate_samples
+        if q and now - q[-1][0] < 0.1:
+            return  # at most ten samples a second: the window stays small however fast the writer turns
+        q.append((now, self.stats.accepted))
+        while len(q) > 1 and now - q[1][0] >= RATE_WINDOW_S:
+            q.popleft()
+
     def current_lag_us(self) -> int:
         """How long the oldest reading not yet written has been waiting (0 when nothing waits): unlike the lag
         of the last write, this grows while the writer is stuck or behind."""
@@ -318,6 +342,7 @@ class Pipeline:
         self._housekeeping(final=True)
 
     def _housekeeping(self, final: bool = False) -> None:
+        self._sample_rate()
         now = self.clock()
         if now - self._last_tick >= self.tick_us or final:
             self._last_tick = now

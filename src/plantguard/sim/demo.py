@@ -119,9 +119,13 @@ def prepare_data_dir(data_dir: str | Path, seed: int) -> None:
     has_store = any((d / f).exists() for f in STORE_FILES)
     if has_store and not marker.exists():
         raise Conflict(f"{d} holds a plantguard store the demo did not create; give the demo an empty directory")
-    for f in STORE_FILES:
-        if (d / f).exists():
-            (d / f).unlink()
+    removed = [f for f in STORE_FILES if (d / f).exists()]
+    for f in removed:
+        (d / f).unlink()
+    if removed:
+        # Say it: an operator who came back to look at yesterday's demo must not lose it without a word.
+        print(f"demo: the previous demo store in {d} was emptied (every demo starts from a clean store; "
+              "give --data-dir another directory to keep it)", file=sys.stderr, flush=True)
     marker.write_text(json.dumps({"created_by": "plantguard demo", "seed": seed}) + "\n", encoding="utf-8")
 
 

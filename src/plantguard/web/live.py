@@ -39,23 +39,13 @@ FALLBACK_LIFETIME_S = 60.0
 
 
 class RateMeter:
-    """Readings per second accepted by the pipeline, measured between samples at least a second apart."""
+    """Readings per second accepted by the pipeline over its last few seconds (measured by the writer itself)."""
 
     def __init__(self, platform: Platform) -> None:
         self.platform = platform
-        self._lock = threading.Lock()
-        self._last: tuple[float, int] | None = None
-        self.rate: float | None = None
 
-    def sample(self) -> float | None:
-        with self._lock:
-            t, n = time.monotonic(), self.platform.pipeline.stats.accepted
-            if self._last is None:
-                self._last = (t, n)
-            elif t - self._last[0] >= 1.0:
-                self.rate = (n - self._last[1]) / (t - self._last[0])
-                self._last = (t, n)
-            return self.rate
+    def sample(self) -> float:
+        return self.platform.pipeline.readings_per_s()
 
 
 def rate_meter(app: FastAPI) -> RateMeter:

@@ -113,7 +113,12 @@ def pct(x: float | None) -> str:
     return "—" if x is None else f"{x * 100:.1f} %"
 
 
-templates.env.filters.update(number=fmt_number, value=fmt_value, unit=unit_symbol, duration=fmt_duration, pct=pct)
+def fmt_count(v: Any, noun: str) -> str:
+    """'1 reading', '2 readings', '1,204 readings'."""
+    return f"{fmt_number(v)} {noun}{'' if v == 1 else 's'}"
+
+
+templates.env.filters.update(number=fmt_number, value=fmt_value, unit=unit_symbol, duration=fmt_duration, pct=pct, count=fmt_count)
 
 
 # -- shared page context ------------------------------------------------------------------------------------------

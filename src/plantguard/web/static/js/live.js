@@ -83,8 +83,9 @@
       const v = data[k];
       if (k === "writer_alive") el.textContent = v ? "alive" : "stopped";
       else if (k === "status") { el.textContent = v; el.className = "badge badge-" + v; }
-      else if (v === null) el.textContent = "measuring";
+      else if (v === null) el.textContent = "—";
       else if (k === "readings_per_s") el.textContent = formatNumber(Math.round(v * 10) / 10);
+      else if (el.dataset.noun) el.textContent = formatNumber(v) + " " + el.dataset.noun + (v === 1 ? "" : "s");
       else el.textContent = formatNumber(v);
     });
   }
