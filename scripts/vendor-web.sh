@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Vendor the web dashboard's front-end libraries into src/plantguard/web/static/vendor/<lib>/.
+# Vendor the web dashboard's front-end libraries (and Swagger UI for /docs) into src/plantguard/web/static/vendor/<lib>/.
 #
 # The dashboard loads nothing from the internet at run time: each library's built file(s) and LICENSE are
 # committed under static/vendor/<lib>/ with a VERSION file. This script rebuilds them from the npm registry
@@ -14,6 +14,7 @@ set -euo pipefail
 # lib  version  files copied from the package (LICENSE is always copied)
 LIBS=(
   "uplot 1.6.32 dist/uPlot.iife.min.js dist/uPlot.min.css"
+  "swagger-ui-dist 5.35.0 swagger-ui-bundle.js swagger-ui.css favicon-32x32.png"
 )
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"

@@ -191,3 +191,60 @@ def test_thinner_keeps_the_highest_of_each_interval_across_batches():
     assert sorted(zip(*(a.tolist() for a in out))) == [(0, 15 * S, 0.9), (1, 25 * S, 0.4)]
     # NaN is never stored
     assert len(th.feed(np.array([0], np.int64), np.array([40 * S]), np.array([np.nan]))[0]) == 0
+
+
+# -- the operator's view: status that cannot contradict violations, gating by machine state ------------------------
+def gated_dict(data_dir):
+    """p0 under SPC only while the asset runs; p3 is the asset's machine state (1 running, 0 stopped)."""
+    d = plant_dict(4, data_dir=str(data_dir), alarms=False)
+    pts = _points(d)
+    pts[0]["analytics"] = {"spc": {"baseline": 50, "lsl": 40, "usl": 60, "alarm": False}, "only_when": "running"}
+    pts[3].update({"id": "state", "data_type": "state", "states": {0: "stopped", 1: "running"}, "range": None})
+    del pts[3]["range"]
+    pts.append({"id": "good-count", "data_type": "int"})
+    d["sites"][0]["areas"][0]["lines"][0]["oee"] = {"ideal_rate_per_h": 3600, "state_categories": {0: "planned_stop", 1: "running"}}
+    return d
+
+
+def test_spc_status_never_says_in_control_next_to_recent_violations(tmp_path):
+    clock = Clock()
+    p = Platform(parse_config(cfg_dict(tmp_path, spc={"baseline": 50, "alarm": False})), clock=clock)
+    x0 = normal(200, 1)
+    x0[150:199] += 8.0  # a long excursion, then one ordinary reading
+    feed(p, clock, 0, 200, {0: x0})
+    live = p.analytics_live()["spc"][tag(0)]
+    assert live["last_reading_status"] == "in_control"  # the last reading alone is inside the limits
+    assert live["status"] == "out_of_control" and live["rules_fired_recently"] > 0
+    p.stop()
+
+
+def test_spc_and_capability_run_only_while_the_machine_runs(tmp_path):
+    clock = Clock()
+    p = Platform(parse_config(gated_dict(tmp_path)), clock=clock)
+    state_tag = tag(0).rsplit("/", 1)[0] + "/state"
+    x0 = normal(400, 4)
+    x0[200:300] = 0.0  # the machine is stopped: the torque reads 0
+    state = np.ones(400)
+    state[200:300] = 0
+    for lo in range(0, 400, 10):
+        tags = [tag(0)] * 10 + [state_tag] * 10
+        ts = [NOW + (lo + k) * S for k in range(10)] * 2
+        clock.t = NOW + (lo + 10) * S
+        p.pipeline.process_now(RawBatch.build(tags, ts, list(x0[lo:lo + 10]) + list(state[lo:lo + 10])))
+    assert p.analytics.stats["gated"] == 100
+    events = p.analytics_events(kind="spc", limit=1000)
+    # the stopped stretch (readings of 0, far outside the limits) raised no violation
+    assert not [e for e in events if NOW + 200 * S <= e.ts < NOW + 300 * S], [e.as_dict() for e in events][:3]
+    assert p.analytics_live()["spc"][tag(0)]["n_points"] == 300
+    rep = p.spc_report(tag(0), NOW, NOW + 400 * S)
+    assert rep["readings_excluded_by_state"] == 100 and rep["capability"]["n"] == 300
+    assert rep["capability"]["ppk"] > 1.0  # the stopped readings do not drag the performance index down
+    p.stop()
+
+
+def test_only_when_needs_the_line_state(tmp_path):
+    d = gated_dict(tmp_path)
+    del d["sites"][0]["areas"][0]["lines"][0]["oee"]
+    with pytest.raises(ConfigError) as e:
+        parse_config(d)
+    assert any(pr.path.endswith("analytics.only_when") for pr in e.value.problems)

@@ -216,6 +216,17 @@ def test_quality_page_lists_dead_letters_with_reasons(client):
     assert html.count("data-dead-letter=") == 2 and "data-reason-counts" in html
     only = client.get("/quality", params={"reason": "unknown"}).text
     assert only.count("data-dead-letter=") == 1
+    assert client.get("/quality", params={"code": "out_of_range"}).text.count("data-dead-letter=") == 1
+    # grouped by the reason codes, with their whole label (not the first words of the reason text)
+    assert 'data-reason="unknown_point"' in html and "unknown point (not in the plant model)" in html
+    assert 'data-reason="out_of_range"' in html and "value outside the engineering range" in html
+
+
+def test_quality_counts_every_dead_letter_in_the_store(client):
+    rows = [{"point": f"nowhere/{i}", "ts": now_us() // 1000, "value": 1} for i in range(1500)]
+    assert client.post("/api/ingest", json={"readings": rows}).json()["rejected"] == 1500
+    html = client.get("/quality").text
+    assert "1 500" in html and html.count("data-dead-letter=") == 200  # counted in the store, 200 rows shown
 
 
 def test_stream_sends_latest_alarms_and_health(client, platform):

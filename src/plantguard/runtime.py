@@ -322,7 +322,18 @@ class Platform:
                "capability_error": None}
         if spc.lsl is not None or spc.usl is not None:
             raw = self.store.raw(pid, start, end, MAX_RAW_POINTS)
-            vals = raw.value[raw.quality == 0] if raw.quality is not None else raw.value
+            keep = raw.quality == 0 if raw.quality is not None else np.ones(len(raw.ts), bool)
+            gate = self._state_gate(tag, point)
+            if gate is not None:
+                # only readings taken while the machine was in an allowed state, as the live SPC judged them
+                state_tag, allowed, lookback = gate
+                st = self.store.raw(self.pid_of(state_tag), start - lookback, end, MAX_HISTORY_ROWS)
+                pos = np.searchsorted(st.ts, raw.ts, "right") - 1
+                state = np.where(pos >= 0, st.value[np.maximum(pos, 0)] if len(st.ts) else np.nan, np.nan)
+                keep &= np.isin(state, allowed)
+                out["only_when"] = list(point.analytics.only_when)
+                out["readings_excluded_by_state"] = int((~np.isin(state, allowed)).sum())
+            vals = raw.value[keep]
             try:
                 cap = capability(vals, lsl=spc.lsl, usl=spc.usl)
                 out["capability"] = _plain(cap)
@@ -330,6 +341,24 @@ class Platform:
                 out["capability_error"] = str(e)  # e.g. too few readings in the window: a state, not a failure
         out["violations"] = [e.as_dict() for e in self.store.analytics_events(kind="spc", key=f"spc/{tag}", since=start, until=end, limit=1000)]
         return out
+
+    def _state_gate(self, tag: str, point) -> tuple[str, np.ndarray, int] | None:
+        """(state point tag, allowed state codes, lookback us) when the point's analytics run only in some
+        machine states (analytics.only_when), else None."""
+        if point is None or point.analytics is None or not point.analytics.only_when:
+            return None
+        parts = tag.split("/")
+        line_path, asset_id = "/".join(parts[:3]), parts[3]
+        _site, ln = self._line_cfg(line_path)
+        if ln.oee is None:
+            return None
+        asset = next((a for a in ln.assets if a.id == asset_id), None)
+        dev = next((d for d in (asset.devices if asset else []) for p in d.points if p.id == ln.oee.state_point), None)
+        if dev is None:
+            return None
+        allowed = np.array(sorted(c for c, cat in ln.oee.state_categories.items() if cat in point.analytics.only_when), np.float64)
+        lookback = int((ln.oee.max_gap_s or 86400) * 1e6)
+        return f"{line_path}/{asset_id}/{dev.id}/{ln.oee.state_point}", allowed, lookback
 
     def _point_cfg(self, tag: str):
         for t, *_rest, point in self.cfg.iter_points():

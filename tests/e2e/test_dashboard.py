@@ -148,3 +148,36 @@ def test_keyboard_reaches_the_navigation(page, plant):
     page.keyboard.press("Enter")
     page.wait_for_url("**/alarms")
     page.wait_for_selector('body[data-page="alarms"]', state="attached")
+
+
+def test_api_docs_render_with_no_network(page, plant):
+    """/docs is Swagger UI from the vendored copy: with every request beyond the server refused (a plant network
+    without internet), the operations still render, and nothing was asked of another host."""
+    foreign: list[str] = []
+    origin = plant.base_url.rstrip("/")
+
+    def route(r):
+        if r.request.url.startswith(origin):
+            r.continue_()
+        else:
+            foreign.append(r.request.url)
+            r.abort()
+
+    page.route("**/*", route)
+    page.goto(plant.base_url + "/docs", wait_until="load")
+    page.wait_for_selector(".swagger-ui .opblock", timeout=30_000)
+    assert page.locator(".swagger-ui .opblock").count() > 20
+    assert "plantguard" in page.locator(".swagger-ui .title").inner_text()
+    assert foreign == []
+
+
+def test_long_payloads_wrap_on_the_data_quality_page(page, plant):
+    with api(plant) as c:
+        junk = "x" * 3000
+        r = c.post("/api/ingest", content=('{"readings": [{"point": "' + junk + '", "ts": 1, "value": 1}, "' + junk + '"]}').encode(),
+                   headers={"content-type": "application/json"})
+        assert r.status_code == 200 and r.json()["rejected"] >= 1
+    page.set_viewport_size({"width": 1280, "height": 800})
+    open_page(page, plant, "quality")
+    width = page.evaluate("document.documentElement.scrollWidth")
+    assert width <= 1280, f"the page is {width} px wide"

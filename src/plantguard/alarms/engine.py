@@ -96,6 +96,12 @@ class _Changes:
     notify: list[tuple[AlarmRecord, AlarmEvent]] = field(default_factory=list)
 
 
+def _where(tag: str) -> str:
+    """'bearing-vibration on filler-feed-pump' for a point tag; the tag itself otherwise."""
+    parts = tag.split("/")
+    return f"{parts[5]} on {parts[3]}" if len(parts) == 6 else tag
+
+
 def _copy(rec: AlarmRecord) -> AlarmRecord:
     return replace(rec, extra=dict(rec.extra))
 
@@ -323,6 +329,10 @@ class AlarmEngine:
                     raise NotFound(f"no external alarm {rid!r} declared")
                 rec = self._records[rid]
                 if rec.active == active:
+                    if active and message and message != rec.message:
+                        # a live estimate (remaining life) refreshes the text of the standing alarm, no new event
+                        rec.message, rec.value, rec.updated_at = message, value, now
+                        ch.records[rec.id] = rec
                     continue
                 rec.message = message
                 self._condition(rec, active, at, value, now, ch)
@@ -497,16 +507,20 @@ class AlarmEngine:
         rec.value = value
         rec.updated_at = now
         shelved = rec.state == _SH
+        rule = self._rules.get(rec.id) or self._external.get(rec.id)
+        if rule is not None and rule.unit:
+            rec.extra = {**(rec.extra or {}), "unit": rule.unit}  # the pages show value and limit with it
         if active:
             rec.raised_at, rec.returned_at = at, None
             if rec.condition not in ("STALE", "OFFLINE", *EXTERNAL):
-                rule = self._rules.get(rec.id)
                 unit = f" {rule.unit}" if rule and rule.unit else ""
+                # Which machine and which signal, in the message itself: it travels to webhooks and e-mails.
+                where = _where(rec.tag)
                 if rec.condition == "ROC":
-                    rec.message = f"changing at {value:g}{unit}/s, above {rec.limit:g}{unit}/s"
+                    rec.message = f"{where}: changing at {value:g}{unit}/s, above {rec.limit:g}{unit}/s"
                 else:
                     side = "above" if rec.condition in ("HI", "HIHI") else "below"
-                    rec.message = f"{rec.condition}: {value:g}{unit} {side} the limit {rec.limit:g}{unit}"
+                    rec.message = f"{rec.condition} {where}: {value:g}{unit} {side} the limit {rec.limit:g}{unit}"
             if not shelved:  # raising again from normal or RTN is a new occurrence: a new acknowledgement is due
                 rec.state = _U
                 rec.acked_by = rec.acked_at = None

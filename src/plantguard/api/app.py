@@ -7,6 +7,8 @@ feed the CLI or a simulator, and one shutdown order (sources, pipeline drain, st
 from __future__ import annotations
 
 from fastapi import APIRouter, FastAPI
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse
 from fastapi.routing import APIRoute
 from fastapi.staticfiles import StaticFiles
 
@@ -21,6 +23,7 @@ from plantguard.api.metrics import build_registry
 from plantguard.web import live, routes as web
 
 API_PREFIX = "/api"
+SWAGGER = "/static/vendor/swagger-ui-dist"  # vendored by scripts/vendor-web.sh
 
 
 def operation_id(route: APIRoute) -> str:
@@ -34,7 +37,8 @@ def create_app(platform: Platform) -> FastAPI:
         version=__version__,
         description="Industrial IoT operations: plant model, telemetry ingest and queries, alarms, health. "
                     "The operator dashboard is at /.",
-        docs_url="/docs",
+        docs_url=None,  # served below from the vendored Swagger UI: /docs works offline, as plants often are
+        redoc_url=None,
         openapi_url="/openapi.json",
         generate_unique_id_function=operation_id,
     )
@@ -52,6 +56,12 @@ def create_app(platform: Platform) -> FastAPI:
     # The operator dashboard at the root; the API stays under /api and its docs at /docs.
     app.include_router(web.router)
     app.mount("/static", StaticFiles(directory=web.STATIC_DIR), name="static")
+
+    @app.get("/docs", include_in_schema=False)
+    def swagger_ui() -> HTMLResponse:
+        return get_swagger_ui_html(openapi_url="/openapi.json", title="plantguard API",
+                                   swagger_js_url=f"{SWAGGER}/swagger-ui-bundle.js", swagger_css_url=f"{SWAGGER}/swagger-ui.css",
+                                   swagger_favicon_url=f"{SWAGGER}/favicon-32x32.png")
 
     _document_bodies(app)
     app.add_middleware(GuardMiddleware, allowed_hosts=list(platform.cfg.api.allowed_hosts))

@@ -143,6 +143,15 @@ class AnomalySettings(_Strict):
 class PointAnalytics(_Strict):
     spc: SpcSettings | None = None
     anomaly: AnomalySettings | None = None
+    only_when: list[Literal["running", "idle", "unplanned_stop", "setup", "planned_stop", "unknown"]] | None = Field(
+        None, description="analyse only while the asset's machine state (the line's oee.state_point on this asset) is in "
+                          "one of these OEE categories, e.g. [running]: readings taken while the machine is stopped are "
+                          "neither judged nor learned, and capability leaves them out")
+
+    @field_validator("only_when", mode="before")
+    @classmethod
+    def _one_or_many(cls, v):
+        return [v] if isinstance(v, str) else v
 
 
 class AssetAnomalySettings(_Strict):
@@ -411,6 +420,7 @@ def _semantic_problems(data: dict) -> list[ConfigProblem]:
                 dupes(_list(ln, "assets"), f"{lp}.assets")
                 for xi, asset in children(_list(ln, "assets")):
                     xp = f"{lp}.assets[{xi}]"
+                    problems.extend(_gate_problems(ln, asset, xp))
                     dupes(_list(asset, "devices"), f"{xp}.devices")
                     problems.extend(_asset_analytics_problems(asset, xp))
                     for di, d in children(_list(asset, "devices")):
@@ -466,6 +476,25 @@ def _asset_analytics_problems(asset: dict, xp: str) -> list[ConfigProblem]:
         check(rul.get("point"), f"{xp}.analytics.rul.point")
         if _num(rul.get("failure_threshold")) is not None:
             out.extend(analytics_build_problems("rul", rul, f"{xp}.analytics.rul"))
+    return out
+
+
+def _gate_problems(ln: dict, asset: dict, xp: str) -> list[ConfigProblem]:
+    """analytics.only_when reads the machine state from the line's oee.state_point on the same asset."""
+    out = []
+    oee = ln.get("oee") if isinstance(ln.get("oee"), dict) else None
+    state_id = oee.get("state_point", "state") if oee else None
+    ids = {p.get("id") for d in _list(asset, "devices") if isinstance(d, dict) for p in _list(d, "points") if isinstance(p, dict)}
+    for di, d in enumerate(_list(asset, "devices")):
+        for pi, p in enumerate(_list(d, "points") if isinstance(d, dict) else []):
+            an = p.get("analytics") if isinstance(p, dict) and isinstance(p.get("analytics"), dict) else {}
+            if an.get("only_when") is None:
+                continue
+            path = f"{xp}.devices[{di}].points[{pi}].analytics.only_when"
+            if oee is None:
+                out.append(ConfigProblem(path, "needs the line's oee section: its state_categories say which state codes are running"))
+            elif state_id not in ids:
+                out.append(ConfigProblem(path, f"this asset has no state point {state_id!r} (the line's oee.state_point)"))
     return out
 
 

@@ -35,7 +35,7 @@ from plantguard.analytics.spc.rules import RULE_NAMES
 from plantguard.domain.analytics import AnalyticsEvent, AnalyticsWrite
 from plantguard.domain.model import TAG_SEP, PlantConfig, SpcSettings
 from plantguard.domain.readings import PointBatch, Quality
-from plantguard.timeutil import Clock, parse_duration_us
+from plantguard.timeutil import iso, Clock, parse_duration_us
 
 log = logging.getLogger(__name__)
 
@@ -322,6 +322,7 @@ class AnalyticsProcessor:
             st.assets_mv, st.assets_rul = keep_mv, keep_rul
 
             self._spc_of, self._rz_of, self._det_of, self._shadow = spc_of, rz_of, det_of, shadow
+            self._build_gates(cfg, n)
             self._spc_tag, self._rz_tag, self._spc_cfg, self._anom_cfg = spc_tag, rz_tag, spc_cfg, anom_cfg
             self._assets = assets
             self._asset_of_pid: dict[int, list[_Asset]] = {}
@@ -386,13 +387,72 @@ class AnalyticsProcessor:
                         if asset.analytics.anomaly is not None and asset.analytics.anomaly.alarm:
                             rules.append((f"{key}:ANOMALY", key, "ANOMALY", asset.analytics.anomaly.priority, asset.analytics.anomaly.threshold, ""))
                         if asset.analytics.rul is not None and asset.analytics.rul.alarm:
-                            rules.append((f"{key}:RUL", key, "RUL", asset.analytics.rul.priority, ax.rul_lead_s, "s"))
+                            rules.append((f"{key}:RUL", key, "RUL", asset.analytics.rul.priority, ax.rul_lead_s / 3600, "h"))
         self.alarms.set_external_rules(rules)
 
     def _rz_slot(self, tag: str) -> int:
         return self._st.rz_keys[tag][0]
 
     # -- processing ---------------------------------------------------------------------------------------
+    def _build_gates(self, cfg: PlantConfig, n: int) -> None:
+        """Points with analytics.only_when: which machine-state point gates them, and its allowed state codes."""
+        gate_of = np.full(n, -1, np.int64)
+        gates: list[tuple[int, np.ndarray]] = []
+        index: dict[tuple, int] = {}
+        for s in cfg.sites:
+            for ar in s.areas:
+                for ln in ar.lines:
+                    if ln.oee is None:
+                        continue
+                    for asset in ln.assets:
+                        base = TAG_SEP.join((s.id, ar.id, ln.id, asset.id))
+                        state_tag = next((f"{base}/{d.id}/{p.id}" for d in asset.devices for p in d.points if p.id == ln.oee.state_point), None)
+                        spid = self.registry.pid(state_tag) if state_tag else None
+                        if spid is None:
+                            continue
+                        for d in asset.devices:
+                            for p in d.points:
+                                if p.analytics is None or not p.analytics.only_when:
+                                    continue
+                                pid = self.registry.pid(f"{base}/{d.id}/{p.id}")
+                                if pid is None or pid >= n:
+                                    continue
+                                allowed = tuple(sorted(c for c, cat in ln.oee.state_categories.items() if cat in p.analytics.only_when))
+                                gk = (spid, allowed)
+                                if gk not in index:
+                                    index[gk] = len(gates)
+                                    gates.append((spid, np.array(allowed, np.float64)))
+                                gate_of[pid] = index[gk]
+        old = getattr(self, "_gate_keys", {})
+        last = getattr(self, "_gate_last", {})
+        self._gate_last = {i: last[old[gk]] for gk, i in index.items() if gk in old and old[gk] in last}
+        self._gate_keys = index
+        self._gate_of, self._gates = gate_of, gates
+        self.stats.setdefault("gated", 0)
+
+    def _gate_mask(self, batch: PointBatch) -> np.ndarray:
+        """False for readings of gated points taken while their machine was not in an allowed state (or before
+        any state is known). The state at a reading's time is the newest state reading at or before it."""
+        pid, ts = batch.pid, batch.ts
+        ok = np.ones(len(pid), bool)
+        known = pid < len(self._gate_of)
+        g = np.where(known, self._gate_of[np.where(known, pid, 0)], -1)
+        for gi, (spid, allowed) in enumerate(self._gates):
+            sm = pid == spid
+            st_ts, st_code = ts[sm], batch.value[sm]  # sorted by ts: the batch is sorted by (pid, ts)
+            last = self._gate_last.get(gi)
+            if last is not None:
+                st_ts, st_code = np.r_[last[0], st_ts], np.r_[last[1], st_code]
+            sel = g == gi
+            if sel.any():
+                pos = np.searchsorted(st_ts, ts[sel], "right") - 1
+                state = np.where(pos >= 0, st_code[np.maximum(pos, 0)] if len(st_code) else np.nan, np.nan)
+                ok[sel] = np.isin(state, allowed)
+            if len(st_ts) and (last is None or st_ts[-1] >= last[0]):
+                self._gate_last[gi] = (int(st_ts[-1]), float(st_code[-1]))
+        self.stats["gated"] += int((~ok).sum())
+        return ok
+
     def on_batch(self, batch: PointBatch, now: int) -> None:
         if not self._any or not len(batch):
             return
@@ -400,6 +460,8 @@ class AnalyticsProcessor:
             out = AnalyticsWrite()
             alarm_changes: list[tuple[str, bool, int, float | None, str]] = []
             good = batch.quality == Quality.good
+            if self._gates:
+                good = good & self._gate_mask(batch)
             pid = batch.pid
             n = len(self._spc_of)
             known = pid < n
@@ -511,8 +573,8 @@ class AnalyticsProcessor:
                     continue
                 cfg = self._spc_cfg[slot]
                 if cfg.alarm and not self._shadow[self.registry.pid(tag)]:
-                    msg = (f"SPC: {self._spc_last_rule.get(slot, 'rule violations')} (process out of statistical control)" if active
-                           else f"SPC: no alarm-rule violation for {cfg.clear_after} readings")
+                    msg = (f"SPC {_where(tag)}: {self._spc_last_rule.get(slot, 'rule violations')} (process out of statistical control)" if active
+                           else f"SPC {_where(tag)}: no alarm-rule violation for {cfg.clear_after} readings")
                     alarm_changes.append((f"{tag}:SPC", active, int(ts_last[slot]), float(v_last[slot]), msg))
         # status and limits as state: at most once per key and store interval (statuses can flip every reading)
         t_max = int(ts.max())
@@ -548,7 +610,19 @@ class AnalyticsProcessor:
     def spc_state(self, slot: int) -> dict:
         s = self._st.spc.state(slot)
         lim = s.limits
-        d = {"status": s.status, "n_points": s.n_points, "n_missing": s.n_missing, "n_out_of_order": s.n_out_of_order,
+        # The status must never contradict the violations next to it: 'in_control' only when no rule fired in
+        # the last clear_after readings and the SPC alarm is not active (the bank's own state is the last
+        # reading's alone).
+        status = s.status
+        window = int(self._spc_clear[slot]) if slot < len(self._spc_clear) else 16
+        vidx = int(self._spc_vidx[slot]) if slot < len(self._spc_vidx) else -1
+        recent = int(((self._spc_prev[slot] >= 0) & (self._spc_prev[slot] > vidx - window)).sum()) if slot < len(self._spc_prev) else 0
+        alarm = bool(self._spc_alarm[slot]) if slot < len(self._spc_alarm) else False
+        if status == "in_control" and (recent or alarm):
+            status = "out_of_control"
+        d = {"status": status, "last_reading_status": s.status, "alarm_active": alarm,
+             "rules_fired_recently": recent, "recent_window": window,
+             "n_points": s.n_points, "n_missing": s.n_missing, "n_out_of_order": s.n_out_of_order,
              "collected": s.collected, "baseline": self._spc_cfg[slot].baseline if slot in self._spc_cfg else None}
         if lim is not None:
             d["limits"] = {"center": lim.center, "ucl": lim.ucl, "lcl": lim.lcl, "sigma": lim.sigma,
@@ -594,7 +668,8 @@ class AnalyticsProcessor:
 
     def _anomaly_change(self, key: str, alarm_tag: str, started: bool, ts: int, value: float | None, score: float, cfg,
                         out: AnalyticsWrite, alarm_changes, *, shadow: bool, detail: dict | None = None) -> None:
-        msg = (f"anomaly: score {score:.3f} at or above {cfg.threshold:g}" if started else f"anomaly over: score {score:.3f}")
+        msg = (f"anomaly {_where(alarm_tag)}: score {score:.3f} at or above {cfg.threshold:g}" if started
+               else f"anomaly over {_where(alarm_tag)}: score {score:.3f}")
         out.events.append(AnalyticsEvent(ts, "anomaly", key, "anomaly-start" if started else "anomaly-end", msg,
                                           {"score": score, "value": value, **(detail or {})}))
         out.states[key] = {"anomalous": started, "score": score, "since": ts, "threshold": cfg.threshold}
@@ -683,21 +758,30 @@ class AnalyticsProcessor:
         d["alert"] = alert
         d["ts"] = t
         ax.rul_last = d
-        if t - ax.rul_last_row >= self.rul_interval or alert != ax.rul_alert:
+        refresh = t - ax.rul_last_row >= self.rul_interval
+        if refresh or alert != ax.rul_alert:
             ax.rul_last_row = t
             out.states[f"rul/{ax.key}"] = d
             if est.median is not None and np.isfinite(est.median):
                 out.series.add(f"rul/{ax.key}", t, est.median, _finite(est.lower), _finite(est.upper))
+        asset_name = ax.key.rsplit("/", 1)[-1]
+        # the alarm's value is the lower bound of the remaining life in hours, next to the lead time in hours
+        lower_h = float(est.lower) / 3600 if est.lower is not None and np.isfinite(est.lower) else None
         if alert != ax.rul_alert:
             ax.rul_alert = alert
             if alert:
-                msg = (f"predicted failure: remaining life {_h(est.median)} (interval {_h(est.lower)} to {_h(est.upper)}), "
-                       f"lower bound below the lead time {_h(ax.rul_lead_s)}")
+                msg = (f"{asset_name}: predicted failure in {_h(est.median)} (interval {_h(est.lower)} to {_h(est.upper)}), "
+                       f"lower bound below the lead time {_h(ax.rul_lead_s)}; estimate as of {iso(t)}")
             else:
-                msg = f"remaining life back above the lead time {_h(ax.rul_lead_s)}"
+                msg = f"{asset_name}: remaining life back above the lead time {_h(ax.rul_lead_s)}"
             out.events.append(AnalyticsEvent(t, "rul", f"rul/{ax.key}", "rul-alert" if alert else "rul-clear", msg, d))
             if ax.rul_settings.get("alarm", True) and not ax.shadow:
-                alarm_changes.append((f"{ax.key}:RUL", alert, t, x, msg))
+                alarm_changes.append((f"{ax.key}:RUL", alert, t, lower_h, msg))
+        elif alert and refresh and ax.rul_settings.get("alarm", True) and not ax.shadow:
+            # the standing alarm follows the live estimate, with the time it was made
+            msg = (f"{asset_name}: predicted failure in {_h(est.median)} (interval {_h(est.lower)} to {_h(est.upper)}), "
+                   f"lower bound below the lead time {_h(ax.rul_lead_s)}; estimate as of {iso(t)}")
+            alarm_changes.append((f"{ax.key}:RUL", True, t, lower_h, msg))
 
     # -- ticks, checkpoints -------------------------------------------------------------------------------
     def on_tick(self, now: int) -> None:
@@ -758,6 +842,12 @@ class _Cfg:
 
 def _finite(x) -> float | None:
     return float(x) if x is not None and np.isfinite(x) else None
+
+
+def _where(tag: str) -> str:
+    """'head-torque on capper' for a point tag, 'filler-feed-pump' for an asset path."""
+    parts = tag.split("/")
+    return f"{parts[5]} on {parts[3]}" if len(parts) == 6 else parts[-1]
 
 
 def _h(seconds) -> str:

@@ -139,12 +139,13 @@ RUL_LEAD_TIME = "4h"  # time the maintenance crew needs to plan a bearing change
 # anomaly detection on the bearing sensor, one multivariate detector over the pump's sensors, and the pump
 # bearing's remaining useful life with a predictive alert.
 POINT_ANALYTICS = {
-    # SPC charts and records rule violations; no SPC alarm here: these signals follow the line's state (a torque of
-    # 0 while the line is idle is not a process shift), and SPC is not yet gated by machine state
-    "filler-feed-pump/plc/discharge-pressure": {"spc": {"baseline": 300, "alarm": False}},
+    # SPC charts and records rule violations only while the machine runs (only_when): a torque of 0 while the line
+    # is idle is not a process shift, and must neither count as a violation nor pull the capability down. No SPC
+    # alarm: the demo's story is the bearing.
+    "filler-feed-pump/plc/discharge-pressure": {"spc": {"baseline": 300, "alarm": False}},  # the pump reports no state
     "filler-feed-pump/wsn/bearing-vibration": {"anomaly": {"threshold": 0.9, "params": {"persistence": 3}, "priority": "medium"}},
-    "filler/opcua/bowl-level": {"spc": {"baseline": 300, "lsl": 50, "usl": 70, "alarm": False}},
-    "capper/opcua/head-torque": {"spc": {"baseline": 300, "lsl": 1.8, "usl": 2.4, "alarm": False}},
+    "filler/opcua/bowl-level": {"spc": {"baseline": 300, "lsl": 50, "usl": 70, "alarm": False}, "only_when": ["running"]},
+    "capper/opcua/head-torque": {"spc": {"baseline": 300, "lsl": 1.8, "usl": 2.4, "alarm": False}, "only_when": ["running"]},
 }
 ASSET_ANALYTICS = {
     "filler-feed-pump": {

@@ -24,6 +24,7 @@ from plantguard.errors import NotFound, PlantguardError
 from plantguard.runtime import Platform
 from plantguard.timeutil import parse_duration_us
 
+from plantguard.domain.readings import REJECT_CODES
 from plantguard.web.live import rate_meter
 
 log = logging.getLogger(__name__)
@@ -165,7 +166,10 @@ def alarm_view(rec, units: dict[str, str], platform: Platform) -> dict:
     d = rec.as_dict()
     d.pop("extra", None)
     tz = tz_of(platform, rec.tag)
-    unit = units.get(rec.tag, "")
+    unit = (rec.extra or {}).get("unit") or units.get(rec.tag, "")
+    parts = rec.tag.split("/")
+    d.update(asset=parts[3] if len(parts) >= 4 else "", asset_path="/".join(parts[:4]) if len(parts) >= 4 else "",
+             point=parts[5] if len(parts) == 6 else "", updated_local=local_time(rec.updated_at, tz))
     d.update(state_words=STATE_WORDS.get(rec.state, rec.state), unit=unit, tz=tz,
              raised_local=local_time(rec.raised_at, tz), raised_iso=iso_time(rec.raised_at),
              updated_iso=iso_time(rec.updated_at), shelved_until_local=local_time(rec.shelved_until, tz) if rec.shelved_until else "",
@@ -389,26 +393,29 @@ QUALITY_ROWS = 1000
 
 
 @router.get("/quality", response_class=HTMLResponse)
-def quality_page(request: Request, reason: str | None = None, source: str | None = None) -> HTMLResponse:
+def quality_page(request: Request, reason: str | None = None, source: str | None = None, code: str | None = None) -> HTMLResponse:
     platform: Platform = request.app.state.platform
     reason = (reason or "").strip()[:MAX_TEXT]
     source = (source or "").strip()[:MAX_TEXT] or None
+    code = (code or "").strip()[:MAX_TEXT] or None
+    if code is not None and code not in REJECT_CODES:
+        code = None  # an unknown code filters nothing out rather than everything
     tz = plant_timezone(platform)
-    rows = platform.store.dead_letters(limit=QUALITY_ROWS, source=source)
-    by_reason = Counter(_reason_kind(r["reason"]) for r in rows)
+    # counted in the store over every dead letter, grouped by the closed set of reason codes
+    counts = platform.store.dead_letter_counts()
+    by_code: dict[str, dict] = {}
+    for c in counts:
+        g = by_code.setdefault(c["code"], {"code": c["code"], "label": REJECT_CODES.get(c["code"], c["code"]), "count": 0, "sources": {}})
+        g["count"] += c["count"]
+        g["sources"][c["source"] or "—"] = g["sources"].get(c["source"] or "—", 0) + c["count"]
+    groups = sorted(by_code.values(), key=lambda g: -g["count"])
+    total = sum(g["count"] for g in groups)
+    rows = platform.store.dead_letters(limit=QUALITY_ROWS, source=source, code=code)
     shown = [r for r in rows if reason.lower() in (r["reason"] or "").lower()] if reason else rows
     units = _point_units(platform)
     view = [{**r, "value_text": "—" if r["value"] is None else f"{r['value']} {unit_symbol(units.get(r['point'] or '', ''))}".strip(),
              "received_local": local_time(r["received_at"], tz), "received_iso": iso_time(r["received_at"]),
              "ts_local": local_time(r["ts"], tz_of(platform, r["point"] or "")) if r["ts"] is not None else "—",
-             "kind": _reason_kind(r["reason"])} for r in shown[:200]]
-    return render(request, "quality.html", "quality", rows=view, total=len(rows), matching=len(shown),
-                  by_reason=by_reason.most_common(), reason=reason, source=source or "", limit=QUALITY_ROWS)
-
-
-def _reason_kind(reason: str | None) -> str:
-    """Reasons carry the offending value ('value 12 above range ...'); the counts group them by their first words."""
-    text = (reason or "unknown").strip()
-    head = text.split(":", 1)[0]
-    words = [w for w in head.split() if not any(c.isdigit() for c in w)]
-    return " ".join(words[:4]) or text[:40]
+             "kind": r.get("code") or "other"} for r in shown[:200]]
+    return render(request, "quality.html", "quality", rows=view, total=total, fetched=len(rows), matching=len(shown),
+                  groups=groups, reason=reason, source=source or "", code=code or "", codes=REJECT_CODES, limit=QUALITY_ROWS)
