@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 ARGS   ?=
 
-.PHONY: demo test install bench clean system-deps
+.PHONY: demo test install bench fuzz clean system-deps
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +30,11 @@ system-deps:
 bench: $(STAMP) system-deps
 	$(BIN)/pip install --quiet -e ".[test,bench]"
 	$(BIN)/python bench/run_all.py $(ARGS)
+
+# A long schemathesis run against the API (every phase, 200 examples per operation); the suite runs a short one.
+fuzz: $(STAMP)
+	PLANTGUARD_SCHEMATHESIS_EXAMPLES=200 PLANTGUARD_SCHEMATHESIS_PHASES=examples,coverage,fuzzing,stateful \
+	  $(BIN)/python -m pytest -p no:cacheprovider tests/test_api_schemathesis.py $(ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info src/*.egg-info

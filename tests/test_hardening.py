@@ -343,3 +343,59 @@ def test_a_gateway_data_directory_is_locked(tmp_path):
         GatewayQueue(tmp_path / "gw")
     q.close()
     GatewayQueue(tmp_path / "gw").close()
+
+
+# -- the model parser never fails on any document: only ConfigError, with field paths ---------------------------
+def _paths(doc, prefix=()):
+    if isinstance(doc, dict):
+        for k, v in doc.items():
+            yield prefix + (k,)
+            yield from _paths(v, prefix + (k,))
+    elif isinstance(doc, list):
+        for i, v in enumerate(doc):
+            yield prefix + (i,)
+            yield from _paths(v, prefix + (i,))
+
+
+def _rich_doc() -> dict:
+    d = plant_dict(2)
+    pts = d["sites"][0]["areas"][0]["lines"][0]["assets"][0]["devices"][0]["points"]
+    pts[0]["alarms"] = {"limits": {"hi": 80, "on_delay": "2s"}, "stale": {"periods": 3}, "rate_of_change": {"max_per_second": 5}}
+    pts[1]["analytics"] = {"spc": {"baseline": 50}, "anomaly": {"params": {"alpha": 0.02}}, "only_when": ["running"]}
+    pts.append({"id": "state", "data_type": "state", "states": {0: "off", 1: "on"}})
+    line = d["sites"][0]["areas"][0]["lines"][0]
+    line["oee"] = {"ideal_rate_per_h": 100, "state_categories": {0: "planned_stop", 1: "running"}}
+    line["assets"][0]["analytics"] = {"anomaly": {"points": ["plc1/p0", "plc1/p1"]}, "rul": {"point": "plc1/p0", "failure_threshold": 9}}
+    d["sites"][0]["shifts"] = [{"name": "a", "start": "06:00", "end": "14:00"}]
+    return d
+
+
+json_values = st.recursive(st.one_of(st.none(), st.booleans(), st.integers(-10**30, 10**30), st.floats(), st.text(max_size=6)),
+                           lambda kids: st.one_of(st.lists(kids, max_size=3), st.dictionaries(st.text(max_size=6), kids, max_size=3)),
+                           max_leaves=6)
+
+
+@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+@given(st.data())
+def test_any_mutation_of_a_valid_model_is_accepted_or_refused_with_field_paths(data):
+    doc = _rich_doc()
+    paths = list(_paths(doc))
+    for _ in range(data.draw(st.integers(1, 3))):
+        path = data.draw(st.sampled_from(paths))
+        holder = doc
+        try:
+            for k in path[:-1]:
+                holder = holder[k]
+            holder[path[-1]] = data.draw(json_values)
+        except (KeyError, IndexError, TypeError):
+            continue
+    try:
+        cfg = parse_config(doc)
+    except ConfigError as e:
+        assert e.problems and all(isinstance(p.path, str) for p in e.problems)
+        return
+    # what is accepted can be loaded by the runtime
+    reg = PointRegistry()
+    rows = [PointRow(i, t, __import__("plantguard.ingest.registry", fromlist=["point_meta"]).point_meta(t, *parts))
+            for i, (t, *parts) in enumerate(cfg.iter_points())]
+    reg.load(rows)

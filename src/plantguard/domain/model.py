@@ -484,7 +484,8 @@ def _gate_problems(ln: dict, asset: dict, xp: str) -> list[ConfigProblem]:
     out = []
     oee = ln.get("oee") if isinstance(ln.get("oee"), dict) else None
     state_id = oee.get("state_point", "state") if oee else None
-    ids = {p.get("id") for d in _list(asset, "devices") if isinstance(d, dict) for p in _list(d, "points") if isinstance(p, dict)}
+    ids = {p.get("id") for d in _list(asset, "devices") if isinstance(d, dict) for p in _list(d, "points")
+           if isinstance(p, dict) and isinstance(p.get("id"), str)}
     for di, d in enumerate(_list(asset, "devices")):
         for pi, p in enumerate(_list(d, "points") if isinstance(d, dict) else []):
             an = p.get("analytics") if isinstance(p, dict) and isinstance(p.get("analytics"), dict) else {}
@@ -493,7 +494,7 @@ def _gate_problems(ln: dict, asset: dict, xp: str) -> list[ConfigProblem]:
             path = f"{xp}.devices[{di}].points[{pi}].analytics.only_when"
             if oee is None:
                 out.append(ConfigProblem(path, "needs the line's oee section: its state_categories say which state codes are running"))
-            elif state_id not in ids:
+            elif isinstance(state_id, str) and state_id not in ids:
                 out.append(ConfigProblem(path, f"this asset has no state point {state_id!r} (the line's oee.state_point)"))
     return out
 
@@ -507,11 +508,12 @@ def _oee_problems(ln: dict, lp: str) -> list[ConfigProblem]:
         out.append(ConfigProblem(f"{lp}.oee.ideal_rate_per_h", "give exactly one of ideal_rate_per_h and ideal_cycle_s"))
     assets = [x for x in _list(ln, "assets") if isinstance(x, dict)]
     ca = oee.get("counting_asset")
-    if isinstance(ca, str) and ca not in {x.get("id") for x in assets}:
+    if isinstance(ca, str) and ca not in {x.get("id") for x in assets if isinstance(x.get("id"), str)}:
         out.append(ConfigProblem(f"{lp}.oee.counting_asset", f"no asset {ca!r} in this line"))
     target = next((x for x in assets if x.get("id") == ca), assets[-1] if assets else None) if ca is None or isinstance(ca, str) else None
     if target is not None:
-        ids = {p.get("id") for d in _list(target, "devices") if isinstance(d, dict) for p in _list(d, "points") if isinstance(p, dict)}
+        ids = {p.get("id") for d in _list(target, "devices") if isinstance(d, dict) for p in _list(d, "points")
+               if isinstance(p, dict) and isinstance(p.get("id"), str)}
         for fld, default in (("state_point", "state"), ("good_point", "good-count")):
             pid = oee.get(fld, default)
             if isinstance(pid, str) and pid not in ids:
