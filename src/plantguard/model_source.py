@@ -109,13 +109,15 @@ def resolve_model(store, file_cfg: PlantConfig, mf: ModelFile) -> tuple[PlantCon
     if last_file is not None and last_file.get("file_sha") == mf.sha256:
         # The file did not change since it was applied: the store (with any edits made through the API) wins.
         cfg = _parse_stored(newest[0], newest[1], file_cfg, how_out)
-        edits = sum(1 for v in versions if v["version"] > last_file["version"])
+        edits = sum(1 for v in versions if v["version"] > last_file["version"] and v.get("origin") not in ("file", "code"))
         note = f" ({edits} edit(s) made since {mf.path} was applied as version {last_file['version']})" if edits else ""
         return cfg, None, [f"plant model: stored version {newest[0]}{note}"]
     if _sites(newest[1]) == file_doc_sites:
         return file_cfg, ("file", mf.sha256), [f"plant model: {mf.path} matches stored version {newest[0]}"]
     since = last_file["version"] if last_file is not None else 0
-    edits = [v for v in versions if v["version"] > since and v.get("origin") != "file"]
+    # edits made by people since the file was last applied: through the API, a rollback, or of unknown origin
+    # (stores written before versions recorded it); versions written by tools from a configuration are not
+    edits = [v for v in versions if v["version"] > since and v.get("origin") not in ("file", "code")]
     if edits:
         top = edits[0]
         who = f" by {top['actor']}" if top.get("actor") else ""

@@ -121,7 +121,10 @@ def _platform(config: Optional[Path], data_dir: Optional[Path]):
         _fail("give either --config FILE or --data-dir DIR", EXIT_USAGE)
     with _errors():
         if config is not None:
-            platform = Platform(_load(config), alarms=False, analytics=False)
+            from plantguard.model_source import ModelFile
+
+            # the same rule as `serve`: the stored model wins unless the file changed (and no API edit is newer)
+            platform = Platform(_load(config), alarms=False, analytics=False, model_file=ModelFile.of(config))
         else:
             from plantguard.store.embedded import EmbeddedStore
 
@@ -159,6 +162,8 @@ def demo(
     seed: int = typer.Option(42, help="Random seed: the same seed gives the same plant behaviour."),
     mqtt_host: Optional[str] = typer.Option(None, help="Publish the simulated devices through this MQTT broker (default: in-process)."),
     mqtt_port: int = typer.Option(1883, help="Port of the MQTT broker given by --mqtt-host."),
+    field_devices: bool = typer.Option(True, "--field-devices/--no-field-devices",
+                                       help="Serve the PLC over Modbus TCP and the controllers over OPC UA on loopback ports, read by the connectors."),
 ) -> None:
     """Run a simulated bottling plant with the API, alarms and faults, to explore plantguard."""
     try:
@@ -169,7 +174,8 @@ def demo(
         _fail("the demo is not available in this installation (plantguard.sim.demo is missing)")
     with _errors():
         run_demo(duration=duration, speed=speed, history=history, host=host, port=port,
-                 data_dir=str(data_dir), seed=seed, mqtt_host=mqtt_host, mqtt_port=mqtt_port)
+                 data_dir=str(data_dir), seed=seed, mqtt_host=mqtt_host, mqtt_port=mqtt_port,
+                 field_devices=field_devices, private_broker=True)
 
 
 @app.command()
@@ -297,6 +303,14 @@ def init(
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text, encoding="utf-8")
     typer.echo(f"wrote {path}; check it with: plantguard check-config {path}")
+    csv_path = path.parent / "historian.csv"
+    if not csv_path.exists() or force:
+        from plantguard.examples.historian import write_example
+
+        rows = write_example(csv_path, now_us())
+        typer.echo(f"wrote {csv_path}: an example historian export of the feed pump, {rows} rows of the last 24 hours in "
+                   f"Europe/Paris wall-clock time; import it with: plantguard import-csv {csv_path} --config {path} "
+                   "--format wide --tz Europe/Paris")
 
 
 @app.command("check-config")

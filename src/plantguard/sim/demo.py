@@ -33,6 +33,7 @@ from plantguard.timeutil import US, iso, now_us
 log = logging.getLogger(__name__)
 
 MARKER = "plantguard-demo.json"  # marks a data directory the demo created, and may therefore reset
+CONFIG_FILE = "plantguard-demo.yaml"  # the demo's configuration, written for `plantguard assess --config`
 STORE_FILES = ("plantguard.duckdb", "plantguard.duckdb.wal")
 HI_LEAD_S = 30 * 60  # the mean vibration crosses HI this long before the history catches up with the clock
 
@@ -253,9 +254,66 @@ class _Status:
         return Group(*parts)
 
 
+class _Route:
+    """Sends the backfill of every device, and the live readings of the devices no field server holds (the
+    wireless sensors), to the inner sink; live values of the PLC and the OPC UA controllers reach the platform
+    through its connectors instead."""
+
+    def __init__(self, inner, field, *, live: bool = True, backfill: bool = True) -> None:
+        self.inner, self.field = inner, field
+        self.live, self.backfill = live, backfill
+
+    def send(self, batch, live: bool) -> None:
+        if (live and not self.live) or (not live and not self.backfill):
+            return
+        if live and self.field is not None:
+            from plantguard.sim.field import split_live
+
+            batch = split_live(batch, self.field)
+        if len(batch):
+            self.inner.send(batch, live)
+
+    def flush(self, *a, **kw) -> None:
+        fl = getattr(self.inner, "flush", None)
+        if fl is not None:
+            fl(*a, **kw)
+
+    def close(self) -> None:
+        c = getattr(self.inner, "close", None)
+        if c is not None:
+            c()
+
+
+def _private_broker(data_dir: Path):
+    """A Mosquitto of the demo's own on a free loopback port, when the mosquitto binary is installed; else None."""
+    try:
+        from plantguard.testing.mosquitto import MosquittoBroker, MosquittoUnavailable, find_mosquitto
+
+        find_mosquitto(install=False)
+    except Exception:  # noqa: BLE001 - no broker: the wireless sensors feed the pipeline in-process
+        return None
+    try:
+        return MosquittoBroker(workdir=None).start()
+    except (MosquittoUnavailable, OSError, RuntimeError) as e:
+        log.warning("could not start a private MQTT broker (%s); the wireless sensors feed the pipeline in-process", e)
+        return None
+
+
+def write_demo_config(cfg_dict: dict, data_dir: str | Path) -> Path:
+    """The demo's configuration, connectors included, where `plantguard assess --config` can read it."""
+    import yaml
+
+    path = Path(data_dir) / CONFIG_FILE
+    path.write_text("# Written by `plantguard demo`: the simulated line, its field devices on loopback ports and its store.\n"
+                    "# Valid while the demo runs (the ports change with every run).\n"
+                    + yaml.safe_dump(cfg_dict, sort_keys=False), encoding="utf-8")
+    return path
+
+
 def run_demo(duration: float | None = None, speed: float = 1.0, history: float = 6.0, host: str = "127.0.0.1",
              port: int = 8000, data_dir: str = "./data/demo", seed: int = 42, mqtt_host: str | None = None,
-             mqtt_port: int = 1883, *, time_to_failure: float = 8.0, console=None) -> dict:
+             mqtt_port: int = 1883, *, time_to_failure: float = 8.0, console=None, field_devices: bool = False,
+             private_broker: bool = False) -> dict:
     """Runs the demo until Ctrl-C or for `duration` wall seconds; returns a summary.
 
     history: hours of past data generated before going live. speed: pace of that backfill in simulated seconds per
@@ -270,13 +328,30 @@ def run_demo(duration: float | None = None, speed: float = 1.0, history: float =
 
     now = now_us()
     prepare_data_dir(data_dir, seed)
-    cfg = parse_config(demo_config(str(data_dir), mqtt_host=mqtt_host, mqtt_port=mqtt_port, api_host=host, api_port=port))
+    broker = field = None
+    if mqtt_host is None and private_broker:
+        broker = _private_broker(Path(data_dir))
+        if broker is not None:
+            mqtt_host, mqtt_port = broker.host, broker.port
+    cfg_dict = demo_config(str(data_dir), mqtt_host=mqtt_host, mqtt_port=mqtt_port, api_host=host, api_port=port)
+    connector_cfgs: list = []
+    if field_devices:
+        from plantguard.sim.field import FieldDevices
+
+        field = FieldDevices(parse_config(cfg_dict), host="127.0.0.1").start()
+        connector_cfgs = field.connector_configs()
+        cfg_dict["connectors"] = connector_cfgs
+    config_path = write_demo_config(cfg_dict, data_dir)
+    # The connectors start once the backfill has caught up with the clock: a poll during the backfill would stamp
+    # a value of now among readings hours old.
+    cfg = parse_config({**cfg_dict, "connectors": [{**c, "enabled": False} for c in connector_cfgs]})
     start_us = now - int(history * 3600 * US)
     clock = DemoClock(start_us)
     alarms_on = find_spec("plantguard.alarms.engine") is not None
     platform = Platform(cfg, clock=clock, alarms=alarms_on).start()
     clock.pipeline = platform.pipeline
     sim = sink = served = None
+    connectors_started = False
     wall0 = time.monotonic()
     try:
         fault, timeline = demo_fault(now, time_to_failure)
@@ -284,21 +359,37 @@ def run_demo(duration: float | None = None, speed: float = 1.0, history: float =
         # behind. Over MQTT each device's share of a chunk is its own message, so devices can be a chunk apart
         # while they are written: 10 s keeps that under the shortest stale window (6 periods of 5 s).
         sim = Simulator(cfg, seed=seed, start_us=start_us, speed=math.inf if speed <= 1 else speed, clock=now_us,
-                        chunk_ticks=10 if mqtt_host else 120)
+                        chunk_ticks=10 if mqtt_host and field is None else 120)
         sim.inject(fault)
         clock.sim = sim
-        if mqtt_host:
+        if mqtt_host and field is not None:
+            # the history is backfilled in-process (as a historian import would be); live, the wireless sensors publish
             sink = MqttSink(mqtt_host, mqtt_port, topic_prefix=cfg.mqtt.topic_prefix, client_id=f"plantguard-demo-sim-{os.getpid()}")
             sink.start()
-            sim.add_sink(sink)
+            sim.add_sink(_Route(PipelineSink(platform.pipeline, max_in_flight=1), field, live=False))
+            sim.add_sink(_Route(sink, field, backfill=False))
+        elif mqtt_host:
+            sink = MqttSink(mqtt_host, mqtt_port, topic_prefix=cfg.mqtt.topic_prefix, client_id=f"plantguard-demo-sim-{os.getpid()}")
+            sink.start()
+            sim.add_sink(_Route(sink, field))
             sim.add_sink(_Throttle(clock, sim))
         else:
             sink = PipelineSink(platform.pipeline, max_in_flight=1)
-            sim.add_sink(sink)
+            sim.add_sink(_Route(sink, field))
+        if field is not None:
+            sim.add_sink(field)
         served = _serve(platform, host, port)
 
         say(f"plantguard demo: bottling line 1, {len(sim.model.tags)} points on {len(sim.model.devices)} devices, seed {seed}")
-        say(f"  data: {Path(data_dir).resolve()} (embedded store), readings via {'MQTT ' + mqtt_host + ':' + str(mqtt_port) if mqtt_host else 'in-process pipeline'}")
+        say(f"  data: {Path(data_dir).resolve()} (embedded store)")
+        if field is not None:
+            say(f"  PLC: Modbus TCP server on 127.0.0.1:{field.modbus_port}, read by the Modbus connector")
+            say(f"  filler and capper: OPC UA server at {field.endpoint}, subscribed by the OPC UA connector")
+        wsn = f"MQTT via {'a private Mosquitto on ' if broker else ''}{mqtt_host}:{mqtt_port}" if mqtt_host else \
+            "in-process (no MQTT broker: install mosquitto or give --mqtt-host to publish them over MQTT)"
+        say(f"  {'wireless sensors' if field is not None else 'all devices'}: {wsn}")
+        say(f"  configuration: {config_path.resolve()}"
+            + (f"  (try: .venv/bin/plantguard assess --config {config_path})" if field is not None else ""))
         if served is None:
             say("  the HTTP API module (plantguard.api.app) is not available: running without the web server")
         else:
@@ -320,10 +411,12 @@ def run_demo(duration: float | None = None, speed: float = 1.0, history: float =
                 with Live(status.rich(), console=console, refresh_per_second=2, transient=False) as live:
                     while _keep_going(sim, end):
                         time.sleep(min(1.0, _left(end)))
+                        connectors_started = connectors_started or _start_connectors(platform, sim, clock, connector_cfgs)
                         live.update(status.rich())
             else:
                 next_line = 0.0
                 while _keep_going(sim, end):
+                    connectors_started = connectors_started or _start_connectors(platform, sim, clock, connector_cfgs)
                     if time.monotonic() >= next_line:
                         print(status.plain(), flush=True)
                         next_line = time.monotonic() + 5
@@ -347,6 +440,10 @@ def run_demo(duration: float | None = None, speed: float = 1.0, history: float =
         if sim is not None and isinstance(sink, MqttSink):
             time.sleep(0.5)  # let the subscriber hand the last messages to the pipeline before it stops
         platform.stop()
+        if field is not None:
+            field.stop()
+        if broker is not None:
+            broker.stop()
 
     summary = _summary(cfg, sim, timeline, alarms_on, time.monotonic() - wall0)
     say(f"demo stopped: {summary['readings']:,} readings generated, {summary['accepted']:,} stored, "
@@ -356,6 +453,19 @@ def run_demo(duration: float | None = None, speed: float = 1.0, history: float =
         say(f"predictive maintenance alert for the pump bearing at {pa['at']}, {pa['hours_before_failure']:.1f} h before "
             f"the simulated failure: {pa['message']}")
     return summary
+
+
+def _start_connectors(platform: Platform, sim: Simulator, clock: DemoClock, connector_cfgs: list) -> bool:
+    """Starts the Modbus and OPC UA connectors once the simulation runs live; True once they are started."""
+    if not connector_cfgs:
+        return True
+    if sim.caught_up_wall_us is None or not clock.live:
+        return False
+    from plantguard.connectors.registry import validate as validate_connectors
+
+    for cls, ccfg in validate_connectors(connector_cfgs):
+        platform.add_source(cls(ccfg, platform.pipeline, clock=platform.clock))
+    return True
 
 
 def rul_text(rul: dict | None) -> str:
