@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 import socket
 import threading
+import time
 from importlib.util import find_spec
 
 import httpx
@@ -340,3 +341,49 @@ def test_demo_over_mqtt_raises_only_the_bearing_alarm(tmp_path, mosquitto):
     # whether or not a slow machine finished the backfill in time, only the bearing alarm may have been raised
     assert r["accepted"] == r["readings"] > 0
     assert r["alarms"] == ["site1/packaging/bottling-line-1/filler-feed-pump/wsn/bearing-vibration:HI"]
+
+
+@pytest.mark.mqtt
+def test_demo_reads_its_devices_through_the_real_connectors_and_can_be_assessed(tmp_path, mosquitto):
+    """The PLC over Modbus TCP, the controllers over OPC UA, the wireless sensors over MQTT: the devices page's
+    sources are real links, and `plantguard assess --config` runs against the live simulated devices."""
+    from typer.testing import CliRunner
+
+    from plantguard.cli.main import app as cli
+    from plantguard.testing.mosquitto import free_port
+
+    port = free_port()
+    data = tmp_path / "demo"
+    out: dict = {}
+    th = threading.Thread(target=lambda: out.update(summary=run_demo(
+        duration=30, history=0.05, port=port, data_dir=str(data), mqtt_host=mosquitto.host, mqtt_port=mosquitto.port,
+        field_devices=True)))
+    th.start()
+    seen: dict = {}
+    try:
+        deadline = time.monotonic() + 28
+        with httpx.Client(timeout=5) as client:
+            while time.monotonic() < deadline and th.is_alive():
+                try:
+                    h = client.get(f"http://127.0.0.1:{port}/api/health").json()
+                except (httpx.TransportError, ValueError):
+                    time.sleep(0.2)
+                    continue
+                src = h.get("sources", {})
+                links = {n: s.get("links", {}) for n, s in src.items()}
+                if ("line-plc" in src and "filler-capper-opcua" in src and "mqtt" in src
+                        and all(v["state"] == "online" and v["readings"] > 0 for n in ("line-plc", "filler-capper-opcua") for v in links[n].values())
+                        and src["mqtt"]["acked"] > 0):
+                    seen = h
+                    break
+                time.sleep(0.2)
+            assert seen, "the demo's connectors did not all come online"
+            page = client.get(f"http://127.0.0.1:{port}/devices").text
+            assert "No connector runs in this process" not in page and "line-plc" in page
+        res = CliRunner().invoke(cli, ["assess", "--config", str(data / "plantguard-demo.yaml"), "--duration", "1",
+                                       "--out", str(tmp_path / "report")])
+        assert res.exit_code == 0, res.output
+        assert "line-plc" in res.output and "compatible" in res.output
+    finally:
+        th.join(120)
+    assert out["summary"]["accepted"] > 0
