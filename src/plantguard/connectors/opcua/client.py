@@ -368,6 +368,28 @@ class Session:
         value = dv.Value.Value if dv.Value is not None else None
         return ReadResult(dv.StatusCode.value if dv.StatusCode is not None else 0, value, dt)
 
+    async def history(self, node_id: str, start_us: int, end_us: int, max_values: int = 10_000) -> list[Change] | None:
+        """The values a node's history holds in (start_us, end_us] (HistoryRead of raw data), oldest first, or
+        None when the node is not historized or the server offers no history for it."""
+        r = await self.read(node_id, "Historizing")
+        if not (ua.StatusCode(r.status).is_good() and r.value is True):
+            return None
+        node = self._client.get_node(node_id)
+        start = _EPOCH + timedelta(microseconds=start_us + 1)
+        end = _EPOCH + timedelta(microseconds=end_us)
+        try:
+            dvs = await asyncio.wait_for(node.read_raw_history(starttime=start, endtime=end, numvalues=max_values), self.timeout)
+        except ua.UaStatusCodeError:
+            return None  # e.g. BadHistoryOperationUnsupported: the node says historizing, the server cannot serve it
+        except _TRANSPORT_ERRORS + (ua.UaError,) as e:
+            raise SessionLost(str(_translate(e, self.url))) from e
+        out = []
+        for dv in dvs:
+            out.append(Change(-1, dv.Value.Value if dv.Value is not None else None,
+                              dv.StatusCode.value if dv.StatusCode is not None else 0, to_us(dv.SourceTimestamp), to_us(dv.ServerTimestamp)))
+        out.sort(key=lambda c: c.source_us or c.server_us or 0)
+        return out
+
     async def server_min_sampling(self) -> float | None:
         """ServerCapabilities.MinSupportedSampleRate in ms, if the server states one."""
         r = await self.read(f"i={ua.ObjectIds.Server_ServerCapabilities_MinSupportedSampleRate}")

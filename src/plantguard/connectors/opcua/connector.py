@@ -23,6 +23,7 @@ from plantguard.connectors.opcua.client import Change, ItemSpec, OpcUaError, Ses
 from plantguard.connectors.opcua.config import OpcUaConfig, OpcUaDevice, check
 from plantguard.domain.readings import NO_TS, DeadLetter, RawBatch
 from plantguard.errors import ConfigProblem
+from plantguard.timeutil import iso
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +33,9 @@ class OpcUaLinkHealth(LinkHealth):
     notifications: int = 0  # publish responses that carried data changes
     non_numeric: int = 0  # values that could not be stored as numbers (sent as dead letters)
     dropped: int = 0  # changes dropped because the sink was slower than the server (bounded queue)
+    backfilled: int = 0  # values recovered from the server's history after a reconnect (HistoryRead)
+    gaps: int = 0  # outages of a node that could not be recovered (no history on the server)
+    last_gap: str | None = None
     subscriptions: int = 0
     failed_nodes: list[str] = field(default_factory=list)  # "device/point node_id: status" of items the server refused
     client_deadband: list[str] = field(default_factory=list)  # items whose deadband the server refused; applied here
@@ -62,6 +66,7 @@ class _Device:
         self.points = [n.point for n in d.nodes]
         n = len(self.points)
         self.deadband = np.array([x.deadband for x in d.nodes], np.float64)
+        self.last_ts = np.full(n, NO_TS, np.int64)  # newest value time delivered per point: where a recovery starts
         self.client_deadband = np.zeros(n, bool)
         self.last_value = np.full(n, np.nan)
         self.last_quality = np.full(n, 255, np.int16)
@@ -94,6 +99,7 @@ class OpcUaConnector(Connector):
         session = await Session.open(self.cfg)
         try:
             by_path = await self._subscribe(session, h)
+            await self._recover(session, h)
             mark_online(h, backoff, self.clock)
             while True:
                 item = await session.next(1.0)
@@ -131,6 +137,34 @@ class OpcUaConnector(Connector):
             await self.deliver(RawBatch.build([], [], []), dead)
         return {d.path: d for d in self._devices}
 
+    async def _recover(self, session: Session, h: OpcUaLinkHealth) -> None:
+        """After a reconnect, what changed while no session was open: a new session cannot Republish the old
+        subscription's notifications (they belonged to the dead session), so every point that had delivered
+        values asks the server's history (HistoryRead) from its newest delivered value to now. Recovered values
+        are stored as from the source '<source>:backfill'; a node without history is a gap, counted in health and
+        kept as a dead letter that says which values are missing."""
+        now = self.clock()
+        for dev in self._devices:
+            for i, node in enumerate(dev.cfg.nodes):
+                since = int(dev.last_ts[i])
+                if since == NO_TS or now - since <= 2 * max(1, int(node.sampling_interval * 1000)):
+                    continue  # nothing delivered yet, or no time for a change to be missed
+                changes = await session.history(node.node_id, since, now)
+                point = f"{dev.path}/{dev.points[i]}"
+                if changes is None:
+                    h.gaps += 1
+                    h.last_gap = f"{point}: {iso(since)} to {iso(now)}"
+                    await self.deliver(RawBatch.build([], [], []), [DeadLetter(
+                        self._source, f"values of {point} between {iso(since)} and {iso(now)} may be missing: the session was "
+                        f"down and the server keeps no history of {node.node_id}", point=point, ts=now, code="gap")])
+                    continue
+                if changes:
+                    changes = [Change(i, c.value, c.status, c.source_us, c.server_us) for c in changes]
+                    batch, dead = self._convert(dev, changes, h)
+                    batch.source = f"{self._source}:backfill"
+                    h.backfilled += len(batch)
+                    await self.deliver(batch, dead)
+
     def _convert(self, dev: _Device, changes: list[Change], h: OpcUaLinkHealth) -> tuple[RawBatch, list[DeadLetter]]:
         """One publish response of one device -> one batch (source timestamps kept) and its dead letters."""
         now = self.clock()
@@ -155,6 +189,8 @@ class OpcUaConnector(Connector):
             if dev.client_deadband[i] and q == dev.last_quality[i] and abs(v - dev.last_value[i]) <= dev.deadband[i]:
                 continue
             dev.last_value[i], dev.last_quality[i] = v, q
+            if t > dev.last_ts[i]:
+                dev.last_ts[i] = t
             pts.append(dev.points[i])
             ts.append(t)
             val.append(v)

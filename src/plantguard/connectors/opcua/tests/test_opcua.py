@@ -108,6 +108,15 @@ class UaServer:
             await self.server.write_attribute_value(ua.NodeId(name, self.idx), dv)
         self.call(w())
 
+    def historize(self, name: str) -> None:
+        """Keeps the node's value changes in the server's (in-memory) history, so HistoryRead can serve them."""
+        async def h():
+            from datetime import timedelta
+
+            await self.server.historize_node_data_change(self.server.get_node(ua.NodeId(name, self.idx)),
+                                                          period=timedelta(days=1), count=10_000)
+        self.call(h())
+
     def close(self) -> None:
         self.stop()
         self.loop.call_soon_threadsafe(self.loop.stop)
@@ -262,6 +271,33 @@ def test_server_restart_restores_the_subscription(server, data_dir):
         server.write("Pump.Speed", 3.0)
         wait_for(lambda: has_value(p, "p0", 3.0), "a value after the second restart")
         assert tasks(p) <= tasks_before + 2  # nothing of the dead sessions is left running (slack: in-flight calls)
+    finally:
+        p.stop()
+
+
+def test_values_changed_while_the_session_was_down_are_recovered_from_history_or_counted_as_a_gap(server, data_dir):
+    server.historize("Pump.Speed")  # p0 is historized by the server; p1 (Pump.Temp) and p2 (Pump.Running) are not
+    p = start_platform(data_dir, connector(server.url))
+    conn = next(s for s in p.sources if isinstance(s, OpcUaConnector))
+    try:
+        wait_for(lambda: link(p)["state"] == "online", "online")
+        server.write("Pump.Speed", 1.0)
+        server.write("Pump.Temp", 21.0)
+        wait_for(lambda: has_value(p, "p0", 1.0) and has_value(p, "p1", 21.0), "first values")
+        conn.stop()  # the session is down; the server goes on changing
+        for k in range(1, 6):
+            server.write("Pump.Speed", 10.0 + k)
+            server.write("Pump.Temp", 30.0 + k)
+            time.sleep(0.01)  # distinct source timestamps, as a sampling server gives them
+        time.sleep(0.3)
+        conn.start()
+        wait_for(lambda: all(has_value(p, "p0", 10.0 + k) for k in range(1, 6)), "the missed values from history")
+        h = link(p)
+        assert h["backfilled"] >= 5 and h["gaps"] == 2
+        wait_for(lambda: has_value(p, "p1", 35.0), "the current value with the new subscription")
+        assert not has_value(p, "p1", 31.0)  # lost: not historized, and counted as a gap
+        gaps = {d["point"]: d["reason"] for d in p.store.dead_letters(code="gap")}
+        assert set(gaps) == {f"{DEVICE}/p1", f"{DEVICE}/p2"} and "keeps no history" in gaps[f"{DEVICE}/p1"]
     finally:
         p.stop()
 
