@@ -399,3 +399,37 @@ def test_any_mutation_of_a_valid_model_is_accepted_or_refused_with_field_paths(d
     rows = [PointRow(i, t, __import__("plantguard.ingest.registry", fromlist=["point_meta"]).point_meta(t, *parts))
             for i, (t, *parts) in enumerate(cfg.iter_points())]
     reg.load(rows)
+
+
+# -- defect 12: the small ones ------------------------------------------------------------------------------------------
+def test_asking_for_72_buckets_returns_at_most_72(client, platform):
+    rows = [{"point": tag(0), "ts": T0_MS - 6 * 3_600_000 + i * 60_000 + 17, "value": float(i % 7)} for i in range(360)]
+    post_readings(client, rows)
+    # a range whose start is not on a bucket boundary touches one bucket more than span / width
+    for start, buckets in ((T0_MS - 6 * 3_600_000 + 30_000, 72), (T0_MS - 6 * 3_600_000 + 1, 7), (T0_MS - 3_600_000 - 7, 13),
+                           (T0_MS - 6 * 3_600_000 + 30_000, 1)):
+        r = client.get("/api/telemetry/downsample", params={"point": tag(0), "start": str(start), "end": str(T0_MS - 1),
+                                                            "buckets": buckets, "agg": "max"})
+        assert r.status_code == 200, r.text
+        assert 1 <= len(r.json()["data"]) <= buckets, (start, buckets, len(r.json()["data"]))
+
+
+def test_a_boolean_is_the_number_one_or_zero_for_numeric_points(client):
+    res = post_readings(client, [{"point": tag(0), "ts": T0_MS - 5, "value": True}, {"point": tag(1), "ts": T0_MS - 5, "value": False}])
+    assert res["accepted"] == 2
+    r = client.get("/api/telemetry/latest", params={"points": f"{tag(0)},{tag(1)}"}).json()
+    values = {d["point"]: d["value"] for d in r["data"]} if "data" in r else {k: v["value"] for k, v in r.items()}
+    assert values[tag(0)] == 1.0 and values[tag(1)] == 0.0
+
+
+def test_a_collection_under_an_unknown_parent_is_404_not_405(client):
+    for path in ("/api/model/areas/nosuch/lines", "/api/model/sites/a/b/areas", "/api/model/nolevel/x"):
+        r = client.post(path, json={"id": "x"})
+        assert r.status_code == 404, (path, r.status_code, r.text)
+
+
+def test_the_ingest_rate_is_a_number_from_the_first_second(client, platform):
+    post_readings(client, [{"point": tag(2), "ts": T0_MS - 9, "value": 1.0}])
+    html = client.get("/").text
+    assert "measuring" not in html
+    assert platform.pipeline.readings_per_s() >= 0.0

@@ -263,6 +263,12 @@ class Platform:
                 tier, eff = choose_tier(width, start, now, self.retention)
                 if (end - 1) // eff - start // eff + 1 <= buckets:
                     break
+            else:  # a few buckets over a range that straddles a boundary: widen until it fits
+                for _ in range(64):
+                    width *= 2
+                    tier, eff = choose_tier(width, start, now, self.retention)
+                    if (end - 1) // eff - start // eff + 1 <= buckets:
+                        break
             return self.store.downsample(self.pid_of(tag), start, end, eff, agg, tier), tier, eff
         if width < 1:
             raise InvalidInput("bucket width must be positive")
