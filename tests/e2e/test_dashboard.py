@@ -180,4 +180,6 @@ def test_long_payloads_wrap_on_the_data_quality_page(page, plant):
     page.set_viewport_size({"width": 1280, "height": 800})
     open_page(page, plant, "quality")
     width = page.evaluate("document.documentElement.scrollWidth")
-    assert width <= 1280, f"the page is {width} px wide"
+    wide = page.evaluate("""() => Array.from(document.querySelectorAll('body *')).filter(e => e.getBoundingClientRect().right > 1280)
+        .slice(0, 5).map(e => e.tagName + '.' + e.className + ' ' + Math.round(e.getBoundingClientRect().right))""")
+    assert width <= 1280, f"the page is {width} px wide: {wide}"
