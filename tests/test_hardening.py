@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 
 import numpy as np
 import orjson
@@ -28,6 +27,7 @@ from plantguard.model_source import ModelFile
 from plantguard.runtime import Platform
 from plantguard.store.base import PointRow
 from plantguard.testing.factories import plant_dict, tag
+from plantguard.testing.wait import wait_for
 from plantguard.timeutil import to_us
 
 T0 = to_us("2024-05-01T12:00:00Z")
@@ -42,14 +42,6 @@ class Clock:
 
     def __call__(self) -> int:
         return self.t
-
-
-def wait_for(cond, what: str, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.01)
 
 
 @pytest.fixture

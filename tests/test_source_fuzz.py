@@ -17,18 +17,11 @@ from plantguard.connectors.sparkplug.connector import SparkplugConnector
 from plantguard.domain.model import parse_config
 from plantguard.runtime import Platform
 from plantguard.testing.factories import plant_dict, tag
+from plantguard.testing.wait import wait_for
 
 PREFIX = "plantguard/v1"
 DEVICE_TOPIC = f"{PREFIX}/dev/s1/a1/l1/pump1/plc1"
 FUZZ = settings(max_examples=25, deadline=None, phases=[Phase.explicit, Phase.reuse, Phase.generate], suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
-
-
-def wait_for(cond, what: str, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.01)
 
 
 def now_ms() -> int:
