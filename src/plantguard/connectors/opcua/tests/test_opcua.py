@@ -292,6 +292,8 @@ def test_values_changed_while_the_session_was_down_are_recovered_from_history_or
         time.sleep(0.3)
         conn.start()
         wait_for(lambda: all(has_value(p, "p0", 10.0 + k) for k in range(1, 6)), "the missed values from history")
+        # nodes are recovered in order (p0 from history, then the gaps of p1 and p2): wait for the whole pass
+        wait_for(lambda: link(p)["gaps"] >= 2, "the two gaps to be counted")
         h = link(p)
         assert h["backfilled"] >= 5 and h["gaps"] == 2
         wait_for(lambda: has_value(p, "p1", 35.0), "the current value with the new subscription")
