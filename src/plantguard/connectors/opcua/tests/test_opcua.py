@@ -298,6 +298,7 @@ def test_values_changed_while_the_session_was_down_are_recovered_from_history_or
         assert h["backfilled"] >= 5 and h["gaps"] == 2
         wait_for(lambda: has_value(p, "p1", 35.0), "the current value with the new subscription")
         assert not has_value(p, "p1", 31.0)  # lost: not historized, and counted as a gap
+        wait_for(lambda: len(p.store.dead_letters(code="gap")) >= 2, "the gaps' dead letters to be stored")
         gaps = {d["point"]: d["reason"] for d in p.store.dead_letters(code="gap")}
         assert set(gaps) == {f"{DEVICE}/p1", f"{DEVICE}/p2"} and "keeps no history" in gaps[f"{DEVICE}/p1"]
     finally:
