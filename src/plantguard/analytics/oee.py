@@ -441,7 +441,7 @@ def _one(p: Period, tl: Timeline, buckets: np.ndarray, g: Increments, b: Increme
         status = STATUS_NOT_PLANNED
     av = perf = qual = oee = None
     if status == STATUS_OK:
-        av = run_time / ppt
+        av = min(1.0, run_time / ppt)  # run time is part of planned time; float sums can overshoot by an ulp
         if run_time > 0:
             perf = net_run / run_time
             if perf > 1:
@@ -508,7 +508,7 @@ def combine(results: Sequence[OeeResult], label: str | None = None, min_coverage
         status = STATUS_OK
     av = perf = qual = oee = None
     if status == STATUS_OK:
-        av = run_time / ppt
+        av = min(1.0, run_time / ppt)  # run time is part of planned time; float sums can overshoot by an ulp
         perf = net_run / run_time if run_time > 0 else None
         qual = good / total if total > 0 else None
         oee = fpt / ppt if (run_time > 0 or total == 0) else None

@@ -39,6 +39,9 @@ class Detector(abc.ABC):
 
     #: "univariate" detectors take a float, "multivariate" ones a mapping of floats.
     kind: str = "univariate"
+    #: True for detectors whose own algorithm needs the anomalous readings too (a CUSUM accumulates evidence on
+    #: exactly the readings that score high, then restarts): Thresholded(protect=True) still feeds them every one.
+    learns_from_every_reading: bool = False
 
     @abc.abstractmethod
     def learn_one(self, x: Any) -> None:

@@ -50,6 +50,7 @@ class CusumChangePoint(Detector):
     """
 
     kind = "multivariate"
+    learns_from_every_reading = True  # the CUSUM must see the shift to declare it and learn the new regime
 
     def __init__(self, warmup: int = 60, drift: float = 0.5, threshold: float = 20.0, relearn: int = 30,
                  shrinkage: float = 0.05, min_std: float = 1e-6, max_z: float = 25.0):

@@ -264,9 +264,27 @@ def check_min_quality(detector: Detector, stream: LabelledStream | None = None, 
     assert auc >= min_auc, f"ROC AUC {auc:.3f} < {min_auc} on the {stream.kind} fixture stream"
 
 
+def check_protection_does_not_starve(detector: Detector, max_delay: int = 60, min_found: float = 0.75) -> None:
+    """Keeping anomalies out of what is learned (Thresholded(protect=True)) must never starve a detector of the
+    updates its own algorithm needs: a change-point detector, wrapped so, still declares the level shifts it
+    finds bare (its CUSUM accumulates on exactly the readings that score high). Other detectors: nothing to check."""
+    if not hasattr(detector, "change_points"):
+        return
+    from plantguard.analytics.anomaly.threshold import Thresholded
+
+    th = Thresholded(detector.clone(), threshold=0.9, protect=True)
+    xs, shifts = level_shift_stream()
+    multi = th.kind == "multivariate"
+    for x in xs:
+        th.update(x if multi else x["x0"])
+    cps = th.detector.change_points
+    found = [any(at <= c < at + max_delay for c in cps) for at in shifts]
+    assert sum(found) >= min_found * len(shifts), f"protected: found {sum(found)} of {len(shifts)} shifts: {cps}"
+
+
 CHECKS: tuple[Callable[..., None], ...] = (check_clone, check_pickle_roundtrip, check_seeded_determinism,
                                            check_missing_values, check_score_range, check_constant_signal,
-                                           check_min_quality)
+                                           check_min_quality, check_protection_does_not_starve)
 
 
 def yield_checks(detector: Detector, *, min_auc: float = 0.8) -> Iterator[Callable[[], None]]:

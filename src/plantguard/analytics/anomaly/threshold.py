@@ -10,7 +10,9 @@ Rules, per reading that is not missing:
   consecutive exceedances). Consecutive rather than k-of-n because it needs one counter per series, and a
   single noisy reading inside a real excursion rarely drops below the threshold.
 - learning: with `protect=True` a reading that exceeds is not learned, whether or not the run is long enough
-  to alarm, so neither a spike nor a fault drags the baseline towards itself.
+  to alarm, so neither a spike nor a fault drags the baseline towards itself. Detectors that declare
+  `learns_from_every_reading` (change-point detectors: their CUSUM accumulates on the high-scoring readings and
+  restarts at a change) learn every reading all the same.
 - relearn: a protected baseline never follows a legitimate permanent change (a new setpoint, a recalibrated
   sensor); it would alarm forever. With `relearn_after=n`, the n-th consecutive exceedance is taken as a
   level shift: the detector is replaced by a fresh clone that learns from that reading on (scores 0 and
@@ -97,6 +99,7 @@ class Thresholded(Detector):
             self._run = 0
             self._relearns += 1
             self.detector.learn_one(x, **kw)
-        elif not (exceeds and self.protect):
+        elif not (exceeds and self.protect) or self.detector.learns_from_every_reading:
+            # protection keeps anomalies out of a baseline, but must never starve an algorithm that needs them
             self.detector.learn_one(x, **kw)
         return Decision(score, is_anomaly, warm)
