@@ -285,7 +285,7 @@ class IngestConfig(_Strict):
     max_payload_bytes: int = Field(8 * 1024 * 1024, ge=1024, le=1024**3)
     lag_degraded: str | float = Field("30s", description="health is degraded while a write waited longer than this in the queue")
 
-    _v = field_validator("max_future")(_duration(365 * DAY_US))
+    _v = field_validator("max_future")(_duration(36_500 * DAY_US))
     _lag = field_validator("lag_degraded")(_duration(DAY_US, min_us=100_000))
 
 
