@@ -27,6 +27,7 @@ DETECTORS: dict[str, str] = {
     "robust_z": "plantguard.analytics.anomaly.robust:RobustZScore",
     "mahalanobis": "plantguard.analytics.anomaly.multivariate:StreamingMahalanobis",
     "changepoint": "plantguard.analytics.anomaly.changepoint:CusumChangePoint",
+    "likelihood": "plantguard.analytics.anomaly.likelihood:AnomalyLikelihood",
 }
 
 #: Minimum ROC AUC each detector must reach on its fixture stream in the shared checks (default 0.8).
