@@ -4,7 +4,6 @@ files. A source whose thread dies shows it in health and metrics and is restarte
 
 from __future__ import annotations
 
-import asyncio
 import time
 
 import orjson

@@ -351,20 +351,17 @@ class Platform:
     def _state_gate(self, tag: str, point) -> tuple[str, np.ndarray, int] | None:
         """(state point tag, allowed state codes, lookback us) when the point's analytics run only in some
         machine states (analytics.only_when), else None."""
-        if point is None or point.analytics is None or not point.analytics.only_when:
-            return None
+        from plantguard.domain.model import state_gate
+
         parts = tag.split("/")
-        line_path, asset_id = "/".join(parts[:3]), parts[3]
+        line_path = "/".join(parts[:3])
         _site, ln = self._line_cfg(line_path)
-        if ln.oee is None:
+        asset = next((a for a in ln.assets if a.id == parts[3]), None)
+        gate = state_gate(ln, asset, point) if asset is not None and point is not None else None
+        if gate is None:
             return None
-        asset = next((a for a in ln.assets if a.id == asset_id), None)
-        dev = next((d for d in (asset.devices if asset else []) for p in d.points if p.id == ln.oee.state_point), None)
-        if dev is None:
-            return None
-        allowed = np.array(sorted(c for c, cat in ln.oee.state_categories.items() if cat in point.analytics.only_when), np.float64)
         lookback = int((ln.oee.max_gap_s or 86400) * 1e6)
-        return f"{line_path}/{asset_id}/{dev.id}/{ln.oee.state_point}", allowed, lookback
+        return f"{line_path}/{parts[3]}/{gate[0]}", np.array(gate[1], np.float64), lookback
 
     def _point_cfg(self, tag: str):
         for t, *_rest, point in self.cfg.iter_points():

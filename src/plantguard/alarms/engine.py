@@ -19,7 +19,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from plantguard.domain.alarms import PRIORITY_RANK, AlarmEvent, AlarmRecord, AlarmState
-from plantguard.domain.model import PlantConfig
+from plantguard.domain.model import PlantConfig, where as describe
 from plantguard.domain.readings import PointBatch, Quality
 from plantguard.errors import Conflict, InvalidInput, NotFound
 from plantguard.ingest.registry import PointRegistry
@@ -94,12 +94,6 @@ class _Changes:
     records: dict[str, AlarmRecord] = field(default_factory=dict)
     events: list[AlarmEvent] = field(default_factory=list)
     notify: list[tuple[AlarmRecord, AlarmEvent]] = field(default_factory=list)
-
-
-def _where(tag: str) -> str:
-    """'bearing-vibration on filler-feed-pump' for a point tag; the tag itself otherwise."""
-    parts = tag.split("/")
-    return f"{parts[5]} on {parts[3]}" if len(parts) == 6 else tag
 
 
 def _copy(rec: AlarmRecord) -> AlarmRecord:
@@ -515,7 +509,7 @@ class AlarmEngine:
             if rec.condition not in ("STALE", "OFFLINE", *EXTERNAL):
                 unit = f" {rule.unit}" if rule and rule.unit else ""
                 # Which machine and which signal, in the message itself: it travels to webhooks and e-mails.
-                where = _where(rec.tag)
+                where = describe(rec.tag)
                 if rec.condition == "ROC":
                     rec.message = f"{where}: changing at {value:g}{unit}/s, above {rec.limit:g}{unit}/s"
                 else:

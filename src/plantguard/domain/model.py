@@ -357,6 +357,27 @@ class PlantConfig(_Strict):
                             yield TAG_SEP.join((s.id, a.id, ln.id, asset.id, d.id)), d
 
 
+def where(tag: str) -> str:
+    """A tag as operators read it: 'bearing-vibration on filler-feed-pump' for a point, the asset's id for an
+    asset path, the tag itself otherwise."""
+    parts = tag.split(TAG_SEP)
+    if len(parts) == 6:
+        return f"{parts[5]} on {parts[3]}"
+    return parts[-1] if len(parts) == 4 else tag
+
+
+def state_gate(line: Line, asset: Asset, point: Point) -> tuple[str, tuple[int, ...]] | None:
+    """For a point whose analytics run only in some machine states (analytics.only_when): ('device/point' of the
+    asset's machine-state point, the state codes allowed), from the line's oee section; None when not gated."""
+    if point.analytics is None or not point.analytics.only_when or line.oee is None:
+        return None
+    dev = next((d for d in asset.devices for p in d.points if p.id == line.oee.state_point), None)
+    if dev is None:
+        return None
+    allowed = tuple(sorted(c for c, cat in line.oee.state_categories.items() if cat in point.analytics.only_when))
+    return f"{dev.id}{TAG_SEP}{line.oee.state_point}", allowed
+
+
 # ------------------------------------------------------------------------------------------------------
 def _loc_to_path(loc: tuple) -> str:
     out = ""

@@ -33,7 +33,7 @@ from plantguard.analytics.anomaly.threshold import Thresholded
 from plantguard.analytics.spc.bank import CHARTS, IND, IN_CONTROL, INSUFFICIENT_DATA, NO_VARIATION, OUT_OF_CONTROL, SpcBank, SlotSettings
 from plantguard.analytics.spc.rules import RULE_NAMES
 from plantguard.domain.analytics import AnalyticsEvent, AnalyticsWrite
-from plantguard.domain.model import TAG_SEP, PlantConfig, SpcSettings
+from plantguard.domain.model import TAG_SEP, PlantConfig, SpcSettings, state_gate, where as describe
 from plantguard.domain.readings import PointBatch, Quality
 from plantguard.timeutil import iso, Clock, parse_duration_us
 
@@ -406,18 +406,16 @@ class AnalyticsProcessor:
                         continue
                     for asset in ln.assets:
                         base = TAG_SEP.join((s.id, ar.id, ln.id, asset.id))
-                        state_tag = next((f"{base}/{d.id}/{p.id}" for d in asset.devices for p in d.points if p.id == ln.oee.state_point), None)
-                        spid = self.registry.pid(state_tag) if state_tag else None
-                        if spid is None:
-                            continue
                         for d in asset.devices:
                             for p in d.points:
-                                if p.analytics is None or not p.analytics.only_when:
+                                gate = state_gate(ln, asset, p)
+                                if gate is None:
                                     continue
+                                spid = self.registry.pid(f"{base}/{gate[0]}")
                                 pid = self.registry.pid(f"{base}/{d.id}/{p.id}")
-                                if pid is None or pid >= n:
+                                if spid is None or pid is None or pid >= n:
                                     continue
-                                allowed = tuple(sorted(c for c, cat in ln.oee.state_categories.items() if cat in p.analytics.only_when))
+                                allowed = gate[1]
                                 gk = (spid, allowed)
                                 if gk not in index:
                                     index[gk] = len(gates)
@@ -573,8 +571,8 @@ class AnalyticsProcessor:
                     continue
                 cfg = self._spc_cfg[slot]
                 if cfg.alarm and not self._shadow[self.registry.pid(tag)]:
-                    msg = (f"SPC {_where(tag)}: {self._spc_last_rule.get(slot, 'rule violations')} (process out of statistical control)" if active
-                           else f"SPC {_where(tag)}: no alarm-rule violation for {cfg.clear_after} readings")
+                    msg = (f"SPC {describe(tag)}: {self._spc_last_rule.get(slot, 'rule violations')} (process out of statistical control)" if active
+                           else f"SPC {describe(tag)}: no alarm-rule violation for {cfg.clear_after} readings")
                     alarm_changes.append((f"{tag}:SPC", active, int(ts_last[slot]), float(v_last[slot]), msg))
         # status and limits as state: at most once per key and store interval (statuses can flip every reading)
         t_max = int(ts.max())
@@ -668,8 +666,8 @@ class AnalyticsProcessor:
 
     def _anomaly_change(self, key: str, alarm_tag: str, started: bool, ts: int, value: float | None, score: float, cfg,
                         out: AnalyticsWrite, alarm_changes, *, shadow: bool, detail: dict | None = None) -> None:
-        msg = (f"anomaly {_where(alarm_tag)}: score {score:.3f} at or above {cfg.threshold:g}" if started
-               else f"anomaly over {_where(alarm_tag)}: score {score:.3f}")
+        msg = (f"anomaly {describe(alarm_tag)}: score {score:.3f} at or above {cfg.threshold:g}" if started
+               else f"anomaly over {describe(alarm_tag)}: score {score:.3f}")
         out.events.append(AnalyticsEvent(ts, "anomaly", key, "anomaly-start" if started else "anomaly-end", msg,
                                           {"score": score, "value": value, **(detail or {})}))
         out.states[key] = {"anomalous": started, "score": score, "since": ts, "threshold": cfg.threshold}
@@ -842,12 +840,6 @@ class _Cfg:
 
 def _finite(x) -> float | None:
     return float(x) if x is not None and np.isfinite(x) else None
-
-
-def _where(tag: str) -> str:
-    """'head-torque on capper' for a point tag, 'filler-feed-pump' for an asset path."""
-    parts = tag.split("/")
-    return f"{parts[5]} on {parts[3]}" if len(parts) == 6 else parts[-1]
 
 
 def _h(seconds) -> str:

@@ -13,11 +13,10 @@ from __future__ import annotations
 
 import asyncio
 import json
-import threading
 import time
 from typing import Annotated, Any, AsyncIterator
 
-from fastapi import APIRouter, FastAPI, Query, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
@@ -36,23 +35,6 @@ RETRY_MS = 2000
 # Without a uvicorn server to watch (another ASGI server), a stream ends after this long and the browser
 # reconnects at once, so a shutdown waits at most this long.
 FALLBACK_LIFETIME_S = 60.0
-
-
-class RateMeter:
-    """Readings per second accepted by the pipeline over its last few seconds (measured by the writer itself)."""
-
-    def __init__(self, platform: Platform) -> None:
-        self.platform = platform
-
-    def sample(self) -> float:
-        return self.platform.pipeline.readings_per_s()
-
-
-def rate_meter(app: FastAPI) -> RateMeter:
-    m = getattr(app.state, "rate_meter", None)
-    if m is None:
-        m = app.state.rate_meter = RateMeter(app.state.platform)
-    return m
 
 
 def _uvicorn_server():
@@ -103,8 +85,8 @@ def _since(request: Request, since: int | None) -> int | None:
 class _Reader:
     """What one stream has already sent, so that each tick sends only changes."""
 
-    def __init__(self, platform: Platform, tags: list[str], since_us: int | None, meter: RateMeter) -> None:
-        self.platform, self.tags, self.meter = platform, tags, meter
+    def __init__(self, platform: Platform, tags: list[str], since_us: int | None) -> None:
+        self.platform, self.tags = platform, tags
         self.values: dict[str, tuple] = {}
         self.alarm_seen: dict[str, int] = {}
         self.cursor = since_us or 0
@@ -145,7 +127,7 @@ class _Reader:
         st = p.pipeline.stats
         active = p.alarms.active_count() if p.alarms is not None else None
         h = p.health()
-        return {"ts": _ms(p.clock()), "status": h["status"], "readings_per_s": self.meter.sample(), "accepted": st.accepted,
+        return {"ts": _ms(p.clock()), "status": h["status"], "readings_per_s": p.pipeline.readings_per_s(), "accepted": st.accepted,
                 "rejected": st.rejected, "queued_readings": st.queued_readings, "lag_ms_last": st.lag_us_last / 1000,
                 "writer_alive": p.pipeline.alive, "active_alarms": active,
                 "sources": {k: bool(v.get("ok", True)) for k, v in h["sources"].items()}}
@@ -204,6 +186,6 @@ async def live_stream(
     readings only), `alarms` with the records that changed, `health` every 5 s."""
     platform: Platform = request.app.state.platform
     tags = _parse_points(platform, points)
-    reader = await run_in_threadpool(_Reader, platform, tags, _since(request, since), rate_meter(request.app))
+    reader = await run_in_threadpool(_Reader, platform, tags, _since(request, since))
     return StreamingResponse(event_stream(request, reader), media_type="text/event-stream",
                              headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})

@@ -25,7 +25,6 @@ from plantguard.runtime import Platform
 from plantguard.timeutil import parse_duration_us
 
 from plantguard.domain.readings import REJECT_CODES
-from plantguard.web.live import rate_meter
 
 log = logging.getLogger(__name__)
 
@@ -236,7 +235,7 @@ def overview_page(request: Request) -> HTMLResponse:
     health = platform.health()
     return render(request, "overview.html", "overview", sites=data["sites"],
                   alarms=[alarm_view(a, units, platform) for a in data["active"][:10]], active_count=len(data["active"]),
-                  health=health, rate=rate_meter(request.app).sample(), alarms_enabled=platform.alarms is not None)
+                  health=health, rate=platform.pipeline.readings_per_s(), alarms_enabled=platform.alarms is not None)
 
 
 # -- asset ----------------------------------------------------------------------------------------------------------
