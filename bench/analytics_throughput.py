@@ -1,6 +1,7 @@
 """Streaming analytics throughput and memory: SPC + robust z-score anomaly detection on every point.
 
-Plant: N points (default 10,000), each with `analytics: {spc: {baseline: 100}, anomaly: {detector: robust_z}}`.
+Plant: N points (default 10,000), each with `analytics: {spc: {baseline: 100}, anomaly: {}}` (the default anomaly
+wiring; `--detector robust_z` for the bare robust z-score), and the same plant with the anomaly wiring alone.
 Stream: seeded, per point a random level and noise, occasional persistent level shifts (about one per 5,000
 readings) and spikes (about one per 2,000 readings), 1 s apart, delivered as batches of 10 readings per point
 (100,000 readings per batch at 10,000 points). The first batches are warm-up (the SPC baseline of 100 readings
@@ -58,10 +59,14 @@ PER_BATCH = 10  # readings per point per batch
 WARM_BATCHES = 12  # 120 readings per point: the SPC baseline (100) is complete and the anomaly detector warm
 
 
+DETECTOR = "default"
+WITH_SPC = True
+
+
 def plant(n: int, data_dir: str) -> dict:
     d = plant_dict(n, data_dir=data_dir, alarms=False)
     for p in d["sites"][0]["areas"][0]["lines"][0]["assets"][0]["devices"][0]["points"]:
-        p["analytics"] = {"spc": {"baseline": 100}, "anomaly": {"detector": "robust_z"}}
+        p["analytics"] = {"anomaly": {"detector": DETECTOR}, **({"spc": {"baseline": 100}} if WITH_SPC else {})}
     return d
 
 
@@ -255,7 +260,10 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="1,000 points, 5 timed batches, 50 HST points")
     ap.add_argument("--profile", action="store_true", help="cProfile the processor's timed batches")
     ap.add_argument("--no-platform", action="store_true", help="skip the end-to-end runs")
+    ap.add_argument("--detector", default="default", help="point anomaly detector (default: the default wiring)")
     a = ap.parse_args()
+    global DETECTOR, WITH_SPC
+    DETECTOR = a.detector
     if a.quick:
         a.points, a.batches, a.hst_points = 1000, 5, 50
     m = print_machine()
@@ -273,7 +281,15 @@ def main() -> None:
     print(f"memory per point: banks {proc['bank_bytes_per_point']} B (SPC {proc['spc_bytes_per_slot']} + robust z "
           f"{proc['rz_bytes_per_slot']}), RSS growth {proc['rss_bytes_per_point']:,} B, heap retained {proc['heap_bytes_per_point']:,} B "
           f"(peak while processing {proc['heap_peak_bytes_per_point']:,} B), checkpoint {proc['checkpoint_bytes_per_point']:,} B")
-    out = {"processor": proc, "machine": m, "cpu_pinned": CPU}
+    out = {"processor": proc, "machine": m, "cpu_pinned": CPU, "detector": DETECTOR}
+
+    WITH_SPC = False
+    alone = run_processor(n, vals, timed)
+    WITH_SPC = True
+    print(f"anomaly wiring '{DETECTOR}' alone, {n:,} points: median {alone['readings_per_s_median']:,} readings/s "
+          f"(min {alone['readings_per_s_min']:,}); state {alone['rz_bytes_per_slot']} B per point, checkpoint "
+          f"{alone['checkpoint_bytes_per_point']:,} B per point; {alone['events_timed']:,} events in {timed} timed batches")
+    out["anomaly_alone"] = alone
 
     small = run_processor(a.hst_points, vals[:, :a.hst_points], timed)
     print(f"processor only on the peer's {a.hst_points} points (batches of {a.hst_points * PER_BATCH:,}): "

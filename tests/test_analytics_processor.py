@@ -4,6 +4,8 @@ engine, checkpoints surviving a restart, shadow devices never alarming."""
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 
@@ -34,10 +36,11 @@ def cfg_dict(data_dir, *, mode="live", spc=None, anomaly=None, asset=None):
     d = plant_dict(4, data_dir=str(data_dir), alarms=False)
     pts = _points(d)
     pts[0]["analytics"] = {"spc": spc or {"baseline": 50, "priority": "medium"}}
-    pts[1]["analytics"] = {"anomaly": anomaly or {"threshold": 0.9, "params": {"persistence": 2}}}
+    pts[1]["analytics"] = {"anomaly": anomaly or {"detector": "robust_z", "threshold": 0.9, "params": {"persistence": 2}}}
     d["sites"][0]["areas"][0]["lines"][0]["assets"][0]["devices"][0]["mode"] = mode
     d["sites"][0]["areas"][0]["lines"][0]["assets"][0]["analytics"] = asset or {
-        "anomaly": {"points": ["plc1/p2", "plc1/p3"], "threshold": 0.99, "params": {"warmup": 100}}}
+        "anomaly": {"detector": "mahalanobis", "points": ["plc1/p2", "plc1/p3"], "threshold": 0.99,
+                    "params": {"warmup": 100}}}
     return d
 
 
@@ -248,3 +251,65 @@ def test_only_when_needs_the_line_state(tmp_path):
     with pytest.raises(ConfigError) as e:
         parse_config(d)
     assert any(pr.path.endswith("analytics.only_when") for pr in e.value.problems)
+
+
+def test_the_default_wiring_raises_one_alarm_per_episode(tmp_path):
+    """A point with `anomaly: {}` runs the default wiring in the bank: a persistent level shift is one episode
+    (one start, one end, one ANOMALY alarm raised), the stored score series holds its onset, and the new level
+    becomes normal."""
+    clock = Clock()
+    d = cfg_dict(tmp_path, anomaly={"alarm": True})
+    d["sites"][0]["areas"][0]["lines"][0]["assets"][0].pop("analytics")
+    p = Platform(parse_config(d), clock=clock)
+    x = normal(2000, 9)
+    x[1200:] += 12.0
+    feed(p, clock, 0, 2000, {1: x})
+    ev = p.store.analytics_events(kind="anomaly", key=f"anomaly/{tag(1)}")
+    starts = [(e.ts - NOW) // S for e in ev if e.rule == "anomaly-start"]
+    ends = [(e.ts - NOW) // S for e in ev if e.rule == "anomaly-end"]
+    assert starts == [1200] and len(ends) == 1 and ends[0] < 1800
+    series = p.store.analytics_series(f"anomaly/{tag(1)}", NOW, NOW + 2000 * S)
+    assert series.value.max() >= 0.9 and (series.value >= 0.9).sum() == 1  # the onset, once
+    assert not p.analytics.live()["anomaly"][tag(1)]["in_episode"]
+    assert p.alarms.get(f"{tag(1)}:ANOMALY") is not None
+    p.stop()
+
+
+def test_the_rul_trend_sees_only_readings_of_the_allowed_machine_state(tmp_path):
+    """The condition indicator reads near 0 while the machine is stopped; with only_when on that point the
+    degradation trend is fed the running readings only, exactly as if the stops had never been recorded."""
+    def run(gated: bool, with_stops: bool):
+        d = gated_dict(tmp_path / f"{gated}-{with_stops}")
+        pts = _points(d)
+        pts[0]["analytics"] = {"only_when": ["running"]} if gated else None
+        if not gated:
+            pts[0].pop("analytics")
+        d["sites"][0]["areas"][0]["lines"][0]["assets"][0]["analytics"] = {
+            "rul": {"point": "plc1/p0", "failure_threshold": 30.0, "lead_time": "1h", "alarm": False}}
+        clock = Clock()
+        p = Platform(parse_config(d), clock=clock)
+        state_tag = tag(0).rsplit("/", 1)[0] + "/state"
+        t = np.arange(3000)
+        vib = 2.0 + 0.004 * t + np.random.default_rng(5).normal(0, 0.05, 3000)
+        state = np.ones(3000)
+        stopped = (t % 600) >= 500
+        vib[stopped] = 0.05
+        state[stopped] = 0
+        keep = np.ones(3000, bool) if with_stops else ~stopped
+        for lo in range(0, 3000, 100):
+            sel = np.flatnonzero(keep[lo:lo + 100]) + lo
+            tags = [tag(0)] * len(sel) + [state_tag] * 100
+            ts = [NOW + int(k) * S for k in sel] + [NOW + (lo + k) * S for k in range(100)]
+            clock.t = NOW + (lo + 100) * S
+            p.pipeline.process_now(RawBatch.build(tags, ts, list(vib[sel]) + list(state[lo:lo + 100])))
+        key = next(iter(p.analytics_live()["assets"]))
+        rul = p.analytics_live()["assets"][key]["rul"]
+        p.stop()
+        return rul
+
+    gated = run(True, True)
+    reference = run(False, False)  # the stops never recorded
+    ungated = run(False, True)
+    assert reference["median"] is not None and math.isfinite(reference["median"]), reference
+    assert gated["median"] == pytest.approx(reference["median"], rel=1e-9)
+    assert ungated["median"] != pytest.approx(reference["median"], rel=1e-3)

@@ -614,15 +614,53 @@ def evaluate_skab_cmd(
     path = data or _shared_dataset("PLANTGUARD_SKAB_DIR", "skab", "data")
     if not path.exists():
         _fail(f"no SKAB data at {path}: get it from github.com/waico/SKAB (folder data/) and pass --data", EXIT_USAGE)
+    from plantguard.analytics.evaluation.harness import evaluate_skab_windowed, format_skab_windowed
+
     with _errors():
         report = evaluate_skab(path)
+        windowed = evaluate_skab_windowed(path)
     if fmt is OutputFormat.json:
         typer.echo(json.dumps({"f1": report.f1, "far_percent": report.far, "mar_percent": report.mar, "nab": report.nab,
                                "missed_changepoints": report.missed_changepoints, "false_changepoints": report.false_changepoints,
                                "mean_delay_s": report.mean_delay_s, "files": report.files, "rows": report.rows,
-                               "runtime_s": report.runtime_s}, default=float))
+                               "runtime_s": report.runtime_s,
+                               "windowed_default_asset": windowed.asset.normalised,
+                               "windowed_default_points": windowed.points.normalised}, default=float))
     else:
         typer.echo(format_report(report))
+        typer.echo("")
+        typer.echo(format_skab_windowed(windowed))
+
+
+@evaluate_app.command("streams")
+def evaluate_streams_cmd(
+    seeds: int = typer.Option(3, min=1, max=50, help="Streams per kind (seeds 0..N-1)."),
+    length: int = typer.Option(20_000, min=2_000, max=1_000_000, help="Readings per stream."),
+) -> None:
+    """The default anomaly wiring, and the former default for comparison, on labelled synthetic plant streams (level
+    shifts, daily and shift seasonality, quantised signals, drifts, spikes, stuck sensors, restarts): windowed scores
+    with the null and perfect baselines, per kind, and onset delays."""
+    from plantguard.analytics.evaluation.harness import WIRINGS, evaluate_streams, format_streams
+
+    with _errors():
+        reports = [evaluate_streams(w, tuple(range(seeds)), length) for w in WIRINGS]
+    typer.echo(format_streams(reports))
+
+
+@evaluate_app.command("false-alarms")
+def evaluate_false_alarms_cmd(
+    weeks: float = typer.Option(1.0, min=0.01, max=10.0, help="Weeks of 1 Hz normal data per synthetic point."),
+    seeds: int = typer.Option(5, min=1, max=50, help="Synthetic points per kind."),
+    data: Optional[Path] = typer.Option(None, "--skab", help="SKAB data folder for its anomaly-free recording; default "
+                                        "$PLANTGUARD_SKAB_DIR or ../shared/datasets/skab/data (skipped if absent)."),
+) -> None:
+    """Alarm episodes per point per week of the default anomaly wiring on normal data (aim: at most one)."""
+    from plantguard.analytics.evaluation.harness import false_alarms, format_false_alarms
+
+    path = data or _shared_dataset("PLANTGUARD_SKAB_DIR", "skab", "data")
+    with _errors():
+        r = false_alarms(weeks, seeds, path if path.exists() else None)
+    typer.echo(format_false_alarms(r))
 
 
 @evaluate_app.command("cmapss")

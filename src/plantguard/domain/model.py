@@ -133,7 +133,8 @@ class SpcSettings(_Strict):
 class AnomalySettings(_Strict):
     """Streaming anomaly detection on one point (univariate)."""
 
-    detector: str = Field("robust_z", description="detector name (see docs/analytics/anomaly.md)")
+    detector: str = Field("default", description="detector name: 'default' is the platform's default wiring "
+                                                  "(docs/analytics/anomaly.md), or one of the registered detectors")
     threshold: float = Field(0.9, gt=0, lt=1, description="score in (0, 1) at or above which a reading is anomalous")
     params: dict[str, Any] = Field(default_factory=dict, description="detector parameters")
     alarm: bool = True
@@ -158,7 +159,8 @@ class AssetAnomalySettings(_Strict):
     """Multivariate anomaly detection over several of an asset's points together."""
 
     points: list[str] = Field(min_length=2, description="'device/point' paths inside the asset")
-    detector: str = Field("mahalanobis", description="multivariate detector name")
+    detector: str = Field("default", description="multivariate detector name; 'default' is the platform's default "
+                                                  "wiring for assets (Mahalanobis distance, then likelihood and episodes)")
     threshold: float = Field(0.95, gt=0, lt=1)
     params: dict[str, Any] = Field(default_factory=dict)
     alarm: bool = True
@@ -488,7 +490,7 @@ def _asset_analytics_problems(asset: dict, xp: str) -> list[ConfigProblem]:
             check(path, f"{xp}.analytics.anomaly.points[{i}]")
         if len(set(map(str, pts))) != len(pts):
             out.append(ConfigProblem(f"{xp}.analytics.anomaly.points", "a point is listed twice"))
-        kind_problems = _detector_problem(mv.get("detector", "mahalanobis"), f"{xp}.analytics.anomaly.detector", "multivariate")
+        kind_problems = _detector_problem(mv.get("detector", "default"), f"{xp}.analytics.anomaly.detector", "multivariate")
         out.extend(kind_problems)
         if not kind_problems:
             out.extend(analytics_build_problems("asset_anomaly", mv, f"{xp}.analytics.anomaly"))
@@ -565,6 +567,8 @@ def _detector_problem(name: Any, field: str, kind: str) -> list[ConfigProblem]:
     except ImportError:  # pragma: no cover - the registry ships with the package
         return []
     kinds = detector_kinds()
+    if name == "default":  # the default wiring exists for points and for assets
+        return []
     if name not in kinds:
         return [ConfigProblem(field, f"unknown detector {name!r} (known: {', '.join(sorted(kinds))})")]
     if kinds[name] != kind:
@@ -603,9 +607,14 @@ def analytics_build_problems(kind: str, settings: dict, path: str) -> list[Confi
         return out
     try:
         if kind == "point_anomaly":
-            detector = settings.get("detector", "robust_z")
+            detector = settings.get("detector", "default")
             threshold = settings.get("threshold", 0.9)
-            if detector == "robust_z":
+            if detector == "default":
+                from plantguard.analytics.anomaly.bank import RobustZBank
+                from plantguard.analytics.anomaly.defaults import bank_params
+
+                RobustZBank().add(**bank_params({**params, "threshold": threshold}))
+            elif detector == "robust_z":
                 from plantguard.analytics.anomaly.bank import RobustZBank
 
                 RobustZBank().add(threshold=threshold, **{"persistence": 1, **params})
@@ -616,7 +625,13 @@ def analytics_build_problems(kind: str, settings: dict, path: str) -> list[Confi
         elif kind == "asset_anomaly":
             from plantguard.analytics.anomaly.registry import load
 
-            load(settings.get("detector", "mahalanobis"))(**params)
+            detector = settings.get("detector", "default")
+            if detector == "default":
+                from plantguard.analytics.anomaly.defaults import default_asset_detector
+
+                default_asset_detector(settings.get("threshold", 0.95), **params)
+            else:
+                load(detector)(**params)
         elif kind == "rul":
             from plantguard.analytics.rul.trend import DegradationTrend
 
@@ -675,7 +690,7 @@ def point_problems(p: dict | Point, pp: str) -> list[ConfigProblem]:
             problems.append(ConfigProblem(f"{pp}.analytics.spc.usl", f"usl ({usl:g}) must be above lsl ({lsl:g})"))
     ad = an.get("anomaly") if isinstance(an.get("anomaly"), dict) else None
     if ad is not None:
-        kind_problems = _detector_problem(ad.get("detector", "robust_z"), f"{pp}.analytics.anomaly.detector", "univariate")
+        kind_problems = _detector_problem(ad.get("detector", "default"), f"{pp}.analytics.anomaly.detector", "univariate")
         problems.extend(kind_problems)
         if not kind_problems:
             problems.extend(analytics_build_problems("point_anomaly", ad, f"{pp}.analytics.anomaly"))

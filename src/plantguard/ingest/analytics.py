@@ -1,8 +1,10 @@
 """The analytics processor: runs the analytics configured in the plant model over every stored batch.
 
     point analytics.spc       -> SpcBank slot (individuals chart + EWMA + CUSUM + Nelson rules)
-    point analytics.anomaly   -> RobustZBank slot (robust_z) or a per-point Thresholded detector (others)
-    asset analytics.anomaly   -> one Thresholded multivariate detector over the asset's listed points
+    point analytics.anomaly   -> RobustZBank slot (the default wiring, or robust_z) or a per-point Thresholded
+                                 detector (others)
+    asset analytics.anomaly   -> one Thresholded multivariate detector over the asset's listed points (the default
+                                 asset wiring unless another detector is named)
     asset analytics.rul       -> one DegradationTrend over the asset's condition indicator
 
 Results go to a sink as one AnalyticsWrite per batch: rule violations, anomaly starts and ends and predictive
@@ -28,6 +30,7 @@ from typing import Any, Callable
 import numpy as np
 
 from plantguard.analytics.anomaly.bank import RobustZBank
+from plantguard.analytics.anomaly.defaults import bank_params, default_asset_detector
 from plantguard.analytics.anomaly.registry import load as load_detector
 from plantguard.analytics.anomaly.threshold import Thresholded
 from plantguard.analytics.spc.bank import CHARTS, IND, IN_CONTROL, INSUFFICIENT_DATA, NO_VARIATION, OUT_OF_CONTROL, SpcBank, SlotSettings
@@ -252,10 +255,12 @@ class AnalyticsProcessor:
                     spc_cfg[slot] = an.spc
                 if an.anomaly is not None:
                     settings = _digest(an.anomaly)
-                    if an.anomaly.detector == "robust_z":
+                    if an.anomaly.detector in ("default", "robust_z"):
                         old = st.rz_keys.get(tag)
                         if old is not None and old[1] == settings:
                             slot = old[0]
+                        elif an.anomaly.detector == "default":
+                            slot = st.rz.add(**bank_params({**an.anomaly.params, "threshold": an.anomaly.threshold}))
                         else:
                             params = dict(an.anomaly.params)
                             params.setdefault("persistence", 1)
@@ -290,8 +295,12 @@ class AnalyticsProcessor:
                             if mv is not None:
                                 settings = _digest(mv)
                                 old = st.assets_mv.get(key)
-                                ax.mv = old[0] if old is not None and old[1] == settings else Thresholded(
-                                    load_detector(mv.detector)(**mv.params), threshold=mv.threshold)
+                                if old is not None and old[1] == settings:
+                                    ax.mv = old[0]
+                                elif mv.detector == "default":
+                                    ax.mv = default_asset_detector(mv.threshold, **mv.params)
+                                else:
+                                    ax.mv = Thresholded(load_detector(mv.detector)(**mv.params), threshold=mv.threshold)
                                 keep_mv[key] = (ax.mv, settings)
                                 ax.mv_settings = mv.model_dump(mode="json")
                                 for path in mv.points:

@@ -143,7 +143,7 @@ POINT_ANALYTICS = {
     # is idle is not a process shift, and must neither count as a violation nor pull the capability down. No SPC
     # alarm: the demo's story is the bearing.
     "filler-feed-pump/plc/discharge-pressure": {"spc": {"baseline": 300, "alarm": False}},  # the pump reports no state
-    "filler-feed-pump/wsn/bearing-vibration": {"anomaly": {"threshold": 0.9, "params": {"persistence": 3}, "priority": "medium"}},
+    "filler-feed-pump/wsn/bearing-vibration": {"anomaly": {"priority": "medium"}},  # the default wiring
     "filler/opcua/bowl-level": {"spc": {"baseline": 300, "lsl": 50, "usl": 70, "alarm": False}, "only_when": ["running"]},
     "capper/opcua/head-torque": {"spc": {"baseline": 300, "lsl": 1.8, "usl": 2.4, "alarm": False}, "only_when": ["running"]},
 }
@@ -151,7 +151,7 @@ ASSET_ANALYTICS = {
     "filler-feed-pump": {
         "anomaly": {"points": ["plc/discharge-pressure", "plc/flow", "plc/motor-current", "wsn/bearing-vibration",
                                "wsn/bearing-temperature"],
-                    "threshold": 0.999, "params": {"warmup": 360}, "priority": "medium"},
+                    "params": {"warmup": 360}, "priority": "medium"},
         "rul": {"point": "wsn/bearing-vibration", "failure_threshold": VIB_FAILURE, "lead_time": RUL_LEAD_TIME,
                 "priority": "high"},
     },

@@ -24,6 +24,8 @@ from plantguard.analytics.anomaly.base import Detector
 from plantguard.errors import NotFound
 
 DETECTORS: dict[str, str] = {
+    # the platform's default wiring (defaults.py); "default" on an asset is default_asset_detector
+    "default": "plantguard.analytics.anomaly.defaults:default_point_detector",
     "robust_z": "plantguard.analytics.anomaly.robust:RobustZScore",
     "mahalanobis": "plantguard.analytics.anomaly.multivariate:StreamingMahalanobis",
     "changepoint": "plantguard.analytics.anomaly.changepoint:CusumChangePoint",

@@ -10,7 +10,8 @@ Estimator. The location and scale are exponentially weighted Huber-type M-estima
     r     = x - loc
     loc  += alpha * clip(r, -K_LOC*scale, K_LOC*scale)
     var   = (1 - alpha) * scale**2 + alpha * min(r**2, (K_SCALE*scale)**2) / C
-    scale = max(sqrt(var), min_scale, rel_scale*|loc|)
+    scale = max(sqrt(var), floor)
+    floor = max(min_scale, rel_scale*|loc|, floor_history*slow, resolution/2)
 
 where C = E[min(Z**2, K_SCALE**2)] for a standard normal Z, so `scale` estimates the standard deviation of
 Gaussian noise. They start from the median and MAD (times 1.4826) of the first `warmup` readings, kept in a
@@ -20,6 +21,25 @@ about 8 % around its target, which makes the false-alarm rate jitter too; P² ke
 and does not forget. The clipped updates are as smooth as an EWMA for normal data, an outlier moves them by
 at most alpha*K in scale units (bounded influence), they are scale- and shift-equivariant, and they have no
 branches, so the vectorised bank (bank.py) computes exactly the same numbers.
+
+Level shifts. Every learned reading moves the estimate by a bounded amount, but a persistent shift inflates the
+scale geometrically (by about 4*alpha per reading while the readings sit beyond K_SCALE scales), and the
+location follows in steps of K_LOC*alpha*scale: a shift of D scales becomes the new normal (scores back under
+0.9) after about ln(D)/(4*alpha) readings, e.g. 120 readings for a 100-sigma shift at alpha = 0.01; the scale
+then shrinks back at rate alpha. (Keeping anomalous readings out of the baseline is `Thresholded(protect=True)`,
+which bounds it with `protect_for`.)
+
+Scale floor. `slow` follows the scale up at rate alpha and down at rate alpha/100, so it remembers how noisy the
+signal has been over about 100/alpha readings; the scale never falls below `floor_history` times it. A flat
+stretch of a noisy signal therefore does not make its tiny wiggles score 1.0, yet a signal that stays quiet
+becomes the new normal over that memory. `resolution` is the smallest non-zero step seen between consecutive
+learned readings: a quantised signal toggling by one step is half a scale out at most.
+
+Stuck readings. With `stuck_ratio`, a run of identical readings is evidence too: a run of `stuck_ratio` times
+the signal's typical run length scores 0.9, as a reading `sigmas` out does; the score is the larger of the two.
+The typical run is 1/(1 - p), p the share of readings equal to the one before (a running mean with gain
+alpha/10, so about 10/alpha readings of memory): 1 for a noisy signal, hundreds for a quantised one that
+changes step now and then. A stuck period raises p too, so a sensor that stays frozen becomes the new normal.
 
 Seasonality. With `period` (seconds) the phase `ts mod period` is split into `bins` equal bins, each with its
 own location and scale. A bin starts at its first reading (learned once the global estimate is warm) with
@@ -54,6 +74,8 @@ K_LOC = 2.0
 K_SCALE = 3.0
 MAD_TO_SIGMA = 1.482602218505602  # 1 / Phi^-1(3/4)
 LN10 = math.log(10.0)
+SLOW_DOWN = 0.01  # the scale's slow memory falls 100 times slower than it rises
+RUN_GAIN = 0.1    # the share of repeated readings is learned 10 times slower than the level
 
 
 def _clipped_second_moment(k: float) -> float:
@@ -100,12 +122,15 @@ class RobustZScore(Detector):
     - `alpha`: adaptation rate per reading; the baseline remembers about 1/alpha readings.
     - `warmup`: readings learned before scores are given (0.0 before); also the per-bin warm-up.
     - `sigmas`: deviation, in robust standard deviations, that scores 0.9.
-    - `min_scale`, `rel_scale`: scale floor max(min_scale, rel_scale*|loc|) for constant or quantised signals.
+    - `min_scale`, `rel_scale`: absolute and relative scale floors for constant or quantised signals.
+    - `floor_history`: the scale stays above this share of its own slow memory (0 turns it off).
+    - `stuck_ratio`: runs of identical readings this many times longer than usual score 0.9 (None: off).
     - `period`, `bins`: seasonal profile (`period` in seconds, None for none); needs `ts` on each call.
     """
 
     def __init__(self, alpha: float = 0.01, warmup: int = 30, sigmas: float = 5.0, min_scale: float = 1e-6,
-                 rel_scale: float = 1e-4, period: float | None = None, bins: int = 24):
+                 rel_scale: float = 1e-4, period: float | None = None, bins: int = 24, floor_history: float = 0.1,
+                 stuck_ratio: float | None = None):
         if not 0.0 < alpha < 1.0:
             raise InvalidInput("alpha must be in (0, 1)")
         if warmup < 3:
@@ -118,6 +143,10 @@ class RobustZScore(Detector):
             raise InvalidInput("period must be positive seconds or None")
         if bins < 1:
             raise InvalidInput("bins must be at least 1")
+        if not 0.0 <= floor_history < 1.0:
+            raise InvalidInput("floor_history must be in [0, 1)")
+        if stuck_ratio is not None and not stuck_ratio >= 2:
+            raise InvalidInput("stuck_ratio must be None or at least 2")
         self.alpha = alpha
         self.warmup = warmup
         self.sigmas = sigmas
@@ -125,6 +154,14 @@ class RobustZScore(Detector):
         self.rel_scale = rel_scale
         self.period = period
         self.bins = bins
+        self.floor_history = floor_history
+        self.stuck_ratio = stuck_ratio
+        self._slow = 0.0
+        self._res = math.inf      # smallest non-zero step between consecutive learned readings
+        self._prev = math.nan     # last learned reading
+        self._same = 0            # readings in the current run of identical learned readings
+        self._rep = 0.0           # share of learned readings equal to the one before (slow running mean)
+        self._seen = 0
         self._buf: list[float] | None = []
         self._loc = 0.0
         self._scale = 1.0
@@ -175,16 +212,22 @@ class RobustZScore(Detector):
         if b is not None and self._bin_n is not None and self._bin_n[b] >= self.warmup:
             loc, scale = self._bin_loc[b], self._bin_scale[b]
         z = abs(v - loc) / scale
+        if self.stuck_ratio is not None and v == self._prev:
+            # a run of equal readings, against the typical run 1/(1 - share of repeats)
+            z = max(z, self.sigmas * (self._same + 1) * (1.0 - self._rep) / self.stuck_ratio)
         return -math.expm1(-z * LN10 / self.sigmas)
 
     def learn_one(self, x: Any, *, ts: Any = None) -> None:
         v = self._value(x)
         if v is None:
             return
+        self._track_runs(v)
         if self._buf is not None:
             self._buf.append(v)
             if len(self._buf) >= self.warmup:
-                self._loc, self._scale = init_from_buffer(np.asarray(self._buf), self.min_scale, self.rel_scale)
+                self._loc, self._scale = init_from_buffer(np.asarray(self._buf), self._floor(np.median(self._buf)),
+                                                          0.0)
+                self._slow = self._scale
                 self._buf = None
             return
         b = self._bin(ts)
@@ -202,6 +245,25 @@ class RobustZScore(Detector):
                     max(self.alpha, 1.0 / n))
             self._bin_n[b] = n + 1
         self._loc, self._scale = self._step(v, self._loc, self._scale, self.alpha, self.alpha)
+        g = self.alpha if self._scale > self._slow else self.alpha * SLOW_DOWN
+        self._slow += g * (self._scale - self._slow)
+
+    def _track_runs(self, v: float) -> None:
+        d = abs(v - self._prev)
+        self._prev = v
+        same = d == 0.0
+        self._seen += 1
+        self._rep += max(self.alpha * RUN_GAIN, 1.0 / self._seen) * (float(same) - self._rep)
+        if same:
+            self._same += 1
+            return
+        if d < self._res:  # False for the first reading (NaN)
+            self._res = d
+        self._same = 1
+
+    def _floor(self, loc: float) -> float:
+        res = 0.5 * self._res if self._res < math.inf else 0.0
+        return max(self.min_scale, self.rel_scale * abs(loc), self.floor_history * self._slow, res)
 
     def _step(self, v: float, loc: float, scale: float, g_loc: float, g_scale: float) -> tuple[float, float]:
         r = v - loc
@@ -209,4 +271,4 @@ class RobustZScore(Detector):
         loc = loc + g_loc * min(max(r, -lim), lim)
         cap = K_SCALE * scale
         var = scale * scale + g_scale * (min(r * r, cap * cap) / C_SCALE - scale * scale)
-        return loc, max(math.sqrt(var), self.min_scale, self.rel_scale * abs(loc))
+        return loc, max(math.sqrt(var), self._floor(loc))

@@ -13,6 +13,15 @@ Rules, per reading that is not missing:
   to alarm, so neither a spike nor a fault drags the baseline towards itself. Detectors that declare
   `learns_from_every_reading` (change-point detectors: their CUSUM accumulates on the high-scoring readings and
   restarts at a change) learn every reading all the same.
+- protect_for: protection is bounded. After `protect_for` consecutive exceedances the readings are learned again,
+  so a persistent level shift becomes the new normal after at most protect_for readings plus the detector's own
+  adaptation (for RobustZScore about ln(shift in sigmas)/(4*alpha) readings). None protects for ever (the old
+  behaviour: a baseline frozen at the first level shift alarms for ever).
+- episodes: with `clear`, an anomaly, once raised, lasts until a reading scores below `clear` (hysteresis), so a
+  score hovering around the threshold is one episode, not many. With `onset_only`, the score reported
+  (`Decision.score` and `score_one`) is 0.0 on the readings of an episode after its first: the score stream marks
+  onsets, once per episode, which is what an operator and a windowed scorer need; `is_anomaly` still says the
+  episode is open.
 - relearn: a protected baseline never follows a legitimate permanent change (a new setpoint, a recalibrated
   sensor); it would alarm forever. With `relearn_after=n`, the n-th consecutive exceedance is taken as a
   level shift: the detector is replaced by a fresh clone that learns from that reading on (scores 0 and
@@ -20,8 +29,9 @@ Rules, per reading that is not missing:
   after n readings plus the warm-up, and the new baseline is the faulty level, so the alarm layer must latch
   the alarm raised meanwhile. None (the default) never relearns.
 
-Missing readings (None, NaN or +-inf for a univariate detector) give Decision(0.0, False, warm): nothing is learned
-and the run of exceedances is neither extended nor broken.
+Missing readings (None, NaN or +-inf for a univariate detector) give Decision(0.0, open, warm), open being whether an
+anomaly is in progress: nothing is learned, the run of exceedances is neither extended nor broken and an open
+episode stays open.
 """
 
 from __future__ import annotations
@@ -44,7 +54,8 @@ class Thresholded(Detector):
     readings below the threshold when `protect` is set. `detector` is the live wrapped detector."""
 
     def __init__(self, detector: Detector, threshold: float = 0.9, protect: bool = True, persistence: int = 1,
-                 relearn_after: int | None = None):
+                 relearn_after: int | None = None, protect_for: int | None = 600, clear: float | None = None,
+                 onset_only: bool = False):
         if not isinstance(detector, Detector):
             raise InvalidInput(f"Thresholded wraps a Detector, got {type(detector).__name__}")
         if not 0.0 < threshold < 1.0:
@@ -53,7 +64,15 @@ class Thresholded(Detector):
             raise InvalidInput("persistence must be at least 1")
         if relearn_after is not None and relearn_after < persistence:
             raise InvalidInput("relearn_after must be None or at least persistence")
+        if protect_for is not None and not 1 <= protect_for <= 100_000_000:
+            raise InvalidInput("protect_for must be None or between 1 and 100,000,000 readings")
+        if clear is not None and not 0.0 < clear <= threshold:
+            raise InvalidInput("clear must be None or in (0, threshold]")
         self.detector = detector
+        self.protect_for = protect_for
+        self.clear = clear
+        self.onset_only = onset_only
+        self._open = False
         self.threshold = threshold
         self.protect = protect
         self.persistence = persistence
@@ -79,8 +98,19 @@ class Thresholded(Detector):
         params["detector"] = self.detector.clone()
         return type(self)(**params)
 
+    @property
+    def in_episode(self) -> bool:
+        """True while an anomaly is in progress."""
+        return self._open
+
     def score_one(self, x: Any, **kw: Any) -> float:
-        return self.detector.score_one(x, **kw)
+        s = self.detector.score_one(x, **kw)
+        if self.onset_only and self._open and self._stays_open(s):
+            return 0.0
+        return s
+
+    def _stays_open(self, score: float) -> bool:
+        return self.detector.is_warm and score >= (self.threshold if self.clear is None else self.clear)
 
     def learn_one(self, x: Any, **kw: Any) -> None:
         self.update(x, **kw)
@@ -89,17 +119,25 @@ class Thresholded(Detector):
         """Score `x`, decide, and learn it unless it exceeds the threshold (with `protect`)."""
         warm = self.detector.is_warm
         if is_missing(x) or (isinstance(x, float) and not math.isfinite(x)):
-            return Decision(0.0, False, warm)
+            return Decision(0.0, self._open, warm)
         score = self.detector.score_one(x, **kw)
         exceeds = warm and score >= self.threshold
         self._run = self._run + 1 if exceeds else 0
-        is_anomaly = exceeds and self._run >= self.persistence
+        was_open = self._open
+        if was_open:
+            is_anomaly = self._stays_open(score) and (self.clear is not None or self._run >= self.persistence)
+        else:
+            is_anomaly = exceeds and self._run >= self.persistence
+        self._open = is_anomaly
+        reported = 0.0 if self.onset_only and was_open and is_anomaly else score
+        protected = exceeds and self.protect and (self.protect_for is None or self._run <= self.protect_for)
         if exceeds and self.relearn_after is not None and self._run >= self.relearn_after:
             self.detector = self.detector.clone()
             self._run = 0
             self._relearns += 1
             self.detector.learn_one(x, **kw)
-        elif not (exceeds and self.protect) or self.detector.learns_from_every_reading:
+            self._open = False
+        elif not protected or self.detector.learns_from_every_reading:
             # protection keeps anomalies out of a baseline, but must never starve an algorithm that needs them
             self.detector.learn_one(x, **kw)
-        return Decision(score, is_anomaly, warm)
+        return Decision(reported, is_anomaly, warm)

@@ -35,6 +35,7 @@ from plantguard.analytics.rul.learned import RulRegressor
 from plantguard.errors import InvalidInput
 
 CLIP = 125.0
+SETTINGS = 3  # operational settings columns after unit and cycle (C-MAPSS: altitude, Mach number, throttle)
 
 #: Published FD001 results (RMSE, PHM08 score S), last-cycle protocol; see the data set's README for sources.
 PUBLISHED: list[tuple[str, float, float]] = [
@@ -179,6 +180,9 @@ def evaluate_cmapss(data: CmapssData | str | Path | None = None, *, subset: str 
     if not grid:
         raise InvalidInput("the grid needs at least one configuration")
     t_all = time.perf_counter()
+    # the format's first three value columns are the operating settings: regimes are found from them (one
+    # regime for a single-condition subset such as FD001) and every sensor is normalised within its regime
+    model_params.setdefault("settings", SETTINGS)
     best, best_cv, best_time, candidates = None, math.inf, 0.0, []
     for cfg in grid:
         t0 = time.perf_counter()

@@ -7,6 +7,11 @@
 Target. Row i of a history of n rows has n - 1 - i cycles left. The target is that clipped at `clip`: early in
 life degradation is not observable, so the model only claims "at least about `clip`" there.
 
+Operating regimes. With `settings` = k, the first k columns are operating settings (altitude, throttle; speed,
+load): regimes are found by clustering them (regimes.py; one regime when they do not form separate clusters) and
+every other column is z-scored within its row's regime before anything else, in training and in streaming use,
+so a fleet that runs at several operating points degrades visibly. The settings columns are not features.
+
 Channels (chosen on the training histories only). A channel is dropped when it is constant (training standard
 deviation ~0) or when its absolute correlation with the clipped target is below `min_corr`; the rest are
 z-scored with the training mean and standard deviation.
@@ -84,11 +89,15 @@ class RulRegressor:
                  baseline: int = 0, min_corr: float = 0.2, min_cycles: int = 1, folds: int = 5, bins: int = 5,
                  max_iter: int = 500, learning_rate: float = 0.03, max_leaf_nodes: int = 15, min_samples_leaf: int = 50,
                  l2_regularization: float = 1.0, n_models: int = 1, random_state: int = 0,
-                 failed_below: float = 1.0, threads: int | None = None) -> None:
+                 failed_below: float = 1.0, threads: int | None = None, settings: int = 0) -> None:
         if window < 2 or clip <= 0 or not 0 < level < 1 or folds < 2 or bins < 1 or n_models < 1 or min_cycles < 1:
             raise ValueError("need window >= 2, clip > 0, 0 < level < 1, folds >= 2, bins >= 1, n_models >= 1, min_cycles >= 1")
         if any(not 0 < a <= 1 for a in alphas) or baseline < 0:
             raise ValueError("smoothing factors are in (0, 1] and baseline >= 0")
+        if settings < 0:
+            raise ValueError("settings (leading operating-setting columns) must be >= 0")
+        self.settings = settings
+        self._regimes = None
         self.window = window
         self.clip = clip
         self.level = level
@@ -114,7 +123,7 @@ class RulRegressor:
         return {k: getattr(self, k) for k in ("window", "clip", "level", "alphas", "baseline", "min_corr", "min_cycles",
                                               "folds", "bins", "max_iter", "learning_rate", "max_leaf_nodes",
                                               "min_samples_leaf", "l2_regularization", "n_models", "random_state",
-                                              "failed_below", "threads")}
+                                              "failed_below", "threads", "settings")}
 
     def clone(self, **changes) -> RulRegressor:
         return type(self)(**{**self.get_params(), **changes})
@@ -125,6 +134,15 @@ class RulRegressor:
     @property
     def is_fitted(self) -> bool:
         return self._models is not None
+
+    @property
+    def regimes(self) -> int:
+        """Operating regimes found in training (1 without settings columns)."""
+        return 1 if self._regimes is None else self._regimes.regimes_
+
+    def _prep(self, h: np.ndarray) -> np.ndarray:
+        """With `settings`, every other column normalised within its row's operating regime, settings dropped."""
+        return h if self._regimes is None or not len(h) else self._regimes.transform(h)
 
     # -- features -------------------------------------------------------------------------------------------
     def _features(self, h: np.ndarray) -> np.ndarray:
@@ -209,6 +227,13 @@ class RulRegressor:
             raise InvalidInput(f"every history needs the same channels, got widths {sorted(ncols)}")
         hs = [h for h in hs if len(h)]
         self.n_channels_ = ncols.pop()
+        if self.settings:
+            from plantguard.analytics.rul.regimes import RegimeNormaliser
+
+            if self.settings >= self.n_channels_:
+                raise InvalidInput(f"settings ({self.settings}) must leave at least one condition channel")
+            self._regimes = RegimeNormaliser(self.settings, random_state=self.random_state).fit(np.vstack(hs))
+            hs = [self._regimes.transform(h) for h in hs]
         self._select(hs)
         feats = [self._features(h) for h in hs]
         targets = [rul_targets(len(h), self.clip) for h in hs]
@@ -279,7 +304,7 @@ class RulRegressor:
             if len(h) < self.min_cycles:
                 out[i] = RulEstimate.insufficient(self.level)
             else:
-                rows.append(self._features(h)[-1])
+                rows.append(self._features(self._prep(h))[-1])
                 where.append(i)
         if rows:
             for i, est in zip(where, self._estimates(self._raw_predict(self._models, np.vstack(rows)))):
@@ -290,7 +315,7 @@ class RulRegressor:
         """Median estimate after every row of `history` (what streaming would have said at each cycle)."""
         self._check()
         h = _as_history(history, self.n_channels_)
-        return self._raw_predict(self._models, self._features(h)) if len(h) else np.empty(0)
+        return self._raw_predict(self._models, self._features(self._prep(h))) if len(h) else np.empty(0)
 
     # -- streaming ------------------------------------------------------------------------------------------
     def reset(self) -> None:
@@ -301,6 +326,7 @@ class RulRegressor:
         self._n = 0
         self._base_sum: np.ndarray | None = None
         self._last_cycle: float | None = None
+        self._last_regime = 0
         self._last_est = RulEstimate.insufficient(self.level)
 
     def update(self, row, cycle: float | None = None) -> RulEstimate:
@@ -313,6 +339,9 @@ class RulRegressor:
         r = _as_history(row, self.n_channels_)
         if len(r) != 1:
             raise InvalidInput("update takes one row; use predict for a whole history")
+        if self._regimes is not None:  # the row's own regime decides its normalisation
+            self._last_regime = int(self._regimes.regime_of(r, self._last_regime)[0])
+            r = self._regimes.transform(r, self._last_regime)
         v = r[0, self.channels_]
         if self._last is None:
             self._last = self._mu.copy()

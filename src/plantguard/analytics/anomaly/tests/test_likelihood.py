@@ -24,7 +24,7 @@ def test_a_sustained_step_spikes_at_its_onset_then_decays():
     x[1500:2500] += 6.0
     s = _scores(AnomalyLikelihood(RobustZScore()), x)
     assert s[200:1500].max() < 0.9  # no false alarm before
-    assert s[1500:1520].max() > 0.99  # the onset, early
+    assert s[1500:1520].max() > 0.9  # the onset, early
     assert s[2200:2500].mean() < 0.5  # a long excursion decays
     th = Thresholded(AnomalyLikelihood(RobustZScore()), threshold=0.9, protect=False)
     flags = np.array([th.update(float(v)).is_anomaly for v in x])

@@ -30,7 +30,9 @@ def test_warmup_starts_from_batch_median_and_mad(xs):
     det = learn(RobustZScore(warmup=len(xs)), xs)
     arr = np.array(xs)
     med = np.median(arr)
-    floor = max(1e-6, 1e-4 * abs(med))
+    steps = np.abs(np.diff(arr))
+    steps = steps[steps > 0]
+    floor = max(1e-6, 1e-4 * abs(med), 0.5 * steps.min() if len(steps) else 0.0)  # half the resolution
     mad = 1.482602218505602 * np.median(np.abs(arr - med))
     assert det.location == med
     assert det.scale == max(mad if mad > floor else np.std(arr), floor)
@@ -161,3 +163,63 @@ def test_timestamps_in_any_order_or_repeated_are_accepted():
     order = np.random.default_rng(6).permutation(len(x))
     det = learn(RobustZScore(period=86_400), np.r_[x[order], x[:10]], np.r_[ts[order], ts[:10]])
     assert det.is_warm and 0.0 <= det.score_one(50.0, ts=ts[0]) <= 1.0
+
+
+# -- a baseline must not saturate: level shifts become the new normal, flat stretches keep a sensible scale ------
+
+def _run(det, xs):
+    return np.array([det.update(float(v)).score if hasattr(det, "update") else _score_learn(det, v) for v in xs])
+
+
+def _score_learn(det, v):
+    s = det.score_one(float(v))
+    det.learn_one(float(v))
+    return s
+
+
+def test_a_persistent_level_shift_becomes_the_new_normal_in_bounded_time():
+    """Thresholded(RobustZScore(), 0.9, protect=True), the former default: a 50-sigma step froze the protected
+    baseline and every later reading scored ~1.0. Protection now lasts protect_for (600) readings, then the
+    bounded-influence updates absorb the shift in about ln(50)/(4 alpha) ~ 100 readings."""
+    from plantguard.analytics.anomaly.threshold import Thresholded
+
+    x = np.random.default_rng(3).normal(10.0, 1.0, 4000)
+    x[1000:] += 50.0
+    s = _run(Thresholded(RobustZScore(), 0.9, protect=True), x)
+    assert s[1000] > 0.99                       # the step itself is flagged
+    assert (s[1000 + 600 + 300:] < 0.9).mean() > 0.99  # and 900 readings later it is normal
+    det = RobustZScore()
+    s2 = np.array([_score_learn(det, v) for v in x])
+    assert (s2[1000 + 300:] < 0.9).mean() > 0.99  # unprotected: within a few hundred readings
+
+
+def test_a_flat_stretch_does_not_make_tiny_wiggles_score_one():
+    """A signal with unit noise goes quiet (a valve closed, a pump idling); wiggles of 2 % of its usual noise
+    scored 1.0 once the scale had shrunk to the floor. The scale keeps a tenth of its history."""
+    rng = np.random.default_rng(4)
+    x = np.r_[rng.normal(50.0, 1.0, 3000), 50.0 + 0.02 * rng.integers(-1, 2, 3000)]
+    det = RobustZScore()
+    s = np.array([_score_learn(det, v) for v in x])
+    assert s[3000:].max() < 0.9
+    assert det.scale >= 0.1 * 0.8  # about a tenth of the noise it had
+
+
+def test_a_quantised_signal_toggling_by_one_step_is_normal():
+    """Steps of the sensor's resolution (0.5) after a stretch of 20 readings at each level: the scale floor is
+    half the smallest step seen, so a toggle is about 2 scales out, not 250 (the relative floor alone)."""
+    x = np.tile([20.0] * 20 + [20.5] * 20, 50)
+    det = RobustZScore()
+    s = np.array([_score_learn(det, v) for v in x])
+    assert s[40:].max() < 0.9
+
+
+def test_a_stuck_sensor_scores_when_asked_to():
+    rng = np.random.default_rng(5)
+    x = rng.normal(0.0, 1.0, 3000)
+    x[2000:] = x[1999]
+    det = RobustZScore(stuck_ratio=30)
+    s = np.array([_score_learn(det, v) for v in x])
+    assert s[:2000].max() < 0.9
+    assert 2000 + 25 <= np.flatnonzero(s >= 0.9)[0] <= 2000 + 40
+    plain = RobustZScore()
+    assert np.array([_score_learn(plain, v) for v in x])[2000:].max() < 0.5  # a z-score alone cannot see it

@@ -89,3 +89,37 @@ def test_bad_parameters_are_rejected(kw):
         Thresholded(RobustZScore(), **kw)
     with pytest.raises(InvalidInput):
         Thresholded("not a detector")
+
+
+def test_episodes_with_hysteresis_and_onset_scores():
+    """A score hovering around the threshold is one episode with `clear`; with `onset_only` the reported score
+    is non-zero only where an episode may start, and score_one agrees with update."""
+    from plantguard.analytics.anomaly.likelihood import AnomalyLikelihood
+
+    rng = np.random.default_rng(7)
+    x = rng.normal(0.0, 1.0, 4000)
+    x[2000:2300] += 7.0 + rng.normal(0.0, 2.0, 300)  # a noisy excursion: raw scores flicker around any threshold
+    plain = Thresholded(AnomalyLikelihood(RobustZScore()), 0.9, protect=False)
+    epi = Thresholded(AnomalyLikelihood(RobustZScore()), 0.9, protect=False, clear=0.5, onset_only=True)
+    a_plain, a_epi, reported = [], [], []
+    for v in x:
+        a_plain.append(plain.update(float(v)).is_anomaly)
+        predicted = epi.score_one(float(v))
+        d = epi.update(float(v))
+        assert predicted == d.score
+        a_epi.append(d.is_anomaly)
+        reported.append(d.score)
+    starts = lambda a: int((np.diff(np.r_[False, a].astype(int)) == 1).sum())  # noqa: E731
+    assert starts(np.array(a_epi)) <= starts(np.array(a_plain))
+    assert starts(np.array(a_epi[1900:2400])) == 1
+    rep = np.array(reported)
+    assert (rep[2000:2400] >= 0.9).sum() == 1  # one onset, not every reading of the excursion
+    assert rep[:1900].max() < 0.9
+
+
+def test_missing_reading_keeps_an_open_episode_open():
+    th = Thresholded(RobustZScore(warmup=5), 0.9, protect=False, clear=0.5)
+    for v in [0.0, 1.0, -1.0, 0.5, -0.5, 0.2, 100.0]:
+        d = th.update(v)
+    assert d.is_anomaly
+    assert th.update(float("nan")).is_anomaly and th.update(None).is_anomaly
