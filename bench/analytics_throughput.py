@@ -45,7 +45,7 @@ import tracemalloc  # noqa: E402
 import numpy as np  # noqa: E402
 
 from common import print_machine, record, rss_bytes  # noqa: E402
-from plantguard.domain.model import parse_config  # noqa: E402
+from plantguard.config import parse_config
 from plantguard.domain.readings import NO_TS, PointBatch, Quality, RawBatch  # noqa: E402
 from plantguard.ingest.analytics import AnalyticsProcessor  # noqa: E402
 from plantguard.ingest.registry import PointRegistry, point_meta  # noqa: E402

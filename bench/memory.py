@@ -18,7 +18,7 @@ import gc, json, sys, tempfile
 import numpy as np
 sys.path.insert(0, {bench!r})
 from common import rss_bytes
-from plantguard.domain.model import parse_config
+from plantguard.config import parse_config
 from plantguard.domain.readings import RawBatch
 from plantguard.runtime import Platform
 from plantguard.timeutil import now_us

@@ -22,7 +22,7 @@ import tempfile
 import time
 
 from common import PEERS, print_machine, record
-from plantguard.domain.model import parse_config
+from plantguard.config import parse_config
 from plantguard.runtime import Platform
 from plantguard.connectors.modbus.config import ModbusConfig
 from plantguard.connectors.modbus.connector import ModbusConnector

@@ -25,7 +25,7 @@ import psutil
 
 from common import PEERS, print_machine, record
 from modbus_poll import REGS, UNITS, free_port, start_sim
-from plantguard.domain.model import parse_config
+from plantguard.config import parse_config
 from plantguard.runtime import Platform
 
 WARMUP_S = 5.0

@@ -21,7 +21,7 @@ import time
 
 from common import PEERS, print_machine, record
 from pipeline_ingest import NS, plant
-from plantguard.domain.model import parse_config
+from plantguard.config import parse_config
 from plantguard.runtime import Platform
 from plantguard.testing.mosquitto import MosquittoBroker
 

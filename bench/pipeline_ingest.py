@@ -21,7 +21,7 @@ import time
 import numpy as np
 
 from common import print_machine, record, run_peer_storage
-from plantguard.domain.model import parse_config
+from plantguard.config import parse_config
 from plantguard.domain.readings import RawBatch
 from plantguard.runtime import Platform
 

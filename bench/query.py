@@ -18,7 +18,7 @@ import time
 import numpy as np
 
 from common import print_machine, record
-from plantguard.domain.model import parse_config
+from plantguard.config import parse_config
 from plantguard.domain.readings import RawBatch
 from plantguard.runtime import Platform
 from plantguard.timeutil import now_us

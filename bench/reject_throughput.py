@@ -24,7 +24,7 @@ import numpy as np
 import orjson
 
 from common import print_machine, record
-from plantguard.domain.model import parse_config
+from plantguard.config import parse_config
 from plantguard.domain.readings import RawBatch
 from plantguard.runtime import Platform
 from plantguard.testing.factories import plant_dict, tag

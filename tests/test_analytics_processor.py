@@ -9,7 +9,7 @@ import math
 import numpy as np
 import pytest
 
-from plantguard.domain.model import parse_config
+from plantguard.config import parse_config
 from plantguard.domain.readings import RawBatch
 from plantguard.errors import ConfigError
 from plantguard.ingest.analytics import Thinner

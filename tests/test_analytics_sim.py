@@ -10,7 +10,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from plantguard.api.app import create_app
-from plantguard.domain.model import parse_config
+from plantguard.config import parse_config
 from plantguard.runtime import Platform
 from plantguard.sim.demo import DemoClock
 from plantguard.sim.faults import BearingWear

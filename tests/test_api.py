@@ -13,7 +13,7 @@ from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
 from plantguard.api.app import create_app
-from plantguard.domain.model import parse_config
+from plantguard.config import parse_config
 from plantguard.domain.readings import RawBatch
 from plantguard.ingest import parse
 from plantguard.runtime import Platform

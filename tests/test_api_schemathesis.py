@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from plantguard.domain.model import parse_config
+from plantguard.config import parse_config
 from plantguard.runtime import Platform
 from plantguard.testing.factories import plant_dict
 from plantguard.testing.mosquitto import free_port

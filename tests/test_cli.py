@@ -322,7 +322,7 @@ def sim_store(tmp_path_factory):
     """Two simulated hours of the demo line in an embedded store."""
     import math
 
-    from plantguard.domain.model import parse_config
+    from plantguard.config import parse_config
     from plantguard.runtime import Platform
     from plantguard.sim.plant import demo_config
     from plantguard.sim.runner import Simulator

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from plantguard.domain.model import dump_config, load_config, parse_config
+from plantguard.config import dump_config, load_config, parse_config
 from plantguard.errors import ConfigError
 from plantguard.testing.factories import plant_dict
 

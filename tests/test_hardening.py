@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 
 from plantguard.api.app import create_app
 from plantguard.cli.main import app as cli
-from plantguard.domain.model import parse_config
+from plantguard.config import parse_config
 from plantguard.domain.readings import REJECT_CODES, RawBatch
 from plantguard.errors import ConfigError, StoreUnavailable
 from plantguard.ingest.registry import PointRegistry

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from plantguard.domain.model import parse_config
+from plantguard.config import parse_config
 from plantguard.domain.readings import DeadLetter, RawBatch
 from plantguard.errors import Overloaded, StoreError
 from plantguard.ingest.pipeline import Pipeline

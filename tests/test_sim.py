@@ -13,7 +13,8 @@ import httpx
 import numpy as np
 import pytest
 
-from plantguard.domain.model import DataType, parse_config
+from plantguard.domain.model import DataType
+from plantguard.config import parse_config
 from plantguard.ingest.parse import parse_payload
 from plantguard.runtime import Platform
 from plantguard.sim.demo import DemoClock, demo_fault, run_demo

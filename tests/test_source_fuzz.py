@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, Phase, given, settings, strategies as st
 from plantguard.connectors.csv.importer import CsvOptions, import_csv
 from plantguard.connectors.mqtt.client import Publisher
 from plantguard.connectors.sparkplug.connector import SparkplugConnector
-from plantguard.domain.model import parse_config
+from plantguard.config import parse_config
 from plantguard.runtime import Platform
 from plantguard.testing.factories import plant_dict, tag
 from plantguard.testing.wait import wait_for

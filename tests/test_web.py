@@ -14,7 +14,7 @@ import uvicorn
 from fastapi.testclient import TestClient
 
 from plantguard.api.app import create_app
-from plantguard.domain.model import parse_config
+from plantguard.config import parse_config
 from plantguard.runtime import Platform
 from plantguard.testing.factories import plant_dict, tag
 from plantguard.timeutil import now_us

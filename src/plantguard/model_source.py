@@ -16,7 +16,8 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from plantguard.domain.model import PlantConfig, parse_config
+from plantguard.domain.model import PlantConfig
+from plantguard.config import parse_config
 from plantguard.errors import ConfigError, ConfigProblem, NotFound
 from plantguard.timeutil import iso
 

@@ -11,7 +11,9 @@ import time
 
 import numpy as np
 
-from plantguard.domain.model import PlantConfig, parse_config
+from plantguard.domain.index import PlantIndex
+from plantguard.domain.model import TAG_SEP, PlantConfig
+from plantguard.config import parse_config
 from plantguard.errors import ConfigError, ConfigProblem, InvalidInput, NotFound, PlantguardError
 from plantguard.model_source import ModelFile, _has_file_version, model_document, resolve_model
 from plantguard.ingest.pipeline import Pipeline
@@ -38,6 +40,7 @@ class Platform:
         a ModelFile (`plantguard serve --config FILE`), the stored, versioned model is the truth once initialised
         and the file is applied only when it changed since it was last applied (see plantguard.model_source)."""
         self.clock = clock
+        self._index: PlantIndex | None = None
         self.store = store if store is not None else open_store(cfg.storage)
         self.model_messages: list[str] = []
         try:
@@ -353,29 +356,28 @@ class Platform:
         machine states (analytics.only_when), else None."""
         from plantguard.domain.model import state_gate
 
-        parts = tag.split("/")
-        line_path = "/".join(parts[:3])
-        _site, ln = self._line_cfg(line_path)
-        asset = next((a for a in ln.assets if a.id == parts[3]), None)
-        gate = state_gate(ln, asset, point) if asset is not None and point is not None else None
+        ref = self.index.point(tag)
+        gate = state_gate(ref.line, ref.asset, point) if ref is not None and point is not None else None
         if gate is None:
             return None
-        lookback = int((ln.oee.max_gap_s or 86400) * 1e6)
-        return f"{line_path}/{parts[3]}/{gate[0]}", np.array(gate[1], np.float64), lookback
+        lookback = int((ref.line.oee.max_gap_s or 86400) * 1e6)
+        return f"{TAG_SEP.join(tag.split(TAG_SEP)[:4])}/{gate[0]}", np.array(gate[1], np.float64), lookback
+
+    @property
+    def index(self) -> PlantIndex:
+        """O(1) lookups by path in the current plant model (rebuilt when the model changes)."""
+        idx = self._index
+        if idx is None or idx.cfg is not self.cfg:
+            idx = self._index = PlantIndex(self.cfg)
+        return idx
 
     def _point_cfg(self, tag: str):
-        for t, *_rest, point in self.cfg.iter_points():
-            if t == tag:
-                return point
-        return None
+        ref = self.index.point(tag)
+        return None if ref is None else ref.point
 
     def _line_cfg(self, line_path: str):
-        for s in self.cfg.sites:
-            for a in s.areas:
-                for ln in a.lines:
-                    if f"{s.id}/{a.id}/{ln.id}" == line_path:
-                        return s, ln
-        raise NotFound(f"no line {line_path!r} (give 'site/area/line')")
+        ref = self.index.require_line(line_path)
+        return ref.site, ref.line
 
     def _history(self, tag: str, start: int, end: int) -> Series:
         return self.store.raw(self.pid_of(tag), start, end, MAX_HISTORY_ROWS)

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from plantguard.domain.model import parse_config
+from plantguard.config import parse_config
 from plantguard.domain.readings import RawBatch
 from plantguard.runtime import Platform
 from plantguard.sim.demo import DemoClock, demo_fault

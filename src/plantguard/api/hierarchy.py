@@ -11,8 +11,8 @@ import copy
 import threading
 from dataclasses import dataclass
 
-import yaml
 
+from plantguard.config.loading import parse_yaml
 from plantguard.domain.model import TAG_SEP
 from plantguard.errors import ConfigError, ConfigProblem, Conflict, InvalidInput, NotFound
 from plantguard.runtime import Platform
@@ -140,11 +140,9 @@ YAML_TYPES = ("application/yaml", "application/x-yaml", "text/yaml", "text/x-yam
 def parse_model_body(raw: bytes, content_type: str) -> dict:
     if content_type.split(";")[0].strip().lower() in YAML_TYPES:
         try:
-            doc = yaml.safe_load(raw)
-        except yaml.YAMLError as e:
-            mark = getattr(e, "problem_mark", None)
-            where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
-            raise InvalidInput(f"not valid YAML: {where}{getattr(e, 'problem', e)}") from None
+            doc = parse_yaml(raw)
+        except ConfigError as e:
+            raise InvalidInput(e.problems[0].message) from None
     else:
         doc = parse_json(raw)
     if doc is None:

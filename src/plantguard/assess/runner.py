@@ -20,7 +20,6 @@ import asyncio
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
 
 from plantguard.connectors.base import Connector, ProbeResult
 from plantguard.errors import ConfigError, ConfigProblem
@@ -158,15 +157,10 @@ def assess(items: list, *, max_rps: float = 50.0, duration_s: float = 5.0, sourc
 def load_connectors(path: str | Path) -> list:
     """The `connectors:` section of a configuration file. Only that section is needed (and validated) here:
     an assessment is often run on a draft whose plant model is not finished yet."""
+    from plantguard.config.loading import read_yaml_file
+
     path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as e:
-        raise ConfigError([ConfigProblem("", f"cannot read file: {e.strerror}")], str(path)) from None
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
-        raise ConfigError([ConfigProblem("", f"not valid YAML: {where}{getattr(e, 'problem', e)}")], str(path)) from None
+    data = read_yaml_file(path)
     items = data.get("connectors") if isinstance(data, dict) else None
     if not isinstance(items, list):
         raise ConfigError([ConfigProblem("connectors", "the configuration has no connectors to assess (a list under 'connectors:')")], str(path))

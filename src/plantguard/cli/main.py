@@ -20,7 +20,8 @@ import numpy as np
 import typer
 from pydantic import ValidationError
 
-from plantguard.domain.model import PlantConfig, load_config, parse_config
+from plantguard.domain.model import PlantConfig
+from plantguard.config import load_config, parse_config
 from plantguard.errors import ConfigError, PlantguardError, StoreUnavailable
 from plantguard.store.rollup import AGGREGATES
 from plantguard.timeutil import now_us

@@ -48,9 +48,9 @@ def validate(items: list, base_path: str = "connectors") -> list:
         try:
             cfg = cls.config_model.model_validate(item)
         except ValidationError as e:
-            from plantguard.domain.model import _clean_msg, _loc_to_path
+            from plantguard.config.loading import validation_problems
 
-            problems += [ConfigProblem(f"{path}.{_loc_to_path(err['loc'])}", _clean_msg(err)) for err in e.errors()]
+            problems += validation_problems(e, path)
             continue
         extra = getattr(cls, "check", None)
         if extra is not None:

@@ -7,13 +7,11 @@ field path (``sites[0].areas[0].lines[0].assets[1].devices[0].points[2].range.hi
 from __future__ import annotations
 
 from enum import Enum
-from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from plantguard.errors import ConfigError, ConfigProblem
+from plantguard.errors import ConfigProblem
 from plantguard.timeutil import US, parse_duration_us
 
 Ident = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_\-]{0,63}$", description="letters, digits, '_' or '-'; at most 64")]
@@ -381,16 +379,6 @@ def state_gate(line: Line, asset: Asset, point: Point) -> tuple[str, tuple[int, 
 
 
 # ------------------------------------------------------------------------------------------------------
-def _loc_to_path(loc: tuple) -> str:
-    out = ""
-    for part in loc:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        else:
-            out += ("." if out else "") + str(part)
-    return out
-
-
 def _num(x) -> float | None:
     return float(x) if isinstance(x, (int, float)) and not isinstance(x, bool) else None
 
@@ -400,7 +388,28 @@ def _list(d: dict, key: str) -> list:
     return v if isinstance(v, list) else []
 
 
-def _semantic_problems(data: dict) -> list[ConfigProblem]:
+class ModelChecks:
+    """Checks of the plant model that need a capability's own code (does this detector exist and build with these
+    parameters? is this shift calendar consistent?). The domain calls them while it walks the document; the
+    config package passes the implementation (config/checks.py), so the domain imports no capability."""
+
+    def site(self, site: dict, path: str) -> list[ConfigProblem]:
+        return []
+
+    def point_anomaly(self, settings: dict, path: str) -> list[ConfigProblem]:
+        return []
+
+    def asset_anomaly(self, settings: dict, path: str) -> list[ConfigProblem]:
+        return []
+
+    def rul(self, settings: dict, path: str) -> list[ConfigProblem]:
+        return []
+
+
+NO_CHECKS = ModelChecks()
+
+
+def semantic_problems(data: dict, checks: ModelChecks = NO_CHECKS) -> list[ConfigProblem]:
     """Checks that span fields: unique ids per level, limit ordering, limits inside the range, state codes, time
     zones. Works on the raw document, tolerating fields of the wrong shape (the structural pass reports those),
     so a file gets every problem in one report."""
@@ -433,7 +442,7 @@ def _semantic_problems(data: dict) -> list[ConfigProblem]:
             except Exception:
                 problems.append(ConfigProblem(f"{sp}.timezone", f"unknown time zone {tz!r} (use an IANA name like 'Europe/Paris')"))
         dupes(_list(s, "areas"), f"{sp}.areas")
-        problems.extend(_shift_problems(s, sp))
+        problems.extend(checks.site(s, sp))
         for ai, a in children(_list(s, "areas")):
             ap = f"{sp}.areas[{ai}]"
             dupes(_list(a, "lines"), f"{ap}.lines")
@@ -445,12 +454,12 @@ def _semantic_problems(data: dict) -> list[ConfigProblem]:
                     xp = f"{lp}.assets[{xi}]"
                     problems.extend(_gate_problems(ln, asset, xp))
                     dupes(_list(asset, "devices"), f"{xp}.devices")
-                    problems.extend(_asset_analytics_problems(asset, xp))
+                    problems.extend(_asset_analytics_problems(asset, xp, checks))
                     for di, d in children(_list(asset, "devices")):
                         dp = f"{xp}.devices[{di}]"
                         dupes(_list(d, "points"), f"{dp}.points")
                         for pi, p in children(_list(d, "points")):
-                            problems.extend(point_problems(p, f"{dp}.points[{pi}]"))
+                            problems.extend(point_problems(p, f"{dp}.points[{pi}]", checks))
     mqtt = data.get("mqtt") if isinstance(data.get("mqtt"), dict) else {}
     prefix = mqtt.get("topic_prefix")
     if isinstance(prefix, str) and (not prefix or any(c in prefix for c in "#+\0") or prefix.startswith("/") or prefix.endswith("/")):
@@ -464,7 +473,7 @@ def _semantic_problems(data: dict) -> list[ConfigProblem]:
     return problems
 
 
-def _asset_analytics_problems(asset: dict, xp: str) -> list[ConfigProblem]:
+def _asset_analytics_problems(asset: dict, xp: str, checks: ModelChecks) -> list[ConfigProblem]:
     """Asset analytics name points as 'device/point' inside the asset: they must exist and be numeric."""
     an = asset.get("analytics") if isinstance(asset.get("analytics"), dict) else {}
     known = {}
@@ -490,15 +499,12 @@ def _asset_analytics_problems(asset: dict, xp: str) -> list[ConfigProblem]:
             check(path, f"{xp}.analytics.anomaly.points[{i}]")
         if len(set(map(str, pts))) != len(pts):
             out.append(ConfigProblem(f"{xp}.analytics.anomaly.points", "a point is listed twice"))
-        kind_problems = _detector_problem(mv.get("detector", "default"), f"{xp}.analytics.anomaly.detector", "multivariate")
-        out.extend(kind_problems)
-        if not kind_problems:
-            out.extend(analytics_build_problems("asset_anomaly", mv, f"{xp}.analytics.anomaly"))
+        out.extend(checks.asset_anomaly(mv, f"{xp}.analytics.anomaly"))
     rul = an.get("rul") if isinstance(an.get("rul"), dict) else None
     if rul is not None:
         check(rul.get("point"), f"{xp}.analytics.rul.point")
         if _num(rul.get("failure_threshold")) is not None:
-            out.extend(analytics_build_problems("rul", rul, f"{xp}.analytics.rul"))
+            out.extend(checks.rul(rul, f"{xp}.analytics.rul"))
     return out
 
 
@@ -544,107 +550,7 @@ def _oee_problems(ln: dict, lp: str) -> list[ConfigProblem]:
     return out
 
 
-def _shift_problems(s: dict, sp: str) -> list[ConfigProblem]:
-    shifts = [x for x in _list(s, "shifts") if isinstance(x, dict)]
-    if not shifts and s.get("day_start", "00:00") == "00:00":
-        return []
-    from plantguard.analytics.shifts import ShiftCalendar
-
-    try:
-        ShiftCalendar("UTC", [(x.get("name"), x.get("start"), x.get("end")) for x in shifts], day_start=s.get("day_start", "00:00"))
-    except ConfigError as e:
-        return [ConfigProblem(f"{sp}.{p.path}" if p.path else sp, p.message) for p in e.problems]
-    except Exception as e:  # noqa: BLE001 - fields of the wrong type are reported by the structural pass
-        return [] if not isinstance(e, ValueError) else [ConfigProblem(f"{sp}.shifts", str(e))]
-    return []
-
-
-def _detector_problem(name: Any, field: str, kind: str) -> list[ConfigProblem]:
-    if not isinstance(name, str):
-        return []
-    try:
-        from plantguard.analytics.anomaly.registry import detector_kinds
-    except ImportError:  # pragma: no cover - the registry ships with the package
-        return []
-    kinds = detector_kinds()
-    if name == "default":  # the default wiring exists for points and for assets
-        return []
-    if name not in kinds:
-        return [ConfigProblem(field, f"unknown detector {name!r} (known: {', '.join(sorted(kinds))})")]
-    if kinds[name] != kind:
-        return [ConfigProblem(field, f"detector {name!r} is {kinds[name]}; a {kind} one is needed here")]
-    return []
-
-
-MAX_PARAM = 1e12  # detector and model parameters: counts, windows and gains far below it; memory is sized from some
-
-
-def _param_values_problems(params: Any, path: str) -> list[ConfigProblem]:
-    if not isinstance(params, dict):
-        return []
-    out = []
-    for k, v in params.items():
-        if isinstance(v, bool) or v is None or isinstance(v, str):
-            continue
-        vals = v if isinstance(v, (list, tuple)) else [v]
-        for x in vals:
-            if not isinstance(x, (int, float)) or isinstance(x, bool):
-                out.append(ConfigProblem(f"{path}.{k}", f"must be a number, a boolean, a string or a list of numbers (got {x!r})"))
-                break
-            if not (abs(float(x)) <= MAX_PARAM):  # also False for NaN
-                out.append(ConfigProblem(f"{path}.{k}", f"must be a finite number of magnitude at most {MAX_PARAM:g} (got {x!r})"))
-                break
-    return out
-
-
-def analytics_build_problems(kind: str, settings: dict, path: str) -> list[ConfigProblem]:
-    """Builds the detector or model that the runtime would build from these settings and reports why it cannot
-    be built (unknown or mistyped parameters, values out of the detector's range). Catches at load what would
-    otherwise fail when the model is applied."""
-    params = settings.get("params", {})
-    out = _param_values_problems(params, f"{path}.params")
-    if out or not isinstance(params, dict):
-        return out
-    try:
-        if kind == "point_anomaly":
-            detector = settings.get("detector", "default")
-            threshold = settings.get("threshold", 0.9)
-            if detector == "default":
-                from plantguard.analytics.anomaly.bank import RobustZBank
-                from plantguard.analytics.anomaly.defaults import bank_params
-
-                RobustZBank().add(**bank_params({**params, "threshold": threshold}))
-            elif detector == "robust_z":
-                from plantguard.analytics.anomaly.bank import RobustZBank
-
-                RobustZBank().add(threshold=threshold, **{"persistence": 1, **params})
-            else:
-                from plantguard.analytics.anomaly.registry import load
-
-                load(detector)(**params)
-        elif kind == "asset_anomaly":
-            from plantguard.analytics.anomaly.registry import load
-
-            detector = settings.get("detector", "default")
-            if detector == "default":
-                from plantguard.analytics.anomaly.defaults import default_asset_detector
-
-                default_asset_detector(settings.get("threshold", 0.95), **params)
-            else:
-                load(detector)(**params)
-        elif kind == "rul":
-            from plantguard.analytics.rul.trend import DegradationTrend
-
-            DegradationTrend(float(settings.get("failure_threshold", 1.0)), **params)
-    except Exception as e:  # noqa: BLE001 - whatever the constructor refuses is a problem of these settings
-        msg = str(e) or type(e).__name__
-        if isinstance(e, TypeError) and "unexpected keyword" in msg:
-            msg = f"unknown parameter: {msg.split('argument', 1)[-1].strip()}"
-        out.append(ConfigProblem(f"{path}.params", msg))
-    return out
-
-
-def point_problems(p: dict | Point, pp: str) -> list[ConfigProblem]:
+def point_problems(p: dict | Point, pp: str, checks: ModelChecks = NO_CHECKS) -> list[ConfigProblem]:
     """Cross-field checks of one point (a raw mapping or a validated Point)."""
     if isinstance(p, Point):
         p = p.model_dump(mode="json", exclude_none=True)
@@ -690,71 +596,8 @@ def point_problems(p: dict | Point, pp: str) -> list[ConfigProblem]:
             problems.append(ConfigProblem(f"{pp}.analytics.spc.usl", f"usl ({usl:g}) must be above lsl ({lsl:g})"))
     ad = an.get("anomaly") if isinstance(an.get("anomaly"), dict) else None
     if ad is not None:
-        kind_problems = _detector_problem(ad.get("detector", "default"), f"{pp}.analytics.anomaly.detector", "univariate")
-        problems.extend(kind_problems)
-        if not kind_problems:
-            problems.extend(analytics_build_problems("point_anomaly", ad, f"{pp}.analytics.anomaly"))
+        problems.extend(checks.point_anomaly(ad, f"{pp}.analytics.anomaly"))
     return problems
 
 
-def parse_config(data: Any, source: str | None = None) -> PlantConfig:
-    """Validates a parsed YAML/JSON document; raises ConfigError listing every problem with its field path."""
-    if data is None:
-        data = {}
-    if not isinstance(data, dict):
-        raise ConfigError([ConfigProblem("", "the configuration must be a mapping (YAML object) at the top level")], source)
-    problems: list[ConfigProblem] = []
-    cfg = None
-    try:
-        cfg = PlantConfig.model_validate(data)
-    except ValidationError as e:
-        problems = [ConfigProblem(_loc_to_path(err["loc"]), _clean_msg(err)) for err in e.errors()]
-    seen = {p.path for p in problems}
-    problems += [p for p in _semantic_problems(data) if p.path not in seen]
-    if isinstance(data.get("gateway"), dict):
-        from plantguard.connectors.gateway.config import GatewaySettings
 
-        try:
-            GatewaySettings.model_validate(data["gateway"])
-        except ValidationError as e:
-            problems += [ConfigProblem("gateway." + _loc_to_path(err["loc"]), _clean_msg(err)) for err in e.errors()]
-    if isinstance(data.get("connectors"), list):
-        from plantguard.connectors.registry import validate as validate_connectors
-
-        try:
-            validate_connectors(data["connectors"])
-        except ConfigError as e:
-            problems += e.problems
-    if problems:
-        raise ConfigError(problems, source)
-    return cfg
-
-
-def _clean_msg(err: dict) -> str:
-    msg = err.get("msg", "invalid")
-    if err.get("type") == "extra_forbidden":
-        return "unknown field (check the spelling; see `plantguard init` for the documented example)"
-    if msg.startswith("Value error, "):
-        msg = msg[len("Value error, ") :]
-    if "input" in err and err.get("type") not in ("missing",) and not isinstance(err["input"], (dict, list)):
-        msg += f" (got {err['input']!r})"
-    return msg
-
-
-def load_config(path: str | Path) -> PlantConfig:
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as e:
-        raise ConfigError([ConfigProblem("", f"cannot read file: {e.strerror}")], str(path)) from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
-        raise ConfigError([ConfigProblem("", f"not valid YAML: {where}{getattr(e, 'problem', e)}")], str(path)) from None
-    return parse_config(data, str(path))
-
-
-def dump_config(cfg: PlantConfig) -> str:
-    return yaml.safe_dump(cfg.model_dump(mode="json", exclude_none=True), sort_keys=False)

@@ -36,7 +36,8 @@ from plantguard.analytics.anomaly.threshold import Thresholded
 from plantguard.analytics.spc.bank import CHARTS, IND, IN_CONTROL, INSUFFICIENT_DATA, NO_VARIATION, OUT_OF_CONTROL, SpcBank, SlotSettings
 from plantguard.analytics.spc.rules import RULE_NAMES
 from plantguard.domain.analytics import AnalyticsEvent, AnalyticsWrite
-from plantguard.domain.model import TAG_SEP, PlantConfig, SpcSettings, state_gate, where as describe
+from plantguard.domain.index import PlantIndex
+from plantguard.domain.model import PlantConfig, SpcSettings, state_gate, where as describe
 from plantguard.domain.readings import PointBatch, Quality
 from plantguard.timeutil import iso, Clock, parse_duration_us
 
@@ -282,52 +283,50 @@ class AnalyticsProcessor:
 
             assets: dict[str, _Asset] = {}
             keep_mv, keep_rul = {}, {}
-            for s in cfg.sites:
-                for a in s.areas:
-                    for ln in a.lines:
-                        for asset in ln.assets:
-                            if asset.analytics is None:
-                                continue
-                            key = TAG_SEP.join((s.id, a.id, ln.id, asset.id))
-                            devs = {d.id: d for d in asset.devices}
-                            ax = _Asset(key, shadow=any(d.mode == "shadow" for d in asset.devices))
-                            mv = asset.analytics.anomaly
-                            if mv is not None:
-                                settings = _digest(mv)
-                                old = st.assets_mv.get(key)
-                                if old is not None and old[1] == settings:
-                                    ax.mv = old[0]
-                                elif mv.detector == "default":
-                                    ax.mv = default_asset_detector(mv.threshold, **mv.params)
-                                else:
-                                    ax.mv = Thresholded(load_detector(mv.detector)(**mv.params), threshold=mv.threshold)
-                                keep_mv[key] = (ax.mv, settings)
-                                ax.mv_settings = mv.model_dump(mode="json")
-                                for path in mv.points:
-                                    pid = self.registry.pid(f"{key}/{path}")
-                                    dev_id, pt_id = path.split("/", 1)
-                                    point = next(p for p in devs[dev_id].points if p.id == pt_id)
-                                    ax.mv_pids.append(pid)
-                                    ax.mv_names.append(path)
-                                    ax.mv_period.append(parse_duration_us(point.period))
-                                ax.mv_clock = ax.mv_pids[int(np.argmax(ax.mv_period))]
-                                ax.mv_active = self._alarm_active(f"{key}:ANOMALY")
-                            rul = asset.analytics.rul
-                            if rul is not None:
-                                settings = _digest(rul)
-                                old = st.assets_rul.get(key)
-                                if old is not None and old[1] == settings:
-                                    ax.rul = old[0]
-                                else:
-                                    from plantguard.analytics.rul.trend import DegradationTrend
+            for ref in PlantIndex(cfg).assets():
+                asset = ref.asset
+                if asset.analytics is None:
+                    continue
+                key = ref.path
+                devs = {d.id: d for d in asset.devices}
+                ax = _Asset(key, shadow=any(d.mode == "shadow" for d in asset.devices))
+                mv = asset.analytics.anomaly
+                if mv is not None:
+                    settings = _digest(mv)
+                    old = st.assets_mv.get(key)
+                    if old is not None and old[1] == settings:
+                        ax.mv = old[0]
+                    elif mv.detector == "default":
+                        ax.mv = default_asset_detector(mv.threshold, **mv.params)
+                    else:
+                        ax.mv = Thresholded(load_detector(mv.detector)(**mv.params), threshold=mv.threshold)
+                    keep_mv[key] = (ax.mv, settings)
+                    ax.mv_settings = mv.model_dump(mode="json")
+                    for path in mv.points:
+                        pid = self.registry.pid(f"{key}/{path}")
+                        dev_id, pt_id = path.split("/", 1)
+                        point = next(p for p in devs[dev_id].points if p.id == pt_id)
+                        ax.mv_pids.append(pid)
+                        ax.mv_names.append(path)
+                        ax.mv_period.append(parse_duration_us(point.period))
+                    ax.mv_clock = ax.mv_pids[int(np.argmax(ax.mv_period))]
+                    ax.mv_active = self._alarm_active(f"{key}:ANOMALY")
+                rul = asset.analytics.rul
+                if rul is not None:
+                    settings = _digest(rul)
+                    old = st.assets_rul.get(key)
+                    if old is not None and old[1] == settings:
+                        ax.rul = old[0]
+                    else:
+                        from plantguard.analytics.rul.trend import DegradationTrend
 
-                                    ax.rul = DegradationTrend(rul.failure_threshold, **rul.params)
-                                keep_rul[key] = (ax.rul, settings)
-                                ax.rul_settings = rul.model_dump(mode="json")
-                                ax.rul_pid = self.registry.pid(f"{key}/{rul.point}")
-                                ax.rul_lead_s = parse_duration_us(rul.lead_time) / _S
-                                ax.rul_alert = self._alarm_active(f"{key}:RUL")
-                            assets[key] = ax
+                        ax.rul = DegradationTrend(rul.failure_threshold, **rul.params)
+                    keep_rul[key] = (ax.rul, settings)
+                    ax.rul_settings = rul.model_dump(mode="json")
+                    ax.rul_pid = self.registry.pid(f"{key}/{rul.point}")
+                    ax.rul_lead_s = parse_duration_us(rul.lead_time) / _S
+                    ax.rul_alert = self._alarm_active(f"{key}:RUL")
+                assets[key] = ax
             st.assets_mv, st.assets_rul = keep_mv, keep_rul
 
             self._spc_of, self._rz_of, self._det_of, self._shadow = spc_of, rz_of, det_of, shadow
@@ -385,18 +384,16 @@ class AnalyticsProcessor:
             a = self._anom_cfg[self._rz_slot(key)] if key in self._rz_tag.values() else self._anom_cfg[key]
             if a.alarm and not self._shadow[self.registry.pid(key)]:
                 rules.append((f"{key}:ANOMALY", key, "ANOMALY", a.priority, a.threshold, ""))
-        for s in cfg.sites:
-            for ar in s.areas:
-                for ln in ar.lines:
-                    for asset in ln.assets:
-                        key = TAG_SEP.join((s.id, ar.id, ln.id, asset.id))
-                        ax = self._assets.get(key)
-                        if ax is None or ax.shadow:
-                            continue
-                        if asset.analytics.anomaly is not None and asset.analytics.anomaly.alarm:
-                            rules.append((f"{key}:ANOMALY", key, "ANOMALY", asset.analytics.anomaly.priority, asset.analytics.anomaly.threshold, ""))
-                        if asset.analytics.rul is not None and asset.analytics.rul.alarm:
-                            rules.append((f"{key}:RUL", key, "RUL", asset.analytics.rul.priority, ax.rul_lead_s / 3600, "h"))
+        for ref in PlantIndex(cfg).assets():
+            asset = ref.asset
+            key = ref.path
+            ax = self._assets.get(key)
+            if ax is None or ax.shadow:
+                continue
+            if asset.analytics.anomaly is not None and asset.analytics.anomaly.alarm:
+                rules.append((f"{key}:ANOMALY", key, "ANOMALY", asset.analytics.anomaly.priority, asset.analytics.anomaly.threshold, ""))
+            if asset.analytics.rul is not None and asset.analytics.rul.alarm:
+                rules.append((f"{key}:RUL", key, "RUL", asset.analytics.rul.priority, ax.rul_lead_s / 3600, "h"))
         self.alarms.set_external_rules(rules)
 
     def _rz_slot(self, tag: str) -> int:
@@ -408,28 +405,26 @@ class AnalyticsProcessor:
         gate_of = np.full(n, -1, np.int64)
         gates: list[tuple[int, np.ndarray]] = []
         index: dict[tuple, int] = {}
-        for s in cfg.sites:
-            for ar in s.areas:
-                for ln in ar.lines:
-                    if ln.oee is None:
+        for ref in PlantIndex(cfg).assets():
+            ln, asset = ref.line, ref.asset
+            if ln.oee is None:
+                continue
+            base = ref.path
+            for d in asset.devices:
+                for p in d.points:
+                    gate = state_gate(ln, asset, p)
+                    if gate is None:
                         continue
-                    for asset in ln.assets:
-                        base = TAG_SEP.join((s.id, ar.id, ln.id, asset.id))
-                        for d in asset.devices:
-                            for p in d.points:
-                                gate = state_gate(ln, asset, p)
-                                if gate is None:
-                                    continue
-                                spid = self.registry.pid(f"{base}/{gate[0]}")
-                                pid = self.registry.pid(f"{base}/{d.id}/{p.id}")
-                                if spid is None or pid is None or pid >= n:
-                                    continue
-                                allowed = gate[1]
-                                gk = (spid, allowed)
-                                if gk not in index:
-                                    index[gk] = len(gates)
-                                    gates.append((spid, np.array(allowed, np.float64)))
-                                gate_of[pid] = index[gk]
+                    spid = self.registry.pid(f"{base}/{gate[0]}")
+                    pid = self.registry.pid(f"{base}/{d.id}/{p.id}")
+                    if spid is None or pid is None or pid >= n:
+                        continue
+                    allowed = gate[1]
+                    gk = (spid, allowed)
+                    if gk not in index:
+                        index[gk] = len(gates)
+                        gates.append((spid, np.array(allowed, np.float64)))
+                    gate_of[pid] = index[gk]
         old = getattr(self, "_gate_keys", {})
         last = getattr(self, "_gate_last", {})
         self._gate_last = {i: last[old[gk]] for gk, i in index.items() if gk in old and old[gk] in last}

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from importlib.util import find_spec
 from pathlib import Path
 
-from plantguard.domain.model import parse_config
+from plantguard.config import parse_config
 from plantguard.errors import Conflict
 from plantguard.runtime import Platform
 from plantguard.sim.faults import BearingWear

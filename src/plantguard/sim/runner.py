@@ -21,7 +21,8 @@ from typing import Callable
 
 import numpy as np
 
-from plantguard.domain.model import PlantConfig, parse_config
+from plantguard.domain.model import PlantConfig
+from plantguard.config import parse_config
 from plantguard.domain.readings import RawBatch
 from plantguard.sim import faults as F
 from plantguard.sim.signals import _BLOCK, _FLOOD, _SPIKE, PlantModel, SignalSpec, _Blocks, keyed_rng

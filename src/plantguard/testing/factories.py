@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from plantguard.domain.model import PlantConfig, parse_config
+from plantguard.domain.model import PlantConfig
+from plantguard.config import parse_config
 
 
 def plant_dict(n_points: int = 3, *, data_dir: str = "./data", alarms: bool = True, device: str = "plc1") -> dict:

@@ -8,7 +8,6 @@ which are short store queries.
 from __future__ import annotations
 
 import logging
-from collections import Counter
 from datetime import datetime, timezone
 from functools import lru_cache
 from pathlib import Path
@@ -244,43 +243,32 @@ def asset_context(platform: Platform, path: str) -> dict:
     parts = path.strip("/").split("/")
     if len(parts) != 4:
         raise NotFound(f"no asset {path!r} (give 'site/area/line/asset')")
-    sid, aid, lid, xid = parts
-    for s in platform.cfg.sites:
-        if s.id != sid:
-            continue
-        for a in s.areas:
-            if a.id != aid:
-                continue
-            for ln in a.lines:
-                if ln.id != lid:
-                    continue
-                for asset in ln.assets:
-                    if asset.id != xid:
-                        continue
-                    apath = f"{sid}/{aid}/{lid}/{xid}"
-                    points = []
-                    for d in asset.devices:
-                        for p in d.points:
-                            lim = p.alarms.limits if p.alarms is not None else None
-                            limits = {k: getattr(lim, k) for k in ("hi", "hihi", "lo", "lolo")
-                                      if lim is not None and getattr(lim, k) is not None}
-                            an = p.analytics
-                            points.append({
-                                "tag": f"{apath}/{d.id}/{p.id}", "id": p.id, "device": d.id, "name": p.name or p.id,
-                                "unit": p.unit, "data_type": p.data_type.value, "period_s": parse_duration_us(p.period) / 1e6,
-                                "limits": limits, "spc": an is not None and an.spc is not None,
-                                "anomaly": an is not None and an.anomaly is not None,
-                            })
-                    aa = asset.analytics
-                    # the anomaly chart draws one threshold line: the asset detector's, else the first point's
-                    thresholds = ([aa.anomaly.threshold] if aa is not None and aa.anomaly is not None else []) + [
-                        p.analytics.anomaly.threshold for d in asset.devices for p in d.points
-                        if p.analytics is not None and p.analytics.anomaly is not None]
-                    return {"path": apath, "name": asset.name or asset.id, "kind": asset.kind, "line_path": f"{sid}/{aid}/{lid}",
-                            "timezone": s.timezone, "points": points, "rul": aa is not None and aa.rul is not None,
-                            "multivariate": aa is not None and aa.anomaly is not None, "oee_line": ln.oee is not None,
-                            "anomaly_threshold": thresholds[0] if thresholds else None}
-    raise NotFound(f"no asset {path!r} in the plant model")
+    ref = platform.index.asset("/".join(parts))
+    if ref is None:
+        raise NotFound(f"no asset {path!r} in the plant model")
+    asset, apath = ref.asset, ref.path
+    points = []
+    for d in asset.devices:
+        for p in d.points:
+            lim = p.alarms.limits if p.alarms is not None else None
+            limits = {k: getattr(lim, k) for k in ("hi", "hihi", "lo", "lolo")
+                      if lim is not None and getattr(lim, k) is not None}
+            an = p.analytics
+            points.append({
+                "tag": f"{apath}/{d.id}/{p.id}", "id": p.id, "device": d.id, "name": p.name or p.id,
+                "unit": p.unit, "data_type": p.data_type.value, "period_s": parse_duration_us(p.period) / 1e6,
+                "limits": limits, "spc": an is not None and an.spc is not None,
+                "anomaly": an is not None and an.anomaly is not None,
+            })
+    aa = asset.analytics
+    # the anomaly chart draws one threshold line: the asset detector's, else the first point's
+    thresholds = ([aa.anomaly.threshold] if aa is not None and aa.anomaly is not None else []) + [
+        p.analytics.anomaly.threshold for d in asset.devices for p in d.points
+        if p.analytics is not None and p.analytics.anomaly is not None]
+    return {"path": apath, "name": asset.name or asset.id, "kind": asset.kind, "line_path": ref.path.rsplit("/", 1)[0],
+            "timezone": ref.site.timezone, "points": points, "rul": aa is not None and aa.rul is not None,
+            "multivariate": aa is not None and aa.anomaly is not None, "oee_line": ref.line.oee is not None,
+            "anomaly_threshold": thresholds[0] if thresholds else None}
 
 
 @router.get("/asset/{path:path}", response_class=HTMLResponse)

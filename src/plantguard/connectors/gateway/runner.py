@@ -9,13 +9,13 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-import yaml
 from pydantic import ValidationError
 
 from plantguard.connectors.gateway.config import GatewaySettings
 from plantguard.connectors.gateway.forwarder import Forwarder
 from plantguard.connectors.gateway.queue import GatewayQueue
-from plantguard.domain.model import PlantConfig, parse_config
+from plantguard.domain.model import PlantConfig
+from plantguard.config import parse_config, read_yaml_file, validation_problems
 from plantguard.errors import ConfigError, ConfigProblem
 
 log = logging.getLogger(__name__)
@@ -24,12 +24,7 @@ log = logging.getLogger(__name__)
 def load_gateway_config(path: str | Path) -> tuple[GatewaySettings, PlantConfig]:
     """The `gateway` section, and the rest of the file as a plant configuration (its connectors run here)."""
     path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as e:
-        raise ConfigError([ConfigProblem("", f"cannot read file: {e.strerror}")], str(path)) from None
-    except yaml.YAMLError as e:
-        raise ConfigError([ConfigProblem("", f"not valid YAML: {e}")], str(path)) from None
+    data = read_yaml_file(path)
     if not isinstance(data, dict) or not isinstance(data.get("gateway"), dict):
         raise ConfigError([ConfigProblem("gateway", "a gateway configuration needs a 'gateway' section (id, central_url, ...)")], str(path))
     data = dict(data)
@@ -37,9 +32,7 @@ def load_gateway_config(path: str | Path) -> tuple[GatewaySettings, PlantConfig]
     try:
         settings = GatewaySettings.model_validate(section)
     except ValidationError as e:
-        from plantguard.domain.model import _clean_msg, _loc_to_path
-
-        raise ConfigError([ConfigProblem(f"gateway.{_loc_to_path(err['loc'])}", _clean_msg(err)) for err in e.errors()], str(path)) from None
+        raise ConfigError(validation_problems(e, "gateway"), str(path)) from None
     return settings, parse_config(data, str(path))
 
 

@@ -11,7 +11,6 @@ from hypothesis import strategies as st
 
 from plantguard.analytics.anomaly.bank import RobustZBank
 from plantguard.analytics.anomaly.robust import RobustZScore
-from plantguard.analytics.anomaly.threshold import Thresholded
 from plantguard.errors import InvalidInput
 
 slot_params = st.fixed_dictionaries({

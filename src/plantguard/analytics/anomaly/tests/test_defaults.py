@@ -93,14 +93,14 @@ def test_the_asset_default_is_quiet_then_flags_a_joint_change():
                                     {"clear": "x"}, {"protect_for": 0}, {"warmup": 50}, {"likelihood": False},
                                     {"departure": float("inf")}, {"margin": -2}, {"stuck_ratio": 1}])
 def test_absurd_default_params_are_refused_at_load_with_their_path(params):
-    from plantguard.domain.model import analytics_build_problems
+    from plantguard.config.checks import analytics_build_problems
 
     problems = analytics_build_problems("point_anomaly", {"detector": "default", "params": params}, "p.analytics.anomaly")
     assert problems and all(p.path.startswith("p.analytics.anomaly.params") for p in problems), problems
 
 
 def test_absurd_default_asset_params_are_refused():
-    from plantguard.domain.model import analytics_build_problems
+    from plantguard.config.checks import analytics_build_problems
 
     assert analytics_build_problems("asset_anomaly", {"detector": "default", "params": {"warmup": -5}}, "a")
     assert analytics_build_problems("asset_anomaly", {"detector": "default", "threshold": 0.95, "params": {}}, "a") == []

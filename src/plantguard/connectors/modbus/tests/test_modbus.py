@@ -18,7 +18,8 @@ import pytest
 from plantguard.connectors.modbus.config import ModbusConfig
 from plantguard.connectors.modbus.connector import ModbusConnector, WriteRefused
 from plantguard.connectors.modbus.tests.server import ModbusServer, wait_for
-from plantguard.domain.model import PlantConfig, parse_config
+from plantguard.domain.model import PlantConfig
+from plantguard.config import parse_config
 from plantguard.runtime import Platform
 
 DEV = "s1/a1/l1/pump1"

@@ -18,7 +18,7 @@ import yaml
 
 from plantguard.connectors.mqtt.client import Publisher
 from plantguard.connectors.mqtt.config import MqttConfig, Topics, backoff_delay, check_config
-from plantguard.domain.model import parse_config
+from plantguard.config import parse_config
 from plantguard.errors import ConfigError, StoreError
 from plantguard.runtime import Platform
 from plantguard.testing.factories import plant_dict, tag

@@ -24,7 +24,8 @@ from plantguard.connectors.opcua.browse import browse, to_yaml
 from plantguard.connectors.opcua.config import OpcUaConfig
 from plantguard.connectors.opcua.connector import OpcUaConnector, quality_of, to_number
 from plantguard.connectors.registry import validate as validate_connectors
-from plantguard.domain.model import PlantConfig, parse_config
+from plantguard.domain.model import PlantConfig
+from plantguard.config import parse_config
 from plantguard.errors import ConfigError
 from plantguard.runtime import Platform
 from plantguard.testing.factories import plant_dict

@@ -14,7 +14,7 @@ import pytest
 
 from plantguard.connectors.registry import validate
 from plantguard.connectors.replay import ReplayConfig, ReplayConnector
-from plantguard.domain.model import parse_config
+from plantguard.config import parse_config
 from plantguard.runtime import Platform
 
 FIXTURE = Path(__file__).parent / "data" / "pump_skab_like.csv"  # synthetic, in SKAB's layout; 300 rows at 1 Hz

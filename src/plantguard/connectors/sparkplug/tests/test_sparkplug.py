@@ -11,7 +11,7 @@ from plantguard.connectors.sparkplug.codec import DataType as T
 from plantguard.connectors.sparkplug.codec import Metric
 from plantguard.connectors.sparkplug.connector import SparkplugConnector
 from plantguard.connectors.sparkplug.tests.edge import EdgeNode
-from plantguard.domain.model import parse_config
+from plantguard.config import parse_config
 from plantguard.errors import ConfigError
 from plantguard.runtime import Platform
 from plantguard.testing.factories import plant_dict

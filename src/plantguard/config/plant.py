@@ -1,0 +1,62 @@
+"""The whole configuration file: the plant model (domain) plus the sections other packages own (the gateway, the
+connectors), validated together so that one report lists every problem by field path.
+
+    cfg = load_config("plant.yaml")         # PlantConfig, or ConfigError([ConfigProblem(path, message), ...])
+    cfg = parse_config(mapping)             # the same from a parsed document
+    text = dump_config(cfg)
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from plantguard.config.checks import CHECKS
+from plantguard.config.loading import read_yaml_file, validation_problems
+from plantguard.domain.model import PlantConfig, semantic_problems
+from plantguard.errors import ConfigError, ConfigProblem
+
+
+def parse_config(data: Any, source: str | None = None) -> PlantConfig:
+    """Validates a parsed YAML/JSON document; raises ConfigError listing every problem with its field path."""
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError([ConfigProblem("", "the configuration must be a mapping (YAML object) at the top level")], source)
+    problems: list[ConfigProblem] = []
+    cfg = None
+    try:
+        cfg = PlantConfig.model_validate(data)
+    except ValidationError as e:
+        problems = validation_problems(e)
+    seen = {p.path for p in problems}
+    problems += [p for p in semantic_problems(data, CHECKS) if p.path not in seen]
+    if isinstance(data.get("gateway"), dict):
+        from plantguard.connectors.gateway.config import GatewaySettings
+
+        try:
+            GatewaySettings.model_validate(data["gateway"])
+        except ValidationError as e:
+            problems += validation_problems(e, "gateway")
+    if isinstance(data.get("connectors"), list):
+        from plantguard.connectors.registry import validate as validate_connectors
+
+        try:
+            validate_connectors(data["connectors"])
+        except ConfigError as e:
+            problems += e.problems
+    if problems:
+        raise ConfigError(problems, source)
+    return cfg
+
+
+def load_config(path: str | Path) -> PlantConfig:
+    """The plant configuration in a YAML file, validated (ConfigError listing every problem by field path)."""
+    return parse_config(read_yaml_file(path), str(Path(path)))
+
+
+def dump_config(cfg: PlantConfig) -> str:
+    return yaml.safe_dump(cfg.model_dump(mode="json", exclude_none=True), sort_keys=False)
