@@ -15,11 +15,11 @@ import logging
 import random
 import threading
 import time
-from collections import deque
 from concurrent.futures import Future
 
 
 from plantguard.connectors.mqtt.client import SubscriberClient
+from plantguard.connectors.acks import REFUSED, OrderedAcks
 from plantguard.connectors.mqtt.config import MqttConfig, MqttTuning, Topics, backoff_delay, check_config
 from plantguard.domain.readings import DeadLetter, RawBatch
 from plantguard.errors import Overloaded, PlantguardError
@@ -28,17 +28,6 @@ from plantguard.ingest.parse import Columns, columns_or_rows, concat_batches, pa
 log = logging.getLogger(__name__)
 SOURCE = "mqtt"
 FRAGMENT = 200
-
-
-class _Rec:
-    """One QoS 1 message waiting for its PUBACK."""
-
-    __slots__ = ("mid", "qos", "done")
-
-    def __init__(self, mid: int, qos: int) -> None:
-        self.mid = mid
-        self.qos = qos
-        self.done = False
 
 
 def _fragment(payload: bytes) -> str:
@@ -73,11 +62,8 @@ class MqttSource:
         self._rand = rand or random.Random()
         self._coalesce = self.tuning.coalesce_readings
 
-        # Shared with the writer thread (acks) and stop(); held only for short, non-blocking sections.
-        self._lock = threading.Lock()
-        self._drained = threading.Condition(self._lock)
-        self._pending: deque[_Rec] = deque()  # this connection's unacknowledged messages, in arrival order
-        self._live = False  # True from an accepted CONNACK until the connection is lost or poisoned by a failure
+        # PUBACKs after the durable write, in arrival order (shared with Sparkplug; thread-safe)
+        self._acks = OrderedAcks()
         self._stopping = False
 
         # Messages parsed but not yet submitted (network thread and flusher; submit happens under this lock so
@@ -85,7 +71,7 @@ class MqttSource:
         self._acc_lock = threading.Lock()
         self._acc: list = []  # Columns or RawBatch per message
         self._acc_dead: list[DeadLetter] = []
-        self._acc_recs: list[_Rec] = []
+        self._acc_recs: list = []
         self._acc_n = 0
         self._acc_wake = threading.Event()
         self._flusher: threading.Thread | None = None
@@ -98,7 +84,6 @@ class MqttSource:
         self._fail_streak = 0  # consecutive failed writes: a store that keeps failing must not cause a reconnect storm
 
         self.messages = 0
-        self.acked = 0
         self.rejected_payloads = 0
         self.reconnects = 0
         self.write_failures = 0
@@ -133,15 +118,10 @@ class MqttSource:
         Anything not acknowledged by then stays with the broker and is redelivered on the next start."""
         if not self._started:
             return
-        with self._lock:
-            self._stopping = True
-            self._live = False  # take no new messages; those already taken are still acknowledged below
+        self._stopping = True
+        self._acks.stop_taking()  # take no new messages; those already taken are still acknowledged below
         self._flush()
-        with self._drained:
-            self._drained.wait_for(lambda: not self._pending, timeout=self.tuning.stop_timeout)
-            left = len(self._pending)
-            self._pending.clear()
-            self._live = False
+        left = self._acks.wait_drained(self.tuning.stop_timeout)
         if left:
             log.warning("mqtt: stopping with %d message(s) not yet stored; the broker will redeliver them", left)
         assert self._client is not None
@@ -173,7 +153,7 @@ class MqttSource:
 
     def health(self) -> dict:
         alive = self.alive()
-        connected = bool(self._client is not None and self._client.connected and self._live and alive)
+        connected = bool(self._client is not None and self._client.connected and self._acks.live and alive)
         return {
             "ok": connected,
             "connected": connected,
@@ -183,8 +163,8 @@ class MqttSource:
             "broker": f"{self.cfg.host}:{self.cfg.port}",
             "client_id": self.cfg.client_id,
             "messages": self.messages,
-            "acked": self.acked,
-            "in_flight": len(self._pending),
+            "acked": self._acks.acked,
+            "in_flight": self._acks.in_flight,
             "rejected_payloads": self.rejected_payloads,
             "reconnects": self.reconnects,
             "write_failures": self.write_failures,
@@ -197,9 +177,7 @@ class MqttSource:
         return backoff_delay(max(attempt, self._fail_streak), self.cfg.reconnect_min, self.cfg.reconnect_max, self._rand)
 
     def _on_connected(self, session_present: bool) -> None:
-        with self._lock:
-            self._pending.clear()
-            self._live = not self._stopping
+        self._acks.connected(self._client.ack, live=not self._stopping)
         if self._ever_connected:
             self.reconnects += 1
             if not session_present:
@@ -215,12 +193,9 @@ class MqttSource:
         self._failing = False
 
     def _on_disconnected(self, reason: str) -> None:
-        with self._lock:
-            # Acks queued for the old connection are discarded by paho on reconnect; never send them on the new one.
-            self._pending.clear()
-            self._live = False
-            stopping = self._stopping
-        if stopping:
+        # acks queued for the old connection are discarded by paho on reconnect; never send them on the new one
+        self._acks.lost()
+        if self._stopping:
             return
         self.last_error = reason
         if not self._failing:
@@ -233,20 +208,23 @@ class MqttSource:
     def _on_message(self, topic: str, payload: bytes, mid: int, qos: int) -> None:
         """Never raises: an exception here would end paho's network thread, and with it all ingest over MQTT.
         Whatever goes wrong with one message makes it a dead letter that is stored and acknowledged."""
+        self.messages += 1
+        ticket = self._acks.track(mid, qos)
+        if ticket is REFUSED:
+            return  # connection lost, poisoned or stopping: leave it unacknowledged, the broker redelivers it
         try:
-            self._handle(topic, payload, mid, qos)
+            self._handle(topic, payload, ticket)
         except Exception as e:  # noqa: BLE001 - the last line of defence; the message is kept as a dead letter
             self.handler_errors += 1
             self.last_error = f"handling a message on {topic[:200]!r} failed: {type(e).__name__}: {e}"
             log.exception("mqtt: %s", self.last_error)
             try:
                 dead = [DeadLetter(SOURCE, f"{topic[:200]}: {type(e).__name__}: {e}", payload=_fragment(payload), code="handler_error")]
-                self._submit([_Rec(mid, qos) if qos else None], RawBatch.build([], [], [], source=SOURCE), dead, track=True)
+                self._submit([ticket], RawBatch.build([], [], [], source=SOURCE), dead)
             except Exception:  # noqa: BLE001
                 log.exception("mqtt: could not even store the dead letter; the message stays unacknowledged")
 
-    def _handle(self, topic: str, payload: bytes, mid: int, qos: int) -> None:
-        self.messages += 1
+    def _handle(self, topic: str, payload: bytes, rec) -> None:
         try:
             prefix = self.topics.point_prefix(topic)
         except ValueError as e:
@@ -265,12 +243,6 @@ class MqttSource:
             batch, dead, n = parsed, [], len(parsed.points)
         else:
             (batch, dead), n = parsed, len(parsed[0])
-        rec = _Rec(mid, qos) if qos else None
-        with self._lock:
-            if not self._live:
-                return  # connection poisoned or stopping: leave it unacknowledged, the broker redelivers it
-            if rec is not None:
-                self._pending.append(rec)
         if self._coalesce <= 0:
             merged, more = _merge([batch])
             self._submit([rec], merged, dead + more)
@@ -317,15 +289,7 @@ class MqttSource:
             merged, more = _merge(bs)
             self._submit(rs, merged, (dead if i == 0 else []) + more)
 
-    def _submit(self, recs: list[_Rec | None], batch: RawBatch, dead: list[DeadLetter], track: bool = False) -> None:
-        if track:  # a message that did not pass _handle: queue its ack like any other, if the connection lives
-            with self._lock:
-                if not self._live:
-                    return
-                for r in recs:
-                    if r is not None:
-                        self._pending.append(r)
-
+    def _submit(self, recs: list, batch: RawBatch, dead: list[DeadLetter]) -> None:
         def on_done(fut: Future) -> None:
             self._done(recs, fut)
 
@@ -342,7 +306,7 @@ class MqttSource:
                 return
 
     # -- completions (pipeline writer thread) ---------------------------------------------------------------
-    def _done(self, recs: list[_Rec | None], fut: Future) -> None:
+    def _done(self, recs: list, fut: Future) -> None:
         exc = fut.exception()
         if exc is not None:
             self.write_failures += 1
@@ -350,29 +314,16 @@ class MqttSource:
             self._poison(f"write failed, messages will be redelivered: {exc}")
             return
         self._fail_streak = 0
-        client = self._client
-        with self._lock:
-            for r in recs:
-                if r is not None:
-                    r.done = True
-            pending = self._pending
-            # Futures complete in submission order (one writer, FIFO), so this normally acks exactly `recs`;
-            # the loop also keeps PUBACKs in arrival order if that ever changes.
-            while pending and pending[0].done:
-                r = pending.popleft()
-                client.ack(r.mid, r.qos)
-                self.acked += 1
-            if not pending:
-                self._drained.notify_all()
+        self._acks.done(recs)
+
+    @property
+    def acked(self) -> int:
+        return self._acks.acked
 
     def _poison(self, reason: str) -> None:
         """Nothing more is acknowledged on this connection; dropping it makes the broker redeliver the rest."""
-        with self._lock:
-            self._pending.clear()
-            self._live = False
-            stopping = self._stopping
-            self._drained.notify_all()
-        if stopping:
+        self._acks.poison()
+        if self._stopping:
             return
         self.last_error = reason
         log.error("mqtt: %s", reason)

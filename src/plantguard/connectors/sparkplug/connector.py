@@ -15,12 +15,12 @@ import asyncio
 import json
 import logging
 import time
-from collections import deque
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from plantguard.connectors.acks import REFUSED, OrderedAcks
 from plantguard.connectors.base import Backoff, Connector, device_batch, link, mark_online
 from plantguard.connectors.sparkplug import codec
 from plantguard.connectors.sparkplug.client import SparkplugClient
@@ -106,17 +106,6 @@ class _Node(_Entity):
                 "devices": {k: d.state() for k, d in list(self.devices.items())}}
 
 
-class _Rec:
-    """One QoS 1 message waiting for its PUBACK."""
-
-    __slots__ = ("mid", "qos", "gen", "waiting", "done")
-
-    def __init__(self, mid: int, qos: int, gen: int) -> None:
-        self.mid, self.qos, self.gen = mid, qos, gen
-        self.waiting = 0
-        self.done = False
-
-
 class SparkplugConnector(Connector):
     type = "sparkplug"
     config_model = SparkplugConfig
@@ -127,9 +116,7 @@ class SparkplugConnector(Connector):
         self._maps = {(d.group, d.edge_node, d.device): d for d in cfg.devices}
         self._nodes: dict[tuple[str, str], _Node] = {}
         self._queue: asyncio.Queue | None = None
-        self._pending: deque[_Rec] = deque()
-        self._gen = 0
-        self._live = False
+        self._acks = OrderedAcks()  # PUBACKs after the durable write, in arrival order (shared with the MQTT source)
         self._stopping = False
         self._client: SparkplugClient | None = None
         self._backoff = Backoff(cfg.reconnect_min, cfg.reconnect_max)
@@ -137,7 +124,6 @@ class SparkplugConnector(Connector):
         self._ever_connected = False
         self._state_ts = 0
         self.messages = 0
-        self.acked = 0
         self.bad_payloads = 0
         self.bad_metrics = 0
         self.ignored = 0
@@ -152,15 +138,15 @@ class SparkplugConnector(Connector):
     def health(self) -> dict:
         h = super().health()
         nodes = list(self._nodes.values())
-        connected = bool(self._client is not None and self._client.connected and self._live and h["thread_alive"])
+        connected = bool(self._client is not None and self._client.connected and self._acks.live and h["thread_alive"])
         h.update({
             "ok": connected,
             "connected": connected,
             "broker": f"{self.cfg.host}:{self.cfg.port}",
             "client_id": self.cfg.client_id,
             "messages": self.messages,
-            "acked": self.acked,
-            "in_flight": len(self._pending),
+            "acked": self._acks.acked,
+            "in_flight": self._acks.in_flight,
             "bad_payloads": self.bad_payloads,
             "bad_metrics": self.bad_metrics,
             "ignored": self.ignored,
@@ -219,20 +205,19 @@ class SparkplugConnector(Connector):
         finally:
             self._stopping = True
             deadline = time.monotonic() + self.cfg.stop_timeout
-            while self._pending and time.monotonic() < deadline:
-                await asyncio.sleep(0.01)
-            if self._pending:
-                log.warning("sparkplug %s: stopping with %d message(s) not yet stored; the broker will redeliver them", self.name, len(self._pending))
+            self._acks.stop_taking()
+            while self._acks.in_flight and time.monotonic() < deadline:
+                await asyncio.sleep(0.01)  # completions arrive on this loop: poll, never block it
+            if self._acks.in_flight:
+                log.warning("sparkplug %s: stopping with %d message(s) not yet stored; the broker will redeliver them", self.name, self._acks.in_flight)
             last = (self._state_topic(), self._state_payload(False)) if self.cfg.primary_host_id else None
             await asyncio.to_thread(self._client.stop, 5.0, last)
-            self._live = False
+            self._acks.poison()
             self._link.state = "stopped"
 
     # -- connection events (loop) ---------------------------------------------------------------------------
     def _on_connected(self, session_present: bool) -> None:
-        self._gen += 1
-        self._pending.clear()
-        self._live = not self._stopping
+        self._acks.connected(self._client.ack, live=not self._stopping)
         if self._ever_connected and not session_present:
             self.session_lost += 1
             log.warning("sparkplug %s: the broker kept no session; messages sent meanwhile are lost (gaps will trigger rebirths)", self.name)
@@ -243,9 +228,7 @@ class SparkplugConnector(Connector):
         log.info("sparkplug %s: connected to %s:%d", self.name, self.cfg.host, self.cfg.port)
 
     def _on_disconnected(self, reason: str) -> None:
-        self._gen += 1  # acks queued for the old connection must never go out on a new one
-        self._pending.clear()
-        self._live = False
+        self._acks.lost()  # acks queued for the old connection must never go out on a new one
         if self._stopping:
             return
         lk = self._link
@@ -259,9 +242,9 @@ class SparkplugConnector(Connector):
     # -- messages (loop) ------------------------------------------------------------------------------------
     async def _on_message(self, topic: str, payload: bytes, mid: int, qos: int) -> None:
         self.messages += 1
-        rec = _Rec(mid, qos, self._gen) if qos else None
-        if rec is not None and self._live:
-            self._pending.append(rec)
+        rec = self._acks.track(mid, qos)
+        if rec is REFUSED:
+            rec = None  # the state machine still sees the message; it is not acknowledged (the broker redelivers)
         try:
             out = self.handle(topic, payload)
         except Exception as e:  # noqa: BLE001 - turn anything unexpected into a dead letter, never a redelivery loop
@@ -272,15 +255,11 @@ class SparkplugConnector(Connector):
             for b, d in out:
                 await self._submit(None, b, d)
             return
-        if not out:
-            rec.done = True
-            self._drain()
-            return
-        rec.waiting = len(out)
+        self._acks.expect(rec, len(out))  # acknowledged once each of its writes is durable (at once if none)
         for b, d in out:
             await self._submit(rec, b, d)
 
-    async def _submit(self, rec: _Rec | None, batch: RawBatch, dead: list[DeadLetter]) -> None:
+    async def _submit(self, rec, batch: RawBatch, dead: list[DeadLetter]) -> None:
         loop = asyncio.get_running_loop()
 
         def on_done(fut: Future) -> None:  # writer thread
@@ -301,32 +280,21 @@ class SparkplugConnector(Connector):
                 self._poison(f"ingest pipeline refused the batch: {e}")
                 return
 
-    def _done(self, rec: _Rec | None, fut: Future) -> None:
+    def _done(self, rec, fut: Future) -> None:
         exc = fut.exception()
         if exc is not None:
             self.write_failures += 1
             self._poison(f"write failed, messages will be redelivered: {exc}")
             return
-        if rec is None:
-            return
-        rec.waiting -= 1
-        if rec.waiting <= 0:
-            rec.done = True
-            self._drain()
+        self._acks.done(rec)
 
-    def _drain(self) -> None:
-        # PUBACKs in arrival order (MQTT 3.1.1 4.6): only the completed head of the queue is acknowledged.
-        while self._pending and self._pending[0].done:
-            r = self._pending.popleft()
-            if r.gen == self._gen and self._client is not None:
-                self._client.ack(r.mid, r.qos)
-                self.acked += 1
+    @property
+    def acked(self) -> int:
+        return self._acks.acked
 
     def _poison(self, reason: str) -> None:
         self.rejected_batches += 1
-        self._gen += 1
-        self._pending.clear()
-        self._live = False
+        self._acks.poison()
         if self._stopping:
             return
         self._link.last_error = reason
