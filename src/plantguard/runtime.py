@@ -12,6 +12,7 @@ import time
 import numpy as np
 
 from plantguard.domain.index import PlantIndex
+from plantguard.events import EventBus
 from plantguard.domain.model import TAG_SEP, PlantConfig
 from plantguard.config import parse_config
 from plantguard.errors import ConfigError, ConfigProblem, InvalidInput, NotFound, PlantguardError
@@ -75,6 +76,7 @@ class Platform:
             tick_us=parse_duration_us(cfg.alarms.check_interval),
             clock=clock,
         )
+        self.bus = EventBus()  # typed in-process events: alarm changes, analytics conditions (plantguard.events)
         self.alarms = None
         self.notifier = None
         if alarms:
@@ -82,7 +84,7 @@ class Platform:
             from plantguard.alarms.notify import WebhookNotifier
 
             self.notifier = WebhookNotifier(cfg.alarms.webhooks) if cfg.alarms.webhooks else None
-            self.alarms = AlarmEngine(cfg, self.registry, self.store, clock=clock, notifier=self.notifier)
+            self.alarms = AlarmEngine(cfg, self.registry, self.store, clock=clock, notifier=self.notifier, bus=self.bus)
             self.alarms.lag_us = self.pipeline.current_lag_us  # silence is judged against what was caught up
             self.pipeline.add_processor(self.alarms)
         self.analytics = None
@@ -173,6 +175,7 @@ class Platform:
                 log.exception("source failed to stop")
         self.sources.clear()
         self.pipeline.stop(drain=True)
+        self.bus.close()
         if self.notifier is not None:
             self.notifier.stop()
         self.store.close()

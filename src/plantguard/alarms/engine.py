@@ -21,6 +21,7 @@ import numpy as np
 from plantguard.domain.alarms import PRIORITY_RANK, AlarmEvent, AlarmRecord, AlarmState
 from plantguard.domain.model import PlantConfig, where as describe
 from plantguard.domain.readings import PointBatch, Quality
+from plantguard.events import AlarmChanged, ConditionChange, ConditionsChanged, EventBus, ExternalRule, ExternalRulesDeclared
 from plantguard.errors import Conflict, InvalidInput, NotFound
 from plantguard.ingest.registry import PointRegistry
 from plantguard.store.base import Store
@@ -125,11 +126,19 @@ class AlarmEngine:
 
     name = "alarms"
 
-    def __init__(self, cfg: PlantConfig, registry: PointRegistry, store: Store, *, clock: Clock, notifier=None) -> None:
+    def __init__(self, cfg: PlantConfig, registry: PointRegistry, store: Store, *, clock: Clock, notifier=None,
+                 bus: EventBus | None = None) -> None:
+        """Alarm transitions are published on `bus` as AlarmChanged (a private bus when None); a `notifier`
+        (WebhookNotifier) given here subscribes to it. Conditions judged elsewhere arrive as ConditionsChanged
+        and ExternalRulesDeclared events on the same bus (inline: none may be lost)."""
         self.registry = registry
         self.store = store
         self.clock = clock
         self.notifier = notifier
+        self.bus = bus if bus is not None else EventBus()
+        if notifier is not None:
+            self.bus.subscribe("webhooks", notifier.on_event, AlarmChanged, inline=True)  # notify() only enqueues
+        self.bus.subscribe("alarms:conditions", self._on_conditions, ConditionsChanged, ExternalRulesDeclared, inline=True)
         self._lock = threading.RLock()
         self._records: dict[str, AlarmRecord] = {}
         self._rules: dict[str, _Rule] = {}
@@ -291,14 +300,20 @@ class AlarmEngine:
         self._shelved = {rid for rid, r in self._records.items() if r.state == _SH}
 
     # -- conditions judged by other processors ------------------------------------------------------------
-    def set_external_rules(self, rules: list[tuple[str, str, str, str, float | None, str]]) -> None:
-        """Declares the alarms another processor drives: (alarm id, tag, condition, priority, limit, unit) with
-        condition in EXTERNAL. Replaces the previous declaration; alarms no longer declared are cleared."""
-        for _rid, _tag, cond, *_ in rules:
-            if cond not in EXTERNAL:
-                raise InvalidInput(f"external alarm condition must be one of {', '.join(EXTERNAL)}, not {cond!r}")
+    def _on_conditions(self, event) -> None:
+        if isinstance(event, ExternalRulesDeclared):
+            self.set_external_rules(event.rules)
+        else:
+            self.external_conditions(event.changes)
+
+    def set_external_rules(self, rules: tuple[ExternalRule, ...] | list[ExternalRule]) -> None:
+        """Declares the alarms another processor drives, with condition in EXTERNAL. Replaces the previous
+        declaration; alarms no longer declared are cleared."""
+        for r in rules:
+            if r.condition not in EXTERNAL:
+                raise InvalidInput(f"external alarm condition must be one of {', '.join(EXTERNAL)}, not {r.condition!r}")
         with self._lock:
-            self._external = {rid: _Rule(rid, tag, cond, prio, limit, unit) for rid, tag, cond, prio, limit, unit in rules}
+            self._external = {r.alarm_id: _Rule(r.alarm_id, r.tag, r.condition, r.priority, r.limit, r.unit) for r in rules}
             self._external_declared = True
             self.reload_rules()
 
@@ -312,13 +327,14 @@ class AlarmEngine:
         rec = self._records.get(alarm_id)
         return bool(rec is not None and rec.active)
 
-    def external_conditions(self, changes: list[tuple[str, bool, int, float | None, str]]) -> None:
-        """Applies condition changes (alarm id, active, reading time, value, message) of declared external
-        alarms; a change that matches the current condition is ignored, an undeclared id is an error."""
+    def external_conditions(self, changes: tuple[ConditionChange, ...] | list[ConditionChange]) -> None:
+        """Applies condition changes of declared external alarms; a change that matches the current condition is
+        ignored, an undeclared id is an error."""
         with self._lock:
             ch = _Changes()
             now = self.clock()
-            for rid, active, at, value, message in changes:
+            for c in changes:
+                rid, active, at, value, message = c.alarm_id, c.active, c.at, c.value, c.message
                 if rid not in self._external:
                     raise NotFound(f"no external alarm {rid!r} declared")
                 rec = self._records[rid]
@@ -492,7 +508,7 @@ class AlarmEngine:
         ev = AlarmEvent(rec.id, at, event, actor, note, value)
         ch.records[rec.id] = rec
         ch.events.append(ev)
-        if notify and self.notifier is not None:
+        if notify:
             ch.notify.append((_copy(rec), ev))
 
     def _condition(self, rec: AlarmRecord, active: bool, at: int, value: float | None, now: int, ch: _Changes) -> None:
@@ -553,9 +569,8 @@ class AlarmEngine:
             except Exception:  # noqa: BLE001 - the state is kept and saved with the next change
                 self._pending = _Changes(records, events)
                 log.exception("saving %d alarm change(s) failed; will retry", len(records))
-        if self.notifier is not None:
-            for rec, ev in ch.notify:
-                self.notifier.notify(rec, ev)
+        for rec, ev in ch.notify:
+            self.bus.publish(AlarmChanged(rec, ev))
 
     # -- operator actions ---------------------------------------------------------------------------------
     def _get(self, alarm_id: str) -> AlarmRecord:
@@ -578,9 +593,8 @@ class AlarmEngine:
             (self._shelved.add if was_shelved else self._shelved.discard)(rec.id)
             raise
         self._pending = _Changes()
-        if self.notifier is not None:
-            for r, ev in ch.notify:
-                self.notifier.notify(r, ev)
+        for r, ev in ch.notify:
+            self.bus.publish(AlarmChanged(r, ev))
         return _copy(rec)
 
     @staticmethod

@@ -80,6 +80,10 @@ class WebhookNotifier:
             self._q.append((record.priority, body))
             self._cond.notify()
 
+    def on_event(self, event) -> None:
+        """The event-bus subscription: an AlarmChanged becomes a queued notification."""
+        self.notify(event.record, event.event)
+
     def stats(self) -> dict:
         with self._cond:
             return {"sent": self._sent, "failed": self._failed, "dropped": self._dropped, "retries": self._retries,

@@ -77,6 +77,15 @@ class PlatformCollector(Collector):
         yield restarts
         yield from _link_metrics(health["sources"])
 
+        # event-bus subscribers are named in code, never from input: the label set is bounded
+        dropped = CounterMetricFamily("plantguard_events_dropped", "Events a subscriber of the event bus missed (its queue was full)", labels=["subscriber"])
+        errors = CounterMetricFamily("plantguard_events_handler_errors", "Events a subscriber failed to handle", labels=["subscriber"])
+        for name, sst in sorted(p.bus.stats().items()):
+            dropped.add_metric([name], sst["dropped"])
+            errors.add_metric([name], sst["errors"])
+        yield dropped
+        yield errors
+
         if p.alarms is not None:
             records = p.alarms.list(active=True)
             # shelved alarms are suppressed for operators, so they do not count as active (as in active_count())

@@ -39,6 +39,7 @@ from plantguard.domain.analytics import AnalyticsEvent, AnalyticsWrite
 from plantguard.domain.index import PlantIndex
 from plantguard.domain.model import PlantConfig, SpcSettings, state_gate, where as describe
 from plantguard.domain.readings import PointBatch, Quality
+from plantguard.events import ConditionChange, ConditionsChanged, ExternalRule, ExternalRulesDeclared
 from plantguard.timeutil import iso, Clock, parse_duration_us
 
 log = logging.getLogger(__name__)
@@ -188,7 +189,8 @@ class AnalyticsProcessor:
                  store_interval: str | float = "10s", rul_interval: str | float = "1m", checkpoint_every: str | float = "5m") -> None:
         self.registry = registry
         self.sink = sink
-        self.alarms = alarms
+        self.alarms = alarms  # read only (is an alarm active?); conditions go out on the alarm engine's bus
+        self._publish = alarms.bus.publish if alarms is not None else (lambda event: None)
         self.clock = clock
         self._save_ckpt, self._load_ckpt = checkpoint if checkpoint else (None, None)
         self.store_interval = parse_duration_us(store_interval)
@@ -379,11 +381,11 @@ class AnalyticsProcessor:
         for slot, tag in self._spc_tag.items():
             s = self._spc_cfg[slot]
             if s.alarm and not self._shadow[self.registry.pid(tag)]:
-                rules.append((f"{tag}:SPC", tag, "SPC", s.priority, None, units.get(tag, "")))
+                rules.append(ExternalRule(f"{tag}:SPC", tag, "SPC", s.priority, None, units.get(tag, "")))
         for key in list(self._rz_tag.values()) + list(self._det_of.values()):
             a = self._anom_cfg[self._rz_slot(key)] if key in self._rz_tag.values() else self._anom_cfg[key]
             if a.alarm and not self._shadow[self.registry.pid(key)]:
-                rules.append((f"{key}:ANOMALY", key, "ANOMALY", a.priority, a.threshold, ""))
+                rules.append(ExternalRule(f"{key}:ANOMALY", key, "ANOMALY", a.priority, a.threshold, ""))
         for ref in PlantIndex(cfg).assets():
             asset = ref.asset
             key = ref.path
@@ -391,10 +393,10 @@ class AnalyticsProcessor:
             if ax is None or ax.shadow:
                 continue
             if asset.analytics.anomaly is not None and asset.analytics.anomaly.alarm:
-                rules.append((f"{key}:ANOMALY", key, "ANOMALY", asset.analytics.anomaly.priority, asset.analytics.anomaly.threshold, ""))
+                rules.append(ExternalRule(f"{key}:ANOMALY", key, "ANOMALY", asset.analytics.anomaly.priority, asset.analytics.anomaly.threshold, ""))
             if asset.analytics.rul is not None and asset.analytics.rul.alarm:
-                rules.append((f"{key}:RUL", key, "RUL", asset.analytics.rul.priority, ax.rul_lead_s / 3600, "h"))
-        self.alarms.set_external_rules(rules)
+                rules.append(ExternalRule(f"{key}:RUL", key, "RUL", asset.analytics.rul.priority, ax.rul_lead_s / 3600, "h"))
+        self._publish(ExternalRulesDeclared(tuple(rules)))
 
     def _rz_slot(self, tag: str) -> int:
         return self._st.rz_keys[tag][0]
@@ -460,7 +462,7 @@ class AnalyticsProcessor:
             return
         with self._lock:
             out = AnalyticsWrite()
-            alarm_changes: list[tuple[str, bool, int, float | None, str]] = []
+            alarm_changes: list[ConditionChange] = []
             good = batch.quality == Quality.good
             if self._gates:
                 good = good & self._gate_mask(batch)
@@ -483,8 +485,8 @@ class AnalyticsProcessor:
         self.stats["series_rows"] += len(out.series)
         if out:
             self.sink(out)
-        if alarm_changes and self.alarms is not None:
-            self.alarms.external_conditions(alarm_changes)
+        if alarm_changes:
+            self._publish(ConditionsChanged(tuple(alarm_changes)))
         if self._save_ckpt is not None and now - self._last_ckpt >= self.checkpoint_every:
             self.save_checkpoint(now)
 
@@ -577,7 +579,7 @@ class AnalyticsProcessor:
                 if cfg.alarm and not self._shadow[self.registry.pid(tag)]:
                     msg = (f"SPC {describe(tag)}: {self._spc_last_rule.get(slot, 'rule violations')} (process out of statistical control)" if active
                            else f"SPC {describe(tag)}: no alarm-rule violation for {cfg.clear_after} readings")
-                    alarm_changes.append((f"{tag}:SPC", active, int(ts_last[slot]), float(v_last[slot]), msg))
+                    alarm_changes.append(ConditionChange(f"{tag}:SPC", active, int(ts_last[slot]), float(v_last[slot]), msg))
         # status and limits as state: at most once per key and store interval (statuses can flip every reading)
         t_max = int(ts.max())
         if t_max - self._spc_state_at >= self.store_interval and self._spc_dirty.any():
@@ -676,7 +678,7 @@ class AnalyticsProcessor:
                                           {"score": score, "value": value, **(detail or {})}))
         out.states[key] = {"anomalous": started, "score": score, "since": ts, "threshold": cfg.threshold}
         if cfg.alarm and not shadow:
-            alarm_changes.append((f"{alarm_tag}:ANOMALY", started, ts, value if value is not None else score, msg))
+            alarm_changes.append(ConditionChange(f"{alarm_tag}:ANOMALY", started, ts, value if value is not None else score, msg))
 
     def _run_dets(self, batch: PointBatch, good: np.ndarray, out: AnalyticsWrite, alarm_changes) -> None:
         for pid_, tag in self._det_of.items():
@@ -778,12 +780,12 @@ class AnalyticsProcessor:
                 msg = f"{asset_name}: remaining life back above the lead time {_h(ax.rul_lead_s)}"
             out.events.append(AnalyticsEvent(t, "rul", f"rul/{ax.key}", "rul-alert" if alert else "rul-clear", msg, d))
             if ax.rul_settings.get("alarm", True) and not ax.shadow:
-                alarm_changes.append((f"{ax.key}:RUL", alert, t, lower_h, msg))
+                alarm_changes.append(ConditionChange(f"{ax.key}:RUL", alert, t, lower_h, msg))
         elif alert and refresh and ax.rul_settings.get("alarm", True) and not ax.shadow:
             # the standing alarm follows the live estimate, with the time it was made
             msg = (f"{asset_name}: predicted failure in {_h(est.median)} (interval {_h(est.lower)} to {_h(est.upper)}), "
                    f"lower bound below the lead time {_h(ax.rul_lead_s)}; estimate as of {iso(t)}")
-            alarm_changes.append((f"{ax.key}:RUL", True, t, lower_h, msg))
+            alarm_changes.append(ConditionChange(f"{ax.key}:RUL", True, t, lower_h, msg))
 
     # -- ticks, checkpoints -------------------------------------------------------------------------------
     def on_tick(self, now: int) -> None:
