@@ -260,7 +260,7 @@ def test_acknowledge_active_then_return(rig):
         rig.engine.acknowledge(hi, "bob")
     assert rig.events(hi) == ["raised", "acknowledged", "returned"]
     ev = rig.store.alarm_events(hi)[1]
-    assert (ev.actor, ev.note) == ("alice", "checking the pump")
+    assert (ev.actor, ev.note) == ("user:alice", "checking the pump")  # who, with the kind of identity
 
 
 def test_acknowledge_after_return_to_normal(rig):

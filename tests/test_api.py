@@ -500,7 +500,7 @@ def test_alarm_ack_shelve_unshelve(alarm_client):
     kinds = [e["event"] for e in events["data"]]
     assert {"raised", "acknowledged", "shelved", "unshelved"} <= set(kinds)
     ack = next(e for e in events["data"] if e["event"] == "acknowledged")
-    assert (ack["actor"], ack["note"], ack["at"]) == ("ana", "checking the pump", "2024-05-01T12:00:00Z")
+    assert (ack["actor"], ack["note"], ack["at"]) == ("user:ana", "checking the pump", "2024-05-01T12:00:00Z")  # kind:name
 
 
 def test_alarm_action_bad_input(alarm_client):

@@ -54,6 +54,10 @@ class InvalidInput(PlantguardError):
         self.code = code
 
 
+class Unavailable(PlantguardError):
+    """A feature this platform runs without (e.g. the alarm engine is disabled)."""
+
+
 class Overloaded(PlantguardError):
     pass
 

@@ -105,6 +105,9 @@ class Platform:
         self.lag_degraded_us = parse_duration_us(cfg.ingest.lag_degraded)
         self._model_lock = threading.Lock()
         self.started_at = now_us()  # wall time: an injected (simulation) clock must not distort uptime
+        from plantguard.services import Services
+
+        self.services = Services(self)  # what the API, the dashboard and the CLI call
 
     # -- lifecycle --------------------------------------------------------------------------------------
     def start(self) -> "Platform":

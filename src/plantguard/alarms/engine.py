@@ -18,6 +18,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
+from plantguard.domain.actor import Actor
 from plantguard.domain.alarms import PRIORITY_RANK, AlarmEvent, AlarmRecord, AlarmState
 from plantguard.domain.model import PlantConfig, where as describe
 from plantguard.domain.readings import PointBatch, Quality
@@ -484,7 +485,7 @@ class AlarmEngine:
             for rid in sorted(self._shelved):
                 rec = self._records[rid]
                 if rec.shelved_until is not None and rec.shelved_until <= now:
-                    self._unshelve(rec, None, now, "shelve expired", ch)
+                    self._unshelve(rec, str(Actor.system("alarms")), now, "shelve expired", ch)
             self._commit(ch)
 
     def _recover_stale(self, now: int, ch: _Changes) -> None:
@@ -598,12 +599,18 @@ class AlarmEngine:
         return _copy(rec)
 
     @staticmethod
-    def _need_user(user: str) -> None:
+    def _need_user(user: Actor | str) -> Actor:
+        if isinstance(user, Actor):
+            return user
         if not user or not str(user).strip():
             raise InvalidInput("the operator's user name is required")
+        return Actor.user(str(user))
 
-    def acknowledge(self, alarm_id: str, user: str, note: str | None = None) -> AlarmRecord:
-        self._need_user(user)
+    def acknowledge(self, alarm_id: str, user: Actor | str, note: str | None = None) -> AlarmRecord:
+        """Acknowledged by `user` (an Actor; a plain name is a user): the record shows the name, the event the
+        full identity."""
+        actor = self._need_user(user)
+        user = actor.name
         with self._lock:
             rec = self._get(alarm_id)
             if rec.state == _A:
@@ -617,12 +624,13 @@ class AlarmEngine:
             def apply(ch):
                 rec.state = _A if rec.state == _U else _N  # an acknowledged RTN alarm is done
                 rec.acked_by, rec.acked_at, rec.updated_at = user, now, now
-                self._event(rec, ch, now, "acknowledged", actor=user, note=note, value=rec.value)
+                self._event(rec, ch, now, "acknowledged", actor=str(actor), note=note, value=rec.value)
 
             return self._operator(rec, apply)
 
-    def shelve(self, alarm_id: str, user: str, duration_us: int, reason: str) -> AlarmRecord:
-        self._need_user(user)
+    def shelve(self, alarm_id: str, user: Actor | str, duration_us: int, reason: str) -> AlarmRecord:
+        actor = self._need_user(user)
+        user = actor.name
         if duration_us is None or duration_us <= 0:
             raise InvalidInput(f"a shelve needs a positive duration (got {duration_us!r} us)")
         with self._lock:
@@ -636,18 +644,18 @@ class AlarmEngine:
                 rec.shelved_by, rec.shelved_at, rec.shelved_until, rec.shelve_reason = user, now, now + int(duration_us), reason
                 rec.updated_at = now
                 self._shelved.add(rec.id)
-                self._event(rec, ch, now, "shelved", actor=user, note=reason)
+                self._event(rec, ch, now, "shelved", actor=str(actor), note=reason)
 
             return self._operator(rec, apply)
 
-    def unshelve(self, alarm_id: str, user: str) -> AlarmRecord:
-        self._need_user(user)
+    def unshelve(self, alarm_id: str, user: Actor | str) -> AlarmRecord:
+        actor = self._need_user(user)
         with self._lock:
             rec = self._get(alarm_id)
             if rec.state != _SH:
                 raise Conflict(f"alarm {alarm_id!r} is not shelved (it is {rec.state})")
             now = self.clock()
-            return self._operator(rec, lambda ch: self._unshelve(rec, user, now, None, ch))
+            return self._operator(rec, lambda ch: self._unshelve(rec, str(actor), now, None, ch))
 
     # -- queries ------------------------------------------------------------------------------------------
     def get(self, alarm_id: str) -> AlarmRecord:

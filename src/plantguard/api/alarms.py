@@ -11,6 +11,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Path, Query
 from pydantic import BaseModel, Field
 
+from plantguard.domain.actor import Actor
 from plantguard.domain.alarms import AlarmRecord, AlarmState
 from plantguard.errors import InvalidInput
 from plantguard.runtime import Platform
@@ -93,15 +94,12 @@ def _public(rec: AlarmRecord) -> dict:
     return d
 
 
-def _engine(platform: Platform):
-    if platform.alarms is None:
-        raise Unavailable("the alarm engine is disabled on this platform")
-    return platform.alarms
+def _alarms(platform: Platform):
+    return platform.services.alarms
 
 
 def alarm_events(platform: Platform, alarm_id: str, limit: int) -> list[dict]:
-    _engine(platform).get(alarm_id)  # 404 for an unknown id rather than an empty history
-    return [{**ev.__dict__, "at": iso(ev.at)} for ev in platform.store.alarm_events(alarm_id, limit)]
+    return [{**ev.__dict__, "at": iso(ev.at)} for ev in _alarms(platform).history(alarm_id, limit)]
 
 
 def shelve(platform: Platform, alarm_id: str, body: AlarmShelve) -> AlarmRecord:
@@ -109,7 +107,7 @@ def shelve(platform: Platform, alarm_id: str, body: AlarmShelve) -> AlarmRecord:
         duration_us = parse_duration_us(body.duration)
     except ValueError as e:
         raise InvalidInput(f"duration: {e}") from None
-    return _engine(platform).shelve(alarm_id, body.user, duration_us, body.reason)
+    return _alarms(platform).shelve(alarm_id, Actor.user(body.user), duration_us, body.reason)
 
 
 @router.get("", response_model=AlarmsPublic, responses=ALARM_ERRORS)
@@ -121,7 +119,9 @@ def list_alarms(
     prefix: Annotated[str | None, Query(description="only alarms of tags starting with this")] = None,
 ) -> Any:
     """Alarms, most urgent first, then newest first."""
-    rows = [_public(r) for r in _engine(platform).list(state=state, priority=priority, active=active, tag_prefix=prefix)]
+    if not _alarms(platform).enabled:
+        raise Unavailable("the alarm engine is disabled on this platform")
+    rows = [_public(r) for r in _alarms(platform).list(state=state, priority=priority, active=active, tag_prefix=prefix)]
     return {"data": rows, "count": len(rows)}
 
 
@@ -136,7 +136,7 @@ def list_alarm_events(platform: PlatformDep, alarm_id: AlarmId,
 @router.post("/{alarm_id:path}/ack", response_model=AlarmPublic, responses=ALARM_ERRORS)
 def acknowledge_alarm(platform: PlatformDep, alarm_id: AlarmId, body: AlarmAck) -> Any:
     """Acknowledges an unacknowledged (or returned-to-normal) alarm."""
-    return _public(_engine(platform).acknowledge(alarm_id, body.user, body.note))
+    return _public(_alarms(platform).acknowledge(alarm_id, Actor.user(body.user), body.note))
 
 
 @router.post("/{alarm_id:path}/shelve", response_model=AlarmPublic, responses=ALARM_ERRORS)
@@ -148,9 +148,9 @@ def shelve_alarm(platform: PlatformDep, alarm_id: AlarmId, body: AlarmShelve) ->
 @router.post("/{alarm_id:path}/unshelve", response_model=AlarmPublic, responses=ALARM_ERRORS)
 def unshelve_alarm(platform: PlatformDep, alarm_id: AlarmId, body: AlarmUnshelve) -> Any:
     """Ends a shelve early."""
-    return _public(_engine(platform).unshelve(alarm_id, body.user))
+    return _public(_alarms(platform).unshelve(alarm_id, Actor.user(body.user)))
 
 
 @router.get("/{alarm_id:path}", response_model=AlarmPublic, responses=ALARM_ERRORS)
 def get_alarm(platform: PlatformDep, alarm_id: AlarmId) -> Any:
-    return _public(_engine(platform).get(alarm_id))
+    return _public(_alarms(platform).get(alarm_id))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
+
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
@@ -37,7 +39,7 @@ class DeadLettersPublic(BaseModel):
 
 def recent_dead_letters(platform: Platform, limit: int, since: str | None, source: str | None) -> list[dict]:
     since_us = parse_time(since, platform.clock(), "since") if since else None
-    rows = platform.store.dead_letters(limit=limit, since=since_us, source=source)
+    rows = [asdict(r) for r in platform.services.telemetry.dead_letters(limit=limit, since=since_us, source=source)]
     return [
         {**r, "code": r.get("code") or "other", "received_at": iso(r["received_at"]), "received_at_ms": ms(r["received_at"]), "ts": iso(r["ts"]), "ts_ms": ms(r["ts"])}
         for r in rows

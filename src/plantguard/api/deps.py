@@ -8,6 +8,7 @@ import orjson
 from fastapi import Depends, Request
 from pydantic import BaseModel
 
+from plantguard.domain.actor import Actor
 from plantguard.errors import InvalidInput
 from plantguard.runtime import Platform
 
@@ -21,6 +22,18 @@ def get_platform(request: Request) -> Platform:
 
 
 PlatformDep = Annotated[Platform, Depends(get_platform)]
+
+ACTOR_HEADER = "X-Plantguard-User"
+
+
+def get_actor(request: Request) -> Actor:
+    """Who sends this request. Until login exists, the name in the X-Plantguard-User header (a user), or
+    user:anonymous; the recorded form keeps the kind, so the audit trail says which it was."""
+    name = request.headers.get(ACTOR_HEADER)
+    return Actor.user(name) if name and name.strip() else Actor.user("anonymous")
+
+
+ActorDep = Annotated[Actor, Depends(get_actor)]
 
 
 async def read_body(request: Request, max_bytes: int) -> bytes:

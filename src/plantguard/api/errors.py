@@ -20,6 +20,7 @@ from plantguard.errors import (
     NotFound,
     Overloaded,
     PlantguardError,
+    Unavailable,
     StoreError,
 )
 
@@ -30,10 +31,6 @@ RETRY_AFTER_S = 1
 
 class PayloadTooLarge(InvalidInput):
     """A request body above the configured limit (413 rather than 400: the client must split it)."""
-
-
-class Unavailable(PlantguardError):
-    """A feature this platform runs without (e.g. the alarm engine is disabled)."""
 
 
 class ProblemPublic(BaseModel):

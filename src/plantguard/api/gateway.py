@@ -169,7 +169,7 @@ async def receive_gateway_batches(gateway_id: str, request: Request, platform: P
         seqs = [s for s, _, _ in items]
         if any(b <= a for a, b in zip(seqs, seqs[1:])):
             raise InvalidInput("batches must be in increasing seq order")
-        return seqs, [platform.pipeline.submit(b, d, timeout=timeout) for _, b, d in items]
+        return seqs, [platform.services.telemetry.submit(b, d, timeout=timeout) for _, b, d in items]
 
     seqs, futures = await run_in_threadpool(decode_and_submit)
     total = IngestResult()

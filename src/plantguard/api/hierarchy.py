@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 
 from plantguard.config.loading import parse_yaml
+from plantguard.domain.actor import Actor
 from plantguard.domain.model import TAG_SEP
 from plantguard.errors import ConfigError, ConfigProblem, Conflict, InvalidInput, NotFound
 from plantguard.runtime import Platform
@@ -87,7 +88,7 @@ def get_entity(platform: Platform, level: Level, path: str) -> dict:
 
 
 # -- commands ----------------------------------------------------------------------------------------------
-def create_entity(platform: Platform, level: Level, parent_path: str | None, body: dict) -> dict:
+def create_entity(platform: Platform, level: Level, parent_path: str | None, body: dict, actor: Actor) -> dict:
     with _edit_lock:
         doc = _document(platform)
         if level.depth == 1:
@@ -100,11 +101,11 @@ def create_entity(platform: Platform, level: Level, parent_path: str | None, bod
         if isinstance(new_id, str) and any(e.get("id") == new_id for e in siblings):
             raise Conflict(f"{level.singular} {prefix}{new_id!r} already exists")
         siblings.append(copy.deepcopy(body))
-        platform.replace_model(doc)  # a missing or malformed id fails here, with its field path
+        platform.services.model.replace(doc, actor)  # a missing or malformed id fails here, with its field path
         return get_entity(platform, level, f"{prefix}{new_id}")
 
 
-def update_entity(platform: Platform, level: Level, path: str, patch: dict) -> dict:
+def update_entity(platform: Platform, level: Level, path: str, patch: dict, actor: Actor) -> dict:
     """Merges the given fields into the entity; a field set to null is removed (back to its default)."""
     with _edit_lock:
         doc = _document(platform)
@@ -120,17 +121,17 @@ def update_entity(platform: Platform, level: Level, path: str, patch: dict) -> d
                 entity.pop(k, None)
             else:
                 entity[k] = copy.deepcopy(v)
-        platform.replace_model(doc)
+        platform.services.model.replace(doc, actor)
         return get_entity(platform, level, path)
 
 
-def delete_entity(platform: Platform, level: Level, path: str) -> None:
+def delete_entity(platform: Platform, level: Level, path: str, actor: Actor) -> None:
     """Removes the entity and everything below it; the history of its points stays queryable."""
     with _edit_lock:
         doc = _document(platform)
         _, holder, index, _ = _locate(doc, path, level.depth)
         del holder[index]
-        platform.replace_model(doc)
+        platform.services.model.replace(doc, actor)
 
 
 # -- the whole document -----------------------------------------------------------------------------------
@@ -156,7 +157,7 @@ def model_public(platform: Platform) -> dict:
     return {"model_version": platform.model_version(), **_document(platform)}
 
 
-def replace_document(platform: Platform, doc: dict) -> dict:
+def replace_document(platform: Platform, doc: dict, actor: Actor) -> dict:
     """Replaces the hierarchy. A `model_version` in the document must match the stored one (optimistic
     concurrency: a client that edited an outdated copy gets 409 instead of silently undoing changes)."""
     doc = dict(doc)
@@ -167,7 +168,7 @@ def replace_document(platform: Platform, doc: dict) -> dict:
             if expected != current:
                 raise Conflict(f"model_version {expected!r} is outdated: the stored model is at version {current}; "
                                "fetch it again and reapply your change")
-        platform.replace_model(doc)
+        platform.services.model.replace(doc, actor)
     return model_public(platform)
 
 

@@ -56,7 +56,7 @@ class IngestResultPublic(BaseModel):
 async def ingest_bytes(platform: Platform, raw: bytes, submit_timeout_s: float = SUBMIT_TIMEOUT_S) -> IngestResult:
     def parse_and_submit():
         batch, dead = parse_payload(raw, source="http")
-        return platform.pipeline.submit(batch, dead, timeout=submit_timeout_s)
+        return platform.services.telemetry.submit(batch, dead, timeout=submit_timeout_s)
 
     # parsing a large payload and waiting for room in the queue both block: run them in a worker thread,
     # then await the writer's verdict without holding a thread

@@ -46,7 +46,7 @@ class PlatformCollector(Collector):
 
     def collect(self):
         p = self.platform
-        st = p.pipeline.stats
+        st = p.services.status.pipeline_stats()
         yield CounterMetricFamily("plantguard_ingest_accepted", "Readings stored", value=st.accepted)
         rejected = CounterMetricFamily("plantguard_ingest_rejected", "Readings refused, by reason", labels=["reason"])
         for reason, n in sorted(dict(st.rejected_by_reason).items()):  # copy: the writer thread adds keys
@@ -57,10 +57,10 @@ class PlatformCollector(Collector):
         yield GaugeMetricFamily("plantguard_ingest_queue_readings", "Readings waiting in the ingest queue", value=st.queued_readings)
         yield GaugeMetricFamily("plantguard_ingest_lag_seconds", "Submit to durable write, newest write", value=st.lag_us_last / 1e6)
         yield GaugeMetricFamily("plantguard_ingest_lag_max_seconds", "Submit to durable write, worst since start", value=st.lag_us_max / 1e6)
-        yield GaugeMetricFamily("plantguard_ingest_lag_now_seconds", "Wait of the oldest reading not yet written", value=p.pipeline.current_lag_us() / 1e6)
+        yield GaugeMetricFamily("plantguard_ingest_lag_now_seconds", "Wait of the oldest reading not yet written", value=p.services.status.ingest().lag_ms / 1000.0)
         yield CounterMetricFamily("plantguard_store_write_errors", "Failed store writes", value=st.write_errors)
         yield CounterMetricFamily("plantguard_processor_errors", "Processor (alarm engine ...) failures", value=st.processor_errors)
-        yield GaugeMetricFamily("plantguard_points", "Points known to the registry", value=len(p.registry))
+        yield GaugeMetricFamily("plantguard_points", "Points known to the registry", value=p.services.status.points())
 
         health = p.health()
         yield GaugeMetricFamily("plantguard_writer_up", "1 when the ingest writer thread runs", value=1 if health["writer_alive"] else 0)

@@ -31,7 +31,7 @@ from plantguard.domain.model import (
 from plantguard.errors import NotFound
 
 from plantguard.api import hierarchy
-from plantguard.api.deps import MAX_JSON_BODY_BYTES, JsonObject, PlatformDep, body_schema, read_body
+from plantguard.api.deps import MAX_JSON_BODY_BYTES, ActorDep, JsonObject, PlatformDep, body_schema, read_body
 from plantguard.api.errors import ERROR_RESPONSES, ErrorPublic
 from plantguard.api.hierarchy import LEVELS, Level
 
@@ -208,12 +208,12 @@ def get_model(platform: PlatformDep) -> Any:
 
 @router.put("/model", response_model=ModelPublic, response_model_exclude_none=True, responses=MODEL_ERRORS,
             openapi_extra=body_schema(ModelReplace, yaml=True))
-async def replace_model(request: Request, platform: PlatformDep) -> Any:
+async def replace_model(request: Request, platform: PlatformDep, actor: ActorDep) -> Any:
     """Replaces the whole hierarchy. Send JSON, or YAML with `Content-Type: application/yaml`."""
     raw = await read_body(request, MAX_JSON_BODY_BYTES)
     doc = hierarchy.parse_model_body(raw, request.headers.get("content-type", "application/json"))
     # replace_model touches the store and the registry: keep it off the event loop
-    return await run_in_threadpool(hierarchy.replace_document, platform, doc)
+    return await run_in_threadpool(hierarchy.replace_document, platform, doc, actor)
 
 
 # -- one level of the hierarchy ---------------------------------------------------------------------------
@@ -233,8 +233,8 @@ def _add_level(level: Level) -> None:
             rows = hierarchy.list_entities(platform, level, None)
             return {"data": rows, "count": len(rows)}
 
-        def create_item(platform: PlatformDep, body: JsonObject) -> Any:
-            return hierarchy.create_entity(platform, level, None, body)
+        def create_item(platform: PlatformDep, body: JsonObject, actor: ActorDep) -> Any:
+            return hierarchy.create_entity(platform, level, None, body, actor)
 
         collection = f"/model/{many}"
     else:
@@ -245,19 +245,19 @@ def _add_level(level: Level) -> None:
             rows = hierarchy.list_entities(platform, level, parent_path)
             return {"data": rows, "count": len(rows)}
 
-        def create_item(platform: PlatformDep, parent_path: ParentPath, body: JsonObject) -> Any:  # type: ignore[misc]
-            return hierarchy.create_entity(platform, level, parent_path, body)
+        def create_item(platform: PlatformDep, parent_path: ParentPath, body: JsonObject, actor: ActorDep) -> Any:  # type: ignore[misc]
+            return hierarchy.create_entity(platform, level, parent_path, body, actor)
 
         collection = f"/model/{parent.plural}/{{parent_path:depth{parent.depth}}}/{many}"
 
     def get_item(platform: PlatformDep, path: ItemPath) -> Any:
         return hierarchy.get_entity(platform, level, path)
 
-    def update_item(platform: PlatformDep, path: ItemPath, body: JsonObject) -> Any:
-        return hierarchy.update_entity(platform, level, path, body)
+    def update_item(platform: PlatformDep, path: ItemPath, body: JsonObject, actor: ActorDep) -> Any:
+        return hierarchy.update_entity(platform, level, path, body, actor)
 
-    def delete_item(platform: PlatformDep, path: ItemPath) -> Response:
-        hierarchy.delete_entity(platform, level, path)
+    def delete_item(platform: PlatformDep, path: ItemPath, actor: ActorDep) -> Response:
+        hierarchy.delete_entity(platform, level, path, actor)
         return Response(status_code=status.HTTP_204_NO_CONTENT)
 
     common = {"response_model_exclude_none": True, "responses": MODEL_ERRORS}

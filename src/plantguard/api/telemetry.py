@@ -17,7 +17,7 @@ from pydantic import BaseModel, Field
 from plantguard.domain.readings import Quality
 from plantguard.errors import InvalidInput, NotFound
 from plantguard.runtime import Platform
-from plantguard.store.base import Series
+from plantguard.services.telemetry import Series
 from plantguard.timeutil import parse_duration_us
 
 from plantguard.api.deps import PlatformDep
@@ -99,7 +99,7 @@ def _rows(s: Series, *, with_count: bool = False) -> list[dict]:
 def latest_of(platform: Platform, points: list[str]) -> list[dict]:
     if len(points) > MAX_LATEST_POINTS:
         raise InvalidInput(f"at most {MAX_LATEST_POINTS} points per request")
-    unknown = [p for p, pid in zip(points, platform.registry.resolve(points).tolist()) if pid < 0]
+    unknown = platform.services.telemetry.unknown_points(points)
     if unknown:  # a typo must not look like a point that never reported
         raise NotFound(f"unknown point(s): {', '.join(map(repr, unknown[:10]))}" + (" ..." if len(unknown) > 10 else ""))
     found = platform.latest(points)

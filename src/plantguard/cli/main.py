@@ -23,7 +23,7 @@ from pydantic import ValidationError
 from plantguard.domain.model import PlantConfig
 from plantguard.config import load_config, parse_config
 from plantguard.errors import ConfigError, PlantguardError, StoreUnavailable
-from plantguard.store.rollup import AGGREGATES
+from plantguard.services.offline import AGGREGATES
 from plantguard.timeutil import now_us
 
 EXIT_FAILED = 1
@@ -127,16 +127,13 @@ def _platform(config: Optional[Path], data_dir: Optional[Path]):
             # the same rule as `serve`: the stored model wins unless the file changed (and no API edit is newer)
             platform = Platform(_load(config), alarms=False, analytics=False, model_file=ModelFile.of(config))
         else:
-            from plantguard.store.embedded import EmbeddedStore
+            from plantguard.errors import NotFound
+            from plantguard.services.offline import platform_for_data_dir
 
-            if not (data_dir / "plantguard.duckdb").is_file():
-                _fail(f"no plantguard store in {data_dir} (expected {data_dir / 'plantguard.duckdb'})")
-            store = EmbeddedStore(data_dir)
-            doc = store.load_model()
-            if doc is None:
-                store.close()
-                _fail(f"the store in {data_dir} holds no plant model yet; use --config")
-            platform = Platform(parse_config(json.loads(doc[1])), store=store, alarms=False, analytics=False)
+            try:
+                platform = platform_for_data_dir(data_dir)
+            except NotFound as e:
+                _fail(str(e))
     try:
         with _errors():
             yield platform
@@ -225,7 +222,7 @@ def serve(
             platform.start()
             server = uvicorn.Server(uvicorn.Config(create_app(platform), host=host, port=port, log_level=log_level, lifespan="on"))
             n = sum(1 for _ in cfg.iter_points())
-            typer.echo(f"plantguard: {n} points, store {platform.store.kind}, serving on http://{host}:{port}", err=True)
+            typer.echo(f"plantguard: {n} points, store {platform.services.status.store_kind()}, serving on http://{host}:{port}", err=True)
             if not received:
                 try:
                     server.run()
@@ -262,24 +259,17 @@ def model_history(
     limit: int = typer.Option(20, help="How many versions, newest first."),
 ) -> None:
     """List the stored plant model versions: when, from where (file, api, rollback) and by whom."""
-    from plantguard.store import open_store
+    from plantguard.errors import NotFound
+    from plantguard.services.offline import model_versions
 
     if (config is None) == (data_dir is None):
         _fail("give either --config FILE or --data-dir DIR", EXIT_USAGE)
     with _errors():
-        if config is not None:
-            store = open_store(_load(config).storage)
-        else:
-            from plantguard.store.embedded import EmbeddedStore
-
-            if not (data_dir / "plantguard.duckdb").is_file():
-                _fail(f"no plantguard store in {data_dir}")
-            store = EmbeddedStore(data_dir)
-            store.migrate()
         try:
-            rows = store.model_versions(limit=limit)
-        finally:
-            store.close()
+            rows = model_versions(storage=_load(config).storage if config is not None else None, data_dir=data_dir,
+                                  limit=limit)
+        except NotFound as e:
+            _fail(str(e))
     from plantguard.timeutil import iso
 
     if not rows:
@@ -400,7 +390,8 @@ def import_csv_cmd(
     from rich.console import Console
     from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
 
-    from plantguard.connectors.csv import CsvOptions, import_csv
+    from plantguard.connectors.csv import CsvOptions
+    from plantguard.services.offline import import_csv
     from plantguard.runtime import Platform
 
     cfg = _load(config)
@@ -419,9 +410,8 @@ def import_csv_cmd(
         with _errors(), Progress(TextColumn("importing"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
                                  TimeRemainingColumn(), console=Console(stderr=True), transient=True) as bar:
             task = bar.add_task("import", total=file.stat().st_size)
-            rep = import_csv(platform.pipeline, file, opt, max_problems=max_errors,
+            rep = import_csv(platform, file, opt, max_problems=max_errors,
                              progress=lambda done: bar.update(task, completed=done))
-            platform.pipeline.compact()  # merge the rollup partials the import wrote, so months of charts stay fast
     finally:
         platform.stop()
     rate = rep.rows / rep.seconds if rep.seconds > 0 else 0.0

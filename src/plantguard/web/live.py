@@ -69,7 +69,7 @@ def _parse_points(platform: Platform, points: str | None) -> list[str]:
     tags = list(dict.fromkeys(t.strip() for t in (points or "").split(",") if t.strip()))
     if len(tags) > MAX_POINTS:
         raise InvalidInput(f"at most {MAX_POINTS} points per stream (got {len(tags)})")
-    unknown = [t for t in tags if platform.registry.pid(t) is None]
+    unknown = platform.services.telemetry.unknown_points(tags)
     if unknown:
         raise NotFound(f"unknown point(s): {', '.join(unknown[:5])}{' ...' if len(unknown) > 5 else ''}")
     return tags
@@ -124,12 +124,13 @@ class _Reader:
 
     def health(self) -> dict:
         p = self.platform
-        st = p.pipeline.stats
+        st = p.services.status.pipeline_stats()
+        ing = p.services.status.ingest()
         active = p.alarms.active_count() if p.alarms is not None else None
         h = p.health()
-        return {"ts": _ms(p.clock()), "status": h["status"], "readings_per_s": p.pipeline.readings_per_s(), "accepted": st.accepted,
-                "rejected": st.rejected, "queued_readings": st.queued_readings, "lag_ms_last": st.lag_us_last / 1000,
-                "writer_alive": p.pipeline.alive, "active_alarms": active,
+        return {"ts": _ms(p.clock()), "status": h["status"], "readings_per_s": ing.readings_per_s, "accepted": ing.accepted,
+                "rejected": ing.rejected, "queued_readings": ing.queued_readings, "lag_ms_last": st.lag_us_last / 1000,
+                "writer_alive": ing.writer_alive, "active_alarms": active,
                 "sources": {k: bool(v.get("ok", True)) for k, v in h["sources"].items()}}
 
 

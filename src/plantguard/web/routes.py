@@ -8,6 +8,7 @@ which are short store queries.
 from __future__ import annotations
 
 import logging
+from dataclasses import asdict
 from datetime import datetime, timezone
 from functools import lru_cache
 from pathlib import Path
@@ -176,7 +177,7 @@ def alarm_view(rec, units: dict[str, str], platform: Platform) -> dict:
 
 
 def _alarms(platform: Platform, **kw) -> list:
-    return platform.alarms.list(**kw) if platform.alarms is not None else []
+    return platform.services.alarms.list(**kw)
 
 
 # -- overview -----------------------------------------------------------------------------------------------------
@@ -234,7 +235,7 @@ def overview_page(request: Request) -> HTMLResponse:
     health = platform.health()
     return render(request, "overview.html", "overview", sites=data["sites"],
                   alarms=[alarm_view(a, units, platform) for a in data["active"][:10]], active_count=len(data["active"]),
-                  health=health, rate=platform.pipeline.readings_per_s(), alarms_enabled=platform.alarms is not None)
+                  health=health, rate=platform.services.status.ingest().readings_per_s, alarms_enabled=platform.alarms is not None)
 
 
 # -- asset ----------------------------------------------------------------------------------------------------------
@@ -389,7 +390,7 @@ def quality_page(request: Request, reason: str | None = None, source: str | None
         code = None  # an unknown code filters nothing out rather than everything
     tz = plant_timezone(platform)
     # counted in the store over every dead letter, grouped by the closed set of reason codes
-    counts = platform.store.dead_letter_counts()
+    counts = platform.services.telemetry.dead_letter_counts()
     by_code: dict[str, dict] = {}
     for c in counts:
         g = by_code.setdefault(c["code"], {"code": c["code"], "label": REJECT_CODES.get(c["code"], c["code"]), "count": 0, "sources": {}})
@@ -397,7 +398,7 @@ def quality_page(request: Request, reason: str | None = None, source: str | None
         g["sources"][c["source"] or "—"] = g["sources"].get(c["source"] or "—", 0) + c["count"]
     groups = sorted(by_code.values(), key=lambda g: -g["count"])
     total = sum(g["count"] for g in groups)
-    rows = platform.store.dead_letters(limit=QUALITY_ROWS, source=source, code=code)
+    rows = [asdict(r) for r in platform.services.telemetry.dead_letters(limit=QUALITY_ROWS, source=source, code=code)]
     shown = [r for r in rows if reason.lower() in (r["reason"] or "").lower()] if reason else rows
     units = _point_units(platform)
     view = [{**r, "value_text": "—" if r["value"] is None else f"{r['value']} {unit_symbol(units.get(r['point'] or '', ''))}".strip(),

@@ -1,0 +1,31 @@
+"""The queries and commands the API, the dashboard and the CLI offer, over one Platform. Those shells call these
+services only: none of them touches the store, the pipeline or the registry (tests/test_service_boundary.py).
+
+    svc = Services(platform)
+    svc.alarms.acknowledge("…/p0:HI", Actor.user("ann"), note="checking")
+    svc.model.replace(doc, Actor.cli())
+    svc.telemetry.dead_letters(limit=100)
+    svc.status.ingest()            # IngestStatus(readings_per_s=…, lag_ms=…, …)
+
+Results are typed (dataclasses, domain records). Commands take an Actor, recorded with the change.
+"""
+
+from __future__ import annotations
+
+from plantguard.services.alarms import AlarmService
+from plantguard.services.model import ModelService
+from plantguard.services.status import IngestStatus, StatusService
+from plantguard.services.telemetry import DeadLetterRow, TelemetryService
+
+
+class Services:
+    def __init__(self, platform) -> None:
+        self.platform = platform
+        self.alarms = AlarmService(platform)
+        self.model = ModelService(platform)
+        self.telemetry = TelemetryService(platform)
+        self.status = StatusService(platform)
+
+
+__all__ = ["AlarmService", "DeadLetterRow", "IngestStatus", "ModelService", "Services", "StatusService",
+           "TelemetryService"]

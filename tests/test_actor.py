@@ -1,0 +1,40 @@
+"""Actors: who did it, recorded with the change as kind:name."""
+
+import pytest
+
+from plantguard.domain.actor import Actor, ActorKind
+from plantguard.errors import InvalidInput
+
+
+def test_recorded_form_round_trips_and_bare_names_are_users():
+    for a in (Actor.user("alice"), Actor.system("alarms"), Actor(ActorKind.token, "ci-bot"), Actor.cli()):
+        assert Actor.parse(str(a)) == a
+    assert Actor.parse("alice") == Actor.user("alice")
+    assert Actor.parse("nope:thing") == Actor.user("nope:thing")
+
+
+@pytest.mark.parametrize("name", ["", "   ", "x" * 201, "a\nb", None])
+def test_bad_names_are_refused(name):
+    with pytest.raises(InvalidInput):
+        Actor.user(name)
+
+
+def test_model_edits_through_the_api_record_who(tmp_path):
+    from fastapi.testclient import TestClient
+
+    from plantguard.api.app import create_app
+    from plantguard.config import parse_config
+    from plantguard.runtime import Platform
+    from plantguard.testing.factories import plant_dict
+
+    p = Platform(parse_config(plant_dict(2, data_dir=str(tmp_path))))
+    with TestClient(create_app(p), base_url="http://127.0.0.1") as c:
+        doc = c.get("/api/model").json()
+        doc["sites"][0]["name"] = "renamed"
+        r = c.put("/api/model", json={"sites": doc["sites"]}, headers={"X-Plantguard-User": "ann"})
+        assert r.status_code == 200, r.text
+        r = c.put("/api/model", json={"sites": [{**doc["sites"][0], "name": "again"}]})  # no header: anonymous
+        assert r.status_code == 200, r.text
+    actors = [v["actor"] for v in p.services.model.versions()]
+    assert actors[:2] == ["user:anonymous", "user:ann"]
+    p.stop()
