@@ -61,10 +61,10 @@ def run(storage: dict) -> dict:
     tags = [f"b/a/l/x/d/p{i:05d}" for i in range(N_LATEST)]
     for k in range(3):
         p.pipeline.process_now(RawBatch.build(tags, np.full(N_LATEST, end - (3 - k) * 1_000_000), rng.normal(size=N_LATEST)))
-    series, tier, width = p.query_downsample(hist, start, end, buckets=500, agg="avg")
+    series, tier, width = p.services.telemetry.query_downsample(hist, start, end, buckets=500, agg="avg")
     assert 495 <= len(series.ts) <= 505, len(series.ts)
     pid = p.pid_of(hist)
-    down_ms = timed(lambda: p.query_downsample(hist, start, end, buckets=500, agg="avg"))
+    down_ms = timed(lambda: p.services.telemetry.query_downsample(hist, start, end, buckets=500, agg="avg"))
     raw_width = -(-(end - start) // 500)
     raw_ms = timed(lambda: p.store.downsample(pid, start, end, raw_width, "avg", "raw"), n=5)
     pids = np.array([p.pid_of(t) for t in tags], dtype=np.int32)

@@ -235,11 +235,11 @@ def test_spc_and_capability_run_only_while_the_machine_runs(tmp_path):
         clock.t = NOW + (lo + 10) * S
         p.pipeline.process_now(RawBatch.build(tags, ts, list(x0[lo:lo + 10]) + list(state[lo:lo + 10])))
     assert p.analytics.stats["gated"] == 100
-    events = p.analytics_events(kind="spc", limit=1000)
+    events = p.services.analytics.events(kind="spc", limit=1000)
     # the stopped stretch (readings of 0, far outside the limits) raised no violation
     assert not [e for e in events if NOW + 200 * S <= e.ts < NOW + 300 * S], [e.as_dict() for e in events][:3]
     assert p.analytics_live()["spc"][tag(0)]["n_points"] == 300
-    rep = p.spc_report(tag(0), NOW, NOW + 400 * S)
+    rep = p.services.analytics.spc_report(tag(0), NOW, NOW + 400 * S)
     assert rep["readings_excluded_by_state"] == 100 and rep["capability"]["n"] == 300
     assert rep["capability"]["ppk"] > 1.0  # the stopped readings do not drag the performance index down
     p.stop()

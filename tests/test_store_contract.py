@@ -15,9 +15,9 @@ from hypothesis import strategies as st
 from plantguard.domain.alarms import AlarmEvent, AlarmRecord
 from plantguard.domain.readings import NO_TS, DeadLetter, PointBatch, RawBatch
 from plantguard.errors import InvalidInput, StoreError, StoreUnavailable
+from plantguard.store import migrations
 from plantguard.ingest.pipeline import Pipeline
 from plantguard.ingest.registry import PointRegistry
-from plantguard.store import embedded as embedded_mod
 from plantguard.store.base import PointRow, WriteSet
 from plantguard.store.embedded import EmbeddedStore
 from plantguard.store.rollup import AGGREGATES, TIERS, rollup
@@ -51,11 +51,7 @@ def store(opener):
 
 
 def migrations_of(store) -> list[str]:
-    if store.kind == "embedded":
-        return [n for n, _ in embedded_mod.MIGRATIONS]
-    from plantguard.store import postgres
-
-    return [n for n, _ in postgres.MIGRATIONS]
+    return [n for n, _ in migrations.plan(store.kind)]
 
 
 # -- writing like the pipeline does -----------------------------------------------------------------------

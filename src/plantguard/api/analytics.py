@@ -18,7 +18,7 @@ from plantguard.api.deps import PlatformDep
 from plantguard.api.errors import ERROR_RESPONSES
 from plantguard.api.timeparams import iso, iso_array, ms, ms_array, time_range
 from plantguard.domain.analytics import KINDS
-from plantguard.runtime import _plain
+from plantguard.services._base import _plain
 
 router = APIRouter(prefix="/analytics", tags=["analytics"])
 
@@ -86,7 +86,7 @@ def list_analytics_events(
 ) -> Any:
     """Rule violations, anomaly starts and ends, predictive alerts: newest first."""
     s, e = time_range(start, end, platform.clock(), default_start="now-30d")
-    rows = [_event(x) for x in platform.analytics_events(kind=kind, key=key, since=s, until=e, limit=limit)]
+    rows = [_event(x) for x in platform.services.analytics.events(kind=kind, key=key, since=s, until=e, limit=limit)]
     return _json({"data": rows, "count": len(rows)})
 
 
@@ -101,7 +101,7 @@ def get_analytics_series(
 ) -> Any:
     """A derived series: anomaly scores (0..1), EWMA statistics, RUL estimates in seconds with their interval."""
     s, e = time_range(start, end, platform.clock(), default_start="now-24h")
-    d = platform.analytics_series(key, s, e, buckets=buckets, agg=agg)
+    d = platform.services.analytics.series(key, s, e, buckets=buckets, agg=agg)
 
     def nz(a):
         return [None if not np.isfinite(x) else float(x) for x in a]
@@ -121,7 +121,7 @@ def get_spc(
     """A point's SPC: status, control limits (individuals, EWMA, CUSUM), process capability (Cp, Cpk, Pp, Ppk
     with confidence intervals) over the window against its spec limits, and the violations in the window."""
     s, e = time_range(start, end, platform.clock(), default_start="now-24h")
-    out = platform.spc_report(point, s, e)
+    out = platform.services.analytics.spc_report(point, s, e)
     out["violations"] = [{**v, "ts": iso(v["ts"]), "ts_ms": ms(v["ts"])} for v in out["violations"]]
     out.update(start=iso(s), end=iso(e))
     return _json(out)
@@ -153,7 +153,7 @@ def get_oee(
     """OEE = availability x performance x quality per period, with the six big losses in seconds; planned stops
     excluded; periods follow the site's shift calendar and time zone."""
     s, e = time_range(start, end, platform.clock(), default_start="now-24h")
-    out = platform.oee(line, s, e, by)
+    out = platform.services.performance.oee(line, s, e, by)
     for r in out["periods"] + [out["total"]]:
         r["start"], r["end"] = iso(r["start_us"]), iso(r["end_us"])
     return _json(out)
@@ -169,4 +169,4 @@ def get_kpi(
     """Maintenance KPIs (MTBF, MTTR, availability; MTBF as a lower bound while nothing failed) and quality KPIs
     (defect rate, first-pass yield) of one machine."""
     s, e = time_range(start, end, platform.clock(), default_start="now-30d")
-    return _json({**platform.maintenance_kpis(asset, s, e), "start": iso(s), "end": iso(e)})
+    return _json({**platform.services.performance.maintenance_kpis(asset, s, e), "start": iso(s), "end": iso(e)})

@@ -154,7 +154,7 @@ def parse_model_body(raw: bytes, content_type: str) -> dict:
 
 
 def model_public(platform: Platform) -> dict:
-    return {"model_version": platform.model_version(), **_document(platform)}
+    return {"model_version": platform.services.model.version(), **_document(platform)}
 
 
 def replace_document(platform: Platform, doc: dict, actor: Actor) -> dict:
@@ -164,7 +164,7 @@ def replace_document(platform: Platform, doc: dict, actor: Actor) -> dict:
     expected = doc.pop("model_version", None)
     with _edit_lock:
         if expected is not None:
-            current = platform.model_version()
+            current = platform.services.model.version()
             if expected != current:
                 raise Conflict(f"model_version {expected!r} is outdated: the stored model is at version {current}; "
                                "fetch it again and reapply your change")
@@ -189,7 +189,7 @@ def flat_points(platform: Platform, prefix: str | None) -> list[dict]:
             "auto": False,
             "shadow": device.mode == "shadow",
         })
-    for tag, meta in platform.auto_points(prefix):  # accepted by the auto_register policy, not in the model
+    for tag, meta in platform.services.telemetry.auto_points(prefix):  # accepted by the auto_register policy, not in the model
         out.append({"tag": tag, "name": None, "unit": meta.get("unit", ""), "data_type": meta.get("data_type", "float"),
                     "range": None, "period": 0, "criticality": meta.get("criticality", "low"),
                     "device": tag.rsplit(TAG_SEP, 1)[0] if TAG_SEP in tag else "", "auto": True, "shadow": False})

@@ -152,7 +152,7 @@ def query_downsample(
             raise InvalidInput(f"width: {exc}") from None
     elif buckets is None:
         buckets = DEFAULT_BUCKETS
-    series, tier, eff = platform.query_downsample(point, s, e, buckets=buckets, width=width_us, agg=agg)
+    series, tier, eff = platform.services.telemetry.query_downsample(point, s, e, buckets=buckets, width=width_us, agg=agg)
     rows = _rows(series, with_count=True)
     return _json({"point": point, "start": iso(s), "end": iso(e), "agg": agg, "tier": tier, "width_ms": ms(eff),
                   "data": rows, "count": len(rows)})

@@ -338,7 +338,7 @@ def query(
             third = ("quality", [QUALITY_NAMES[q] if q < 3 else str(q) for q in series.quality.tolist()])
             extra: dict = {}
         else:
-            series, tier, width = p.query_downsample(point, s, e, buckets=buckets, agg=agg.value)
+            series, tier, width = p.services.telemetry.query_downsample(point, s, e, buckets=buckets, agg=agg.value)
             third = ("count", series.count.tolist())
             extra = {"agg": agg.value, "tier": tier, "width_ms": width / 1000}
     ts_text = _iso(series.ts).tolist()
@@ -490,7 +490,7 @@ def export(
 
 def _pages(p, tag: str, start: int, end: int, buckets: Optional[int], agg: str):
     if buckets is not None:
-        yield p.query_downsample(tag, start, end, buckets=buckets, agg=agg)[0]
+        yield p.services.telemetry.query_downsample(tag, start, end, buckets=buckets, agg=agg)[0]
         return
     while start < end:
         series = p.query_raw(tag, start, end, EXPORT_PAGE)
@@ -713,7 +713,7 @@ def oee(
     """OEE of a line per shift, day or hour: availability x performance x quality, with the six big losses."""
     s, e = _range(start, end)
     with _platform(config, data_dir) as p:
-        out = p.oee(line, s, e, by.value)
+        out = p.services.performance.oee(line, s, e, by.value)
     rows = out["periods"] + ([out["total"]] if len(out["periods"]) > 1 else [])
     if fmt is OutputFormat.json:
         typer.echo(json.dumps(out, default=float))
@@ -755,7 +755,7 @@ def kpi(
     """Maintenance KPIs (MTBF, MTTR, availability) and quality KPIs (defect rate, first-pass yield) of one machine."""
     s, e = _range(start, end)
     with _platform(config, data_dir) as p:
-        out = p.maintenance_kpis(asset, s, e)
+        out = p.services.performance.maintenance_kpis(asset, s, e)
     if fmt is OutputFormat.json:
         typer.echo(json.dumps(out, default=float))
         return

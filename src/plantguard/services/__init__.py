@@ -13,6 +13,8 @@ Results are typed (dataclasses, domain records). Commands take an Actor, recorde
 from __future__ import annotations
 
 from plantguard.services.alarms import AlarmService
+from plantguard.services.analytics import AnalyticsService
+from plantguard.services.performance import PerformanceService
 from plantguard.services.model import ModelService
 from plantguard.services.status import IngestStatus, StatusService
 from plantguard.services.telemetry import DeadLetterRow, TelemetryService
@@ -25,7 +27,9 @@ class Services:
         self.model = ModelService(platform)
         self.telemetry = TelemetryService(platform)
         self.status = StatusService(platform)
+        self.analytics = AnalyticsService(platform)
+        self.performance = PerformanceService(platform)
 
 
-__all__ = ["AlarmService", "DeadLetterRow", "IngestStatus", "ModelService", "Services", "StatusService",
+__all__ = ["AlarmService", "AnalyticsService", "PerformanceService", "DeadLetterRow", "IngestStatus", "ModelService", "Services", "StatusService",
            "TelemetryService"]

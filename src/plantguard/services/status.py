@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from plantguard.services._base import PlatformPart
+from plantguard.timeutil import now_us
+
 
 @dataclass(frozen=True)
 class IngestStatus:
@@ -18,9 +21,45 @@ class IngestStatus:
     processor_errors: int
 
 
-class StatusService:
-    def __init__(self, platform) -> None:
-        self._p = platform
+class StatusService(PlatformPart):
+    def health(self) -> dict:
+        st = self.pipeline.stats
+        writer_alive = self.pipeline.alive
+        sources = {}
+        for s in self.sources:
+            try:
+                sources[getattr(s, "name", type(s).__name__)] = s.health()
+            except Exception as e:  # noqa: BLE001
+                sources[getattr(s, "name", type(s).__name__)] = {"ok": False, "error": str(e)}
+        for name, v in sources.items():
+            v["supervisor_restarts"] = self.supervisor_restarts.get(name, 0)
+        lag_now = self.pipeline.current_lag_us()
+        lagging = lag_now > self.lag_degraded_us
+        problems = []
+        if not writer_alive:
+            problems.append("the ingest writer thread is not running")
+        if lagging:
+            problems.append(f"ingest lags: the oldest waiting reading has waited {lag_now / 1e6:.1f} s "
+                            f"(threshold ingest.lag_degraded {self.lag_degraded_us / 1e6:g} s)")
+        problems += [f"source {n} is not healthy" + (": its thread or loop died" if v.get("thread_alive") is False else "")
+                     for n, v in sources.items() if not v.get("ok", True)]
+        ok = not problems
+        return {
+            "status": "ok" if ok else "degraded",
+            "problems": problems,
+            "store": self.store.kind,
+            "writer_alive": writer_alive,
+            "points": len(self.registry),
+            "pipeline": {
+                "accepted": st.accepted, "rejected": st.rejected, "duplicates": st.duplicates,
+                "queued_readings": st.queued_readings, "lag_ms_last": st.lag_us_last / 1000, "lag_ms_max": st.lag_us_max / 1000,
+                "lag_ms_now": lag_now / 1000, "lagging": lagging, "lag_degraded_ms": self.lag_degraded_us / 1000,
+                "write_errors": st.write_errors, "processor_errors": st.processor_errors,
+            },
+            "sources": sources,
+            "uptime_s": (now_us() - self.started_at) / 1e6,
+        }
+
 
     def ingest(self) -> IngestStatus:
         pl = self._p.pipeline

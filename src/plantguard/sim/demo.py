@@ -194,7 +194,7 @@ class _Status:
             return getattr(self, "_oee_val", None)
         self._oee_at = now
         try:
-            self._oee_val = self.platform.oee(LINE_PATH, t_us - 3600 * US, t_us, "total")["total"]
+            self._oee_val = self.platform.services.performance.oee(LINE_PATH, t_us - 3600 * US, t_us, "total")["total"]
         except Exception:  # noqa: BLE001 - a status line must never stop the demo
             self._oee_val = None
         return self._oee_val

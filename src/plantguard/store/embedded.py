@@ -18,39 +18,14 @@ import pyarrow as pa
 from plantguard.domain.alarms import ALARM_COLUMNS, AlarmEvent, AlarmRecord
 from plantguard.domain.readings import NO_TS, PointBatch
 from plantguard.errors import StoreError, StoreUnavailable
-from plantguard.store.analytics import ANALYTICS_TABLES, SqlAnalytics, migration as analytics_migration
+from plantguard.store import migrations
+from plantguard.store.analytics import ANALYTICS_TABLES, SqlAnalytics
 from plantguard.store.base import DEAD_LETTER_INSERT, SqlMetadataReads, PointRow, Series, Store, WriteSet, dead_letter_columns
 from plantguard.store.rollup import ROLLUP_COLUMNS, TIERS
 from plantguard.timeutil import now_us
 
-_ROLLUP_DDL = "(pid INTEGER NOT NULL, bucket BIGINT NOT NULL, vmin DOUBLE, vmax DOUBLE, vsum DOUBLE, n BIGINT, last_ts BIGINT, vlast DOUBLE)"
 
-MIGRATIONS: list[tuple[str, list[str]]] = [
-    (
-        "0001_initial",
-        [
-            "CREATE TABLE points (pid INTEGER PRIMARY KEY, tag VARCHAR NOT NULL UNIQUE, meta VARCHAR NOT NULL)",
-            "CREATE TABLE raw (pid INTEGER NOT NULL, ts BIGINT NOT NULL, value DOUBLE NOT NULL, quality UTINYINT NOT NULL, src_ts BIGINT)",
-            f"CREATE TABLE rollup_1m {_ROLLUP_DDL}",
-            f"CREATE TABLE rollup_1h {_ROLLUP_DDL}",
-            "CREATE TABLE latest (pid INTEGER PRIMARY KEY, ts BIGINT NOT NULL, value DOUBLE NOT NULL, quality UTINYINT NOT NULL, src_ts BIGINT)",
-            "CREATE SEQUENCE dead_letter_seq",
-            "CREATE TABLE dead_letters (id BIGINT PRIMARY KEY DEFAULT nextval('dead_letter_seq'), received_at BIGINT NOT NULL, source VARCHAR, point VARCHAR, ts BIGINT, value VARCHAR, reason VARCHAR NOT NULL, payload VARCHAR)",
-            "CREATE TABLE plant_model (version INTEGER PRIMARY KEY, saved_at BIGINT NOT NULL, doc VARCHAR NOT NULL)",
-            "CREATE TABLE alarms (id VARCHAR PRIMARY KEY, tag VARCHAR NOT NULL, condition VARCHAR NOT NULL, priority VARCHAR NOT NULL, state VARCHAR NOT NULL, active BOOLEAN NOT NULL, value DOUBLE, \"limit\" DOUBLE, message VARCHAR, raised_at BIGINT, returned_at BIGINT, acked_by VARCHAR, acked_at BIGINT, shelved_by VARCHAR, shelved_at BIGINT, shelved_until BIGINT, shelve_reason VARCHAR, updated_at BIGINT NOT NULL, extra VARCHAR)",
-            "CREATE SEQUENCE alarm_event_seq",
-            "CREATE TABLE alarm_events (id BIGINT PRIMARY KEY DEFAULT nextval('alarm_event_seq'), alarm_id VARCHAR NOT NULL, \"at\" BIGINT NOT NULL, event VARCHAR NOT NULL, actor VARCHAR, note VARCHAR, value DOUBLE)",
-        ],
-    ),
-    ("0002_analytics", analytics_migration("BLOB", indexes=False)),
-    ("0003_model_origin_and_reject_codes", [
-        # who stored each model version and from where (a file with its hash, the API, a rollback)
-        "ALTER TABLE plant_model ADD COLUMN origin VARCHAR",
-        "ALTER TABLE plant_model ADD COLUMN file_sha VARCHAR",
-        "ALTER TABLE plant_model ADD COLUMN actor VARCHAR",
-        "ALTER TABLE dead_letters ADD COLUMN code VARCHAR",
-    ]),
-]
+
 
 
 _DL_TYPES = {"received_at": pa.int64(), "source": pa.string(), "point": pa.string(), "ts": pa.int64(), "value": pa.string(),
@@ -125,7 +100,7 @@ class EmbeddedStore(SqlAnalytics, SqlMetadataReads, Store):
         self._tx(ensure)
         done = {n for n, _ in self.applied_migrations()}
         applied = []
-        for name, stmts in MIGRATIONS:
+        for name, stmts in migrations.plan("embedded"):
             if name in done:
                 continue
 

@@ -22,54 +22,16 @@ from psycopg.adapt import Dumper
 from plantguard.domain.alarms import ALARM_COLUMNS, AlarmEvent, AlarmRecord
 from plantguard.domain.readings import NO_TS, PointBatch
 from plantguard.errors import StoreError, StoreUnavailable
-from plantguard.store.analytics import ANALYTICS_TABLES, SqlAnalytics, migration as analytics_migration
+from plantguard.store import migrations
+from plantguard.store.analytics import ANALYTICS_TABLES, SqlAnalytics
 from plantguard.store.base import DEAD_LETTER_INSERT, dead_letter_columns, SqlMetadataReads, PointRow, Series, Store, WriteSet
 from plantguard.store.rollup import ROLLUP_COLUMNS, TIERS
 from plantguard.timeutil import now_us
 
 log = logging.getLogger(__name__)
 _F8 = "DOUBLE PRECISION"
-_ROLLUP_DDL = f"(pid INTEGER NOT NULL, bucket BIGINT NOT NULL, vmin {_F8}, vmax {_F8}, vsum {_F8}, n BIGINT, last_ts BIGINT, vlast {_F8})"
 
-MIGRATIONS: list[tuple[str, list[str]]] = [
-    (
-        "0001_initial",
-        [
-            "CREATE TABLE points (pid INTEGER PRIMARY KEY, tag TEXT NOT NULL UNIQUE, meta TEXT NOT NULL)",
-            f"CREATE TABLE raw (pid INTEGER NOT NULL, ts BIGINT NOT NULL, value {_F8} NOT NULL, quality SMALLINT NOT NULL, src_ts BIGINT)",
-            # One btree on (pid, ts) serves raw(), downsample, existing() probes and retention (see apply_retention).
-            # Measured with 2M rows: a BRIN on ts alone ingests ~2x faster but turns a one-point query into a scan
-            # of every point's rows in the range (~120 ms vs ~2.5 ms for 2000 rows); adding a BRIN on ts next to
-            # the btree costs ~15% of write throughput, so there is none.
-            "CREATE INDEX raw_pid_ts ON raw (pid, ts)",
-            f"CREATE TABLE rollup_1m {_ROLLUP_DDL}",
-            "CREATE INDEX rollup_1m_pid_bucket ON rollup_1m (pid, bucket)",
-            f"CREATE TABLE rollup_1h {_ROLLUP_DDL}",
-            "CREATE INDEX rollup_1h_pid_bucket ON rollup_1h (pid, bucket)",
-            f"CREATE TABLE latest (pid INTEGER PRIMARY KEY, ts BIGINT NOT NULL, value {_F8} NOT NULL, quality SMALLINT NOT NULL, src_ts BIGINT)",
-            "CREATE SEQUENCE dead_letter_seq",
-            "CREATE TABLE dead_letters (id BIGINT PRIMARY KEY DEFAULT nextval('dead_letter_seq'), received_at BIGINT NOT NULL, source TEXT, "
-            "point TEXT, ts BIGINT, value TEXT, reason TEXT NOT NULL, payload TEXT)",
-            "CREATE INDEX dead_letters_received_at ON dead_letters (received_at)",
-            "CREATE TABLE plant_model (version INTEGER PRIMARY KEY, saved_at BIGINT NOT NULL, doc TEXT NOT NULL)",
-            f"CREATE TABLE alarms (id TEXT PRIMARY KEY, tag TEXT NOT NULL, condition TEXT NOT NULL, priority TEXT NOT NULL, state TEXT NOT NULL, "
-            f"active BOOLEAN NOT NULL, value {_F8}, \"limit\" {_F8}, message TEXT, raised_at BIGINT, returned_at BIGINT, acked_by TEXT, "
-            "acked_at BIGINT, shelved_by TEXT, shelved_at BIGINT, shelved_until BIGINT, shelve_reason TEXT, updated_at BIGINT NOT NULL, extra TEXT)",
-            "CREATE SEQUENCE alarm_event_seq",
-            f"CREATE TABLE alarm_events (id BIGINT PRIMARY KEY DEFAULT nextval('alarm_event_seq'), alarm_id TEXT NOT NULL, \"at\" BIGINT NOT NULL, "
-            f"event TEXT NOT NULL, actor TEXT, note TEXT, value {_F8})",
-            "CREATE INDEX alarm_events_alarm_id ON alarm_events (alarm_id, id)",
-        ],
-    ),
-    ("0002_analytics", analytics_migration("BYTEA", _F8)),
-    ("0003_model_origin_and_reject_codes", [
-        "ALTER TABLE plant_model ADD COLUMN origin TEXT",
-        "ALTER TABLE plant_model ADD COLUMN file_sha TEXT",
-        "ALTER TABLE plant_model ADD COLUMN actor TEXT",
-        "ALTER TABLE dead_letters ADD COLUMN code TEXT",
-        "CREATE INDEX dead_letters_code ON dead_letters (code, received_at)",
-    ]),
-]
+
 
 _MIGRATION_LOCK = 0x706C616E74  # advisory lock key: two processes migrating the same database take turns
 _MAX_IDLE = 8
@@ -335,7 +297,7 @@ class PostgresStore(SqlAnalytics, SqlMetadataReads, Store):
 
         self._tx(ensure)
         applied = []
-        for name, stmts in MIGRATIONS:
+        for name, stmts in migrations.plan("postgres"):
 
             def apply(cur, stmts=stmts, name=name):
                 cur.execute("SELECT pg_advisory_xact_lock(%s)", [_MIGRATION_LOCK])

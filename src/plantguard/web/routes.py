@@ -213,7 +213,7 @@ def overview_data(platform: Platform) -> dict:
                 line["status"] = _worst(x["status"] for x in line["assets"])
                 if ln.oee is not None:
                     try:
-                        line["oee"] = platform.oee(lpath, now - OEE_WINDOW_US, now, "total")["total"]
+                        line["oee"] = platform.services.performance.oee(lpath, now - OEE_WINDOW_US, now, "total")["total"]
                     except PlantguardError as e:
                         line["oee_error"] = str(e)
                     except Exception:  # noqa: BLE001 - one line's bad history must not take the overview down
