@@ -47,7 +47,7 @@ import numpy as np  # noqa: E402
 from common import print_machine, record, rss_bytes  # noqa: E402
 from plantguard.config import parse_config
 from plantguard.domain.readings import NO_TS, PointBatch, Quality, RawBatch  # noqa: E402
-from plantguard.ingest.analytics import AnalyticsProcessor  # noqa: E402
+from plantguard.plant_analytics.processor import AnalyticsProcessor  # noqa: E402
 from plantguard.ingest.registry import PointRegistry, point_meta  # noqa: E402
 from plantguard.runtime import Platform  # noqa: E402
 from plantguard.store.base import PointRow  # noqa: E402

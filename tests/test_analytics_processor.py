@@ -12,7 +12,7 @@ import pytest
 from plantguard.config import parse_config
 from plantguard.domain.readings import RawBatch
 from plantguard.errors import ConfigError
-from plantguard.ingest.analytics import Thinner
+from plantguard.plant_analytics.processor import Thinner
 from plantguard.runtime import Platform
 from plantguard.testing.factories import plant_dict, tag
 

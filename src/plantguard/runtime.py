@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 
 
+from plantguard import capabilities
 from plantguard.domain.index import PlantIndex
 from plantguard.events import EventBus
+from plantguard.supervisor import Supervisor
 from plantguard.domain.model import PlantConfig
 from plantguard.config import parse_config
 from plantguard.errors import ConfigError, ConfigProblem
@@ -25,7 +26,6 @@ from plantguard.timeutil import Clock, now_us, parse_duration_us
 
 log = logging.getLogger(__name__)
 
-SUPERVISE_EVERY_S = 1.0
 
 
 class Platform:
@@ -35,6 +35,7 @@ class Platform:
         a ModelFile (`plantguard serve --config FILE`), the stored, versioned model is the truth once initialised
         and the file is applied only when it changed since it was last applied (see plantguard.model_source)."""
         self.clock = clock
+        capabilities.registered()  # their migrations must be known before the store migrates
         self._index: PlantIndex | None = None
         self.store = store if store is not None else open_store(cfg.storage)
         self.model_messages: list[str] = []
@@ -71,43 +72,38 @@ class Platform:
             clock=clock,
         )
         self.bus = EventBus()  # typed in-process events: alarm changes, analytics conditions (plantguard.events)
+        # capabilities, in registration order (alarms first: analytics reads the alarm engine)
         self.alarms = None
         self.notifier = None
-        if alarms:
-            from plantguard.alarms.engine import AlarmEngine
-            from plantguard.alarms.notify import WebhookNotifier
-
-            self.notifier = WebhookNotifier(cfg.alarms.webhooks) if cfg.alarms.webhooks else None
-            self.alarms = AlarmEngine(cfg, self.registry, self.store, clock=clock, notifier=self.notifier, bus=self.bus)
-            self.alarms.lag_us = self.pipeline.current_lag_us  # silence is judged against what was caught up
-            self.pipeline.add_processor(self.alarms)
         self.analytics = None
-        if analytics:
-            from plantguard.ingest.analytics import CHECKPOINT_NAME, AnalyticsProcessor
-
-            store_ = self.store
-            self.analytics = AnalyticsProcessor(
-                cfg, self.registry, alarms=self.alarms, clock=clock,
-                sink=lambda w: store_.write_analytics(w, clock()),
-                checkpoint=(lambda blob: store_.save_checkpoint(CHECKPOINT_NAME, blob, clock()),
-                            lambda: store_.load_checkpoint(CHECKPOINT_NAME)))
-            self.pipeline.add_processor(self.analytics)
+        self._on_start: list = []
+        self._on_stop: list = []
+        self._capability_services: dict = {}
+        skip = {n for n, on in (("alarms", alarms), ("analytics", analytics)) if not on}
+        for cap in capabilities.registered():
+            if cap.name in skip or cap.build is None:
+                continue
+            parts = cap.build(self)
+            for proc in parts.processors:
+                self.pipeline.add_processor(proc)
+            self._capability_services.update(parts.services)
+            self._on_start += parts.on_start
+            self._on_stop += parts.on_stop
         self.sources: list = []  # objects with start() / stop() / health() -> dict, optionally alive() / restart()
-        self.supervisor_restarts: dict[str, int] = {}
-        self._supervisor: threading.Thread | None = None
-        self._supervisor_stop = threading.Event()
+        self._supervisor = Supervisor(lambda: self.sources)
+        self.supervisor_restarts = self._supervisor.restarts  # per source name (health, metrics)
         self.lag_degraded_us = parse_duration_us(cfg.ingest.lag_degraded)
         self._model_lock = threading.Lock()
         self.started_at = now_us()  # wall time: an injected (simulation) clock must not distort uptime
-        from plantguard.services import Services
+        from plantguard.services import Services  # the services read the platform: built last
 
-        self.services = Services(self)  # what the API, the dashboard and the CLI call
+        self.services = Services(self, extra=self._capability_services)  # what the API, web and CLI call
 
     # -- lifecycle --------------------------------------------------------------------------------------
     def start(self) -> "Platform":
         self.pipeline.start()
-        if self.notifier is not None:
-            self.notifier.start()
+        for hook in self._on_start:
+            hook()
         if self.cfg.mqtt.enabled:
             from plantguard.connectors.mqtt.subscriber import MqttSource
 
@@ -122,49 +118,11 @@ class Platform:
     def add_source(self, source) -> None:
         self.sources.append(source)
         source.start()
-        self._start_supervisor()
-
-    # -- supervision --------------------------------------------------------------------------------------
-    def _start_supervisor(self) -> None:
-        if self._supervisor is None or not self._supervisor.is_alive():
-            self._supervisor_stop.clear()
-            self._supervisor = threading.Thread(target=self._supervise, name="plantguard-supervisor", daemon=True)
-            self._supervisor.start()
-
-    def _supervise(self) -> None:
-        """Restarts a source whose thread or loop died (health says so meanwhile). A source that keeps dying is
-        restarted with a growing pause, so a crash loop cannot eat the machine."""
-        pause: dict[int, float] = {}
-        due: dict[int, float] = {}
-        while not self._supervisor_stop.wait(SUPERVISE_EVERY_S):
-            for src in list(self.sources):
-                alive = getattr(src, "alive", None)
-                try:
-                    ok = alive() if callable(alive) else True
-                except Exception:  # noqa: BLE001
-                    ok = False
-                if ok:
-                    continue
-                key = id(src)
-                now = time.monotonic()
-                if now < due.get(key, 0):
-                    continue
-                name = getattr(src, "name", type(src).__name__)
-                log.error("source %s stopped running (its thread or loop died); restarting it", name)
-                self.supervisor_restarts[name] = self.supervisor_restarts.get(name, 0) + 1
-                try:
-                    src.restart()
-                except Exception:  # noqa: BLE001
-                    log.exception("restarting source %s failed; will retry", name)
-                pause[key] = min(60.0, pause.get(key, 0.5) * 2)
-                due[key] = now + pause[key]
+        self._supervisor.ensure_running()
 
     def stop(self) -> None:
         """Sources first (nothing new arrives), then the pipeline drains what is queued, then the store closes."""
-        self._supervisor_stop.set()
-        if self._supervisor is not None:
-            self._supervisor.join(5.0)
-            self._supervisor = None
+        self._supervisor.stop()
         for s in reversed(self.sources):
             try:
                 s.stop()
@@ -173,8 +131,11 @@ class Platform:
         self.sources.clear()
         self.pipeline.stop(drain=True)
         self.bus.close()
-        if self.notifier is not None:
-            self.notifier.stop()
+        for hook in reversed(self._on_stop):
+            try:
+                hook()
+            except Exception:  # noqa: BLE001 - one capability failing to stop must not keep the store open
+                log.exception("a capability failed to stop")
         self.store.close()
 
     def __enter__(self) -> "Platform":

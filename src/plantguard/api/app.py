@@ -12,10 +12,10 @@ from fastapi.responses import HTMLResponse
 from fastapi.routing import APIRoute
 from fastapi.staticfiles import StaticFiles
 
-from plantguard import __version__
+from plantguard import __version__, capabilities
 from plantguard.runtime import Platform
 
-from plantguard.api import alarms, analytics, dead_letters, gateway, health, ingest, model, telemetry
+from plantguard.api import dead_letters, gateway, health, ingest, model, telemetry
 from plantguard.api.deps import BODY_MODELS
 from plantguard.api.errors import ErrorPublic, install_error_handlers
 from plantguard.api.guard import GuardMiddleware
@@ -48,9 +48,11 @@ def create_app(platform: Platform) -> FastAPI:
     install_error_handlers(app)
 
     api = APIRouter(prefix=API_PREFIX)
-    for r in (model.router, ingest.router, telemetry.router, alarms.router, analytics.router, dead_letters.router, health.router,
-              gateway.router, live.router):
+    for r in (model.router, ingest.router, telemetry.router, dead_letters.router, health.router, gateway.router, live.router):
         api.include_router(r)
+    for cap in capabilities.registered():  # alarms, analytics, and whatever capability is registered
+        for r in (cap.routers() if cap.routers is not None else []):
+            api.include_router(r)
     app.include_router(api)
     app.include_router(health.metrics_router)
     # The operator dashboard at the root; the API stays under /api and its docs at /docs.

@@ -14,6 +14,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
+from plantguard import capabilities
 from plantguard.config.checks import CHECKS
 from plantguard.config.loading import read_yaml_file, validation_problems
 from plantguard.domain.model import PlantConfig, semantic_problems
@@ -28,10 +29,22 @@ def parse_config(data: Any, source: str | None = None) -> PlantConfig:
         raise ConfigError([ConfigProblem("", "the configuration must be a mapping (YAML object) at the top level")], source)
     problems: list[ConfigProblem] = []
     cfg = None
+    owned = capabilities.sections()
+    sections: dict[str, Any] = {}
+    if owned and any(k in data for k in owned):
+        data = dict(data)
+        for name, model in owned.items():
+            if name not in data:
+                continue
+            raw = data.pop(name)
+            try:
+                sections[name] = model.model_validate(raw if raw is not None else {})
+            except ValidationError as e:
+                problems += validation_problems(e, name)
     try:
         cfg = PlantConfig.model_validate(data)
     except ValidationError as e:
-        problems = validation_problems(e)
+        problems += validation_problems(e)
     seen = {p.path for p in problems}
     problems += [p for p in semantic_problems(data, CHECKS) if p.path not in seen]
     if isinstance(data.get("gateway"), dict):
@@ -50,6 +63,11 @@ def parse_config(data: Any, source: str | None = None) -> PlantConfig:
             problems += e.problems
     if problems:
         raise ConfigError(problems, source)
+    for name, model in owned.items():  # a capability's defaults apply when the file has no section for it
+        try:
+            cfg._sections[name] = sections[name] if name in sections else model()
+        except ValidationError:
+            pass  # a section without defaults is required only by the capability that reads it
     return cfg
 
 

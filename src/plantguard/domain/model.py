@@ -9,7 +9,7 @@ from __future__ import annotations
 from enum import Enum
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator
 
 from plantguard.errors import ConfigProblem
 from plantguard.timeutil import US, parse_duration_us
@@ -335,6 +335,12 @@ class PlantConfig(_Strict):
     api: ApiConfig = Field(default_factory=ApiConfig)
     connectors: list[dict] = Field(default_factory=list, description="connector instances (modbus, opcua, sparkplug, replay...), each validated by its own schema")
     gateway: dict | None = Field(None, description="edge gateway settings (`plantguard gateway`), validated by the gateway's own schema")
+    # sections owned by registered capabilities (plantguard.capabilities), validated by their own models
+    _sections: dict[str, Any] = PrivateAttr(default_factory=dict)
+
+    def section(self, name: str) -> Any:
+        """The validated settings of a capability's section (None when the file has none)."""
+        return self._sections.get(name)
 
     # --- navigation -----------------------------------------------------------------------------------
     def iter_points(self):

@@ -21,7 +21,7 @@ from plantguard.services.telemetry import DeadLetterRow, TelemetryService
 
 
 class Services:
-    def __init__(self, platform) -> None:
+    def __init__(self, platform, extra: dict | None = None) -> None:
         self.platform = platform
         self.alarms = AlarmService(platform)
         self.model = ModelService(platform)
@@ -29,6 +29,10 @@ class Services:
         self.status = StatusService(platform)
         self.analytics = AnalyticsService(platform)
         self.performance = PerformanceService(platform)
+        for name, svc in (extra or {}).items():  # services that capabilities built
+            if hasattr(self, name):
+                raise ValueError(f"a capability's service {name!r} would hide a platform service")
+            setattr(self, name, svc)
 
 
 __all__ = ["AlarmService", "AnalyticsService", "PerformanceService", "DeadLetterRow", "IngestStatus", "ModelService", "Services", "StatusService",

@@ -127,3 +127,8 @@ def plan(dialect: str) -> list[tuple[str, tuple[str, ...]]]:
     if dialect not in DIALECTS:
         raise ValueError(f"unknown dialect {dialect!r}")
     return [(m.name, m.statements(dialect)) for m in all_migrations()]
+
+
+def unregister(name: str) -> None:
+    """Forgets a registered migration (tests); applied ones stay recorded in the stores that ran them."""
+    _registered[:] = [m for m in _registered if m.name != name]

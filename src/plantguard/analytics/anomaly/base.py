@@ -79,7 +79,9 @@ class Detector(abc.ABC):
         """Inverse of `checkpoint`. Only restore blobs this platform wrote: unpickling runs code."""
         if not blob.startswith(_MAGIC):
             raise InvalidInput("not a plantguard detector checkpoint (bad header)")
-        det = pickle.loads(blob[len(_MAGIC):])
+        from plantguard.checkpoints import unpickle  # follows classes that moved since the blob was written
+
+        det = unpickle(blob[len(_MAGIC):])
         if not isinstance(det, Detector):
             raise InvalidInput(f"checkpoint holds a {type(det).__name__}, not a detector")
         return det

@@ -22,13 +22,13 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import pickle
 import threading
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import numpy as np
 
+from plantguard import checkpoints
 from plantguard.analytics.anomaly.bank import RobustZBank
 from plantguard.analytics.anomaly.defaults import bank_params, default_asset_detector
 from plantguard.analytics.anomaly.registry import load as load_detector
@@ -210,14 +210,14 @@ class AnalyticsProcessor:
             blob = self._load_ckpt()
             if not blob:
                 return None
-            st = pickle.loads(blob)
+            st = checkpoints.loads(blob, CHECKPOINT_NAME)
             if not isinstance(st, _State):
-                raise TypeError(type(st).__name__)
+                raise checkpoints.CheckpointError(f"holds a {type(st).__name__}, not the analytics state")
             log.info("analytics state restored from checkpoint (%d SPC, %d anomaly, %d asset)",
                      len(st.spc_keys), len(st.rz_keys) + len(st.dets), len(st.assets_mv) + len(st.assets_rul))
             return st
         except Exception as e:  # noqa: BLE001 - a bad checkpoint must not stop the platform: relearn instead
-            log.warning("analytics checkpoint not usable (%s); learning from scratch", e)
+            log.error("analytics checkpoint not usable (%s); learning from scratch", e)
             return None
 
     def reload(self, cfg: PlantConfig) -> None:
@@ -799,7 +799,7 @@ class AnalyticsProcessor:
         with self._lock:
             self._last_ckpt = self.clock() if now is None else now
             try:
-                self._save_ckpt(pickle.dumps(self._st, protocol=pickle.HIGHEST_PROTOCOL))
+                self._save_ckpt(checkpoints.dumps(self._st, CHECKPOINT_NAME))
             except Exception:  # noqa: BLE001 - retried at the next interval; the live state is intact
                 self.stats["errors"] += 1
                 log.exception("saving the analytics checkpoint failed")
