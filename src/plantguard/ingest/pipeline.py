@@ -19,12 +19,12 @@ from typing import Callable
 
 import numpy as np
 
-from plantguard.domain.readings import DeadLetter, IngestResult, PointBatch, RawBatch, RejectColumns, reject_code
+from plantguard.domain.readings import DeadLetter, IngestResult, RawBatch, RejectColumns, reject_code
 from plantguard.errors import Overloaded, PlantguardError, ShuttingDown, StoreError
 from plantguard.ingest.processors import Processor
 from plantguard.ingest.registry import PointRegistry
+from plantguard.ingest.steps import CHECK_TEXT, Check, dedupe, validate, write_rows
 from plantguard.store.base import Store, WriteSet
-from plantguard.store.rollup import TIERS, rollup
 from plantguard.timeutil import Clock, now_us
 
 log = logging.getLogger(__name__)
@@ -32,20 +32,7 @@ MAX_ERRORS_RETURNED = 20
 RATE_WINDOW_S = 10.0
 
 # The pipeline's checks, in the order of their index in the per-reading reason column: (code, text).
-_CHECKS: list[tuple[str, str]] = [
-    ("", ""),
-    ("unknown_point", "unknown point (not in the plant model; set ingest.unknown_points: auto_register to accept it)"),
-    ("retired_point", "point is retired (no longer in the plant model)"),
-    ("not_finite", "value is NaN or infinite"),
-    ("before_1970", "timestamp before 1970-01-01"),
-    ("future", "timestamp too far in the future"),
-    ("bad_quality", "quality must be 0 (good), 1 (uncertain) or 2 (bad)"),
-    ("out_of_range", "value outside the engineering range"),
-    ("not_integer", "value is not an integer (point data_type int)"),
-    ("not_boolean", "value is not 0/1 or a boolean (point data_type bool)"),
-    ("not_state", "value is not one of the point's state codes"),
-    ("too_old", "timestamp older than the raw retention period (storage.retention_raw); it would be deleted"),
-]
+_CHECKS: list[tuple[str, str]] = [("" if c == Check.ok else c.name, CHECK_TEXT[c]) for c in Check]
 _CODE_NAME = np.array([c for c, _ in _CHECKS], object)
 _REASON_TEXT = np.array([t for _, t in _CHECKS], object)
 
@@ -402,7 +389,6 @@ class Pipeline:
         value = np.concatenate([it.batch.value for it in items])
         quality = np.concatenate([it.batch.quality for it in items])
         src_ts = np.concatenate([it.batch.src_ts for it in items])
-        n = len(ts)
         starts = np.cumsum([0] + [len(it.batch) for it in items])
 
         def tag_of(i: int) -> str:  # full tag of row i, built only for the rows that need one
@@ -424,34 +410,9 @@ class Pipeline:
         self.latest.ensure(len(snap.low))
 
         # -- validation, vectorised; the first failing check names the reason -----------------------------
-        reason = np.zeros(n, np.int8)  # 0 = ok, else an index into _CHECKS
-        reason[unknown] = 1
-        safe = np.where(unknown, 0, pid)
-        if len(snap.active):
-            reason[(reason == 0) & ~snap.active[safe]] = 2
-        ok = reason == 0
-        reason[ok & ~np.isfinite(value)] = 3
-        reason[(reason == 0) & (ts < 0)] = 4
-        reason[(reason == 0) & (ts > now + self.max_future_us)] = 5
-        if self.retention and "raw" in self.retention:
-            reason[(reason == 0) & (ts < now - self.retention["raw"])] = 11
-        reason[(reason == 0) & (quality > 2)] = 6
-        ok = reason == 0
-        if ok.any() and len(snap.low):
-            lo, hi = snap.low[safe], snap.high[safe]
-            with np.errstate(invalid="ignore"):
-                out = (value < lo) | (value > hi)  # NaN limits compare False: no limit
-            reason[ok & out] = 7
-            dt = snap.dtype[safe]
-            ok = reason == 0
-            if (dt[ok] != 0).any():
-                reason[ok & (dt == 1) & (value != np.rint(value))] = 8
-                reason[ok & (dt == 2) & (value != 0) & (value != 1)] = 9
-                for spid, codes in snap.states.items():
-                    m = ok & (pid == spid)
-                    if m.any():
-                        reason[m & ~np.isin(value, codes)] = 10
-        ok = reason == 0
+        reason = validate(pid, ts, value, quality, snap, now=now, max_future_us=self.max_future_us,
+                          raw_retention_us=(self.retention or {}).get("raw"))
+        ok = reason == Check.ok
 
         # -- rejects, as columns: a request of 200,000 bad readings costs numpy work, not 200,000 objects ------
         dead: list[DeadLetter] = []
@@ -481,31 +442,10 @@ class Pipeline:
                 self._reject(self.stats.rejected_by_reason, d.code, 1)
 
         # -- dedupe: in-batch duplicates, then against the per-point watermark / the store ------------------
-        idx = np.flatnonzero(ok)
-        order = idx[np.lexsort((ts[idx], pid[idx]))]  # stable: first submitted copy of a (pid, ts) wins
-        p_s, t_s = pid[order], ts[order]
-        dup = np.zeros(len(order), bool)
-        if len(order) > 1:
-            dup[1:] = (p_s[1:] == p_s[:-1]) & (t_s[1:] == t_s[:-1])
-        wm = self.latest.ts[p_s]
-        late = (t_s <= wm) & ~dup
-        if late.any():
-            li = np.flatnonzero(late)
-            dup[li[self.store.existing(p_s[li], t_s[li])]] = True
-        keep = order[~dup]
-        dup_idx = order[dup]
+        keep, dup_idx = dedupe(pid, ts, ok, self.latest.ts, self.store.existing)
         per_sub_dup = np.bincount(sub[dup_idx], minlength=len(items)) if len(dup_idx) else np.zeros(len(items), np.int64)
         per_sub_acc = np.bincount(sub[keep], minlength=len(items)) if len(keep) else np.zeros(len(items), np.int64)
-
-        batch = PointBatch(pid[keep], ts[keep], value[keep], quality[keep], src_ts[keep])
-        # newest row per pid (rows are sorted by pid, ts): the last of each pid run, if it beats the watermark
-        if len(batch):
-            last = np.flatnonzero(np.r_[batch.pid[1:] != batch.pid[:-1], True])
-            adv = batch.ts[last] > self.latest.ts[batch.pid[last]]
-            latest = batch.take(last[adv])
-        else:
-            latest = PointBatch.empty()
-        rollups = {tier: rollup(batch, w) for tier, w in TIERS.items()} if len(batch) else {}
+        batch, latest, rollups = write_rows(pid, ts, value, quality, src_ts, keep, self.latest.ts)
         ws = WriteSet(batch=batch, latest=latest, rollups=rollups, dead_letters=dead, rejects=rejects, received_at=now)
 
         t0 = time.perf_counter_ns()
@@ -540,8 +480,8 @@ class Pipeline:
         check), the full tag, the source. `bad_idx` is sorted, and so is `sub[bad_idx]`."""
         reason_txt = _REASON_TEXT[codes]
         if self.max_future_us is not None:
-            reason_txt[codes == 5] = f"timestamp more than {self.max_future_us / 1e6:g} s in the future"
-        m7 = codes == 7
+            reason_txt[codes == Check.future] = f"timestamp more than {self.max_future_us / 1e6:g} s in the future"
+        m7 = codes == Check.out_of_range
         if m7.any():
             u, inv = np.unique(pid[bad_idx[m7]], return_inverse=True)
             limits = [f" outside the engineering range [{snap.low[p]:g}, {snap.high[p]:g}]" for p in u.tolist()]
