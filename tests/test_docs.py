@@ -124,9 +124,19 @@ def _default(f) -> str:
     return f"`{v}`"
 
 
+def _config_file_model() -> type[BaseModel]:
+    """The whole file as documented: the plant configuration plus the sections capabilities own (mqtt...)."""
+    from pydantic import Field, create_model
+
+    from plantguard import capabilities
+
+    extra = {name: (model, Field(default_factory=model)) for name, model in capabilities.sections().items()}
+    return create_model("ConfigFile", __base__=PlantConfig, **extra) if extra else PlantConfig
+
+
 def render_reference(meanings: dict[tuple[str, str], str]) -> str:
     parts = []
-    for path, model in _models(PlantConfig, "", []):
+    for path, model in _models(_config_file_model(), "", []):
         title = f"`{path}`" if path else "top level"
         parts.append(f"### {title}\n\n| field | type | default | meaning |\n|---|---|---|---|")
         for name, f in model.model_fields.items():

@@ -40,7 +40,7 @@ class Capability:
     routers: Callable[[], list] | None = None                      # FastAPI routers, imported lazily
 
 
-_BUILTIN = ("plantguard.alarms.capability", "plantguard.plant_analytics.capability")
+_BUILTIN = ("plantguard.alarms.capability", "plantguard.plant_analytics.capability", "plantguard.connectors.mqtt.capability")
 _caps: dict[str, Capability] = {}
 _loaded = False
 

@@ -104,10 +104,6 @@ class Platform:
         self.pipeline.start()
         for hook in self._on_start:
             hook()
-        if self.cfg.mqtt.enabled:
-            from plantguard.connectors.mqtt.subscriber import MqttSource
-
-            self.add_source(MqttSource(self.cfg.mqtt, self.pipeline, max_payload_bytes=self.cfg.ingest.max_payload_bytes))
         from plantguard.connectors.registry import validate as validate_connectors
 
         for cls, ccfg in validate_connectors(self.cfg.connectors):

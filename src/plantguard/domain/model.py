@@ -289,19 +289,6 @@ class IngestConfig(_Strict):
     _lag = field_validator("lag_degraded")(_duration(DAY_US, min_us=100_000))
 
 
-class MqttConfig(_Strict):
-    enabled: bool = False
-    host: str = "127.0.0.1"
-    port: int = Field(1883, ge=1, le=65535)
-    client_id: str = "plantguard-ingest"
-    topic_prefix: str = "plantguard/v1"
-    username: str | None = None
-    password: str | None = None
-    qos: Literal[0, 1] = 1
-    reconnect_min: float = Field(0.5, gt=0, le=3600)
-    reconnect_max: float = Field(30.0, gt=0, le=3600)
-
-
 class Webhook(_Strict):
     url: str
     min_priority: Literal["low", "medium", "high", "urgent"] = "low"
@@ -330,7 +317,6 @@ class PlantConfig(_Strict):
     sites: list[Site] = Field(default_factory=list)
     storage: StorageConfig = Field(default_factory=StorageConfig)
     ingest: IngestConfig = Field(default_factory=IngestConfig)
-    mqtt: MqttConfig = Field(default_factory=MqttConfig)
     alarms: AlarmConfig = Field(default_factory=AlarmConfig)
     api: ApiConfig = Field(default_factory=ApiConfig)
     connectors: list[dict] = Field(default_factory=list, description="connector instances (modbus, opcua, sparkplug, replay...), each validated by its own schema")
@@ -466,13 +452,6 @@ def semantic_problems(data: dict, checks: ModelChecks = NO_CHECKS) -> list[Confi
                         dupes(_list(d, "points"), f"{dp}.points")
                         for pi, p in children(_list(d, "points")):
                             problems.extend(point_problems(p, f"{dp}.points[{pi}]", checks))
-    mqtt = data.get("mqtt") if isinstance(data.get("mqtt"), dict) else {}
-    prefix = mqtt.get("topic_prefix")
-    if isinstance(prefix, str) and (not prefix or any(c in prefix for c in "#+\0") or prefix.startswith("/") or prefix.endswith("/")):
-        problems.append(ConfigProblem("mqtt.topic_prefix", "must be non-empty, without wildcards (+, #) and without a leading or trailing '/'"))
-    lo, hi = _num(mqtt.get("reconnect_min", 0.5)), _num(mqtt.get("reconnect_max", 30.0))
-    if lo is not None and hi is not None and not 0 < lo <= hi:
-        problems.append(ConfigProblem("mqtt.reconnect_max", f"reconnect_min ({lo:g}) must be positive and at most reconnect_max ({hi:g})"))
     storage = data.get("storage") if isinstance(data.get("storage"), dict) else {}
     if storage.get("backend") == "postgres" and not storage.get("postgres_dsn"):
         problems.append(ConfigProblem("storage.postgres_dsn", "required when storage.backend is 'postgres'"))

@@ -364,12 +364,12 @@ def run_demo(duration: float | None = None, speed: float = 1.0, history: float =
         clock.sim = sim
         if mqtt_host and field is not None:
             # the history is backfilled in-process (as a historian import would be); live, the wireless sensors publish
-            sink = MqttSink(mqtt_host, mqtt_port, topic_prefix=cfg.mqtt.topic_prefix, client_id=f"plantguard-demo-sim-{os.getpid()}")
+            sink = MqttSink(mqtt_host, mqtt_port, topic_prefix=cfg.section("mqtt").topic_prefix, client_id=f"plantguard-demo-sim-{os.getpid()}")
             sink.start()
             sim.add_sink(_Route(PipelineSink(platform.pipeline, max_in_flight=1), field, live=False))
             sim.add_sink(_Route(sink, field, backfill=False))
         elif mqtt_host:
-            sink = MqttSink(mqtt_host, mqtt_port, topic_prefix=cfg.mqtt.topic_prefix, client_id=f"plantguard-demo-sim-{os.getpid()}")
+            sink = MqttSink(mqtt_host, mqtt_port, topic_prefix=cfg.section("mqtt").topic_prefix, client_id=f"plantguard-demo-sim-{os.getpid()}")
             sink.start()
             sim.add_sink(_Route(sink, field))
             sim.add_sink(_Throttle(clock, sim))

@@ -1,7 +1,8 @@
 """Settings and topic scheme of the MQTT connector.
 
-The user-facing settings are the plant configuration's ``mqtt:`` section (plantguard.domain.model.MqttConfig,
-re-exported here). ``MqttTuning`` holds the knobs that only benchmarks and tests need to turn.
+The user-facing settings are the configuration file's ``mqtt:`` section (``MqttConfig``, a section the MQTT
+capability owns: validated with the rest of the file, errors by field path). ``MqttTuning`` holds the knobs that
+only benchmarks and tests need to turn.
 
 Topics, under ``topic_prefix`` (default ``plantguard/v1``):
     {prefix}/ingest                                     readings carry full tags 'site/area/line/asset/device/point'
@@ -12,14 +13,48 @@ from __future__ import annotations
 
 import random
 
-from pydantic import BaseModel, ConfigDict, Field
+from typing import Literal
 
-from plantguard.domain.model import TAG_SEP, MqttConfig
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+
+from plantguard.domain.model import TAG_SEP
 from plantguard.errors import ConfigError, ConfigProblem
 
 __all__ = ["MqttConfig", "MqttTuning", "Topics", "backoff_delay", "check_config"]
 
 DEVICE_LEVELS = 5  # site/area/line/asset/device
+
+
+class MqttConfig(BaseModel):
+    """The `mqtt:` section: JSON telemetry from a broker (docs/connectors/mqtt.md)."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+    enabled: bool = False
+    host: str = "127.0.0.1"
+    port: int = Field(1883, ge=1, le=65535)
+    client_id: str = "plantguard-ingest"
+    topic_prefix: str = "plantguard/v1"
+    username: str | None = None
+    password: str | None = None
+    qos: Literal[0, 1] = 1
+    reconnect_min: float = Field(0.5, gt=0, le=3600)
+    reconnect_max: float = Field(30.0, gt=0, le=3600)
+
+    @field_validator("topic_prefix")
+    @classmethod
+    def _prefix(cls, v: str) -> str:
+        if not v or any(c in v for c in "#+\0") or v.startswith("/") or v.endswith("/"):
+            raise ValueError("must be non-empty, without wildcards (+, #) and without a leading or trailing '/'")
+        return v
+
+    @field_validator("reconnect_max")
+    @classmethod
+    def _reconnect(cls, v: float, info: ValidationInfo) -> float:
+        lo = info.data.get("reconnect_min")
+        if lo is not None and not lo <= v:
+            raise ValueError(f"reconnect_min ({lo:g}) must be positive and at most reconnect_max ({v:g})")
+        return v
 
 
 class MqttTuning(BaseModel):

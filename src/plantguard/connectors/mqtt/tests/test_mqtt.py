@@ -88,8 +88,13 @@ def test_topics_map_to_point_prefixes():
 
 
 def test_config_problems_are_reported_together():
-    with pytest.raises(ConfigError) as e:
-        check_config(MqttConfig(topic_prefix="plant/#/", client_id="", reconnect_min=5, reconnect_max=1))
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError):  # the section's own model refuses them at load, by field
+        MqttConfig(topic_prefix="plant/#/", reconnect_min=5, reconnect_max=1)
+    with pytest.raises(ConfigError) as e:  # and the source checks again what it is given (built without validation)
+        check_config(MqttConfig.model_construct(**{**MqttConfig().model_dump(), "topic_prefix": "plant/#/", "client_id": "",
+                                                   "reconnect_min": 5, "reconnect_max": 1}))
     paths = [p.path for p in e.value.problems]
     assert paths.count("mqtt.topic_prefix") == 2 and "mqtt.client_id" in paths and "mqtt.reconnect_min" in paths
     check_config(MqttConfig())
