@@ -622,3 +622,19 @@ def test_reading_a_checkpoint_leaves_the_connection_usable(store):
     b2 = PointBatch(np.array([0], np.int32), np.array([T0 + S]), np.array([2.0]), np.array([0], np.uint8), np.array([NO_TS]))
     store.write(WriteSet(batch=b2, latest=b2, dead_letters=[DeadLetter("test", "bad", point="p", ts=T0, value="x")]))
     assert store.counts()["raw"] == 2
+
+
+# -- the contract per concern ----------------------------------------------------------------------------------
+@pytest.mark.parametrize("proto", __import__("plantguard.store.protocols", fromlist=["PROTOCOLS"]).PROTOCOLS,
+                         ids=lambda p: p.__name__)
+def test_every_protocol_is_implemented_with_its_signature(store, proto):
+    """Each concern's methods exist on the backend with the protocol's parameters (names, kinds, defaults)."""
+    import inspect
+
+    assert isinstance(store, proto)
+    for name, fn in vars(proto).items():
+        if name.startswith("_") or not callable(fn):
+            continue
+        want = [(p.name, p.kind, p.default) for p in inspect.signature(fn).parameters.values()]
+        got = [(p.name, p.kind, p.default) for p in inspect.signature(getattr(type(store), name)).parameters.values()]
+        assert got == want, f"{type(store).__name__}.{name}: {got} != {want}"

@@ -49,7 +49,8 @@ class Series:
 
 
 class Store(ABC):
-    """Backends translate their driver's errors into plantguard.errors.StoreError."""
+    """Every method the platform calls, declared once; backends translate their driver's errors into
+    plantguard.errors.StoreError. The same contract split by concern: store/protocols.py."""
 
     kind: str = "abstract"
 
@@ -123,7 +124,38 @@ class Store(ABC):
 
     # -- dead letters ------------------------------------------------------------------------------------
     @abstractmethod
-    def dead_letters(self, limit: int = 100, since: int | None = None, source: str | None = None) -> list[dict]: ...
+    def dead_letters(self, limit: int = 100, since: int | None = None, source: str | None = None,
+                     code: str | None = None) -> list[dict]: ...
+
+    @abstractmethod
+    def dead_letter_counts(self, since: int | None = None) -> list[dict]:
+        """Dead letters per (source, code), counted over every row."""
+
+    # -- plant model versions --------------------------------------------------------------------------------
+    @abstractmethod
+    def model_versions(self, limit: int = 100) -> list[dict]:
+        """Stored versions, newest first: version, saved_at, origin, file_sha, actor."""
+
+    # -- analytics results and learned state (SqlAnalytics) ------------------------------------------------
+    @abstractmethod
+    def write_analytics(self, w, at: int) -> None: ...
+
+    @abstractmethod
+    def analytics_series(self, key: str, start: int, end: int, *, width: int | None = None, agg: str = "max",
+                         limit: int = 100_000): ...
+
+    @abstractmethod
+    def analytics_events(self, *, kind: str | None = None, key: str | None = None, since: int | None = None,
+                         until: int | None = None, limit: int = 1000) -> list: ...
+
+    @abstractmethod
+    def analytics_states(self, prefix: str | None = None) -> dict[str, dict]: ...
+
+    @abstractmethod
+    def save_checkpoint(self, name: str, blob: bytes, at: int) -> None: ...
+
+    @abstractmethod
+    def load_checkpoint(self, name: str) -> bytes | None: ...
 
     # -- maintenance -------------------------------------------------------------------------------------
     @abstractmethod
