@@ -116,3 +116,21 @@ def test_gateway_section_checked_with_its_own_schema():
     assert "gateway.id" in problems(d)
     d["gateway"] = {"id": "edge-1", "central_url": "http://127.0.0.1:8000"}
     assert parse_config(d).gateway["id"] == "edge-1"
+
+
+def test_durations_are_parsed_once_at_load_and_written_back_as_given(tmp_path):
+    """Every duration of the model carries its microseconds from the load (defaults included); the document
+    keeps the text or number it was given."""
+    from plantguard.config import dump_config
+    from plantguard.domain.model import us_of
+
+    d = plant_dict(2, data_dir=str(tmp_path))
+    d["sites"][0]["areas"][0]["lines"][0]["assets"][0]["devices"][0]["points"][0]["period"] = "250ms"
+    d["sites"][0]["areas"][0]["lines"][0]["assets"][0]["devices"][0]["points"][1]["period"] = 2
+    cfg = parse_config(d)
+    p0, p1 = cfg.sites[0].areas[0].lines[0].assets[0].devices[0].points[:2]
+    assert (p0.period, p0.period.us) == ("250ms", 250_000) and (p1.period, p1.period.us) == (2, 2_000_000)
+    assert cfg.storage.retention_raw.us == us_of(cfg.storage.retention_raw) > 0  # a default, parsed too
+    again = parse_config(__import__("yaml").safe_load(dump_config(cfg)))
+    p0b = again.sites[0].areas[0].lines[0].assets[0].devices[0].points[0]
+    assert p0b.period == "250ms" and isinstance(again.sites[0].areas[0].lines[0].assets[0].devices[0].points[1].period, float)

@@ -14,7 +14,7 @@ from plantguard import capabilities
 from plantguard.domain.index import PlantIndex
 from plantguard.events import EventBus
 from plantguard.supervisor import Supervisor
-from plantguard.domain.model import PlantConfig
+from plantguard.domain.model import PlantConfig, us_of
 from plantguard.config import parse_config
 from plantguard.errors import ConfigError, ConfigProblem
 from plantguard.model_source import ModelFile, _has_file_version, model_document, resolve_model
@@ -22,7 +22,7 @@ from plantguard.ingest.pipeline import Pipeline
 from plantguard.ingest.registry import PointRegistry
 from plantguard.store import open_store
 from plantguard.store.base import Series, Store
-from plantguard.timeutil import Clock, now_us, parse_duration_us
+from plantguard.timeutil import Clock, now_us
 
 log = logging.getLogger(__name__)
 
@@ -56,19 +56,19 @@ class Platform:
             raise
         cfg = self.cfg
         self.retention = {
-            "raw": parse_duration_us(cfg.storage.retention_raw),
-            "1m": parse_duration_us(cfg.storage.retention_1m),
-            "1h": parse_duration_us(cfg.storage.retention_1h),
+            "raw": us_of(cfg.storage.retention_raw),
+            "1m": us_of(cfg.storage.retention_1m),
+            "1h": us_of(cfg.storage.retention_1h),
         }
         self.pipeline = Pipeline(
             self.store,
             self.registry,
             unknown_points=cfg.ingest.unknown_points,
-            max_future_us=parse_duration_us(cfg.ingest.max_future),
+            max_future_us=us_of(cfg.ingest.max_future),
             max_queue_readings=cfg.ingest.max_queue_readings,
             max_batch_readings=cfg.ingest.max_batch_readings,
             retention=self.retention,
-            tick_us=parse_duration_us(cfg.alarms.check_interval),
+            tick_us=us_of(cfg.alarms.check_interval),
             clock=clock,
         )
         self.bus = EventBus()  # typed in-process events: alarm changes, analytics conditions (plantguard.events)
@@ -92,7 +92,7 @@ class Platform:
         self.sources: list = []  # objects with start() / stop() / health() -> dict, optionally alive() / restart()
         self._supervisor = Supervisor(lambda: self.sources)
         self.supervisor_restarts = self._supervisor.restarts  # per source name (health, metrics)
-        self.lag_degraded_us = parse_duration_us(cfg.ingest.lag_degraded)
+        self.lag_degraded_us = us_of(cfg.ingest.lag_degraded)
         self._model_lock = threading.Lock()
         self.started_at = now_us()  # wall time: an injected (simulation) clock must not distort uptime
         from plantguard.services import Services  # the services read the platform: built last

@@ -20,13 +20,13 @@ import numpy as np
 
 from plantguard.domain.actor import Actor
 from plantguard.domain.alarms import PRIORITY_RANK, AlarmEvent, AlarmRecord, AlarmState
-from plantguard.domain.model import PlantConfig, where as describe
+from plantguard.domain.model import PlantConfig, where as describe, us_of
 from plantguard.domain.readings import PointBatch, Quality
 from plantguard.events import AlarmChanged, ConditionChange, ConditionsChanged, EventBus, ExternalRule, ExternalRulesDeclared
 from plantguard.errors import Conflict, InvalidInput, NotFound
 from plantguard.ingest.registry import PointRegistry
 from plantguard.store.base import Store
-from plantguard.timeutil import Clock, iso, parse_duration_us
+from plantguard.timeutil import Clock, iso
 
 log = logging.getLogger(__name__)
 
@@ -217,7 +217,7 @@ class AlarmEngine:
                 continue
             if device.mode == "shadow":
                 continue  # a pilot device: its data is stored and flagged, but raises no alarm of any kind
-            period = parse_duration_us(point.period)
+            period = us_of(point.period)
             dpath = tag.rsplit("/", 1)[0]
             if dpath not in dev_index:
                 dev_index[dpath] = len(dev_index)
@@ -237,8 +237,8 @@ class AlarmEngine:
                     lv = levels[cond]
                     lv.thr[pid] = v
                     lv.dead[pid] = lim.deadband
-                    lv.on[pid] = parse_duration_us(lim.on_delay)
-                    lv.off[pid] = parse_duration_us(lim.off_delay)
+                    lv.on[pid] = us_of(lim.on_delay)
+                    lv.off[pid] = us_of(lim.off_delay)
                     rid = f"{tag}:{cond}"
                     lv.ids[pid] = rid
                     rules[rid] = _Rule(rid, tag, cond, lim.priority, float(v), point.unit)

@@ -19,8 +19,10 @@ TAG_SEP = "/"
 
 
 class _Strict(BaseModel):
-    # No NaN or infinity anywhere in the model: a limit, gain or bound must be a real number.
-    model_config = ConfigDict(extra="forbid", frozen=False, populate_by_name=True, allow_inf_nan=False)
+    # No NaN or infinity anywhere in the model: a limit, gain or bound must be a real number. Defaults are
+    # validated too, so a default duration is parsed like a given one.
+    model_config = ConfigDict(extra="forbid", frozen=False, populate_by_name=True, allow_inf_nan=False,
+                              validate_default=True)
 
 
 DAY_US = 86400 * US
@@ -33,12 +35,35 @@ MAX_COUNT = 10_000  # multiples of a period (stale after N periods, offline afte
 MAX_SECONDS = 30 * 86400.0  # OEE windows and gaps given as seconds
 
 
+class DurationText(str):
+    """A duration as written ('5s', '2h'), parsed once at load: `.us` is its length in microseconds."""
+    us: int
+
+
+class DurationSeconds(float):
+    """A duration given as a number of seconds, parsed once at load: `.us` is its length in microseconds."""
+    us: int
+
+
+def typed_duration(v: Any, us: int):
+    """`v` as given (text or seconds, so documents round-trip unchanged) carrying its parsed length `.us`."""
+    out = DurationText(v) if isinstance(v, str) else DurationSeconds(v)
+    out.us = us
+    return out
+
+
+def us_of(d: Any) -> int:
+    """Microseconds of a model duration (parsed at load; a value set in code is parsed here)."""
+    us = getattr(d, "us", None)
+    return us if isinstance(us, int) else parse_duration_us(d)
+
+
 def _duration(max_us: int, min_us: int = 0):
-    """A field validator: the value parses as a duration within [min_us, max_us]; the text is kept as given."""
+    """A field validator: the value parses as a duration within [min_us, max_us]; the text is kept as given and
+    its length in microseconds rides along as `.us`, so the runtime never parses it again."""
 
     def check(v):
-        parse_duration_us(v, max_us=max_us, min_us=min_us)
-        return v
+        return typed_duration(v, parse_duration_us(v, max_us=max_us, min_us=min_us))
 
     return check
 

@@ -13,9 +13,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from plantguard.domain.model import DataType, PlantConfig
+from plantguard.domain.model import DataType, PlantConfig, us_of
 from plantguard.store.base import PointRow, Store
-from plantguard.timeutil import parse_duration_us
+
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +34,7 @@ def point_meta(tag, site, area, line, asset, device, point) -> dict:
         "data_type": point.data_type.value,
         "low": point.range.low if point.range else None,
         "high": point.range.high if point.range else None,
-        "period_us": parse_duration_us(point.period),
+        "period_us": us_of(point.period),
         "criticality": point.criticality.value,
         "states": {str(k): v for k, v in (point.states or {}).items()} or None,
         "device": "/".join(tag.split("/")[:5]),

@@ -37,7 +37,7 @@ from plantguard.analytics.spc.bank import CHARTS, IND, IN_CONTROL, INSUFFICIENT_
 from plantguard.analytics.spc.rules import RULE_NAMES
 from plantguard.domain.analytics import AnalyticsEvent, AnalyticsWrite
 from plantguard.domain.index import PlantIndex
-from plantguard.domain.model import PlantConfig, SpcSettings, state_gate, where as describe
+from plantguard.domain.model import PlantConfig, SpcSettings, state_gate, where as describe, us_of
 from plantguard.domain.readings import PointBatch, Quality
 from plantguard.events import ConditionChange, ConditionsChanged, ExternalRule, ExternalRulesDeclared
 from plantguard.timeutil import iso, Clock, parse_duration_us
@@ -246,7 +246,7 @@ class AnalyticsProcessor:
                     if old is not None and old[1] == settings:
                         slot = old[0]
                     else:
-                        slot = st.spc.add(_spc_slot_settings(an.spc, parse_duration_us(point.period)))
+                        slot = st.spc.add(_spc_slot_settings(an.spc, us_of(point.period)))
                         if an.spc.center is not None:
                             from plantguard.analytics.spc.limits import individuals_limits
                             from plantguard.analytics.spc.constants import D2_MR
@@ -310,7 +310,7 @@ class AnalyticsProcessor:
                         point = next(p for p in devs[dev_id].points if p.id == pt_id)
                         ax.mv_pids.append(pid)
                         ax.mv_names.append(path)
-                        ax.mv_period.append(parse_duration_us(point.period))
+                        ax.mv_period.append(us_of(point.period))
                     ax.mv_clock = ax.mv_pids[int(np.argmax(ax.mv_period))]
                     ax.mv_active = self._alarm_active(f"{key}:ANOMALY")
                 rul = asset.analytics.rul
@@ -326,7 +326,7 @@ class AnalyticsProcessor:
                     keep_rul[key] = (ax.rul, settings)
                     ax.rul_settings = rul.model_dump(mode="json")
                     ax.rul_pid = self.registry.pid(f"{key}/{rul.point}")
-                    ax.rul_lead_s = parse_duration_us(rul.lead_time) / _S
+                    ax.rul_lead_s = us_of(rul.lead_time) / _S
                     ax.rul_alert = self._alarm_active(f"{key}:RUL")
                 assets[key] = ax
             st.assets_mv, st.assets_rul = keep_mv, keep_rul

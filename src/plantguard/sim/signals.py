@@ -17,8 +17,8 @@ from functools import lru_cache
 
 import numpy as np
 
-from plantguard.domain.model import DataType, PlantConfig
-from plantguard.timeutil import US, parse_duration_us
+from plantguard.domain.model import DataType, PlantConfig, us_of
+from plantguard.timeutil import US
 
 # Machine state codes shared by every state point of the simulated plant.
 STOPPED, RUNNING, IDLE, FAULT = 0, 1, 2, 3
@@ -170,7 +170,7 @@ class PlantModel:
             asset_of.append(asset_ix[apath])
             line_of.append(line_ix[lpath])
             pspecs.append(_lookup(specs, parts) or infer_spec(p, asset.kind))
-            periods.append(parse_duration_us(p.period))
+            periods.append(us_of(p.period))
         self.tags = tags
         self.tag_arr = np.array(tags, dtype=object)
         self.points = points

@@ -22,7 +22,8 @@ from fastapi.templating import Jinja2Templates
 from plantguard.domain.alarms import PRIORITY_RANK, AlarmState
 from plantguard.errors import NotFound, PlantguardError
 from plantguard.runtime import Platform
-from plantguard.timeutil import parse_duration_us
+from plantguard.domain.model import us_of
+
 
 from plantguard.domain.readings import REJECT_CODES
 
@@ -257,7 +258,7 @@ def asset_context(platform: Platform, path: str) -> dict:
             an = p.analytics
             points.append({
                 "tag": f"{apath}/{d.id}/{p.id}", "id": p.id, "device": d.id, "name": p.name or p.id,
-                "unit": p.unit, "data_type": p.data_type.value, "period_s": parse_duration_us(p.period) / 1e6,
+                "unit": p.unit, "data_type": p.data_type.value, "period_s": us_of(p.period) / 1e6,
                 "limits": limits, "spc": an is not None and an.spc is not None,
                 "anomaly": an is not None and an.anomaly is not None,
             })
@@ -336,7 +337,7 @@ def devices_data(platform: Platform, gateways: dict) -> dict:
         latest = platform.latest(tags) if tags else {}
         seen = [v["ts"] for v in latest.values() if v]
         last = max(seen) if seen else None
-        period = max((parse_duration_us(p.period) for p in d.points), default=1_000_000)
+        period = max((us_of(p.period) for p in d.points), default=1_000_000)
         if last is None:
             state = "never"
         elif dpath in offline or now - last > d.offline_after_periods * period:
