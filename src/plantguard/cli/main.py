@@ -21,7 +21,7 @@ import typer
 from pydantic import ValidationError
 
 from plantguard.domain.model import PlantConfig
-from plantguard.config import load_config, parse_config
+from plantguard.config import load_config
 from plantguard.errors import ConfigError, PlantguardError, StoreUnavailable
 from plantguard.services.offline import AGGREGATES
 from plantguard.timeutil import now_us
@@ -46,12 +46,20 @@ Agg = Enum("Agg", {a: a for a in AGGREGATES}, type=str)  # the aggregates the st
 # Options shared by the commands that read a store
 ConfigOpt = Annotated[Optional[Path], typer.Option("--config", "-c", help="Configuration file naming the store.")]
 DataDirOpt = Annotated[Optional[Path], typer.Option(help="Embedded store directory (instead of --config).")]
+EndOpt = Annotated[str, typer.Option(help="End (exclusive), same forms as --start.")]
+
+
+def _start_help(default: str) -> str:
+    return f"Start (inclusive): ISO 8601 with offset, epoch ms, or {default} style."
 
 
 class OutputFormat(str, Enum):
     table = "table"
     csv = "csv"
     json = "json"
+
+
+FormatOpt = Annotated[OutputFormat, typer.Option("--format", help="Output format.")]
 
 
 class CsvLayout(str, Enum):
@@ -321,12 +329,12 @@ def check_config(file: Path = typer.Argument(..., help="Configuration file to va
 @app.command()
 def query(
     point: str = typer.Argument(..., help="Point tag: site/area/line/asset/device/point."),
-    start: str = typer.Option("now-1h", help="Start (inclusive): ISO 8601 with offset, epoch ms, or now-1h style."),
-    end: str = typer.Option("now", help="End (exclusive), same forms as --start."),
+    start: str = typer.Option("now-1h", help=_start_help("now-1h")),
+    end: EndOpt = "now",
     buckets: Optional[int] = typer.Option(None, min=1, help="Downsample into this many buckets instead of raw readings."),
     agg: Agg = typer.Option(Agg("avg"), help="Aggregate per bucket (with --buckets)."),
     limit: int = typer.Option(10_000, min=1, max=1_000_000, help="Raw readings returned at most."),
-    fmt: OutputFormat = typer.Option(OutputFormat.table, "--format", help="Output format."),
+    fmt: FormatOpt = OutputFormat.table,
     config: ConfigOpt = None,
     data_dir: DataDirOpt = None,
 ) -> None:
@@ -430,8 +438,8 @@ def import_csv_cmd(
 @app.command()
 def export(
     points: list[str] = typer.Argument(..., help="One or more point tags."),
-    start: str = typer.Option("now-1h", help="Start (inclusive): ISO 8601 with offset, epoch ms, or now-1h style."),
-    end: str = typer.Option("now", help="End (exclusive), same forms as --start."),
+    start: str = typer.Option("now-1h", help=_start_help("now-1h")),
+    end: EndOpt = "now",
     fmt: Optional[ExportFormat] = typer.Option(None, "--format", help="csv or parquet (default: from the --out suffix, else csv)."),
     out: Path = typer.Option(..., "--out", "-o", help="File to write."),
     buckets: Optional[int] = typer.Option(None, min=1, help="Export this many downsampled buckets per point instead of raw readings."),
@@ -703,10 +711,10 @@ def _dur(x) -> str:
 @app.command()
 def oee(
     line: str = typer.Argument(..., help="Line path: site/area/line."),
-    start: str = typer.Option("now-24h", help="Start (inclusive): ISO 8601 with offset, epoch ms, or now-24h style."),
-    end: str = typer.Option("now", help="End (exclusive), same forms as --start."),
+    start: str = typer.Option("now-24h", help=_start_help("now-24h")),
+    end: EndOpt = "now",
     by: OeeBy = typer.Option(OeeBy.shift, help="Periods: the site's shifts, days, hours, or the whole window."),
-    fmt: OutputFormat = typer.Option(OutputFormat.table, "--format", help="Output format."),
+    fmt: FormatOpt = OutputFormat.table,
     config: ConfigOpt = None,
     data_dir: DataDirOpt = None,
 ) -> None:
@@ -746,8 +754,8 @@ def oee(
 @app.command()
 def kpi(
     asset: str = typer.Argument(..., help="Asset path: site/area/line/asset (the asset needs the line's state point)."),
-    start: str = typer.Option("now-30d", help="Start (inclusive): ISO 8601 with offset, epoch ms, or now-30d style."),
-    end: str = typer.Option("now", help="End (exclusive), same forms as --start."),
+    start: str = typer.Option("now-30d", help=_start_help("now-30d")),
+    end: EndOpt = "now",
     fmt: OutputFormat = typer.Option(OutputFormat.table, "--format", help="table or json (csv prints the table's rows)."),
     config: ConfigOpt = None,
     data_dir: DataDirOpt = None,

@@ -19,6 +19,7 @@ from plantguard.domain.alarms import ALARM_COLUMNS, AlarmEvent, AlarmRecord
 from plantguard.domain.readings import NO_TS, PointBatch
 from plantguard.errors import StoreError, StoreUnavailable
 from plantguard.store import migrations
+from plantguard.store.downsample import EMBEDDED, downsample_sql
 from plantguard.store.analytics import ANALYTICS_TABLES, SqlAnalytics
 from plantguard.store.base import DEAD_LETTER_INSERT, SqlMetadataReads, PointRow, Series, Store, WriteSet, dead_letter_columns
 from plantguard.store.rollup import ROLLUP_COLUMNS, TIERS
@@ -246,7 +247,7 @@ class EmbeddedStore(SqlAnalytics, SqlMetadataReads, Store):
         return Series(np.asarray(d["ts"], np.int64), np.asarray(d["value"], np.float64), np.asarray(d["quality"], np.uint8))
 
     def downsample(self, pid: int, start: int, end: int, width: int, agg: str, tier: str) -> Series:
-        sql, params = downsample_sql(tier, agg, int(width), int(pid), int(start), int(end))
+        sql, params = downsample_sql(EMBEDDED, tier, agg, int(width), int(pid), int(start), int(end))
         d = self._run(lambda c: c.execute(sql, params).fetchnumpy())
         return Series(np.asarray(d["b"], np.int64), np.asarray(d["v"], np.float64), count=np.asarray(d["n"], np.int64))
 
@@ -375,27 +376,3 @@ class EmbeddedStore(SqlAnalytics, SqlMetadataReads, Store):
     def counts(self) -> dict[str, int]:
         tables = ["points", "raw", "rollup_1m", "rollup_1h", "latest", "dead_letters", "alarms", "alarm_events", "plant_model", *ANALYTICS_TABLES]
         return self._run(lambda c: {t: c.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in tables})
-
-
-def downsample_sql(tier: str, agg: str, width: int, pid: int, start: int, end: int) -> tuple[str, list]:
-    """DuckDB SQL for a downsample (the PostgreSQL backend has its own version of the same shape). Raw tier:
-    aggregate readings directly; rollup tiers: combine partials per output bucket."""
-    if tier == "raw":
-        expr = {
-            "avg": "avg(value)", "min": "min(value)", "max": "max(value)", "sum": "sum(value)",
-            "count": "count(*)", "last": "arg_max(value, ts)",
-        }[agg]
-        sql = (
-            f"SELECT (ts - (ts % {width}))::BIGINT AS b, ({expr})::DOUBLE AS v, count(*)::BIGINT AS n FROM raw "
-            f"WHERE pid = ? AND ts >= ? AND ts < ? AND quality <> 2 GROUP BY b ORDER BY b"
-        )
-        return sql, [pid, start, end]
-    expr = {
-        "avg": "sum(vsum) / sum(n)", "min": "min(vmin)", "max": "max(vmax)", "sum": "sum(vsum)",
-        "count": "sum(n)", "last": "arg_max(vlast, last_ts)",
-    }[agg]
-    sql = (
-        f"SELECT (bucket - (bucket % {width}))::BIGINT AS b, ({expr})::DOUBLE AS v, sum(n)::BIGINT AS n FROM rollup_{tier} "
-        f"WHERE pid = ? AND bucket >= ? AND bucket < ? GROUP BY b ORDER BY b"
-    )
-    return sql, [pid, start - (start % TIERS[tier]), end]

@@ -23,6 +23,7 @@ from plantguard.domain.alarms import ALARM_COLUMNS, AlarmEvent, AlarmRecord
 from plantguard.domain.readings import NO_TS, PointBatch
 from plantguard.errors import StoreError, StoreUnavailable
 from plantguard.store import migrations
+from plantguard.store.downsample import POSTGRES, downsample_sql
 from plantguard.store.analytics import ANALYTICS_TABLES, SqlAnalytics
 from plantguard.store.base import DEAD_LETTER_INSERT, dead_letter_columns, SqlMetadataReads, PointRow, Series, Store, WriteSet
 from plantguard.store.rollup import ROLLUP_COLUMNS, TIERS
@@ -126,46 +127,6 @@ class _Int4ArrayDumper(Dumper):
 
 class _Int8ArrayDumper(_Int4ArrayDumper):
     oid = 1016  # int8[]
-
-
-LATERAL_MAX_BUCKETS = 2000
-
-
-def downsample_sql(tier: str, agg: str, width: int, pid: int, start: int, end: int) -> tuple[str, list]:
-    """PostgreSQL twin of store.embedded.downsample_sql (same shape, same parameters). PostgreSQL has no
-    arg_max: 'last' takes the first element of the values ordered by time, newest first."""
-    width = int(width)
-    if tier == "raw":
-        expr = {
-            "avg": "avg(value)", "min": "min(value)", "max": "max(value)", "sum": "sum(value)",
-            "count": "count(*)", "last": "(array_agg(value ORDER BY ts DESC))[1]",
-        }[agg]
-        sql = (
-            f"SELECT (ts - (ts %% {width}))::BIGINT AS b, ({expr})::{_F8} AS v, count(*)::BIGINT AS n FROM raw "
-            f"WHERE pid = %s AND ts >= %s AND ts < %s AND quality <> 2 GROUP BY b ORDER BY b"
-        )
-        return sql, [pid, start, end]
-    expr = {
-        "avg": f"sum(vsum) / sum(n)::{_F8}", "min": "min(vmin)", "max": "max(vmax)", "sum": "sum(vsum)",
-        "count": "sum(n)", "last": "(array_agg(vlast ORDER BY last_ts DESC))[1]",
-    }[agg]
-    lo = start - (start % TIERS[tier])
-    first = lo - (lo % width)
-    if (end - first) // width <= LATERAL_MAX_BUCKETS:
-        # One index range scan per output bucket: no sort of the (often tens of thousands of) rollup rows,
-        # which PostgreSQL would otherwise do because it cannot estimate the number of groups.
-        sql = (
-            f"SELECT g.b, x.v, x.n FROM generate_series(%s::BIGINT, %s::BIGINT, %s::BIGINT) AS g(b), "
-            f"LATERAL (SELECT ({expr})::{_F8} AS v, sum(n)::BIGINT AS n FROM rollup_{tier} "
-            f"WHERE pid = %s AND bucket >= greatest(g.b, %s) AND bucket < least(g.b + %s, %s)) x "
-            f"WHERE x.n IS NOT NULL ORDER BY g.b"
-        )
-        return sql, [first, end - 1, width, pid, lo, width, end]
-    sql = (
-        f"SELECT (bucket - (bucket %% {width}))::BIGINT AS b, ({expr})::{_F8} AS v, sum(n)::BIGINT AS n FROM rollup_{tier} "
-        f"WHERE pid = %s AND bucket >= %s AND bucket < %s GROUP BY b ORDER BY b"
-    )
-    return sql, [pid, lo, end]
 
 
 def _q(col: str) -> str:
@@ -425,7 +386,7 @@ class PostgresStore(SqlAnalytics, SqlMetadataReads, Store):
         return Series(t, v, q.astype(np.uint8))
 
     def downsample(self, pid: int, start: int, end: int, width: int, agg: str, tier: str) -> Series:
-        sql, params = downsample_sql(tier, agg, width, int(pid), int(start), int(end))
+        sql, params = downsample_sql(POSTGRES, tier, agg, width, int(pid), int(start), int(end))
         b, v, n = self._columns(sql, params, [_I8, _F8B, _I8])
         return Series(b, v, count=n)
 
