@@ -638,3 +638,18 @@ def test_every_protocol_is_implemented_with_its_signature(store, proto):
         want = [(p.name, p.kind, p.default) for p in inspect.signature(fn).parameters.values()]
         got = [(p.name, p.kind, p.default) for p in inspect.signature(getattr(type(store), name)).parameters.values()]
         assert got == want, f"{type(store).__name__}.{name}: {got} != {want}"
+
+
+def test_point_ids_are_allocated_by_the_store(store, opener):
+    """Ids come from the store, not from one process's memory: the same tag gets the same id from every
+    connection, new tags get ids nobody else has."""
+    first = store.allocate_points(["a/b", "c/d", "a/b"])
+    assert sorted(first.values()) == [0, 1] and first["a/b"] != first["c/d"]
+    other = opener() if store.kind == "postgres" else store  # a second process's connection (DuckDB: one process)
+    try:
+        again = other.allocate_points(["c/d", "e/f"])
+        assert again["c/d"] == first["c/d"] and again["e/f"] not in first.values()
+    finally:
+        if other is not store:
+            other.close()
+    assert store.allocate_points([]) == {}

@@ -9,7 +9,7 @@ from __future__ import annotations
 from enum import Enum
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, PrivateAttr, field_validator
 
 from plantguard.errors import ConfigProblem
 from plantguard.timeutil import US, parse_duration_us
@@ -50,6 +50,14 @@ def typed_duration(v: Any, us: int):
     out = DurationText(v) if isinstance(v, str) else DurationSeconds(v)
     out.us = us
     return out
+
+
+def _plain_duration(v: Any) -> str | float:
+    return str(v) if isinstance(v, str) else float(v)
+
+
+#: a duration field: text or seconds, serialised as plain text or number (the parsed .us stays in memory)
+DurationValue = Annotated[str | float, PlainSerializer(_plain_duration, return_type=str | float)]
 
 
 def us_of(d: Any) -> int:
@@ -103,8 +111,8 @@ class LimitAlarm(_Strict):
     lo: float | None = None
     lolo: float | None = None
     deadband: float = Field(0.0, ge=0, description="the value must come back this far inside a limit to clear")
-    on_delay: str | float = Field("0s", description="the limit must be exceeded this long before the alarm raises")
-    off_delay: str | float = Field("0s", description="the value must be back in range this long before the alarm clears")
+    on_delay: DurationValue = Field("0s", description="the limit must be exceeded this long before the alarm raises")
+    off_delay: DurationValue = Field("0s", description="the value must be back in range this long before the alarm clears")
     priority: Literal["low", "medium", "high", "urgent"] = "medium"
 
     _v = field_validator("on_delay", "off_delay")(_duration(DELAY_MAX_US))
@@ -195,7 +203,7 @@ class RulSettings(_Strict):
 
     point: str = Field(description="'device/point' path of the condition indicator inside the asset")
     failure_threshold: float = Field(description="value of the indicator at which the asset is considered failed")
-    lead_time: str | float = Field("4h", description="raise the predictive alert when the lower bound of the remaining life falls below this")
+    lead_time: DurationValue = Field("4h", description="raise the predictive alert when the lower bound of the remaining life falls below this")
     params: dict[str, Any] = Field(default_factory=dict, description="model parameters (see docs/analytics/rul.md)")
     alarm: bool = True
     priority: Priority = "high"
@@ -214,7 +222,7 @@ class Point(_Strict):
     unit: str = ""
     data_type: DataType = DataType.float
     range: Range | None = Field(None, description="engineering range; readings outside it are rejected")
-    period: str | float = Field("1s", description="expected sampling period")
+    period: DurationValue = Field("1s", description="expected sampling period")
     criticality: Criticality = Criticality.medium
     states: dict[int, str] | None = Field(None, description="for data_type state: code -> name")
     alarms: PointAlarms | None = None
@@ -293,9 +301,9 @@ class StorageConfig(_Strict):
     backend: Literal["embedded", "postgres"] = "embedded"
     data_dir: str = "./data"
     postgres_dsn: str | None = Field(None, description="e.g. postgresql://user@127.0.0.1:5432/plantguard")
-    retention_raw: str | float = "30d"
-    retention_1m: str | float = "365d"
-    retention_1h: str | float = "3650d"
+    retention_raw: DurationValue = "30d"
+    retention_1m: DurationValue = "365d"
+    retention_1h: DurationValue = "3650d"
     memory_limit: str = Field("1GB", pattern=r"^\d+(\.\d+)?\s*(KB|MB|GB|TB|KiB|MiB|GiB|TiB)$",
                               description="cache limit of the embedded store (DuckDB's own default is 80% of RAM)")
 
@@ -304,11 +312,11 @@ class StorageConfig(_Strict):
 
 class IngestConfig(_Strict):
     unknown_points: Literal["reject", "auto_register"] = "reject"
-    max_future: str | float = Field("5m", description="readings further in the future than this are rejected")
+    max_future: DurationValue = Field("5m", description="readings further in the future than this are rejected")
     max_queue_readings: int = Field(2_000_000, ge=1000, le=100_000_000, description="bound of the ingest queue; producers wait beyond it")
     max_batch_readings: int = Field(200_000, ge=100, le=10_000_000, description="readings the writer takes in one turn")
     max_payload_bytes: int = Field(8 * 1024 * 1024, ge=1024, le=1024**3)
-    lag_degraded: str | float = Field("30s", description="health is degraded while a write waited longer than this in the queue")
+    lag_degraded: DurationValue = Field("30s", description="health is degraded while a write waited longer than this in the queue")
 
     _v = field_validator("max_future")(_duration(36_500 * DAY_US))
     _lag = field_validator("lag_degraded")(_duration(DAY_US, min_us=100_000))
@@ -323,7 +331,7 @@ class Webhook(_Strict):
 
 class AlarmConfig(_Strict):
     webhooks: list[Webhook] = Field(default_factory=list)
-    check_interval: str | float = "1s"
+    check_interval: DurationValue = "1s"
 
     _v = field_validator("check_interval")(_duration(3600 * US, min_us=10_000))
 

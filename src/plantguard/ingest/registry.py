@@ -79,18 +79,18 @@ class PointRegistry:
             self._rebuild()
 
     def sync_config(self, cfg: PlantConfig, store: Store) -> list[PointRow]:
-        """Gives every configured point a pid (new ones get the next free id), stores changed metadata, and
-        marks stored non-auto points that left the configuration inactive (their history stays queryable)."""
+        """Gives every configured point a pid (new ones allocated by the store, so processes sharing it agree),
+        stores changed metadata, and marks stored non-auto points that left the configuration inactive (their
+        history stays queryable)."""
         changed: list[PointRow] = []
+        entries = [(tag, point_meta(tag, *parts)) for tag, *parts in cfg.iter_points()]
+        ids = store.allocate_points([t for t, _ in entries if t not in self.index])
         with self._lock:
-            next_pid = max(self.tags, default=-1) + 1
             seen = set()
-            for tag, *parts in cfg.iter_points():
-                meta = point_meta(tag, *parts)
+            for tag, meta in entries:
                 pid = self.index.get(tag)
                 if pid is None:
-                    pid = next_pid
-                    next_pid += 1
+                    pid = ids[tag]
                 seen.add(pid)
                 if self.meta.get(pid) != meta:
                     changed.append(PointRow(pid, tag, meta))
@@ -102,13 +102,9 @@ class PointRegistry:
         return changed
 
     def register_auto(self, tags: list[str], store: Store) -> dict[str, int]:
-        with self._lock:
-            next_pid = max(self.tags, default=-1) + 1
-            rows = []
-            for t in dict.fromkeys(tags):
-                if t not in self.index:
-                    rows.append(PointRow(next_pid, t, dict(AUTO_META)))
-                    next_pid += 1
+        new = [t for t in dict.fromkeys(tags) if t not in self.index]
+        ids = store.allocate_points(new)
+        rows = [PointRow(ids[t], t, dict(AUTO_META)) for t in new]
         store.upsert_points(rows)
         self.load(rows)
         return {r.tag: r.pid for r in rows}

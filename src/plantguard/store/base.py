@@ -71,6 +71,10 @@ class Store(ABC):
     def load_points(self) -> list[PointRow]: ...
 
     @abstractmethod
+    def allocate_points(self, tags: list[str]) -> dict[str, int]:
+        """tag -> point id; ids of new tags are allocated by the store, so several processes agree on them."""
+
+    @abstractmethod
     def upsert_points(self, rows: list[PointRow]) -> None:
         """Inserts new points and replaces the meta of existing ones (matched by pid)."""
 

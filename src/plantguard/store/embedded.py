@@ -137,6 +137,29 @@ class EmbeddedStore(SqlAnalytics, SqlMetadataReads, Store):
         rows = self._run(lambda c: c.execute("SELECT pid, tag, meta FROM points ORDER BY pid").fetchall())
         return [PointRow(pid, tag, json.loads(meta)) for pid, tag, meta in rows]
 
+    def allocate_points(self, tags: list[str]) -> dict[str, int]:
+        """The point id of each tag, new ones allocated here (never in process memory), in one transaction."""
+        tags = list(dict.fromkeys(tags))
+        if not tags:
+            return {}
+
+        def go(cur):
+            have = dict(cur.execute("SELECT tag, pid FROM points WHERE tag IN (SELECT unnest(?::VARCHAR[]))", [tags]).fetchall())
+            new = [t for t in tags if t not in have]
+            if new:
+                nxt = cur.execute("SELECT coalesce(max(pid), -1) + 1 FROM points").fetchall()[0][0]
+                tbl = pa.table({"pid": pa.array(range(nxt, nxt + len(new)), pa.int32()), "tag": pa.array(new, pa.string()),
+                                "meta": pa.array(["{}"] * len(new), pa.string())})
+                cur.register("_pg_alloc", tbl)
+                try:
+                    cur.execute("INSERT INTO points SELECT * FROM _pg_alloc")
+                finally:
+                    cur.unregister("_pg_alloc")
+                have.update({t: nxt + i for i, t in enumerate(new)})
+            return {t: int(have[t]) for t in tags}
+
+        return self._tx(go)
+
     def upsert_points(self, rows: list[PointRow]) -> None:
         if not rows:
             return

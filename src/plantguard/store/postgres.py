@@ -294,6 +294,25 @@ class PostgresStore(SqlAnalytics, SqlMetadataReads, Store):
         rows = self._run(lambda c: c.execute("SELECT pid, tag, meta FROM points ORDER BY pid").fetchall())
         return [PointRow(pid, tag, json.loads(meta)) for pid, tag, meta in rows]
 
+    def allocate_points(self, tags: list[str]) -> dict[str, int]:
+        """The point id of each tag, new ones allocated here in one transaction under a table lock, so that
+        processes sharing the database never hand out the same id."""
+        tags = list(dict.fromkeys(tags))
+        if not tags:
+            return {}
+
+        def go(cur):
+            cur.execute("LOCK TABLE points IN SHARE ROW EXCLUSIVE MODE")
+            have = dict(cur.execute("SELECT tag, pid FROM points WHERE tag = ANY(%s)", [tags]).fetchall())
+            new = [t for t in tags if t not in have]
+            if new:
+                nxt = cur.execute("SELECT coalesce(max(pid), -1) + 1 FROM points").fetchone()[0]
+                cur.executemany("INSERT INTO points VALUES (%s, %s, %s)", [(nxt + i, t, "{}") for i, t in enumerate(new)])
+                have.update({t: nxt + i for i, t in enumerate(new)})
+            return {t: int(have[t]) for t in tags}
+
+        return self._tx(go)
+
     def upsert_points(self, rows: list[PointRow]) -> None:
         if not rows:
             return

@@ -5,7 +5,7 @@ signature, then the behaviour suites run per concern.
 
     ReadingsStore     write, existing, raw, downsample, watermarks, latest       (the pipeline, telemetry queries)
     RollupStore       compact_rollups, apply_retention, counts                   (the writer's maintenance)
-    PointsStore       load_points, upsert_points                                 (the point registry)
+    PointsStore       load_points, allocate_points, upsert_points                                (the point registry)
     ModelStore        save_model, load_model, model_versions                     (model source, model service)
     AlarmStore        save_alarms, load_alarms, alarm_events                     (the alarm engine, alarm service)
     DeadLetterStore   dead_letters, dead_letter_counts                           (telemetry service, data quality)
@@ -43,6 +43,7 @@ class RollupStore(Protocol):
 @runtime_checkable
 class PointsStore(Protocol):
     def load_points(self) -> list: ...
+    def allocate_points(self, tags: list[str]) -> dict[str, int]: ...
     def upsert_points(self, rows: list) -> None: ...
 
 
