@@ -294,3 +294,22 @@ def test_a_cancelled_submitter_does_not_stop_the_writer(data_dir):
     assert pl.alive
     pl.stop()
     assert store.raw(0, 0, NOW).value.tolist() == [1.0, 2.0]  # the cancelled batch was still written
+
+
+def test_latest_values_read_from_the_store_equal_the_ones_in_memory(tmp_path):
+    """Latest values live in memory for speed and in the store (written in the same transaction as the raw
+    rows), so a process that did not write them reads the same answer."""
+    from plantguard.config import parse_config
+    from plantguard.domain.readings import RawBatch
+    from plantguard.runtime import Platform
+    from plantguard.testing.factories import plant_dict, tag
+
+    p = Platform(parse_config(plant_dict(3, data_dir=str(tmp_path), alarms=False)))
+    now = p.clock()
+    p.pipeline.process_now(RawBatch.build([tag(0), tag(0), tag(1)], [now - 3_000_000, now - 1_000_000, now - 2_000_000],
+                                          [1.0, 2.0, 3.0]))
+    tags = [tag(0), tag(1), tag(2), "no/such/point"]
+    mem = p.services.telemetry.latest(tags)
+    assert p.services.telemetry.latest_stored(tags) == mem
+    assert mem[tag(0)]["value"] == 2.0 and mem[tag(2)] is None and mem["no/such/point"] is None
+    p.stop()

@@ -106,6 +106,21 @@ class TelemetryService(PlatformPart):
         queue stays full for `timeout` seconds)."""
         return self._p.pipeline.submit(batch, dead, timeout=timeout)
 
+    def latest_stored(self, tags: list[str]) -> dict[str, dict | None]:
+        """The newest reading of each tag as the store holds it (the same answer as `latest`, which reads the
+        pipeline's memory): what a process that did not write them, a future worker or a standby, can read."""
+        pids = self.registry.resolve(tags)
+        known = pids >= 0
+        out: dict[str, dict | None] = dict.fromkeys(tags)
+        if known.any():
+            pid, ts, value, quality = self.store.latest(pids[known])
+            by_pid = {int(p): (int(t), float(v), int(q)) for p, t, v, q in zip(pid, ts, value, quality)}
+            for tag, p in zip(tags, pids.tolist()):
+                if p in by_pid:
+                    t, v, q = by_pid[p]
+                    out[tag] = {"ts": t, "value": v, "quality": q}
+        return out
+
     def unknown_points(self, tags: list[str]) -> list[str]:
         """The tags no point is registered under."""
         if not tags:
