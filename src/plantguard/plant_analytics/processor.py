@@ -20,7 +20,6 @@ so a restart does not relearn from zero.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import threading
 from dataclasses import dataclass, field
@@ -33,24 +32,21 @@ from plantguard.analytics.anomaly.bank import RobustZBank
 from plantguard.analytics.anomaly.defaults import bank_params, default_asset_detector
 from plantguard.analytics.anomaly.registry import load as load_detector
 from plantguard.analytics.anomaly.threshold import Thresholded
-from plantguard.analytics.spc.bank import CHARTS, IND, IN_CONTROL, INSUFFICIENT_DATA, NO_VARIATION, OUT_OF_CONTROL, SpcBank, SlotSettings
-from plantguard.analytics.spc.rules import RULE_NAMES
-from plantguard.domain.analytics import AnalyticsEvent, AnalyticsWrite
+from plantguard.analytics.spc.bank import IN_CONTROL, INSUFFICIENT_DATA, NO_VARIATION, OUT_OF_CONTROL, SpcBank, SlotSettings
+from plantguard.domain.analytics import AnalyticsWrite
 from plantguard.domain.index import PlantIndex
-from plantguard.domain.model import PlantConfig, SpcSettings, state_gate, where as describe, us_of
+from plantguard.domain.model import PlantConfig, SpcSettings, state_gate, us_of
 from plantguard.domain.readings import PointBatch, Quality
 from plantguard.events import ConditionChange, ConditionsChanged, ExternalRule, ExternalRulesDeclared
-from plantguard.timeutil import iso, Clock, parse_duration_us
+from plantguard.timeutil import Clock, parse_duration_us
+from plantguard.plant_analytics.anomaly import AnomalyPart
+from plantguard.plant_analytics.common import _S
+from plantguard.plant_analytics.assets import AssetPart
+from plantguard.plant_analytics.spc import _CODE_OF, _N_CODES, SpcPart
 
 log = logging.getLogger(__name__)
 
 CHECKPOINT_NAME = "analytics"
-RUL_CLEAR_FACTOR = 1.5  # a predictive alert clears once the lower bound is back above 1.5 x the lead time
-_S = 1_000_000
-# rule codes of violations: Nelson rules 1..8, then the other charts' limits
-_CHART_CODE = np.array([0, 9, 10, 11, 12], np.int64)  # individuals (rule number used), moving_range, ewma, cusum up/low
-_N_CODES = 13
-_CODE_OF = {**{f"nelson-{i}": (i,) for i in range(1, 9)}, "moving_range": (9,), "ewma": (10,), "cusum": (11, 12)}
 
 
 def _digest(settings) -> str:
@@ -179,7 +175,7 @@ def _spc_slot_settings(s: SpcSettings, period_us: int) -> SlotSettings:
                         rules=s.rules if isinstance(s.rules, str) else tuple(s.rules), reset_on_signal=True)
 
 
-class AnalyticsProcessor:
+class AnalyticsProcessor(SpcPart, AnomalyPart, AssetPart):
     """Pipeline processor; see the module docstring."""
 
     name = "analytics"
@@ -500,293 +496,6 @@ class AnalyticsProcessor:
         idx = np.flatnonzero(mask)[use]
         return slots[use], batch.ts[idx], batch.value[idx]
 
-    def _run_spc(self, batch: PointBatch, mask: np.ndarray, out: AnalyticsWrite, alarm_changes) -> None:
-        """Vectorised over slots: Python runs per recorded event and per slot whose alarm or status changed."""
-        sel = self._select(self._spc_of, batch, mask)
-        if sel is None:
-            return
-        slots, ts, v = sel
-        bank = self._st.spc
-        res = bank.process(slots, ts, v)
-        self._spc_grow(len(bank))
-        n_ev = len(res.event_slot)
-        last = np.full(len(bank), -1, np.int64)
-        np.maximum.at(last, slots, res.index)
-        touched = np.flatnonzero(last >= 0)
-        if n_ev:
-            ev_slot, ev_index = res.event_slot.astype(np.int64), res.event_index.astype(np.int64)
-            code = np.where(res.event_chart == IND, res.event_rule, _CHART_CODE[res.event_chart]).astype(np.int64)
-            # one event per episode: a rule that also fired at the slot's previous point continues an episode
-            order = np.lexsort((ev_index, code, ev_slot))
-            es, ec, ei = ev_slot[order], code[order], ev_index[order]
-            same = np.r_[False, (es[1:] == es[:-1]) & (ec[1:] == ec[:-1])]
-            prev = np.where(same, np.r_[np.int64(-2), ei[:-1]], self._spc_prev[es, ec])
-            new_episode = ei - prev != 1
-            self._spc_prev[es, ec] = ei  # ascending within each group: the last write is the newest index
-            for k in np.flatnonzero(new_episode).tolist():
-                j = int(order[k])
-                slot, chart, rule = int(es[k]), int(res.event_chart[j]), int(res.event_rule[j])
-                tag = self._spc_tag.get(slot)
-                if tag is None:
-                    continue
-                name, rid = (RULE_NAMES[rule], f"nelson-{rule}") if chart == IND else (f"{CHARTS[chart]} beyond its limit", CHARTS[chart])
-                pos, span = int(res.event_pos[j]), int(res.event_span[j])
-                first = pos - span + 1
-                # batches arrive sorted by point, so a span inside this batch is one slice of it
-                first_ts = int(ts[first]) if first >= 0 and slots[first] == slot else None
-                out.events.append(AnalyticsEvent(int(res.event_ts[j]), "spc", f"spc/{tag}", rid, name,
-                                                  {"value": float(v[pos]), "span": span, "first_ts": first_ts,
-                                                   "index": int(ei[k]), "chart": CHARTS[chart]}))
-                self._spc_last_rule[slot] = f"{rid} {name}"
-            # the alarm counts readings with a violation of an alarm rule among the last clear_after
-            counted = ((self._spc_rulebits[ev_slot] >> code) & 1).astype(bool)
-            cs, ci = ev_slot[counted], ev_index[counted]
-        else:
-            cs = ci = np.zeros(0, np.int64)
-        t_sl = touched
-        shift = last[t_sl] - self._spc_vidx[t_sl]
-        m = self._spc_mask[t_sl]
-        m = np.where(shift >= 64, np.uint64(0), m << np.minimum(np.maximum(shift, 0), 63).astype(np.uint64))
-        self._spc_mask[t_sl] = m
-        self._spc_vidx[t_sl] = np.maximum(self._spc_vidx[t_sl], last[t_sl])
-        if len(cs):
-            age = self._spc_vidx[cs] - ci
-            ok = (age >= 0) & (age < 64)
-            np.bitwise_or.at(self._spc_mask, cs[ok], np.left_shift(np.uint64(1), age[ok].astype(np.uint64)))
-        window = np.left_shift(np.uint64(1), self._spc_clear[t_sl].astype(np.uint64)) - np.uint64(1)
-        count = np.bitwise_count(self._spc_mask[t_sl] & window)
-        was = self._spc_alarm[t_sl]
-        now_active = np.where(was, count > 0, count >= self._spc_min[t_sl])
-        st_last = np.full(len(bank), -1, np.int64)
-        st_last[slots] = res.state  # fancy assignment keeps each slot's last reading
-        status_changed = (st_last[t_sl] >= 0) & (st_last[t_sl] != self._spc_status[t_sl])
-        self._spc_status[t_sl] = np.where(st_last[t_sl] >= 0, st_last[t_sl], self._spc_status[t_sl])
-        self._spc_dirty[t_sl[status_changed]] = True
-        flip = np.flatnonzero(now_active != was)
-        if len(flip):
-            ts_last = np.zeros(len(bank), np.int64)
-            ts_last[slots] = ts
-            v_last = np.zeros(len(bank))
-            v_last[slots] = v
-            for slot in t_sl[flip].tolist():
-                active = not self._spc_alarm[slot]
-                self._spc_alarm[slot] = active
-                self._spc_dirty[slot] = True
-                tag = self._spc_tag.get(slot)
-                if tag is None:
-                    continue
-                cfg = self._spc_cfg[slot]
-                if cfg.alarm and not self._shadow[self.registry.pid(tag)]:
-                    msg = (f"SPC {describe(tag)}: {self._spc_last_rule.get(slot, 'rule violations')} (process out of statistical control)" if active
-                           else f"SPC {describe(tag)}: no alarm-rule violation for {cfg.clear_after} readings")
-                    alarm_changes.append(ConditionChange(f"{tag}:SPC", active, int(ts_last[slot]), float(v_last[slot]), msg))
-        # status and limits as state: at most once per key and store interval (statuses can flip every reading)
-        t_max = int(ts.max())
-        if t_max - self._spc_state_at >= self.store_interval and self._spc_dirty.any():
-            self._spc_state_at = t_max
-            for slot in np.flatnonzero(self._spc_dirty).tolist():
-                tag = self._spc_tag.get(slot)
-                if tag is not None:
-                    out.states[f"spc/{tag}"] = self.spc_state(slot)
-            self._spc_dirty[:] = False
-        # EWMA statistic as a derived series (the highest of each interval)
-        rs, rt, rv = self._spc_thin.feed(slots, ts, res.ewma)
-        if len(rs):
-            keys = self._spc_ewma_keys
-            out.series.extend([keys[s_] for s_ in rs.tolist()], rt.tolist(), rv.tolist())
-
-    def _spc_grow(self, n: int) -> None:
-        old = len(self._spc_mask)
-        if n <= old:
-            return
-        k = n - old
-        self._spc_mask = np.concatenate([self._spc_mask, np.zeros(k, np.uint64)])
-        self._spc_vidx = np.concatenate([self._spc_vidx, np.full(k, -1, np.int64)])
-        self._spc_alarm = np.concatenate([self._spc_alarm, np.zeros(k, bool)])
-        self._spc_status = np.concatenate([self._spc_status, np.full(k, -1, np.int16)])
-        self._spc_dirty = np.concatenate([self._spc_dirty, np.zeros(k, bool)])
-        self._spc_rulebits = np.concatenate([self._spc_rulebits, np.zeros(k, np.int64)])
-        self._spc_min = np.concatenate([self._spc_min, np.full(k, 64, np.int64)])
-        self._spc_clear = np.concatenate([self._spc_clear, np.full(k, 16, np.int64)])
-        self._spc_prev = np.concatenate([self._spc_prev, np.full((k, _N_CODES), -2, np.int64)])
-        self._spc_ewma_keys += [None] * k
-
-    def spc_state(self, slot: int) -> dict:
-        s = self._st.spc.state(slot)
-        lim = s.limits
-        # The status must never contradict the violations next to it: 'in_control' only when no rule fired in
-        # the last clear_after readings and the SPC alarm is not active (the bank's own state is the last
-        # reading's alone).
-        status = s.status
-        window = int(self._spc_clear[slot]) if slot < len(self._spc_clear) else 16
-        vidx = int(self._spc_vidx[slot]) if slot < len(self._spc_vidx) else -1
-        recent = int(((self._spc_prev[slot] >= 0) & (self._spc_prev[slot] > vidx - window)).sum()) if slot < len(self._spc_prev) else 0
-        alarm = bool(self._spc_alarm[slot]) if slot < len(self._spc_alarm) else False
-        if status == "in_control" and (recent or alarm):
-            status = "out_of_control"
-        d = {"status": status, "last_reading_status": s.status, "alarm_active": alarm,
-             "rules_fired_recently": recent, "recent_window": window,
-             "n_points": s.n_points, "n_missing": s.n_missing, "n_out_of_order": s.n_out_of_order,
-             "collected": s.collected, "baseline": self._spc_cfg[slot].baseline if slot in self._spc_cfg else None}
-        if lim is not None:
-            d["limits"] = {"center": lim.center, "ucl": lim.ucl, "lcl": lim.lcl, "sigma": lim.sigma,
-                           "sigma_method": lim.sigma_method, "n_used": lim.n_used, "removed": len(lim.removed),
-                           "mr_ucl": lim.spread_ucl}
-            c = self._spc_cfg.get(slot)
-            if c is not None:
-                lam, L = c.ewma_lambda, c.ewma_l
-                half = L * lim.sigma * (lam / (2 - lam)) ** 0.5
-                d["ewma_limits"] = {"center": lim.center, "ucl": lim.center + half, "lcl": lim.center - half}
-                d["cusum"] = {"k": c.cusum_k, "h": c.cusum_h, "upper": s.cusum_upper, "lower": s.cusum_lower}
-        return d
-
-    def _run_rz(self, batch: PointBatch, mask: np.ndarray, out: AnalyticsWrite, alarm_changes) -> None:
-        sel = self._select(self._rz_of, batch, mask)
-        if sel is None:
-            return
-        slots, ts, v = sel
-        res = self._st.rz.process(slots, v, ts)
-        # starts and ends of anomalies: transitions of the decision within each slot's readings (in order)
-        order = np.argsort(slots, kind="stable")
-        s_o, a_o = slots[order], res.is_anomaly[order]
-        prev = np.r_[False, a_o[:-1]]
-        first = np.r_[True, s_o[1:] != s_o[:-1]]
-        if len(self._rz_anom) < len(self._st.rz):
-            self._rz_anom = np.concatenate([self._rz_anom, np.zeros(len(self._st.rz) - len(self._rz_anom), bool)])
-        prev = np.where(first, self._rz_anom[s_o], prev)
-        for j in np.flatnonzero(prev != a_o).tolist():
-            i = int(order[j])
-            slot = int(s_o[j])
-            tag = self._rz_tag.get(slot)
-            if tag is None:
-                continue
-            started = bool(a_o[j])
-            self._anomaly_change(f"anomaly/{tag}", tag, started, int(ts[i]), float(v[i]), float(res.scores[i]),
-                                 self._anom_cfg[slot], out, alarm_changes, shadow=bool(self._shadow[self.registry.pid(tag)]))
-        last = np.flatnonzero(np.r_[s_o[1:] != s_o[:-1], True])
-        self._rz_anom[s_o[last]] = a_o[last]
-        rs, rt, rv = self._rz_thin.feed(slots, ts, res.scores)
-        if len(rs):
-            tags = self._rz_tag
-            out.series.extend([f"anomaly/{tags[s_]}" for s_ in rs.tolist()], rt.tolist(), rv.tolist())
-
-    def _anomaly_change(self, key: str, alarm_tag: str, started: bool, ts: int, value: float | None, score: float, cfg,
-                        out: AnalyticsWrite, alarm_changes, *, shadow: bool, detail: dict | None = None) -> None:
-        msg = (f"anomaly {describe(alarm_tag)}: score {score:.3f} at or above {cfg.threshold:g}" if started
-               else f"anomaly over {describe(alarm_tag)}: score {score:.3f}")
-        out.events.append(AnalyticsEvent(ts, "anomaly", key, "anomaly-start" if started else "anomaly-end", msg,
-                                          {"score": score, "value": value, **(detail or {})}))
-        out.states[key] = {"anomalous": started, "score": score, "since": ts, "threshold": cfg.threshold}
-        if cfg.alarm and not shadow:
-            alarm_changes.append(ConditionChange(f"{alarm_tag}:ANOMALY", started, ts, value if value is not None else score, msg))
-
-    def _run_dets(self, batch: PointBatch, good: np.ndarray, out: AnalyticsWrite, alarm_changes) -> None:
-        for pid_, tag in self._det_of.items():
-            sel = np.flatnonzero((batch.pid == pid_) & good)
-            if not len(sel):
-                continue
-            det = self._st.dets[tag][0]
-            cfg = self._anom_cfg[tag]
-            best = (-1.0, 0)
-            for i in sel.tolist():
-                t, x = int(batch.ts[i]), float(batch.value[i])
-                d = det.update(x)
-                if d.score > best[0]:
-                    best = (d.score, t)
-                if d.is_anomaly != self._det_anom[tag]:
-                    self._det_anom[tag] = d.is_anomaly
-                    self._anomaly_change(f"anomaly/{tag}", tag, d.is_anomaly, t, x, d.score, cfg, out, alarm_changes,
-                                         shadow=bool(self._shadow[pid_]))
-            out.series.add(f"anomaly/{tag}", best[1], best[0])
-
-    def _run_assets(self, batch: PointBatch, good: np.ndarray, out: AnalyticsWrite, alarm_changes) -> None:
-        pids = np.fromiter(self._asset_of_pid.keys(), np.int64)
-        sel = np.flatnonzero(np.isin(batch.pid, pids) & good)
-        if not len(sel):
-            return
-        sel = sel[np.argsort(batch.ts[sel], kind="stable")]  # across points: time order
-        best: dict[str, tuple[float, int]] = {}
-        due: list[_Asset] = []
-        ts_sel = batch.ts[sel]
-        for j, i in enumerate(sel.tolist()):
-            p, t, x = int(batch.pid[i]), int(batch.ts[i]), float(batch.value[i])
-            for ax in self._asset_of_pid[p]:
-                if ax.mv is not None and p in ax.mv_pids:
-                    ax.mv_last[p] = (t, x)
-                    if p == ax.mv_clock:
-                        due.append(ax)
-                if ax.rul is not None and p == ax.rul_pid:
-                    self._asset_rul(ax, t, x, out, alarm_changes)
-            # evaluate once every reading stamped with this time is held, so sensors sampled together are
-            # judged together
-            if due and (j + 1 == len(sel) or ts_sel[j + 1] != t):
-                for ax in due:
-                    self._asset_mv(ax, t, best, out, alarm_changes)
-                due.clear()
-        for key, (score, t) in best.items():
-            out.series.add(f"anomaly/{key}", t, score)
-
-    def _asset_mv(self, ax: _Asset, t: int, best: dict, out: AnalyticsWrite, alarm_changes) -> None:
-        feats = {}
-        for p, name, period in zip(ax.mv_pids, ax.mv_names, ax.mv_period):
-            held = ax.mv_last.get(p)
-            # a value older than 3 of its periods is missing, not carried forward forever
-            feats[name] = held[1] if held is not None and t - held[0] <= 3 * period else None
-        d = ax.mv.update(feats)
-        if d.score > best.get(ax.key, (-1.0, 0))[0]:
-            best[ax.key] = (d.score, t)
-        if d.is_anomaly != ax.mv_active:
-            ax.mv_active = d.is_anomaly
-            cfg = _Cfg(ax.mv.threshold, bool(ax.mv_settings.get("alarm", True)))
-            contrib = {}
-            explain = getattr(ax.mv.detector, "contributions", None)
-            if callable(explain):
-                try:
-                    contrib = {"contributions": explain(feats)}
-                except Exception:  # noqa: BLE001 - an explanation is a bonus, never a failure
-                    contrib = {}
-            self._anomaly_change(f"anomaly/{ax.key}", ax.key, d.is_anomaly, t, None, d.score, cfg, out, alarm_changes,
-                                 shadow=ax.shadow, detail={"features": feats, **contrib})
-
-    def _asset_rul(self, ax: _Asset, t: int, x: float, out: AnalyticsWrite, alarm_changes) -> None:
-        est = ax.rul.update(t / _S, x)
-        alert = bool(est.alert(ax.rul_lead_s))
-        if ax.rul_alert and not alert and est.state == "degrading" and not (
-                np.isfinite(est.lower) and est.lower >= RUL_CLEAR_FACTOR * ax.rul_lead_s):
-            # hysteresis: a bound hovering around the lead time, or a fit briefly without a finite life just after
-            # the onset, must not chatter the alarm; it clears when the bound is well above the lead time or the
-            # asset is healthy again (part replaced)
-            alert = True
-        d = dataclasses.asdict(est)
-        d["lead_time_s"] = ax.rul_lead_s
-        d["alert"] = alert
-        d["ts"] = t
-        ax.rul_last = d
-        refresh = t - ax.rul_last_row >= self.rul_interval
-        if refresh or alert != ax.rul_alert:
-            ax.rul_last_row = t
-            out.states[f"rul/{ax.key}"] = d
-            if est.median is not None and np.isfinite(est.median):
-                out.series.add(f"rul/{ax.key}", t, est.median, _finite(est.lower), _finite(est.upper))
-        asset_name = ax.key.rsplit("/", 1)[-1]
-        # the alarm's value is the lower bound of the remaining life in hours, next to the lead time in hours
-        lower_h = float(est.lower) / 3600 if est.lower is not None and np.isfinite(est.lower) else None
-        if alert != ax.rul_alert:
-            ax.rul_alert = alert
-            if alert:
-                msg = (f"{asset_name}: predicted failure in {_h(est.median)} (interval {_h(est.lower)} to {_h(est.upper)}), "
-                       f"lower bound below the lead time {_h(ax.rul_lead_s)}; estimate as of {iso(t)}")
-            else:
-                msg = f"{asset_name}: remaining life back above the lead time {_h(ax.rul_lead_s)}"
-            out.events.append(AnalyticsEvent(t, "rul", f"rul/{ax.key}", "rul-alert" if alert else "rul-clear", msg, d))
-            if ax.rul_settings.get("alarm", True) and not ax.shadow:
-                alarm_changes.append(ConditionChange(f"{ax.key}:RUL", alert, t, lower_h, msg))
-        elif alert and refresh and ax.rul_settings.get("alarm", True) and not ax.shadow:
-            # the standing alarm follows the live estimate, with the time it was made
-            msg = (f"{asset_name}: predicted failure in {_h(est.median)} (interval {_h(est.lower)} to {_h(est.upper)}), "
-                   f"lower bound below the lead time {_h(ax.rul_lead_s)}; estimate as of {iso(t)}")
-            alarm_changes.append(ConditionChange(f"{ax.key}:RUL", True, t, lower_h, msg))
-
     # -- ticks, checkpoints -------------------------------------------------------------------------------
     def on_tick(self, now: int) -> None:
         if self._save_ckpt is not None and now - self._last_ckpt >= self.checkpoint_every:
@@ -836,24 +545,3 @@ class AnalyticsProcessor:
                     a["rul"] = ax.rul_last
                 assets[key] = a
             return {"spc": spc, "anomaly": anomaly, "assets": assets}
-
-
-@dataclass
-class _Cfg:
-    threshold: float
-    alarm: bool
-
-
-def _finite(x) -> float | None:
-    return float(x) if x is not None and np.isfinite(x) else None
-
-
-def _h(seconds) -> str:
-    if seconds is None or not np.isfinite(seconds):
-        return "unknown"
-    s = float(seconds)
-    if s >= 2 * 86400:
-        return f"{s / 86400:.1f} d"
-    if s >= 7200:
-        return f"{s / 3600:.1f} h"
-    return f"{s / 60:.0f} min"
