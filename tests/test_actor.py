@@ -38,3 +38,19 @@ def test_model_edits_through_the_api_record_who(tmp_path):
     actors = [v["actor"] for v in p.services.model.versions()]
     assert actors[:2] == ["user:anonymous", "user:ann"]
     p.stop()
+
+
+def test_a_model_file_applied_at_start_records_the_os_user(tmp_path):
+    import yaml
+
+    from plantguard.config import load_config
+    from plantguard.model_source import ModelFile
+    from plantguard.runtime import Platform
+    from plantguard.testing.factories import plant_dict
+
+    f = tmp_path / "plant.yaml"
+    f.write_text(yaml.safe_dump(plant_dict(1, data_dir=str(tmp_path / "data"))))
+    p = Platform(load_config(f), model_file=ModelFile.of(f))
+    newest = p.services.model.versions()[0]
+    assert newest["origin"] == "file" and newest["actor"] == str(Actor.cli())
+    p.stop()

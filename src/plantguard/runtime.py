@@ -11,6 +11,7 @@ import threading
 
 
 from plantguard import capabilities
+from plantguard.domain.actor import Actor
 from plantguard.domain.index import PlantIndex
 from plantguard.events import EventBus
 from plantguard.supervisor import Supervisor
@@ -49,7 +50,9 @@ class Platform:
             self.registry.load(self.store.load_points())
             self.registry.sync_config(self.cfg, self.store)
             if self._pending_save is not None:
-                self._save_model_if_changed(self.cfg, origin=self._pending_save[0], file_sha=self._pending_save[1])
+                origin = self._pending_save[0]
+                who = str(Actor.cli()) if origin == "file" else None  # a file applied at start: this machine's user
+                self._save_model_if_changed(self.cfg, origin=origin, file_sha=self._pending_save[1], actor=who)
         except BaseException:
             if store is None:
                 self.store.close()  # a refused start must not keep the data directory open
