@@ -4,7 +4,7 @@ The analytics processor records every rule violation as an event, and raises the
 `alarm_min_points` of the last `clear_after` readings violated one of `alarm_rules` (it clears after
 `clear_after` readings without one). This script runs SpcBank (all Nelson rules, EWMA, CUSUM with
 reset_on_signal, baseline 100: the processor's settings) over seeded N(0, 1) streams and applies that hysteresis
-per reading, counting violations the way ingest/analytics.py does: individuals-chart rule r is "nelson-r",
+per reading, counting violations the way the analytics processor (plant_analytics/spc.py) does: individuals-chart rule r is "nelson-r",
 cusum_upper / cusum_lower are "cusum", the others go by chart name ("ewma", "moving_range").
 
   false alarms: alarms raised per 10,000 in-control readings after the baseline (--slots x --readings);

@@ -70,6 +70,19 @@ class Detector(abc.ABC):
         args = ", ".join(f"{k}={v!r}" for k, v in self._get_params().items())
         return f"{type(self).__name__}({args})"
 
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        """Unpickling: attributes a newer version added (a new parameter, new learned state) take the values a
+        fresh detector with the stored parameters has, so a checkpoint written before an upgrade still loads and
+        runs; state it already had is kept."""
+        defaults: dict[str, Any] = {}
+        try:
+            sig = inspect.signature(type(self).__init__)
+            params = {k: state[k] for k in sig.parameters if k != "self" and k in state}
+            defaults = type(self)(**params).__dict__
+        except Exception:  # noqa: BLE001 - no defaults to offer: keep the state as stored
+            defaults = {}
+        self.__dict__.update({**defaults, **state})
+
     def checkpoint(self) -> bytes:
         """The detector and its learned state as bytes (store them; `restore` gives the detector back)."""
         return _MAGIC + pickle.dumps(self, protocol=pickle.HIGHEST_PROTOCOL)

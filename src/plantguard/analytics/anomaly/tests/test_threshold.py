@@ -123,3 +123,21 @@ def test_missing_reading_keeps_an_open_episode_open():
         d = th.update(v)
     assert d.is_anomaly
     assert th.update(float("nan")).is_anomaly and th.update(None).is_anomaly
+
+
+def test_a_checkpoint_from_before_episodes_and_bounded_protection_still_runs():
+    """Detectors pickled before Thresholded had protect_for, clear and onset_only (and RobustZScore its floor and
+    run tracking) restore with those at their defaults instead of failing on the first reading."""
+    th = Thresholded(RobustZScore(warmup=5), 0.9)
+    for v in [1.0, 2.0, 1.5, 1.2, 1.8, 1.1, 1.3]:
+        th.update(v)
+    old = pickle.loads(pickle.dumps(th))
+    for k in ("protect_for", "clear", "onset_only", "_open"):
+        del old.__dict__[k]
+    for k in ("floor_history", "stuck_ratio", "_slow", "_res", "_prev", "_same", "_rep", "_seen"):
+        del old.detector.__dict__[k]
+    back = Detector.restore(b"PGDET1\n" + pickle.dumps(old))
+    assert back.protect_for == 600 and back.clear is None and back.detector.floor_history == 0.1
+    assert back.detector.location == th.detector.location  # what it had learned is kept
+    d = back.update(1.4)
+    assert isinstance(d, Decision) and d.warm
