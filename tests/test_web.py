@@ -325,3 +325,12 @@ def test_stream_ends_when_the_client_goes_away(platform):
     finally:
         server.should_exit = True
         th.join(5)
+
+
+def test_a_stream_subscribes_to_alarm_changes_while_it_runs_only(client, platform):
+    """Each stream learns which alarms changed from the event bus (no scan of every alarm per tick) and its
+    subscription ends with the stream."""
+    before = {n for n in platform.bus.stats() if n.startswith("sse-")}
+    r = client.get("/api/stream", params={"points": P0})
+    assert r.status_code == 200
+    assert {n for n in platform.bus.stats() if n.startswith("sse-")} == before

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
 import time
 from typing import Annotated, Any, AsyncIterator
 
@@ -21,6 +22,7 @@ from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
 from plantguard.errors import InvalidInput, NotFound
+from plantguard.events import AlarmChanged
 from plantguard.runtime import Platform
 
 from plantguard.api.errors import ERROR_RESPONSES
@@ -90,12 +92,20 @@ class _Reader:
         self.values: dict[str, tuple] = {}
         self.alarm_seen: dict[str, int] = {}
         self.cursor = since_us or 0
+        # alarms that changed since the last tick, told by the event bus (inline: a set add, bounded by the number
+        # of alarms); each tick then looks at those only instead of every alarm
+        self._dirty: set[str] = set()
+        self._dirty_lock = threading.Lock()
+        self._sub = f"sse-{id(self)}"
+        platform.bus.subscribe(self._sub, self._on_alarm, AlarmChanged, inline=True)
         if platform.alarms is not None:
             for r in platform.alarms.list():
                 # Without a cursor the page already shows the current alarms; with one, what changed after it is owed.
                 if since_us is None or r.updated_at <= since_us:
                     self.alarm_seen[r.id] = r.updated_at
                     self.cursor = max(self.cursor, r.updated_at)
+                else:
+                    self._dirty.add(r.id)  # changed after the client's cursor: owed on the first tick
 
     def latest(self) -> dict:
         out = {}
@@ -109,13 +119,26 @@ class _Reader:
                 out[tag] = {"ts": _ms(v["ts"]), "value": value if value == value else None, "quality": v["quality"]}
         return {"ts": _ms(self.platform.clock()), "values": out}
 
+    def _on_alarm(self, event: AlarmChanged) -> None:
+        with self._dirty_lock:
+            self._dirty.add(event.record.id)
+
+    def close(self) -> None:
+        self.platform.bus.unsubscribe(self._sub)
+
     def alarms(self) -> list[dict]:
         if self.platform.alarms is None:
             return []
         from plantguard.api.alarms import _public
 
+        with self._dirty_lock:
+            dirty, self._dirty = self._dirty, set()
         changed = []
-        for r in self.platform.alarms.list():
+        for rid in sorted(dirty):
+            try:
+                r = self.platform.services.alarms.get(rid)
+            except NotFound:  # an alarm whose rule left the plant model
+                continue
             if self.alarm_seen.get(r.id) != r.updated_at:
                 self.alarm_seen[r.id] = r.updated_at
                 changed.append(_public(r))
@@ -138,12 +161,23 @@ def _read(reader: _Reader, with_health: bool) -> tuple:
     return reader.latest() if reader.tags else None, reader.alarms(), reader.health() if with_health else None
 
 
-async def event_stream(request: Request, reader: _Reader) -> AsyncIterator[str]:
+async def event_stream(request: Request, make_reader) -> AsyncIterator[str]:
     state = request.app.state
     tick = float(getattr(state, "stream_tick_s", TICK_S))
     server = _uvicorn_server()
     lifetime = getattr(state, "stream_lifetime_s", None) or (None if server is not None else FALLBACK_LIFETIME_S)
     started = last_beat = time.monotonic()
+    # the reader (and its subscription to alarm changes) lives exactly as long as this generator runs
+    reader = await run_in_threadpool(make_reader)
+    try:
+        async for chunk in _ticks(request, reader, tick, server, lifetime, started, last_beat):
+            yield chunk
+    finally:
+        reader.close()  # the stream's subscription ends with it, whatever ended it
+
+
+async def _ticks(request: Request, reader: _Reader, tick: float, server, lifetime, started: float,
+                 last_beat: float) -> AsyncIterator[str]:
     n = 0
     yield f"retry: {RETRY_MS}\n\n"
     while True:
@@ -187,6 +221,6 @@ async def live_stream(
     readings only), `alarms` with the records that changed, `health` every 5 s."""
     platform: Platform = request.app.state.platform
     tags = _parse_points(platform, points)
-    reader = await run_in_threadpool(_Reader, platform, tags, _since(request, since))
-    return StreamingResponse(event_stream(request, reader), media_type="text/event-stream",
+    since_us = _since(request, since)
+    return StreamingResponse(event_stream(request, lambda: _Reader(platform, tags, since_us)), media_type="text/event-stream",
                              headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
