@@ -76,3 +76,18 @@ def test_alarm_transitions_are_published_on_the_platform_bus(tmp_path):
     assert any(e.record.tag == tag and e.event.event == "raised" for e in seen), seen
     assert p.bus.stats()["alarms:conditions"]["inline"]
     p.stop()
+
+
+def test_a_model_edit_is_published_with_its_actor(tmp_path):
+    from plantguard.config import parse_config
+    from plantguard.runtime import Platform
+    from plantguard.testing.factories import plant_dict
+
+    d = plant_dict(1, data_dir=str(tmp_path))
+    p = Platform(parse_config(d))
+    seen = []
+    p.bus.subscribe("test", seen.append, ModelChanged, inline=True)
+    d["sites"][0]["name"] = "renamed"
+    p.replace_model(d, actor="user:ann")
+    assert [(e.origin, e.actor) for e in seen] == [("api", "user:ann")] and seen[0].version >= 1
+    p.stop()

@@ -13,7 +13,7 @@ import threading
 from plantguard import capabilities
 from plantguard.domain.actor import Actor
 from plantguard.domain.index import PlantIndex
-from plantguard.events import EventBus
+from plantguard.events import EventBus, ModelChanged
 from plantguard.supervisor import Supervisor
 from plantguard.domain.model import PlantConfig, us_of
 from plantguard.config import parse_config
@@ -182,6 +182,7 @@ class Platform:
                                                      "nothing was changed")]) from None
             self._save_model_if_changed(cfg, origin="api", actor=actor)
             self.cfg = cfg
+            self.bus.publish(ModelChanged(self.model_version(), "api", actor))
         return cfg
 
     def model_version(self) -> int:
