@@ -7,10 +7,9 @@ import json
 from pathlib import Path
 
 from plantguard.errors import NotFound
+from plantguard.store.rollup import AGGREGATES  # noqa: F401 - the aggregates queries offer, for the shells
 
 EMBEDDED_FILE = "plantguard.duckdb"
-#: the aggregates downsampled queries offer (the store implements them)
-from plantguard.store.rollup import AGGREGATES  # noqa: E402  (re-exported for the shells)
 
 
 def platform_for_data_dir(data_dir: Path):

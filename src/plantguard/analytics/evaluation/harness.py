@@ -62,11 +62,12 @@ def run_bank(values: list[np.ndarray], params: dict[str, Any] = DEFAULT_POINT,
             continue
         slots, idx, vals = np.concatenate(sl), np.concatenate(ix), np.concatenate(vs)
         order = np.argsort(idx, kind="stable")  # time order across series
-        res = bank.process(slots[order], vals[order])
+        s_o, i_o = slots[order], idx[order]
+        res = bank.process(s_o, vals[order])
         for k in range(len(values)):
-            sel = slots[order] == k
-            scores[k][idx[order][sel]] = res.scores[sel]
-            flags[k][idx[order][sel]] = res.is_anomaly[sel]
+            sel = s_o == k
+            scores[k][i_o[sel]] = res.scores[sel]
+            flags[k][i_o[sel]] = res.is_anomaly[sel]
     if running is not None:  # carry the episode state over readings that were not analysed
         for k, r in enumerate(running):
             last = np.maximum.accumulate(np.where(r, np.arange(len(r)), -1))
