@@ -70,6 +70,7 @@ class Platform:
             max_future_us=us_of(cfg.ingest.max_future),
             max_queue_readings=cfg.ingest.max_queue_readings,
             max_batch_readings=cfg.ingest.max_batch_readings,
+            max_payload_bytes=cfg.ingest.max_payload_bytes,
             retention=self.retention,
             tick_us=us_of(cfg.alarms.check_interval),
             clock=clock,

@@ -61,6 +61,10 @@ def parse_config(data: Any, source: str | None = None) -> PlantConfig:
             validate_connectors(data["connectors"])
         except ConfigError as e:
             problems += e.problems
+        mqtt = sections.get("mqtt")
+        for i, c in enumerate(data["connectors"]):
+            if getattr(mqtt, "enabled", False) and isinstance(c, dict) and c.get("name") == "mqtt":
+                problems.append(ConfigProblem(f"connectors[{i}].name", "'mqtt' is the connector the enabled `mqtt:` section starts: rename this one or move the section into it"))
     if problems:
         raise ConfigError(problems, source)
     for name, model in owned.items():  # a capability's defaults apply when the file has no section for it

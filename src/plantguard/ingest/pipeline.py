@@ -101,6 +101,7 @@ class Pipeline:
         max_future_us: int = 300_000_000,
         max_queue_readings: int = 2_000_000,
         max_batch_readings: int = 200_000,
+        max_payload_bytes: int | None = None,
         tick_us: int = 1_000_000,
         compact_every_us: int = 60_000_000,
         retention: dict[str, int] | None = None,
@@ -114,6 +115,7 @@ class Pipeline:
         self.max_future_us = max_future_us
         self.max_queue_readings = max_queue_readings
         self.max_batch_readings = max_batch_readings
+        self.max_payload_bytes = max_payload_bytes  # the largest payload a source should parse (its own limit may be lower)
         # A submission above this is written one chunk per writer turn (see _submit_chunked).
         self.chunk_readings = max(1000, max_batch_readings // 4)
         self._busy_since: int | None = None  # enqueue time of the oldest batch the writer is working on

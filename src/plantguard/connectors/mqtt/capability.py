@@ -1,10 +1,14 @@
-"""The MQTT source as a capability: it owns the `mqtt:` section of the configuration file and, when it is
-enabled, subscribes once the platform starts (supervised like every source)."""
+"""The `mqtt:` section, kept as the shorthand of one `connectors:` entry of type mqtt named "mqtt": when it is
+enabled the platform starts that connector with the other sources (supervised like every source)."""
 
 from __future__ import annotations
 
 from plantguard.capabilities import Capability, Parts, register
-from plantguard.connectors.mqtt.config import MqttConfig
+from plantguard.connectors.mqtt.config import MqttConfig, MqttConnectorConfig
+
+
+def as_connector(cfg: MqttConfig) -> MqttConnectorConfig:
+    return MqttConnectorConfig(name="mqtt", **cfg.model_dump())
 
 
 def build(platform) -> Parts:
@@ -12,9 +16,9 @@ def build(platform) -> Parts:
 
     def start() -> None:
         if cfg.enabled:
-            from plantguard.connectors.mqtt.subscriber import MqttSource
+            from plantguard.connectors.mqtt.connector import MqttConnector
 
-            platform.add_source(MqttSource(cfg, platform.pipeline, max_payload_bytes=platform.cfg.ingest.max_payload_bytes))
+            platform.add_source(MqttConnector(as_connector(cfg), platform.pipeline, clock=platform.clock))
 
     return Parts(on_start=[start])
 

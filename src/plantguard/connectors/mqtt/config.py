@@ -1,8 +1,9 @@
 """Settings and topic scheme of the MQTT connector.
 
-The user-facing settings are the configuration file's ``mqtt:`` section (``MqttConfig``, a section the MQTT
-capability owns: validated with the rest of the file, errors by field path). ``MqttTuning`` holds the knobs that
-only benchmarks and tests need to turn.
+The user-facing settings are a ``connectors:`` entry of type ``mqtt`` (``MqttConnectorConfig``), like every
+other connector, or the older ``mqtt:`` section (``MqttConfig``, the same fields; the MQTT capability turns it
+into a connector named ``mqtt``). Both are validated with the rest of the file, errors by field path.
+``MqttTuning`` holds the knobs that only benchmarks and tests need to turn.
 
 Topics, under ``topic_prefix`` (default ``plantguard/v1``):
     {prefix}/ingest                                     readings carry full tags 'site/area/line/asset/device/point'
@@ -17,20 +18,20 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
+from plantguard.connectors.base import ConnectorConfig
 from plantguard.domain.model import TAG_SEP
 from plantguard.errors import ConfigError, ConfigProblem
 
-__all__ = ["MqttConfig", "MqttTuning", "Topics", "backoff_delay", "check_config"]
+__all__ = ["MqttConfig", "MqttConnectorConfig", "MqttTuning", "Topics", "backoff_delay", "check_config"]
 
 DEVICE_LEVELS = 5  # site/area/line/asset/device
 
 
-class MqttConfig(BaseModel):
-    """The `mqtt:` section: JSON telemetry from a broker (docs/connectors/mqtt.md)."""
+class BrokerSettings(BaseModel):
+    """How to reach the broker and which topics to take: shared by the `mqtt:` section and a connector entry."""
 
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
-    enabled: bool = False
     host: str = "127.0.0.1"
     port: int = Field(1883, ge=1, le=65535)
     client_id: str = "plantguard-ingest"
@@ -55,6 +56,24 @@ class MqttConfig(BaseModel):
         if lo is not None and not lo <= v:
             raise ValueError(f"reconnect_min ({lo:g}) must be positive and at most reconnect_max ({v:g})")
         return v
+
+
+class MqttConfig(BrokerSettings):
+    """The `mqtt:` section: JSON telemetry from a broker (docs/connectors/mqtt.md)."""
+
+    enabled: bool = False
+
+
+class MqttConnectorConfig(BrokerSettings, ConnectorConfig):
+    """A `connectors:` entry of type mqtt: the broker settings plus what every connector entry has."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+    type: Literal["mqtt"] = "mqtt"
+    max_payload_bytes: int | None = Field(None, gt=0, description="larger payloads become dead letters (default: the ingest limit)")
+
+    def broker(self) -> MqttConfig:
+        return MqttConfig(**self.model_dump(include=set(MqttConfig.model_fields)))
 
 
 class MqttTuning(BaseModel):
