@@ -98,3 +98,14 @@ def test_the_built_ins_use_the_same_seam():
     assert names[:2] == ["alarms", "analytics"]
     with pytest.raises(ValueError):
         capabilities.register(Capability("alarms"))
+
+
+def test_built_ins_keep_their_order_whichever_module_is_imported_first():
+    import subprocess
+    import sys
+
+    code = ("import plantguard.connectors.mqtt.capability, plantguard.plant_analytics.capability\n"
+            "from plantguard import capabilities\n"
+            "print([c.name for c in capabilities.registered()][:3])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "['alarms', 'analytics', 'mqtt']"

@@ -75,9 +75,15 @@ def unregister(name: str) -> None:
             _migrations.unregister(m.name)
 
 
+_BUILTIN_ORDER = ("alarms", "analytics", "mqtt")
+
+
 def registered() -> list[Capability]:
+    """Built-ins first, in their fixed order (alarms before analytics: the analytics processor reads alarm
+    states), whichever module was imported first; then the others in registration order."""
     _load_builtins()
-    return list(_caps.values())
+    first = [_caps[n] for n in _BUILTIN_ORDER if n in _caps]
+    return first + [c for n, c in _caps.items() if n not in _BUILTIN_ORDER]
 
 
 def sections() -> dict[str, type]:

@@ -317,6 +317,8 @@ class IngestConfig(_Strict):
     max_batch_readings: int = Field(200_000, ge=100, le=10_000_000, description="readings the writer takes in one turn")
     max_payload_bytes: int = Field(8 * 1024 * 1024, ge=1024, le=1024**3)
     lag_degraded: DurationValue = Field("30s", description="health is degraded while a write waited longer than this in the queue")
+    partition_by: Literal["site", "area", "line", "asset"] = Field(
+        "line", description="the unit of learned state (dedupe watermarks, alarm and analytics state) one worker owns")
 
     _v = field_validator("max_future")(_duration(36_500 * DAY_US))
     _lag = field_validator("lag_degraded")(_duration(DAY_US, min_us=100_000))

@@ -7,14 +7,13 @@ from plantguard.capabilities import Capability, Parts, register
 
 
 def build(platform) -> Parts:
-    from plantguard.plant_analytics.processor import CHECKPOINT_NAME, AnalyticsProcessor
+    from plantguard.plant_analytics.processor import AnalyticsProcessor
 
     store, clock = platform.store, platform.clock
     proc = AnalyticsProcessor(
         platform.cfg, platform.registry, alarms=platform.alarms, clock=clock,
         sink=lambda w: store.write_analytics(w, clock()),
-        checkpoint=(lambda blob: store.save_checkpoint(CHECKPOINT_NAME, blob, clock()),
-                    lambda: store.load_checkpoint(CHECKPOINT_NAME)))
+        checkpoint=(lambda name, blob: store.save_checkpoint(name, blob, clock()), store.load_checkpoint))
     platform.analytics = proc
     return Parts(processors=[proc])
 

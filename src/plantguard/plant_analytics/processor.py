@@ -36,6 +36,7 @@ from plantguard.analytics.spc.bank import IN_CONTROL, INSUFFICIENT_DATA, NO_VARI
 from plantguard.domain.analytics import AnalyticsWrite
 from plantguard.domain.index import PlantIndex
 from plantguard.domain.model import PlantConfig, SpcSettings, state_gate, us_of
+from plantguard.domain.partition import partition_key
 from plantguard.domain.readings import PointBatch, Quality
 from plantguard.events import ConditionChange, ConditionsChanged, ExternalRule, ExternalRulesDeclared
 from plantguard.timeutil import Clock, parse_duration_us
@@ -168,6 +169,9 @@ class _State:
     dets: dict[str, tuple[Thresholded, str]] = field(default_factory=dict)  # tag -> other univariate detectors
     assets_mv: dict[str, tuple[Thresholded, str]] = field(default_factory=dict)
     assets_rul: dict[str, tuple[Any, str]] = field(default_factory=dict)
+    # SPC alarm memory per tag (violation mask of the last 64 points, its point index, newest index per rule):
+    # filled when a checkpoint is written, applied once when one is restored
+    spc_memory: dict[str, tuple[int, int, list[int]]] = field(default_factory=dict)
 
 
 def _spc_slot_settings(s: SpcSettings, period_us: int) -> SlotSettings:
@@ -181,7 +185,7 @@ class AnalyticsProcessor(SpcPart, AnomalyPart, AssetPart):
     name = "analytics"
 
     def __init__(self, cfg: PlantConfig, registry, *, sink: Callable[[AnalyticsWrite], None],
-                 alarms=None, clock: Clock, checkpoint: tuple[Callable[[bytes], None], Callable[[], bytes | None]] | None = None,
+                 alarms=None, clock: Clock, checkpoint: tuple[Callable[[str, bytes], None], Callable[[str], bytes | None]] | None = None,
                  store_interval: str | float = "10s", rul_interval: str | float = "1m", checkpoint_every: str | float = "5m") -> None:
         self.registry = registry
         self.sink = sink
@@ -193,28 +197,78 @@ class AnalyticsProcessor(SpcPart, AnomalyPart, AssetPart):
         self.rul_interval = parse_duration_us(rul_interval)
         self.checkpoint_every = parse_duration_us(checkpoint_every)
         self._lock = threading.RLock()
-        self._st = self._restore() or _State()
+        self.partition_by = cfg.ingest.partition_by
+        self._st = self._restore(cfg) or _State()
         self._last_ckpt = clock()
         self.stats = {"readings": 0, "events": 0, "series_rows": 0, "errors": 0}
         self.reload(cfg)
 
     # -- configuration ------------------------------------------------------------------------------------
-    def _restore(self) -> _State | None:
+    def _partition_keys(self, cfg: PlantConfig) -> list[str]:
+        idx = PlantIndex(cfg)
+        keys = {partition_key(r.tag, self.partition_by) for r in idx.points()}
+        keys |= {partition_key(r.path, self.partition_by) for r in idx.assets()}
+        return sorted(keys)
+
+    def _restore(self, cfg: PlantConfig) -> _State | None:
+        """Every partition's checkpoint of the current model; one that cannot be used is relearnt alone. A
+        checkpoint written before partitions (one `analytics` blob) is read when no partition has one."""
         if self._load_ckpt is None:
             return None
+        from plantguard.plant_analytics.partitions import merge
+
+        parts = []
+        for key in self._partition_keys(cfg):
+            st = self._load_one(f"{CHECKPOINT_NAME}@{key}")
+            if st is not None:
+                parts.append(st)
+        if not parts:
+            st = self._load_one(CHECKPOINT_NAME)
+            return st
+        st = merge(parts)
+        log.info("analytics state restored from %d partition checkpoint(s) (%d SPC, %d anomaly, %d asset)", len(parts),
+                 len(st.spc_keys), len(st.rz_keys) + len(st.dets), len(st.assets_mv) + len(st.assets_rul))
+        return st
+
+    def _load_one(self, name: str) -> _State | None:
         try:
-            blob = self._load_ckpt()
+            blob = self._load_ckpt(name)
             if not blob:
                 return None
             st = checkpoints.loads(blob, CHECKPOINT_NAME)
             if not isinstance(st, _State):
                 raise checkpoints.CheckpointError(f"holds a {type(st).__name__}, not the analytics state")
-            log.info("analytics state restored from checkpoint (%d SPC, %d anomaly, %d asset)",
-                     len(st.spc_keys), len(st.rz_keys) + len(st.dets), len(st.assets_mv) + len(st.assets_rul))
             return st
         except Exception as e:  # noqa: BLE001 - a bad checkpoint must not stop the platform: relearn instead
-            log.error("analytics checkpoint not usable (%s); learning from scratch", e)
+            log.error("analytics checkpoint %r not usable (%s); learning its state from scratch", name, e)
             return None
+
+    # -- partitions (a worker taking one over) ------------------------------------------------------------------
+    def partition_state(self, key: str) -> bytes:
+        """The learned state of one partition, as the checkpoint that a worker taking it over loads."""
+        from plantguard.plant_analytics.partitions import split
+
+        with self._lock:
+            self._remember_spc()
+            part = split(self._st, lambda p: partition_key(p, self.partition_by)).get(key) or _State()
+            return checkpoints.dumps(part, CHECKPOINT_NAME)
+
+    def _remember_spc(self) -> None:
+        n = len(self._spc_vidx)
+        self._st.spc_memory = {tag: (int(self._spc_mask[s]), int(self._spc_vidx[s]), self._spc_prev[s].tolist())
+                               for s, tag in self._spc_tag.items() if s < n}
+
+    def adopt(self, blob: bytes, cfg: PlantConfig) -> None:
+        """Takes over a partition's learned state (from partition_state or its checkpoint): its keys replace the
+        ones held here, then the model is applied again (keys whose settings changed start afresh)."""
+        from plantguard.plant_analytics.partitions import merge
+
+        st = checkpoints.loads(blob, CHECKPOINT_NAME)
+        if not isinstance(st, _State):
+            raise checkpoints.CheckpointError(f"holds a {type(st).__name__}, not the analytics state")
+        with self._lock:
+            merge([st], into=self._st)
+            self.reload(cfg)
 
     def reload(self, cfg: PlantConfig) -> None:
         """(Re)builds the analytics from the plant model. Keys whose settings did not change keep their state."""
@@ -359,6 +413,14 @@ class AnalyticsProcessor(SpcPart, AnomalyPart, AssetPart):
                 self._spc_min[slot], self._spc_clear[slot] = c.alarm_min_points, c.clear_after
                 self._spc_alarm[slot] = self._alarm_active(f"{spc_tag[slot]}:SPC")
                 self._spc_ewma_keys[slot] = f"ewma/{spc_tag[slot]}"
+            mem = getattr(st, "spc_memory", None)  # a checkpoint from before the field existed has none
+            if mem:
+                for slot, tag in spc_tag.items():
+                    if tag in mem:
+                        m, vidx, prev = mem[tag]
+                        self._spc_mask[slot], self._spc_vidx[slot] = np.uint64(m), vidx
+                        self._spc_prev[slot] = prev
+            st.spc_memory = {}
             nr = len(st.rz)
             self._rz_anom = np.zeros(nr, bool)
             for slot, tag in rz_tag.items():
@@ -507,11 +569,21 @@ class AnalyticsProcessor(SpcPart, AnomalyPart, AssetPart):
             return
         with self._lock:
             self._last_ckpt = self.clock() if now is None else now
+            from plantguard.plant_analytics.partitions import split
+
             try:
-                self._save_ckpt(checkpoints.dumps(self._st, CHECKPOINT_NAME))
+                self._remember_spc()
+                parts = split(self._st, lambda p: partition_key(p, self.partition_by))
             except Exception:  # noqa: BLE001 - retried at the next interval; the live state is intact
                 self.stats["errors"] += 1
-                log.exception("saving the analytics checkpoint failed")
+                log.exception("cutting the analytics state by partition failed")
+                return
+            for key, part in parts.items():
+                try:
+                    self._save_ckpt(f"{CHECKPOINT_NAME}@{key}", checkpoints.dumps(part, CHECKPOINT_NAME))
+                except Exception:  # noqa: BLE001 - one partition failing must not keep the others from saving
+                    self.stats["errors"] += 1
+                    log.exception("saving the analytics checkpoint of partition %s failed", key)
 
     def close(self) -> None:
         with self._lock:

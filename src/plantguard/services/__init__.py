@@ -16,6 +16,7 @@ from plantguard.services.alarms import AlarmService
 from plantguard.services.analytics import AnalyticsService
 from plantguard.services.performance import PerformanceService
 from plantguard.services.model import ModelService
+from plantguard.services.partitions import PartitionService, PartitionSnapshot
 from plantguard.services.status import IngestStatus, StatusService
 from plantguard.services.telemetry import DeadLetterRow, TelemetryService
 
@@ -29,11 +30,12 @@ class Services:
         self.status = StatusService(platform)
         self.analytics = AnalyticsService(platform)
         self.performance = PerformanceService(platform)
+        self.partitions = PartitionService(platform)
         for name, svc in (extra or {}).items():  # services that capabilities built
             if hasattr(self, name):
                 raise ValueError(f"a capability's service {name!r} would hide a platform service")
             setattr(self, name, svc)
 
 
-__all__ = ["AlarmService", "AnalyticsService", "PerformanceService", "DeadLetterRow", "IngestStatus", "ModelService", "Services", "StatusService",
+__all__ = ["AlarmService", "AnalyticsService", "PerformanceService", "DeadLetterRow", "IngestStatus", "ModelService", "PartitionService", "PartitionSnapshot", "Services", "StatusService",
            "TelemetryService"]

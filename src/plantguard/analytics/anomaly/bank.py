@@ -177,6 +177,36 @@ class RobustZBank:
         """Bytes of parameters and state per slot (the arrays' per-row size)."""
         return sum(arr[0:1].nbytes for arr in self._arrays.values())
 
+    # -- moving slots between banks (a partition's state taken over by another worker) ----------------------
+    def take(self, slots: Any) -> "RobustZBank":
+        """A new bank holding copies of these slots (parameters and learned state), numbered 0.. in this order."""
+        out = RobustZBank(self.warmup, self.bins, capacity=max(1, len(slots)))
+        out.absorb(self, slots)
+        return out
+
+    def absorb(self, other: "RobustZBank", slots: Any = None) -> list[int]:
+        """Appends copies of `other`'s slots (all by default); returns their numbers here. Both banks must share
+        warm-up and bins (the layout of a slot's arrays)."""
+        if (other.warmup, other.bins) != (self.warmup, self.bins):
+            raise InvalidInput(f"a bank with warmup {other.warmup} and bins {other.bins} cannot join one with "
+                               f"warmup {self.warmup} and bins {self.bins}")
+        src = np.arange(len(other), dtype=np.int64) if slots is None else np.asarray(slots, dtype=np.int64)
+        if len(src) and (src.min() < 0 or src.max() >= len(other)):
+            raise InvalidInput("a slot outside the bank")
+        if other._seasonal and not self._seasonal:
+            self._seasonal = True
+            self._grow(self._cap)
+        need = self._size + len(src)
+        if need > self._cap:
+            self._grow(max(need, 2 * self._cap))
+        dst = slice(self._size, need)
+        for name, arr in self._arrays.items():
+            theirs = other._arrays.get(name)
+            if theirs is not None:
+                arr[dst] = theirs[src]
+        self._size = need
+        return list(range(dst.start, dst.stop))
+
     # -- checkpoints --------------------------------------------------------------------------------------
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()

@@ -169,6 +169,37 @@ class SpcBank:
         self._take_row(s)
         return s
 
+    # -- moving slots between banks (a partition's state taken over by another worker) ---------------------
+    def take(self, slots) -> "SpcBank":
+        """A new bank holding copies of these slots (settings, limits, baselines being collected, run state)."""
+        out = SpcBank(capacity=max(1, len(slots)))
+        out.absorb(self, slots)
+        return out
+
+    def absorb(self, other: "SpcBank", slots=None) -> list[int]:
+        """Appends copies of `other`'s slots (all by default); returns their numbers here."""
+        src = range(len(other)) if slots is None else [other._check(s) for s in slots]
+        out = []
+        for i in src:
+            s = self._n
+            self._grow(s + 1)
+            self._n += 1
+            for name in _F64 + _I64 + _U32 + _I32 + _U8:
+                getattr(self, "_" + name)[s] = getattr(other, "_" + name)[i]
+            r = int(other._pool_row[i])
+            if r >= 0:  # still collecting its baseline: the values collected so far come along
+                base_n = self._base_n[s]
+                self._take_row(s)
+                self._base_n[s] = base_n
+                w = int(self._baseline[s])
+                vals, gaps = self._pool[w]
+                vals[self._pool_row[s]] = other._pool[w][0][r]
+                gaps[self._pool_row[s]] = other._pool[w][1][r]
+            if i in other._removed:
+                self._removed[s] = other._removed[i]
+            out.append(s)
+        return out
+
     def _take_row(self, s: int) -> None:
         w = int(self._baseline[s])
         free = self._pool_free.setdefault(w, [])
