@@ -86,7 +86,7 @@ def main() -> None:
         cmd = [sys.executable, "-m", "plantguard.connectors.gateway.feeder", "--dir", f"{d}/gwq", "--url", central.url,
                "--batches", str(n_batches), "--points", str(points), "--per-batch", str(per_batch),
                "--rate", str(batches_per_s), "--backoff-max", "2"]
-        gw = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        gw = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, env=central.env())
         state = {"next": 1, "confirmed": 0}
 
         def poll_until(cond, timeout: float) -> None:

@@ -2,6 +2,7 @@
 
 import pytest
 
+from plantguard.testing.auth import auth_headers, login
 from plantguard.domain.actor import Actor, ActorKind
 from plantguard.errors import InvalidInput
 
@@ -28,15 +29,21 @@ def test_model_edits_through_the_api_record_who(tmp_path):
     from plantguard.testing.factories import plant_dict
 
     p = Platform(parse_config(plant_dict(2, data_dir=str(tmp_path))))
-    with TestClient(create_app(p), base_url="http://127.0.0.1") as c:
+    app = create_app(p)
+    with TestClient(app, base_url="http://127.0.0.1") as c:
+        doc_sites = None
+        assert c.put("/api/model", json={"sites": []}).status_code == 401  # nobody: refused, nothing recorded
+        login(c, p, "engineer", "ann")
         doc = c.get("/api/model").json()
-        doc["sites"][0]["name"] = "renamed"
-        r = c.put("/api/model", json={"sites": doc["sites"]}, headers={"X-Plantguard-User": "ann"})
+        doc_sites = doc["sites"]
+        doc_sites[0]["name"] = "renamed"
+        r = c.put("/api/model", json={"sites": doc_sites}, headers={"X-Plantguard-User": "mallory"})  # ignored
         assert r.status_code == 200, r.text
-        r = c.put("/api/model", json={"sites": [{**doc["sites"][0], "name": "again"}]})  # no header: anonymous
+    with TestClient(app, base_url="http://127.0.0.1", headers=auth_headers(p, "engineer", name="ci")) as c:
+        r = c.put("/api/model", json={"sites": [{**doc_sites[0], "name": "again"}]})
         assert r.status_code == 200, r.text
     actors = [v["actor"] for v in p.services.model.versions()]
-    assert actors[:2] == ["user:anonymous", "user:ann"]
+    assert actors[:2] == ["token:ci/t1", "user:ann"]
     p.stop()
 
 

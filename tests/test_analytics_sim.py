@@ -9,6 +9,7 @@ import math
 import pytest
 from fastapi.testclient import TestClient
 
+from plantguard.testing.auth import auth_headers
 from plantguard.api.app import create_app
 from plantguard.config import parse_config
 from plantguard.runtime import Platform
@@ -67,7 +68,7 @@ def test_no_predictive_alert_while_healthy(run):
 
 def test_oee_and_kpis_through_the_api(run):
     platform, fault = run
-    with TestClient(create_app(platform), base_url="http://127.0.0.1", headers=JSON_HEADERS) as c:
+    with TestClient(create_app(platform), base_url="http://127.0.0.1", headers={**JSON_HEADERS, **auth_headers(platform)}) as c:
         start, end = T0 + H, T0 + 19 * H // 2
         r = c.get("/api/analytics/oee", params={"line": LINE_PATH, "start": start // 1000, "end": end // 1000, "by": "shift"})
         assert r.status_code == 200, r.text

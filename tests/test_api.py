@@ -12,6 +12,7 @@ from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
+from plantguard.testing.auth import auth_headers, login
 from plantguard.api.app import create_app
 from plantguard.config import parse_config
 from plantguard.domain.readings import RawBatch
@@ -55,7 +56,7 @@ def platform(tmp_path):
 
 @pytest.fixture
 def client(platform):
-    with TestClient(create_app(platform), base_url="http://127.0.0.1", headers=JSON_HEADERS) as c:
+    with TestClient(create_app(platform), base_url="http://127.0.0.1", headers={**JSON_HEADERS, **auth_headers(platform)}) as c:
         yield c
 
 
@@ -315,7 +316,7 @@ def test_ingest_empty_list(client):
 def test_ingest_oversize_is_413(tmp_path):
     p = make_platform(tmp_path, max_payload_bytes=1024).start()
     try:
-        with TestClient(create_app(p), base_url="http://127.0.0.1", headers=JSON_HEADERS) as c:
+        with TestClient(create_app(p), base_url="http://127.0.0.1", headers={**JSON_HEADERS, **auth_headers(p)}) as c:
             big = json.dumps([{"point": P0, "ts": T0_MS - i, "value": 1.0} for i in range(40)]).encode()
             assert len(big) > 1024
             r = c.post("/api/ingest", content=big)  # announced by Content-Length
@@ -335,7 +336,7 @@ def test_ingest_when_queue_is_full_is_503_with_retry_after(tmp_path):
         p.pipeline.submit(RawBatch.build([P1] * n, (T0 - np.arange(n) * 1000).astype(np.int64), np.zeros(n)))
         app = create_app(p)
         app.state.submit_timeout_s = 0
-        with TestClient(app, base_url="http://127.0.0.1", headers=JSON_HEADERS) as c:
+        with TestClient(app, base_url="http://127.0.0.1", headers={**JSON_HEADERS, **auth_headers(app.state.platform)}) as c:
             r = c.post("/api/ingest", content=json.dumps([{"point": P0, "ts": T0_MS, "value": 1}]))
             assert r.status_code == 503
             assert r.headers["retry-after"] == "1" and "queue full" in r.json()["detail"]
@@ -449,7 +450,9 @@ def alarm_client(tmp_path):
     clock = Clock()
     p = make_platform(tmp_path, alarms=True, clock=clock).start()
     try:
+        # an engineer's dashboard session: actions are recorded as user:ana
         with TestClient(create_app(p), base_url="http://127.0.0.1", headers=JSON_HEADERS) as c:
+            login(c, p, "engineer", "ana")
             c.clock = clock
             yield c
     finally:
@@ -491,9 +494,9 @@ def test_alarm_ack_shelve_unshelve(alarm_client):
     assert c.post(f"/api/alarms/{HI}/shelve", json={"user": "ana", "duration": 60, "reason": "again"}).status_code == 409
     assert c.get("/api/alarms", params={"state": "shelved"}).json()["data"][0]["id"] == HI
 
-    r = c.post(f"/api/alarms/{HI}/unshelve", json={"user": "bo"})
+    r = c.post(f"/api/alarms/{HI}/unshelve", json={"user": "ana"})
     assert r.status_code == 200 and r.json()["state"] != "shelved"
-    assert c.post(f"/api/alarms/{HI}/unshelve", json={"user": "bo"}).status_code == 409
+    assert c.post(f"/api/alarms/{HI}/unshelve", json={"user": "ana"}).status_code == 409
 
     events = c.get(f"/api/alarms/{HI}/events").json()
     assert events["count"] == len(events["data"])
@@ -508,18 +511,21 @@ def test_alarm_action_bad_input(alarm_client):
     ingest(c, [{"point": P0, "ts": T0_MS - 1000, "value": 85.0}])
     assert c.post(f"/api/alarms/{HI}/shelve", json={"user": "ana", "duration": "soon", "reason": "x"}).status_code == 400
     assert c.post(f"/api/alarms/{HI}/shelve", json={"user": "ana", "duration": 0, "reason": "x"}).status_code == 400
-    r = c.post(f"/api/alarms/{HI}/ack", json={"note": "who am I"})
-    assert r.status_code == 422 and "body.user" in problems(r)
-    assert c.post(f"/api/alarms/{HI}/ack", json={"user": "  "}).status_code == 400
+    # nobody acts under another's name: a body naming someone else (or no one) is refused
+    for other in ("bo", "  ", "ana2"):
+        r = c.post(f"/api/alarms/{HI}/ack", json={"user": other})
+        assert r.status_code == 403 and "user:ana" in r.json()["detail"], r.text
     assert c.post(f"/api/alarms/{P0}:NOPE/ack", json={"user": "ana"}).status_code == 404
     assert c.get(f"/api/alarms/{P0}:NOPE/events").status_code == 404
     assert c.get(f"/api/alarms/{HI}").json()["state"] == "unacknowledged"
+    r = c.post(f"/api/alarms/{HI}/ack", json={"note": "who am I"})  # without a name: the signed-in user
+    assert r.status_code == 200 and r.json()["acked_by"] == "ana"
 
 
 def test_alarms_disabled_is_503(client):
     r = client.get("/api/alarms")
     assert r.status_code == 503 and "disabled" in r.json()["detail"]
-    assert client.post(f"/api/alarms/{HI}/ack", json={"user": "ana"}).status_code == 503
+    assert client.post(f"/api/alarms/{HI}/ack", json={}).status_code == 503
 
 
 # -- dead letters ------------------------------------------------------------------------------------------
@@ -581,8 +587,9 @@ def test_metrics_count_active_alarms_by_priority(alarm_client):
 def test_store_failure_is_503(tmp_path):
     p = make_platform(tmp_path)
     app = create_app(p)
-    p.store.close()
-    with TestClient(app, base_url="http://127.0.0.1", headers=JSON_HEADERS) as c:
+    headers = {**JSON_HEADERS, **auth_headers(p)}
+    p.store.close()  # the token cannot even be looked up: 503 too, not 401
+    with TestClient(app, base_url="http://127.0.0.1", headers=headers) as c:
         r = c.get("/api/dead-letters")
         assert r.status_code == 503 and r.headers["retry-after"] == "1"
 
@@ -644,7 +651,7 @@ def test_points_list_includes_auto_registered_points(tmp_path):
     d["ingest"] = {"unknown_points": "auto_register"}
     p = Platform(parse_config(d), alarms=False).start()
     try:
-        with TestClient(create_app(p), base_url="http://127.0.0.1", headers=JSON_HEADERS) as c:
+        with TestClient(create_app(p), base_url="http://127.0.0.1", headers={**JSON_HEADERS, **auth_headers(p)}) as c:
             r = c.post("/api/ingest", json=[{"point": "lab/bench/new-sensor", "ts": p.clock() // 1000 - 1000, "value": 1}])
             assert r.json()["accepted"] == 1
             rows = c.get("/api/points").json()["data"]

@@ -7,6 +7,7 @@ from fastapi import APIRouter, Request
 from fastapi.testclient import TestClient
 from pydantic import BaseModel, ConfigDict, Field
 
+from plantguard.testing.auth import auth_headers
 from plantguard import capabilities
 from plantguard.api.app import create_app
 from plantguard.capabilities import Capability, Parts
@@ -43,7 +44,10 @@ def build(platform) -> Parts:
 
 
 def routers():
-    r = APIRouter()
+    from plantguard.api.permissions import require
+    from plantguard.security.roles import Permission
+
+    r = APIRouter(dependencies=[require(Permission.READ)])  # every route names its permission (deny by default)
 
     @r.get("/counter")
     def count(request: Request) -> dict:
@@ -72,7 +76,7 @@ def test_a_capability_plugs_in_everywhere(tmp_path, counter_cap):
     assert p.cfg.section("counter").every == 3 and p.services.counter.every == 3
     p.pipeline.process_now(RawBatch.build([tag(0)], [p.clock() - 1_000_000], [1.0]))
     assert p.services.counter.readings == 1
-    with TestClient(create_app(p), base_url="http://127.0.0.1") as c:
+    with TestClient(create_app(p), base_url="http://127.0.0.1", headers=auth_headers(p)) as c:
         assert c.get("/api/counter").json() == {"readings": 1}
     p.stop()
 
@@ -95,7 +99,7 @@ def test_without_the_capability_its_section_is_an_unknown_field(tmp_path):
 
 def test_the_built_ins_use_the_same_seam():
     names = [c.name for c in capabilities.registered()]
-    assert names[:2] == ["alarms", "analytics"]
+    assert names[:3] == ["security", "alarms", "analytics"]
     with pytest.raises(ValueError):
         capabilities.register(Capability("alarms"))
 
@@ -108,4 +112,4 @@ def test_built_ins_keep_their_order_whichever_module_is_imported_first():
             "from plantguard import capabilities\n"
             "print([c.name for c in capabilities.registered()][:3])")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    assert out.strip() == "['alarms', 'analytics', 'mqtt']"
+    assert out.strip() == "['security', 'alarms', 'analytics']"

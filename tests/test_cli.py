@@ -249,8 +249,10 @@ def _free_port() -> int:
 @pytest.mark.skipif(not (ROOT / "src/plantguard/api/app.py").exists(), reason="the HTTP API is not in this tree yet")
 def test_serve_runs_until_sigterm_and_stops_cleanly(config, data_dir):
     port = _free_port()
+    password = "a strong password of this test"
     proc = subprocess.Popen([sys.executable, "-m", "plantguard.cli.main", "serve", "--config", str(config), "--port", str(port)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "PYTHONUNBUFFERED": "1", "PLANTGUARD_ADMIN_PASSWORD": password})
     try:
         base = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + 60
@@ -263,8 +265,14 @@ def test_serve_runs_until_sigterm_and_stops_cleanly(config, data_dir):
                 time.sleep(0.1)
         assert health is not None, proc.stderr.read() if proc.poll() is not None else "server did not answer"
         assert health.status_code == 200 and health.json()["writer_alive"] is True
+        assert "sources" not in health.json()  # an anonymous probe learns the status, not the details
         ts_ms = (int(time.time()) - 60) * 1000  # recent: older readings fall to the server's retention
-        r = httpx.post(f"{base}/api/ingest", json={"readings": [{"point": FLOW, "ts": ts_ms, "value": 42}]}, timeout=10)
+        assert httpx.post(f"{base}/api/ingest", json={"readings": []}, timeout=10).status_code == 401
+        with httpx.Client(base_url=base, timeout=10) as c:
+            r = c.post("/api/auth/login", json={"user": "admin", "password": password})
+            assert r.status_code == 200, r.text
+            c.headers["X-CSRF-Token"] = r.json()["csrf"]
+            r = c.post("/api/ingest", json={"readings": [{"point": FLOW, "ts": ts_ms, "value": 42}]})
         assert r.status_code == 200 and r.json()["accepted"] == 1
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=60)
@@ -277,6 +285,17 @@ def test_serve_runs_until_sigterm_and_stops_cleanly(config, data_dir):
     # the store was closed: a new process can open it and finds the reading
     res = run("query", FLOW, "--start", ts_ms, "--end", ts_ms + 1, "--data-dir", data_dir, "--format", "json")
     assert [(d["ts_ms"], d["value"]) for d in json.loads(res.stdout)["data"]] == [(ts_ms, 42.0)]
+
+
+def test_serve_refuses_to_listen_beyond_loopback_without_tls(config):
+    res = run("serve", "--config", config, "--host", "0.0.0.0", "--port", str(_free_port()))
+    assert res.exit_code != 0 and "without TLS" in res.stderr and "api.tls_cert" in res.stderr
+
+
+def test_serve_refuses_a_weak_admin_password_from_the_environment(config, monkeypatch):
+    monkeypatch.setenv("PLANTGUARD_ADMIN_PASSWORD", "changeme")
+    res = run("serve", "--config", config, "--port", str(_free_port()))
+    assert res.exit_code != 0 and "admin password" in res.stderr and "12 characters" in res.stderr
 
 
 def test_serve_refuses_an_invalid_configuration(tmp_path):

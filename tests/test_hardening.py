@@ -17,6 +17,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 from prometheus_client.parser import text_string_to_metric_families
 from typer.testing import CliRunner
 
+from plantguard.testing.auth import auth_headers
 from plantguard.api.app import create_app
 from plantguard.cli.main import app as cli
 from plantguard.config import parse_config
@@ -53,7 +54,7 @@ def platform(tmp_path):
 
 @pytest.fixture
 def client(platform):
-    with TestClient(create_app(platform), base_url="http://127.0.0.1", headers=JSON) as c:
+    with TestClient(create_app(platform), base_url="http://127.0.0.1", headers={**JSON, **auth_headers(platform)}) as c:
         yield c
 
 
@@ -299,7 +300,7 @@ def test_health_degrades_while_the_writer_is_stuck(tmp_path):
 # -- defect 6: content types and the Host allow-list ----------------------------------------------------------------
 @pytest.mark.parametrize("ctype", ["text/plain", "application/x-www-form-urlencoded", "multipart/form-data; boundary=x", None])
 def test_state_changing_requests_need_their_json_content_type(platform, ctype):
-    with TestClient(create_app(platform), base_url="http://127.0.0.1") as c:
+    with TestClient(create_app(platform), base_url="http://127.0.0.1", headers=auth_headers(platform)) as c:
         body = orjson.dumps([{"point": tag(0), "ts": T0_MS, "value": 1.0}])
         headers = {"content-type": ctype} if ctype else {}
         r = c.post("/api/ingest", content=body, headers=headers)

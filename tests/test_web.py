@@ -13,13 +13,14 @@ import pytest
 import uvicorn
 from fastapi.testclient import TestClient
 
+from plantguard.testing.auth import auth_headers
 from plantguard.api.app import create_app
 from plantguard.config import parse_config
 from plantguard.runtime import Platform
 from plantguard.testing.factories import plant_dict, tag
 from plantguard.timeutil import now_us
 from plantguard.web.live import MAX_POINTS
-from plantguard.web.routes import AUTH_NOTE, asset_context
+from plantguard.web.routes import asset_context
 
 # The API refuses state-changing requests without a JSON content type (415); these tests send JSON bodies.
 JSON_HEADERS = {"content-type": "application/json"}
@@ -48,7 +49,7 @@ def client(platform):
     app = create_app(platform)
     app.state.stream_tick_s = 0.05  # a fast clock and a short stream: TestClient reads a response to its end
     app.state.stream_lifetime_s = 0.6
-    with TestClient(app, base_url="http://127.0.0.1", headers=JSON_HEADERS) as c:
+    with TestClient(app, base_url="http://127.0.0.1", headers={**JSON_HEADERS, **auth_headers(app.state.platform)}) as c:
         yield c
 
 
@@ -86,7 +87,7 @@ def test_every_page_renders_with_its_hooks(client, path, page):
     for key in ("overview", "alarms", "devices", "quality"):
         assert f'data-nav="{key}"' in html
     assert f'aria-current="page"' in html and "<main" in html and 'href="#main"' in html
-    assert "data-auth-note" in html and AUTH_NOTE in html
+    assert "data-user" in html and "admin-tests" in html and 'action="/logout"' in html  # who is signed in
     assert "Bottling plant" in html and "/static/js/live.js" in html
     assert "http://" not in html.replace("http://www.w3.org", "") and "https://" not in html  # nothing from the internet
 
@@ -122,7 +123,7 @@ def test_unknown_asset_is_a_404_page(client):
     for path in ("/asset/s1/a1/l1/nope", "/asset/s1/a1", "/asset/s1/a1/l1/pump1/plc1"):
         r = client.get(path)
         assert r.status_code == 404 and r.headers["content-type"].startswith("text/html"), path
-        assert 'data-page="not-found"' in r.text and "data-auth-note" in r.text
+        assert 'data-page="not-found"' in r.text and "data-user" in r.text
 
 
 @pytest.mark.skipif(not ASSET_TEMPLATE.exists(), reason="the asset page template is not there yet")
@@ -163,7 +164,7 @@ def test_html_escapes_names_from_the_plant_model(tmp_path):
     d["sites"][0]["areas"][0]["lines"][0]["assets"][0]["name"] = "<script>alert(1)</script>"
     p = Platform(parse_config(d)).start()
     try:
-        with TestClient(create_app(p), base_url="http://127.0.0.1", headers=JSON_HEADERS) as c:
+        with TestClient(create_app(p), base_url="http://127.0.0.1", headers={**JSON_HEADERS, **auth_headers(p)}) as c:
             html = c.get("/").text
             assert "<script>alert(1)</script>" not in html and "&lt;script&gt;alert(1)&lt;/script&gt;" in html
             assert "<b>plant</b>" not in html and "&lt;b&gt;plant&lt;/b&gt;" in html
@@ -189,7 +190,7 @@ def test_alarms_page_rows_filters_and_times_in_the_site_zone(client, platform):
     assert client.get("/alarms", params={"state": "bogus"}).status_code == 200  # shown unfiltered, not an error
     assert 'data-state="normal"' not in client.get("/alarms").text  # the summary hides normal alarms...
     assert 'data-state="normal"' in client.get("/alarms", params={"state": "all"}).text  # ...unless asked
-    r = client.post(f"/api/alarms/{alarm_id}/shelve", json={"user": "ann", "duration": "30m", "reason": "sensor swap"})
+    r = client.post(f"/api/alarms/{alarm_id}/shelve", json={"duration": "30m", "reason": "sensor swap"})
     assert r.status_code == 200
     html = client.get("/alarms", params={"state": "shelved"}).text
     assert 'data-state="shelved"' in html and 'data-action="unshelve"' in html and "sensor swap" in html
@@ -255,10 +256,10 @@ def test_stream_resumes_from_last_event_id_and_skips_known_alarms(client, platfo
     evs = events(client.get("/api/stream").text)  # no cursor: the page already shows current alarms
     assert not [d for k, d in evs if k == "alarms"] and not [d for k, d in evs if k == "latest"]
     before = platform.alarms.get(alarm_id).updated_at
-    client.post(f"/api/alarms/{alarm_id}/ack", json={"user": "ann"})
+    client.post(f"/api/alarms/{alarm_id}/ack", json={})
     evs = events(client.get("/api/stream", headers={"Last-Event-ID": str(before)}).text)
     changed = [d for k, d in evs if k == "alarms"]
-    assert changed and changed[0]["data"][0]["state"] == "acknowledged" and changed[0]["data"][0]["acked_by"] == "ann"
+    assert changed and changed[0]["data"][0]["state"] == "acknowledged" and changed[0]["data"][0]["acked_by"] == "admin-tests/t1"  # the token that acted
 
 
 def test_stream_refuses_unknown_and_too_many_points(client):
@@ -290,9 +291,11 @@ def test_stream_ends_when_uvicorn_shuts_down(platform):
     deadline = time.monotonic() + 10
     got: list[str] = []
 
+    headers = auth_headers(platform)
+
     def listen():
         try:
-            with httpx.stream("GET", f"http://127.0.0.1:{port}/api/stream", timeout=10) as r:
+            with httpx.stream("GET", f"http://127.0.0.1:{port}/api/stream", timeout=10, headers=headers) as r:
                 for line in r.iter_lines():
                     got.append(line)
         except httpx.HTTPError:
@@ -315,7 +318,8 @@ def test_stream_ends_when_the_client_goes_away(platform):
     server, th, port = _serve(platform)
     deadline = time.monotonic() + 10
     try:
-        with httpx.stream("GET", f"http://127.0.0.1:{port}/api/stream", timeout=10) as r:
+        with httpx.stream("GET", f"http://127.0.0.1:{port}/api/stream", timeout=10, headers=auth_headers(platform)) as r:
+            assert r.status_code == 200
             for line in r.iter_lines():
                 if line.startswith("event: health"):
                     break

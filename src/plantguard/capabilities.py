@@ -40,7 +40,8 @@ class Capability:
     routers: Callable[[], list] | None = None                      # FastAPI routers, imported lazily
 
 
-_BUILTIN = ("plantguard.alarms.capability", "plantguard.plant_analytics.capability", "plantguard.connectors.mqtt.capability")
+_BUILTIN = ("plantguard.security.capability", "plantguard.alarms.capability", "plantguard.plant_analytics.capability",
+            "plantguard.connectors.mqtt.capability")
 _caps: dict[str, Capability] = {}
 _loaded = False
 
@@ -75,7 +76,7 @@ def unregister(name: str) -> None:
             _migrations.unregister(m.name)
 
 
-_BUILTIN_ORDER = ("alarms", "analytics", "mqtt")
+_BUILTIN_ORDER = ("security", "alarms", "analytics", "mqtt")
 
 
 def registered() -> list[Capability]:

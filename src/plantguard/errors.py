@@ -54,6 +54,22 @@ class InvalidInput(PlantguardError):
         self.code = code
 
 
+class Unauthenticated(PlantguardError):
+    """No credential, or one that is not valid (unknown, expired, revoked)."""
+
+
+class Forbidden(PlantguardError):
+    """A valid credential without the permission this needs."""
+
+
+class TooManyAttempts(PlantguardError):
+    """Login refused for a while after repeated failures; `retry_after` seconds."""
+
+    def __init__(self, message: str, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
 class Unavailable(PlantguardError):
     """A feature this platform runs without (e.g. the alarm engine is disabled)."""
 

@@ -92,9 +92,17 @@ def new_page(browser, viewport=DESKTOP):
     return ctx, page, PageErrors(page)
 
 
-def _checked_page(browser, *viewport):
+OPERATOR = "e2e-operator"
+
+
+def _checked_page(browser, plant, *viewport, role: str = "operator", name: str = OPERATOR):
+    from plantguard.testing.auth import user
+
     ctx, pg, errors = new_page(browser, *viewport)
     pg.errors = errors
+    # signed in the way a user is: a one-time login link sets the session cookie
+    who = user(plant.platform, role, name)
+    pg.goto(plant.base_url + "/login?link=" + plant.platform.security.login_link(who), wait_until="load")
     try:
         yield pg
         errors.assert_none()
@@ -103,12 +111,18 @@ def _checked_page(browser, *viewport):
 
 
 @pytest.fixture
-def page(browser):
-    """A 1280x800 page; the test fails if the browser logged an error while it ran."""
-    yield from _checked_page(browser)
+def page(browser, plant):
+    """A 1280x800 page signed in as an operator; the test fails if the browser logged an error while it ran."""
+    yield from _checked_page(browser, plant)
 
 
 @pytest.fixture
-def tablet_page(browser):
+def viewer_page(browser, plant):
+    """The same signed in as a viewer."""
+    yield from _checked_page(browser, plant, role="viewer", name="e2e-viewer")
+
+
+@pytest.fixture
+def tablet_page(browser, plant):
     """The same at tablet size (768x1024)."""
-    yield from _checked_page(browser, TABLET)
+    yield from _checked_page(browser, plant, TABLET)

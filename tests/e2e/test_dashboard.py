@@ -10,7 +10,7 @@ PLANTGUARD_UPDATE_SCREENSHOTS=1 to docs/screenshots/ (shown in the README).
 from __future__ import annotations
 
 import time
-import uuid
+
 from urllib.parse import quote
 
 import httpx
@@ -39,7 +39,9 @@ def open_page(page, plant, name: str) -> None:
 
 
 def api(plant) -> httpx.Client:
-    return httpx.Client(base_url=plant.base_url, timeout=10)
+    from plantguard.testing.auth import auth_headers
+
+    return httpx.Client(base_url=plant.base_url, timeout=10, headers=auth_headers(plant.platform, "engineer", name="e2e-api"))
 
 
 @pytest.mark.parametrize("name", list(PAGES))
@@ -49,7 +51,7 @@ def test_page_loads_without_errors_and_is_captured(page, plant, name):
     open_page(page, plant, name)
     body = page.locator("body")
     assert body.get_attribute("data-tz")
-    assert page.locator("[data-auth-note]").count() == 1 and page.locator("[data-auth-note]").inner_text().strip()
+    assert page.locator("[data-user]").inner_text().strip().startswith("e2e-operator")  # who is signed in
     for key in NAV:
         assert page.locator(f'a[data-nav="{key}"]').is_visible()
     if name in NAV:
@@ -99,8 +101,7 @@ def test_injected_fault_raises_an_alarm_that_is_acknowledged_from_the_page(page,
     with api(plant) as client:
         before = {a["id"]: a["state"] for a in client.get("/api/alarms").json()["data"]}
     assert all(before.get(i, "normal") == "normal" for i in PRESSURE_ALARMS), before
-    operator = f"e2e-{uuid.uuid4().hex[:6]}"
-    page.fill("[data-operator-name]", operator)
+    operator = "e2e-operator"  # the signed-in user: the page has no name field to type another into
 
     t0 = time.time()
     plant.inject("stop", line=LINE_PATH, duration_s=600)  # the line stops: pump pressure falls below LO and LOLO
@@ -183,3 +184,38 @@ def test_long_payloads_wrap_on_the_data_quality_page(page, plant):
     wide = page.evaluate("""() => Array.from(document.querySelectorAll('body *')).filter(e => e.getBoundingClientRect().right > 1280)
         .slice(0, 5).map(e => e.tagName + '.' + e.className + ' ' + Math.round(e.getBoundingClientRect().right))""")
     assert width <= 1280, f"the page is {width} px wide: {wide}"
+
+
+def test_a_viewer_sees_alarms_but_no_action_it_would_be_refused(viewer_page, plant):
+    open_page(viewer_page, plant, "alarms")
+    assert viewer_page.locator("[data-user]").inner_text().strip().startswith("e2e-viewer")
+    assert viewer_page.locator("button[data-action]").count() == 0
+    assert "cannot acknowledge" in viewer_page.locator("p.operator").inner_text() or "not acknowledge" in viewer_page.locator("p.operator").inner_text()
+
+
+def test_login_form_logout_and_the_way_back(browser, plant):
+    from plantguard.testing.auth import PASSWORD, user
+
+    from .conftest import new_page
+
+    ctx, page, errors = new_page(browser)
+    try:
+        who = user(plant.platform, "operator", "e2e-form")
+        page.goto(plant.base_url + "/alarms", wait_until="load")
+        assert "/login" in page.url  # not signed in: the page sends to the login form, and back afterwards
+        page.fill("input[name=user]", who)
+        page.fill("input[name=password]", "wrong password, long enough")
+        page.click("button[type=submit]")
+        assert page.locator(".login-error").is_visible()
+        page.fill("input[name=user]", who)
+        page.fill("input[name=password]", PASSWORD)
+        page.click("button[type=submit]")
+        page.wait_for_selector('body[data-page="alarms"]', state="attached")
+        cookie = next(c for c in ctx.cookies() if c["name"] == "pg_session")
+        assert cookie["httpOnly"] and cookie["sameSite"] == "Lax"
+        page.click("form.logout button")
+        page.wait_for_selector('body[data-page="login"]', state="attached")
+        assert not [c for c in ctx.cookies() if c["name"] == "pg_session"]
+        errors.assert_none()
+    finally:
+        ctx.close()

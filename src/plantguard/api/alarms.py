@@ -13,15 +13,18 @@ from pydantic import BaseModel, Field
 
 from plantguard.domain.actor import Actor
 from plantguard.domain.alarms import AlarmRecord, AlarmState
-from plantguard.errors import InvalidInput
+from plantguard.errors import Forbidden, InvalidInput
 from plantguard.runtime import Platform
 from plantguard.timeutil import parse_duration_us
 
-from plantguard.api.deps import PlatformDep
+from plantguard.api.deps import ActorDep, PlatformDep
+from plantguard.api.permissions import require
+from plantguard.security.roles import Permission
 from plantguard.api.errors import ERROR_RESPONSES, ErrorPublic, Unavailable
 from plantguard.api.timeparams import iso
 
-router = APIRouter(prefix="/alarms", tags=["alarms"])
+router = APIRouter(prefix="/alarms", tags=["alarms"], dependencies=[require(Permission.READ)])
+OPERATE = [require(Permission.ALARMS_OPERATE)]
 
 ALARM_ERRORS: dict[int | str, dict] = {**ERROR_RESPONSES, 409: {"model": ErrorPublic, "description": "the action does not apply in the alarm's state"}}
 AlarmId = Annotated[str, Path(description="'<tag>:<condition>', e.g. s1/a1/l1/pump1/plc1/p0:HI")]
@@ -69,18 +72,25 @@ class AlarmEventsPublic(BaseModel):
 
 
 class AlarmAck(BaseModel):
-    user: str
+    user: str | None = Field(None, description="optional; when given it must be the authenticated user")
     note: str | None = None
 
 
 class AlarmShelve(BaseModel):
-    user: str
+    user: str | None = Field(None, description="optional; when given it must be the authenticated user")
     duration: str | float = Field(description="'30m', '2h' or seconds")
     reason: str
 
 
 class AlarmUnshelve(BaseModel):
-    user: str
+    user: str | None = Field(None, description="optional; when given it must be the authenticated user")
+
+
+def _as(actor: Actor, named: str | None) -> Actor:
+    """The authenticated actor. A body that names someone else is refused: nobody acts under another's name."""
+    if named is not None and named.strip() != actor.name:
+        raise Forbidden(f"you are {actor}; an action cannot be recorded under the name {named!r}")
+    return actor
 
 
 _TIMES = ("raised_at", "returned_at", "acked_at", "shelved_at", "shelved_until", "updated_at")
@@ -102,12 +112,12 @@ def alarm_events(platform: Platform, alarm_id: str, limit: int) -> list[dict]:
     return [{**ev.__dict__, "at": iso(ev.at)} for ev in _alarms(platform).history(alarm_id, limit)]
 
 
-def shelve(platform: Platform, alarm_id: str, body: AlarmShelve) -> AlarmRecord:
+def shelve(platform: Platform, alarm_id: str, body: AlarmShelve, actor: Actor) -> AlarmRecord:
     try:
         duration_us = parse_duration_us(body.duration)
     except ValueError as e:
         raise InvalidInput(f"duration: {e}") from None
-    return _alarms(platform).shelve(alarm_id, Actor.user(body.user), duration_us, body.reason)
+    return _alarms(platform).shelve(alarm_id, actor, duration_us, body.reason)
 
 
 @router.get("", response_model=AlarmsPublic, responses=ALARM_ERRORS)
@@ -133,22 +143,22 @@ def list_alarm_events(platform: PlatformDep, alarm_id: AlarmId,
     return {"data": rows, "count": len(rows)}
 
 
-@router.post("/{alarm_id:path}/ack", response_model=AlarmPublic, responses=ALARM_ERRORS)
-def acknowledge_alarm(platform: PlatformDep, alarm_id: AlarmId, body: AlarmAck) -> Any:
+@router.post("/{alarm_id:path}/ack", response_model=AlarmPublic, responses=ALARM_ERRORS, dependencies=OPERATE)
+def acknowledge_alarm(platform: PlatformDep, alarm_id: AlarmId, body: AlarmAck, actor: ActorDep) -> Any:
     """Acknowledges an unacknowledged (or returned-to-normal) alarm."""
-    return _public(_alarms(platform).acknowledge(alarm_id, Actor.user(body.user), body.note))
+    return _public(_alarms(platform).acknowledge(alarm_id, _as(actor, body.user), body.note))
 
 
-@router.post("/{alarm_id:path}/shelve", response_model=AlarmPublic, responses=ALARM_ERRORS)
-def shelve_alarm(platform: PlatformDep, alarm_id: AlarmId, body: AlarmShelve) -> Any:
+@router.post("/{alarm_id:path}/shelve", response_model=AlarmPublic, responses=ALARM_ERRORS, dependencies=OPERATE)
+def shelve_alarm(platform: PlatformDep, alarm_id: AlarmId, body: AlarmShelve, actor: ActorDep) -> Any:
     """Suppresses an alarm for a while (it unshelves itself when the time is up)."""
-    return _public(shelve(platform, alarm_id, body))
+    return _public(shelve(platform, alarm_id, body, _as(actor, body.user)))
 
 
-@router.post("/{alarm_id:path}/unshelve", response_model=AlarmPublic, responses=ALARM_ERRORS)
-def unshelve_alarm(platform: PlatformDep, alarm_id: AlarmId, body: AlarmUnshelve) -> Any:
+@router.post("/{alarm_id:path}/unshelve", response_model=AlarmPublic, responses=ALARM_ERRORS, dependencies=OPERATE)
+def unshelve_alarm(platform: PlatformDep, alarm_id: AlarmId, body: AlarmUnshelve, actor: ActorDep) -> Any:
     """Ends a shelve early."""
-    return _public(_alarms(platform).unshelve(alarm_id, Actor.user(body.user)))
+    return _public(_alarms(platform).unshelve(alarm_id, _as(actor, body.user)))
 
 
 @router.get("/{alarm_id:path}", response_model=AlarmPublic, responses=ALARM_ERRORS)

@@ -19,8 +19,10 @@ from plantguard.api.errors import ERROR_RESPONSES
 from plantguard.api.timeparams import iso, iso_array, ms, ms_array, time_range
 from plantguard.domain.analytics import KINDS
 from plantguard.services._base import _plain
+from plantguard.api.permissions import require
+from plantguard.security.roles import Permission
 
-router = APIRouter(prefix="/analytics", tags=["analytics"])
+router = APIRouter(prefix="/analytics", tags=["analytics"], dependencies=[require(Permission.READ)])
 
 TIME_DOC = "ISO 8601 with offset, epoch milliseconds, or now / now-1h / now-30d"
 StartQ = Annotated[str | None, Query(description=f"inclusive; {TIME_DOC}")]

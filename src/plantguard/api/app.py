@@ -15,6 +15,8 @@ from fastapi.staticfiles import StaticFiles
 from plantguard import __version__, capabilities
 from plantguard.runtime import Platform
 
+from plantguard.api.permissions import check_routes, require
+from plantguard.security.roles import Permission
 from plantguard.api import dead_letters, gateway, health, ingest, model, telemetry
 from plantguard.api.deps import BODY_MODELS
 from plantguard.api.errors import ErrorPublic, install_error_handlers
@@ -47,30 +49,35 @@ def create_app(platform: Platform) -> FastAPI:
     app.state.submit_timeout_s = ingest.SUBMIT_TIMEOUT_S
     install_error_handlers(app)
 
+    from plantguard.api import auth
+
+    api_routers = [model.router, ingest.router, telemetry.router, dead_letters.router, health.router, gateway.router, live.router]
+    for cap in capabilities.registered():  # security, alarms, analytics, and whatever capability is registered
+        api_routers += cap.routers() if cap.routers is not None else []
+    # the login page before the dashboard, whose pages need a session; the API under /api, its docs at /docs
+    root_routers = [health.metrics_router, auth.pages, web.router]
+    # deny by default: a route that declares no permission is a start-up error, not an open door
+    permissions = check_routes([(API_PREFIX, r) for r in api_routers] + [("", r) for r in root_routers])
     api = APIRouter(prefix=API_PREFIX)
-    for r in (model.router, ingest.router, telemetry.router, dead_letters.router, health.router, gateway.router, live.router):
+    for r in api_routers:
         api.include_router(r)
-    for cap in capabilities.registered():  # alarms, analytics, and whatever capability is registered
-        for r in (cap.routers() if cap.routers is not None else []):
-            api.include_router(r)
     app.include_router(api)
-    app.include_router(health.metrics_router)
-    # The operator dashboard at the root; the API stays under /api and its docs at /docs.
-    app.include_router(web.router)
+    for r in root_routers:
+        app.include_router(r)
     app.mount("/static", StaticFiles(directory=web.STATIC_DIR), name="static")
 
-    @app.get("/docs", include_in_schema=False)
+    @app.get("/docs", include_in_schema=False, dependencies=[require(Permission.READ)])
     def swagger_ui() -> HTMLResponse:
         return get_swagger_ui_html(openapi_url="/openapi.json", title="plantguard API",
                                    swagger_js_url=f"{SWAGGER}/swagger-ui-bundle.js", swagger_css_url=f"{SWAGGER}/swagger-ui.css",
                                    swagger_favicon_url=f"{SWAGGER}/favicon-32x32.png")
 
-    _document_bodies(app)
+    _document_bodies(app, permissions)
     app.add_middleware(GuardMiddleware, allowed_hosts=list(platform.cfg.api.allowed_hosts))
     return app
 
 
-def _document_bodies(app: FastAPI) -> None:
+def _document_bodies(app: FastAPI, permissions: dict | None = None) -> None:
     """Adds the schemas of bodies that routes read themselves (see deps.body_schema), and shows request
     validation errors with the API's own error envelope instead of FastAPI's default."""
     base = app.openapi
@@ -84,6 +91,16 @@ def _document_bodies(app: FastAPI) -> None:
             components[name] = _schema(m, components)
         if "HTTPValidationError" in components:
             components["HTTPValidationError"] = _schema(ErrorPublic, components)
+        for path, ops in schema.get("paths", {}).items():
+            for method, op in ops.items():
+                perm = (permissions or {}).get((method.upper(), path))
+                if perm is not None:
+                    op["x-permission"] = perm.value
+                    op.setdefault("security", [] if perm.value == "public" else [{"bearer": []}, {"session": []}])
+        components_root = schema.setdefault("components", {})
+        components_root.setdefault("securitySchemes", {
+            "bearer": {"type": "http", "scheme": "bearer", "description": "an API token: pgt_..."},
+            "session": {"type": "apiKey", "in": "cookie", "name": "pg_session"}})
         return schema
 
     app.openapi = openapi  # type: ignore[method-assign]

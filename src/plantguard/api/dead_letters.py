@@ -14,8 +14,10 @@ from plantguard.runtime import Platform
 from plantguard.api.deps import PlatformDep
 from plantguard.api.errors import ERROR_RESPONSES
 from plantguard.api.timeparams import iso, ms, parse_time
+from plantguard.api.permissions import require
+from plantguard.security.roles import Permission
 
-router = APIRouter(tags=["dead-letters"])
+router = APIRouter(tags=["dead-letters"], dependencies=[require(Permission.READ)])
 
 
 class DeadLetterPublic(BaseModel):

@@ -23,14 +23,17 @@ def get_platform(request: Request) -> Platform:
 
 PlatformDep = Annotated[Platform, Depends(get_platform)]
 
-ACTOR_HEADER = "X-Plantguard-User"
-
-
 def get_actor(request: Request) -> Actor:
-    """Who sends this request. Until login exists, the name in the X-Plantguard-User header (a user), or
-    user:anonymous; the recorded form keeps the kind, so the audit trail says which it was."""
-    name = request.headers.get(ACTOR_HEADER)
-    return Actor.user(name) if name and name.strip() else Actor.user("anonymous")
+    """Who sends this request: the authenticated user, token or device (api/permissions.py). A route that
+    records an actor also requires a permission, so an anonymous request never reaches it."""
+    from plantguard.api.permissions import principal_of
+
+    p = principal_of(request)
+    if p.via == "none":
+        from plantguard.errors import Unauthenticated
+
+        raise Unauthenticated("log in, or send an API token (Authorization: Bearer ...)")
+    return p.actor
 
 
 ActorDep = Annotated[Actor, Depends(get_actor)]

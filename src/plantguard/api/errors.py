@@ -13,7 +13,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
-from plantguard.errors import (
+from plantguard.errors import (Forbidden, TooManyAttempts, Unauthenticated,
     ConfigError,
     Conflict,
     InvalidInput,
@@ -49,6 +49,9 @@ STATUS = {
     ConfigError: 422,
     NotFound: 404,
     Conflict: 409,
+    Unauthenticated: 401,
+    Forbidden: 403,
+    TooManyAttempts: 429,
     InvalidInput: 400,
     Overloaded: 503,
     StoreError: 503,
@@ -67,6 +70,12 @@ def status_of(exc: PlantguardError) -> int:
 async def plantguard_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, PlantguardError)
     status = status_of(exc)
+    if status == 401 and not request.url.path.startswith("/api") and "text/html" in request.headers.get("accept", ""):
+        from urllib.parse import quote
+
+        from fastapi.responses import RedirectResponse
+
+        return RedirectResponse("/login?next=" + quote(request.url.path), status_code=303)
     if isinstance(exc, ConfigError):
         body = {
             "detail": f"{len(exc.problems)} configuration error(s)",
@@ -75,6 +84,10 @@ async def plantguard_error(request: Request, exc: Exception) -> JSONResponse:
     else:
         body = {"detail": str(exc)}
     headers = {"Retry-After": str(RETRY_AFTER_S)} if status == 503 else None
+    if isinstance(exc, TooManyAttempts):
+        headers = {"Retry-After": str(exc.retry_after)}
+    elif status == 401:
+        headers = {"WWW-Authenticate": 'Bearer realm="plantguard"'}
     if status >= 500:
         log.warning("%s %s -> %d: %s", request.method, request.url.path, status, exc)
     return JSONResponse(body, status_code=status, headers=headers)

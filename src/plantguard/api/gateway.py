@@ -32,9 +32,11 @@ from plantguard.timeutil import now_us
 
 from plantguard.api.deps import PlatformDep, parse_json, read_body
 from plantguard.api.errors import ERROR_RESPONSES
+from plantguard.api.permissions import require
+from plantguard.security.roles import Permission
 
 log = logging.getLogger(__name__)
-router = APIRouter(prefix="/gateway", tags=["gateway"])
+router = APIRouter(prefix="/gateway", tags=["gateway"], dependencies=[require(Permission.READ)])
 GATEWAY_ID = r"^[A-Za-z0-9][A-Za-z0-9_\-.]{0,63}$"
 MAX_GAPS_KEPT = 50
 DROPPED_HEADER = codec.DROPPED_HEADER
@@ -151,7 +153,8 @@ def _decode(raw: bytes, content_type: str, gid: str) -> list[tuple[int, Any, lis
     return [(doc["seq"], batch, dead)]
 
 
-@router.post("/{gateway_id}/batches", response_model=GatewayBatchResult, responses=ERROR_RESPONSES)
+@router.post("/{gateway_id}/batches", response_model=GatewayBatchResult, responses=ERROR_RESPONSES,
+             dependencies=[require(Permission.INGEST)])
 async def receive_gateway_batches(gateway_id: str, request: Request, platform: PlatformDep) -> Any:
     """Stores a gateway's batches (in seq order) and answers once they are durably written; resent batches are
     stored once. Body: a binary frame (Content-Type application/vnd.plantguard.gateway-batches) or JSON

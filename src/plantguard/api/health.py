@@ -10,9 +10,11 @@ from pydantic import BaseModel, Field
 
 from plantguard.api.deps import PlatformDep
 from plantguard.api.metrics import render
+from plantguard.api.permissions import principal_of, require
+from plantguard.security.roles import Permission
 
-router = APIRouter(tags=["health"])
-metrics_router = APIRouter(tags=["health"])
+router = APIRouter(tags=["health"], dependencies=[require(Permission.PUBLIC)])  # a load balancer probes it
+metrics_router = APIRouter(tags=["health"], dependencies=[require(Permission.READ)])  # scraped with a token
 
 
 class PipelineHealth(BaseModel):
@@ -31,21 +33,26 @@ class PipelineHealth(BaseModel):
 
 class HealthPublic(BaseModel):
     status: str = Field(description="ok, or degraded (then the response status is 503)")
-    problems: list[str] = Field(description="why the status is degraded, one sentence each")
-    store: str
     writer_alive: bool
-    points: int
-    pipeline: PipelineHealth
-    sources: dict[str, dict[str, Any]]
     uptime_s: float
+    # the details only for a credential with the read permission: an anonymous probe learns ok or degraded
+    problems: list[str] | None = Field(None, description="why the status is degraded, one sentence each")
+    store: str | None = None
+    points: int | None = None
+    pipeline: PipelineHealth | None = None
+    sources: dict[str, dict[str, Any]] | None = None
 
 
-@router.get("/health", response_model=HealthPublic, responses={503: {"model": HealthPublic, "description": "degraded"}})
-def get_health(platform: PlatformDep, response: Response) -> Any:
-    """Liveness of the writer and of every source; 503 when anything is degraded, for load balancers."""
+@router.get("/health", response_model=HealthPublic, response_model_exclude_none=True,
+            responses={503: {"model": HealthPublic, "description": "degraded"}})
+def get_health(request: Request, platform: PlatformDep, response: Response) -> Any:
+    """Liveness of the writer and of every source; 503 when anything is degraded, for load balancers. Without
+    a credential only the status, the writer's liveness and the uptime (no addresses, no error texts)."""
     health = platform.health()
     if health["status"] != "ok":
         response.status_code = 503
+    if not principal_of(request).can(Permission.READ):
+        return {k: health[k] for k in ("status", "writer_alive", "uptime_s")}
     return health
 
 

@@ -20,8 +20,10 @@ from plantguard.runtime import Platform
 from plantguard.api.deps import PlatformDep, body_schema, read_body
 from plantguard.api.errors import ERROR_RESPONSES, ErrorPublic
 from plantguard.api.timeparams import iso
+from plantguard.api.permissions import require
+from plantguard.security.roles import Permission
 
-router = APIRouter(tags=["ingest"])
+router = APIRouter(tags=["ingest"], dependencies=[require(Permission.INGEST)])
 
 SUBMIT_TIMEOUT_S = 10.0  # default wait for room in a full ingest queue before 503 + Retry-After
 

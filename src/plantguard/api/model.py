@@ -34,8 +34,11 @@ from plantguard.api import hierarchy
 from plantguard.api.deps import MAX_JSON_BODY_BYTES, ActorDep, JsonObject, PlatformDep, body_schema, read_body
 from plantguard.api.errors import ERROR_RESPONSES, ErrorPublic
 from plantguard.api.hierarchy import LEVELS, Level
+from plantguard.api.permissions import require
+from plantguard.security.roles import Permission
 
-router = APIRouter(tags=["model"])
+router = APIRouter(tags=["model"], dependencies=[require(Permission.READ)])
+WRITE = [require(Permission.MODEL_WRITE)]
 
 MODEL_ERRORS: dict[int | str, dict] = {
     **ERROR_RESPONSES,
@@ -207,7 +210,7 @@ def get_model(platform: PlatformDep) -> Any:
 
 
 @router.put("/model", response_model=ModelPublic, response_model_exclude_none=True, responses=MODEL_ERRORS,
-            openapi_extra=body_schema(ModelReplace, yaml=True))
+            openapi_extra=body_schema(ModelReplace, yaml=True), dependencies=WRITE)
 async def replace_model(request: Request, platform: PlatformDep, actor: ActorDep) -> Any:
     """Replaces the whole hierarchy. Send JSON, or YAML with `Content-Type: application/yaml`."""
     raw = await read_body(request, MAX_JSON_BODY_BYTES)
@@ -264,15 +267,15 @@ def _add_level(level: Level) -> None:
     router.add_api_route(collection, list_items, methods=["GET"], name=f"list_{many}", response_model=list_model,
                          summary=f"List {many}", **common)
     router.add_api_route(collection, create_item, methods=["POST"], name=f"create_{one}", response_model=public_model,
-                         status_code=201, summary=f"Create a {one}", openapi_extra=body_schema(create_model), **common)
+                         status_code=201, summary=f"Create a {one}", openapi_extra=body_schema(create_model), dependencies=WRITE, **common)
     router.add_api_route(item, get_item, methods=["GET"], name=f"get_{one}", response_model=public_model,
                          summary=f"Get a {one}", **common)
     router.add_api_route(item, update_item, methods=["PATCH"], name=f"update_{one}", response_model=public_model,
                          summary=f"Update a {one}", description="Merges the given fields; a field set to null returns to its default.",
-                         openapi_extra=body_schema(update_model), **common)
+                         openapi_extra=body_schema(update_model), dependencies=WRITE, **common)
     router.add_api_route(item, delete_item, methods=["DELETE"], name=f"delete_{one}", status_code=204,
                          summary=f"Delete a {one} and everything below it", description="Stored history stays queryable.",
-                         response_class=Response, responses=MODEL_ERRORS)
+                         response_class=Response, responses=MODEL_ERRORS, dependencies=WRITE)
 
 
 for _lv in LEVELS:

@@ -23,8 +23,10 @@ from plantguard.timeutil import parse_duration_us
 from plantguard.api.deps import PlatformDep
 from plantguard.api.errors import ERROR_RESPONSES
 from plantguard.api.timeparams import iso, iso_array, ms, ms_array, time_range
+from plantguard.api.permissions import require
+from plantguard.security.roles import Permission
 
-router = APIRouter(prefix="/telemetry", tags=["telemetry"])
+router = APIRouter(prefix="/telemetry", tags=["telemetry"], dependencies=[require(Permission.READ)])
 
 QUALITY_NAMES = [q.name for q in sorted(Quality)]
 MAX_LATEST_POINTS = 100_000

@@ -8,6 +8,7 @@ to check-config), 2 invalid command line or invalid configuration file.
 from __future__ import annotations
 
 import json
+import os
 import signal
 import sys
 from contextlib import contextmanager
@@ -192,6 +193,7 @@ def serve(
     log_level: str = typer.Option("info", help="Server log level: critical, error, warning, info, debug."),
     force_config: bool = typer.Option(False, "--force-config", help="Apply the file's plant model even over newer edits made through the API."),
     model_version: Optional[int] = typer.Option(None, "--model-version", help="Start from this stored plant model version (see `plantguard model-history`)."),
+    login_link: bool = typer.Option(False, "--login-link", help="Print a one-time login link for the admin (valid 24 h)."),
 ) -> None:
     """Run the platform: ingest, storage, alarms and the HTTP API, until SIGINT or SIGTERM.
 
@@ -218,19 +220,36 @@ def serve(
     try:
         from plantguard.model_source import ModelFile
 
-        if not _is_loopback(host):
-            typer.echo(f"WARNING: listening on {host}, which is not a loopback address. plantguard has no authentication yet: "
-                       "anyone who can reach this port can edit the plant model, acknowledge alarms and send readings. "
-                       "Put it behind a reverse proxy that authenticates, or bind to 127.0.0.1.", err=True)
+        tls = bool(cfg.api.tls_cert and cfg.api.tls_key)
+        if not _is_loopback(host) and not tls:
+            _fail(f"refusing to listen on {host} without TLS: passwords, session cookies and tokens would cross the network "
+                  "in clear. Set api.tls_cert and api.tls_key (see docs/security.md#tls), or listen on 127.0.0.1 behind a "
+                  "proxy that terminates TLS.")
         with _errors():
             platform = Platform(cfg, model_file=ModelFile.of(config, force=force_config, version=model_version))
         for line in platform.model_messages:
             typer.echo(line, err=True)
+        with _errors():
+            try:
+                password = platform.security.ensure_admin(os.environ.get("PLANTGUARD_ADMIN_PASSWORD"))
+            except PlantguardError:
+                platform.stop()
+                raise
+        if password is not None:
+            typer.echo(f"plantguard: first start: created the user 'admin' with the password {password}\n"
+                       "  It is shown only this once: log in and change it, or set PLANTGUARD_ADMIN_PASSWORD before the first start.",
+                       err=True)
+        if login_link:
+            admin = next(u.name for u in platform.security.users() if u.role.value == "admin" and not u.disabled)
+            typer.echo(f"plantguard: one-time login link (24 h): http{'s' if tls else ''}://{host}:{port}/login?link="
+                       f"{platform.security.login_link(admin)}", err=True)
         try:
             platform.start()
-            server = uvicorn.Server(uvicorn.Config(create_app(platform), host=host, port=port, log_level=log_level, lifespan="on"))
+            server = uvicorn.Server(uvicorn.Config(create_app(platform), host=host, port=port, log_level=log_level, lifespan="on",
+                                                   ssl_certfile=cfg.api.tls_cert if tls else None,
+                                                   ssl_keyfile=cfg.api.tls_key if tls else None))
             n = sum(1 for _ in cfg.iter_points())
-            typer.echo(f"plantguard: {n} points, store {platform.services.status.store_kind()}, serving on http://{host}:{port}", err=True)
+            typer.echo(f"plantguard: {n} points, store {platform.services.status.store_kind()}, serving on http{'s' if tls else ''}://{host}:{port}", err=True)
             if not received:
                 try:
                     server.run()
@@ -780,6 +799,12 @@ def kpi(
             typer.echo(f"{k},{v}")
         return
     _kv_table(f"KPIs of {asset}", rows)
+
+
+from plantguard.cli.security import audit_app, users_app  # noqa: E402 - after the helpers they use
+
+app.add_typer(users_app, name="users")
+app.add_typer(audit_app, name="audit")
 
 
 def main() -> None:  # pragma: no cover - console entry for `python -m plantguard.cli.main`

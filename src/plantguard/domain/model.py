@@ -341,6 +341,8 @@ class AlarmConfig(_Strict):
 class ApiConfig(_Strict):
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)
+    tls_cert: str | None = Field(None, description="PEM certificate (chain) file: serve HTTPS; required to listen beyond loopback")
+    tls_key: str | None = Field(None, description="PEM private key file of tls_cert")
     allowed_hosts: list[str] = Field(["127.0.0.1", "localhost", "::1"], max_length=100,
                                      description="host names requests may name (Host header); '*' for any. Refuses DNS rebinding")
 

@@ -152,6 +152,16 @@ def _serve(platform: Platform, host: str, port: int):
     return server, th
 
 
+def _login_link(platform: Platform) -> str:
+    """The demo's admin (created on the first start with a password nobody is shown: the link is the way in,
+    and PLANTGUARD_ADMIN_PASSWORD sets a password instead) and a one-time login link for it."""
+    import os
+
+    platform.security.ensure_admin(os.environ.get("PLANTGUARD_ADMIN_PASSWORD"))
+    admin = next(u.name for u in platform.security.users() if u.role.value == "admin" and not u.disabled)
+    return platform.security.login_link(admin)
+
+
 def _short(tag: str) -> str:
     return tag[len(LINE_PATH) + 1:] if tag.startswith(LINE_PATH + "/") else tag
 
@@ -394,6 +404,8 @@ def run_demo(duration: float | None = None, speed: float = 1.0, history: float =
             say("  the HTTP API module (plantguard.api.app) is not available: running without the web server")
         else:
             base = f"http://{host}:{port}"
+            link = _login_link(platform)
+            say(f"  log in (one click, valid once for 24 h): {base}/login?link={link}")
             say(f"  dashboard {base}/   API docs {base}/docs   alarms {base}/api/alarms   metrics {base}/metrics")
         if not alarms_on:
             say("  the alarm engine (plantguard.alarms.engine) is not available: alarms are off")

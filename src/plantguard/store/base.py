@@ -54,6 +54,37 @@ class Store(ABC):
 
     kind: str = "abstract"
 
+    # -- the tables a capability owns (declared by its migrations) ----------------------------------------------
+    def execute(self, statements: list[tuple[str, tuple]]) -> None:
+        """Runs (sql, params) statements in one transaction. SQL uses `?` placeholders and the types both
+        dialects share (TEXT, BIGINT, DOUBLE PRECISION, BOOLEAN); for tables a capability's migrations created."""
+        sqls = [(self._dialect_sql(q), tuple(p)) for q, p in statements]
+
+        def go(cur):
+            for q, p in sqls:
+                cur.execute(q, p)
+
+        self._tx(go)
+
+    def fetch(self, sql: str, params: tuple = ()) -> list[tuple]:
+        """Rows of one SELECT over a capability's tables (`?` placeholders)."""
+        q, p = self._dialect_sql(sql), tuple(params)
+
+        def go(cur):
+            cur.execute(q, p)
+            return cur.fetchall()
+
+        return self._run(go)
+
+    def _dialect_sql(self, sql: str) -> str:
+        return sql.replace("?", "%s") if self.kind == "postgres" else sql
+
+    def _tx(self, fn):  # pragma: no cover - every backend defines it
+        raise NotImplementedError
+
+    def _run(self, fn):  # pragma: no cover - every backend defines it
+        raise NotImplementedError
+
     # -- lifecycle --------------------------------------------------------------------------------------
     @abstractmethod
     def migrate(self) -> list[str]:

@@ -12,6 +12,7 @@ signature, then the behaviour suites run per concern.
     AnalyticsStore    write_analytics, analytics_series, analytics_events, analytics_states
     CheckpointStore   save_checkpoint, load_checkpoint                           (learned state)
     SchemaStore       migrate, applied_migrations, close
+    SqlStore          execute, fetch                                             (tables a capability owns)
 """
 
 from __future__ import annotations
@@ -92,5 +93,11 @@ class SchemaStore(Protocol):
     def close(self) -> None: ...
 
 
+@runtime_checkable
+class SqlStore(Protocol):
+    def execute(self, statements: list[tuple[str, tuple]]) -> None: ...
+    def fetch(self, sql: str, params: tuple = ()) -> list[tuple]: ...
+
+
 PROTOCOLS: tuple[type, ...] = (ReadingsStore, RollupStore, PointsStore, ModelStore, AlarmStore, DeadLetterStore,
-                               AnalyticsStore, CheckpointStore, SchemaStore)
+                               AnalyticsStore, CheckpointStore, SchemaStore, SqlStore)

@@ -26,8 +26,10 @@ from plantguard.events import AlarmChanged
 from plantguard.runtime import Platform
 
 from plantguard.api.errors import ERROR_RESPONSES
+from plantguard.api.permissions import require
+from plantguard.security.roles import Permission
 
-router = APIRouter(tags=["live"])
+router = APIRouter(tags=["live"], dependencies=[require(Permission.READ)])
 
 MAX_POINTS = 500
 TICK_S = 1.0

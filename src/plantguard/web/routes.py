@@ -26,15 +26,16 @@ from plantguard.domain.model import us_of
 
 
 from plantguard.domain.readings import REJECT_CODES
+from plantguard.api.permissions import require
+from plantguard.security.roles import Permission
 
 log = logging.getLogger(__name__)
 
 WEB_DIR = Path(__file__).resolve().parent
 STATIC_DIR = WEB_DIR / "static"
 templates = Jinja2Templates(directory=str(WEB_DIR / "templates"))
-router = APIRouter(include_in_schema=False)
+router = APIRouter(include_in_schema=False, dependencies=[require(Permission.READ)])
 
-AUTH_NOTE = "Loopback only: no login yet"
 NAV = [("overview", "/", "Overview"), ("alarms", "/alarms", "Alarms"), ("devices", "/devices", "Devices"),
        ("quality", "/quality", "Data quality")]
 STATE_WORDS = {
@@ -144,12 +145,21 @@ def plant_name(platform: Platform) -> str:
     return sites[0].name or sites[0].id if len(sites) == 1 else f"{sites[0].name or sites[0].id} (+{len(sites) - 1} sites)"
 
 
+def _who(request: Request) -> dict:
+    """The signed-in user, for the header and for which action buttons the page shows."""
+    from plantguard.api.permissions import principal_of
+
+    p = principal_of(request)
+    return {"user": p.actor.name, "role": p.role.value if p.role else "none", "csrf": p.csrf,
+            "can_operate": p.can(Permission.ALARMS_OPERATE)}
+
+
 def render(request: Request, template: str, page: str, status_code: int = 200, **ctx) -> HTMLResponse:
     platform: Platform = request.app.state.platform
     tz = ctx.pop("tz", None) or plant_timezone(platform)
     since = max((a.updated_at for a in _alarms(platform)), default=0)
     base = {"page": page, "nav": NAV, "since_us": since, "plant_name": plant_name(platform), "tz": tz, "plant_tz": plant_timezone(platform),
-            "auth_note": AUTH_NOTE, "now": local_time(platform.clock(), tz)}
+            "now": local_time(platform.clock(), tz), **_who(request)}
     return templates.TemplateResponse(request, template, {**base, **ctx}, status_code=status_code)
 
 

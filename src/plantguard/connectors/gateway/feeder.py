@@ -9,6 +9,7 @@ as seq k: after a crash the feeder resumes with the queue's next seq, regenerati
 
 from __future__ import annotations
 
+import os
 import argparse
 import logging
 import sys
@@ -90,7 +91,11 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s feeder %(levelname)s %(message)s", stream=sys.stderr)
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request would drown the rest
     q = GatewayQueue(a.dir, fsync=a.fsync, min_free_bytes=0)
-    fwd = Forwarder(q, a.url, a.id, backoff_min=0.05, backoff_max=a.backoff_max).start()
+    from plantguard.connectors.gateway.config import TOKEN_ENV
+
+    token = os.environ.get(TOKEN_ENV)
+    fwd = Forwarder(q, a.url, a.id, backoff_min=0.05, backoff_max=a.backoff_max,
+                    headers={"Authorization": f"Bearer {token}"} if token else None).start()
     feeder = Feeder(q, a.batches, a.points, a.per_batch, a.rate)
     feeder.start()
     # progress on stdout, one line per 100 ms, for the harness: appended seq and confirmed seq

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from plantguard.connectors.gateway.config import GatewaySettings
+from plantguard.connectors.gateway.config import TOKEN_ENV, GatewaySettings, central_token
 from plantguard.connectors.gateway.forwarder import Forwarder
 from plantguard.connectors.gateway.queue import GatewayQueue
 from plantguard.domain.model import PlantConfig
@@ -52,8 +52,13 @@ class Gateway:
         self.cfg = cfg
         self.queue = GatewayQueue(s.data_dir, max_bytes=s.max_bytes, overflow=s.overflow, fsync=s.fsync,
                                   fsync_interval_s=s.fsync_interval_s, min_free_bytes=s.min_free_bytes)
+        token = central_token(s)
+        if token is None:
+            log.warning("gateway %s: no token for the central side (token_file or %s): it will refuse the batches, "
+                        "which stay queued", s.id, TOKEN_ENV)
         self.forwarder = Forwarder(self.queue, s.central_url, s.id, max_request_bytes=s.max_request_bytes,
-                                   timeout_s=s.request_timeout_s, backoff_min=s.backoff_min, backoff_max=s.backoff_max)
+                                   timeout_s=s.request_timeout_s, backoff_min=s.backoff_min, backoff_max=s.backoff_max,
+                                   headers={"Authorization": f"Bearer {token}"} if token else None)
         self.sources: list = []
         self._stop = threading.Event()
         self._status_thread: threading.Thread | None = None

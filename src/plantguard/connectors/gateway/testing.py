@@ -36,15 +36,32 @@ class CentralServer:
         self.platform = None
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
+        self.token: str | None = None  # an ingest token for the gateways (kept in the store: valid across restarts)
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"}
+
+    def env(self) -> dict[str, str]:
+        """The environment of a gateway process that forwards to this central side."""
+        import os
+
+        from plantguard.connectors.gateway.config import TOKEN_ENV
+
+        return {**os.environ, "PYTHONUNBUFFERED": "1", TOKEN_ENV: self.token or ""}
+
     def start(self, timeout: float = 20.0) -> "CentralServer":
         from plantguard.runtime import Platform
 
         self.platform = Platform(self.cfg, alarms=False).start()
+        if self.token is None:
+            from plantguard.testing.auth import auth_headers
+
+            self.token = auth_headers(self.platform, "engineer", name="gateways", scopes=["ingest", "read"])["Authorization"].split()[1]
         self._server = uvicorn.Server(uvicorn.Config(gateway_app(self.platform), host="127.0.0.1", port=self.port,
                                                      log_level="warning", lifespan="off"))
         self._thread = threading.Thread(target=self._server.run, name="central-http", daemon=True)

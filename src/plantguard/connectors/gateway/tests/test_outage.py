@@ -33,7 +33,7 @@ def frame(*ks: int, points: int = 10, per_batch: int = 3) -> bytes:
 
 
 def post(c: CentralServer, body: bytes, **headers) -> httpx.Response:
-    return httpx.post(f"{c.url}/api/gateway/gw1/batches", content=body, headers={"content-type": codec.CONTENT_TYPE, **headers}, timeout=30)
+    return httpx.post(f"{c.url}/api/gateway/gw1/batches", content=body, headers={"content-type": codec.CONTENT_TYPE, **c.headers, **headers}, timeout=30)
 
 
 def test_router_stores_once_answers_after_write_and_reports_gaps(central):
@@ -46,24 +46,24 @@ def test_router_stores_once_answers_after_write_and_reports_gaps(central):
     assert r.json()["accepted"] == 0 and r.json()["duplicates"] == 30
     assert post(central, frame(5), **{codec.DROPPED_HEADER: "3-4"}).status_code == 200  # announced drop
     assert post(central, frame(8)).status_code == 200  # 6..7 never arrived
-    g = httpx.get(f"{central.url}/api/gateway/gw1").json()
+    g = httpx.get(f"{central.url}/api/gateway/gw1", headers=central.headers).json()
     assert g["last_seq"] == 8 and g["resent_batches"] == 1 and g["unannounced_gap_batches"] == 2
     assert [(x["from"], x["to"], x["announced"]) for x in g["gaps"]] == [(3, 4, True), (6, 7, False)]
-    assert httpx.get(f"{central.url}/api/gateway").json()["count"] == 1
+    assert httpx.get(f"{central.url}/api/gateway", headers=central.headers).json()["count"] == 1
     bad = bytearray(frame(9))
     bad[-1] ^= 1
     assert post(central, bytes(bad)).status_code == 400  # checksum failure: refused, nothing stored
-    js = httpx.post(f"{central.url}/api/gateway/gw2/batches", timeout=30,
+    js = httpx.post(f"{central.url}/api/gateway/gw2/batches", timeout=30, headers=central.headers,
                     json={"seq": 1, "readings": [{"point": f"{DEVICE}/p1", "ts": 1_704_067_300_000, "value": 1.5}]})
     assert js.status_code == 200 and js.json()["accepted"] == 1
-    assert httpx.get(f"{central.url}/api/gateway/nope").status_code == 404
+    assert httpx.get(f"{central.url}/api/gateway/nope", headers=central.headers).status_code == 404
 
 
 def test_forwarder_drains_in_order_and_deletes_after_confirm(central, tmp_path):
     q = GatewayQueue(tmp_path / "q", min_free_bytes=0)
     for k in range(1, 51):
         q.append(make_batch(k, 10, 3))
-    fwd = Forwarder(q, central.url, "gw1", max_request_bytes=8 << 10, backoff_min=0.05, backoff_max=0.2).start()
+    fwd = Forwarder(q, central.url, "gw1", max_request_bytes=8 << 10, backoff_min=0.05, backoff_max=0.2, headers=central.headers).start()
     deadline = time.monotonic() + 30
     while q.confirmed_seq < 50 and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -100,7 +100,7 @@ def test_outage_and_kill_9_lose_nothing_duplicate_nothing(data_dir, tmp_path):
     cmd = [sys.executable, "-m", "plantguard.connectors.gateway.feeder", "--dir", str(qdir), "--url", central.url,
            "--batches", str(n_batches), "--points", str(points), "--per-batch", str(per_batch), "--rate", str(rate),
            "--backoff-max", "0.3"]
-    gw = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    gw = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, env=central.env())
     try:
         _wait(gw, lambda nxt, conf: conf >= 20, 30)  # flowing
         central.stop()  # the central side goes away while the gateway keeps feeding
@@ -110,7 +110,7 @@ def test_outage_and_kill_9_lose_nothing_duplicate_nothing(data_dir, tmp_path):
         gw.send_signal(signal.SIGKILL)  # ...when the gateway dies
         gw.wait(10)
         gw.stdout.close()
-        gw = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        gw = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, env=central.env())
         _wait(gw, lambda nxt, conf: conf >= n_batches, 60)
         assert gw.wait(20) == 0
         dup_seen = central.platform.pipeline.stats.duplicates
@@ -140,16 +140,16 @@ def test_buffer_autonomy_reaches_the_central_devices_page(central, tmp_path):
     q = GatewayQueue(tmp_path / "q", min_free_bytes=0, max_bytes=64 << 20)
     for k in range(1, 21):
         q.append(make_batch(k, 10, 3))
-    fwd = Forwarder(q, central.url, "gw-buf", backoff_min=0.05, backoff_max=0.2).start()
+    fwd = Forwarder(q, central.url, "gw-buf", backoff_min=0.05, backoff_max=0.2, headers=central.headers).start()
     deadline = time.monotonic() + 30
     while q.confirmed_seq < 20 and time.monotonic() < deadline:
         time.sleep(0.05)
     fwd.stop()
-    r = httpx.get(f"{central.url}/api/gateway/gw-buf", timeout=10)
+    r = httpx.get(f"{central.url}/api/gateway/gw-buf", timeout=10, headers=central.headers)
     assert r.status_code == 200, r.text
     buf = r.json()["buffer"]
     assert buf["limit"] > 0 and buf["bytes"] >= 0 and (buf["autonomy_h"] is None or buf["autonomy_h"] > 0)
-    html = httpx.get(f"{central.url}/devices", timeout=10).text
+    html = httpx.get(f"{central.url}/devices", timeout=10, headers=central.headers).text
     assert 'data-gateway="gw-buf"' in html and "data-autonomy-hours" in html and "not reported" not in html
     q.close()
 

@@ -4,19 +4,13 @@
   "use strict";
   const ctx = JSON.parse(document.getElementById("pg-alarm-context").textContent);
   const table = document.querySelector("[data-alarm-table] tbody");
-  const nameInput = document.querySelector("[data-operator-name]");
   const flash = document.querySelector("[data-flash]");
   const dialog = document.querySelector("[data-shelve-dialog]");
   const RANK = { urgent: 3, high: 2, medium: 1, low: 0 };
-  const STORE_KEY = "plantguard.operator";
+  const CAN_OPERATE = document.body.dataset.canOperate === "1";
   let shelveTarget = null;
   let returnFocus = null;
 
-  nameInput.value = localStorage.getItem(STORE_KEY) || "operator";
-  nameInput.addEventListener("change", () => {
-    const v = nameInput.value.trim();
-    if (v) localStorage.setItem(STORE_KEY, v);
-  });
 
   function say(text, isError) {
     flash.textContent = text;
@@ -74,9 +68,9 @@
     tr.append(v);
     const t = el("td"); t.append(el("time", { datetime: a.raised_at || "", "data-ts-iso": a.raised_at || "" }, localTime(a.raised_at, a.tag))); tr.append(t);
     const act = el("td", { class: "actions" });
-    if (a.state === "unacknowledged" || a.state === "returned_to_normal") act.append(el("button", { type: "button", "data-action": "ack" }, "Acknowledge"));
-    if (a.state !== "shelved") act.append(el("button", { type: "button", "data-action": "shelve" }, "Shelve…"));
-    if (a.state === "shelved") act.append(el("button", { type: "button", "data-action": "unshelve" }, "Unshelve"));
+    if (CAN_OPERATE && (a.state === "unacknowledged" || a.state === "returned_to_normal")) act.append(el("button", { type: "button", "data-action": "ack" }, "Acknowledge"));
+    if (CAN_OPERATE && a.state !== "shelved") act.append(el("button", { type: "button", "data-action": "shelve" }, "Shelve…"));
+    if (CAN_OPERATE && a.state === "shelved") act.append(el("button", { type: "button", "data-action": "unshelve" }, "Unshelve"));
     tr.append(act);
     return tr;
   }
@@ -126,15 +120,10 @@
     resort();
   });
 
-  function user() {
-    const v = nameInput.value.trim() || "operator";
-    localStorage.setItem(STORE_KEY, v);
-    return v;
-  }
 
   async function post(id, action, payload) {
     const r = await fetch("/api/alarms/" + id.split("/").map(encodeURIComponent).join("/") + "/" + action, {
-      method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(payload),
+      method: "POST", headers: { "Content-Type": "application/json", "X-CSRF-Token": window.pgLive.csrf() }, body: JSON.stringify(payload),
     });
     const body = await r.json().catch(() => ({}));
     if (!r.ok) throw new Error(body.detail || body.message || ("HTTP " + r.status));
@@ -144,7 +133,7 @@
   async function act(tr, action, extra) {
     const id = tr.dataset.alarmId;
     try {
-      const rec = await post(id, action, { user: user(), ...(extra || {}) });
+      const rec = await post(id, action, { ...(extra || {}) });
       upsert(rec);
       resort();
       const verbs = { ack: "Acknowledged", shelve: "Shelved", unshelve: "Unshelved" };

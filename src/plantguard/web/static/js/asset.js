@@ -868,7 +868,7 @@
   });
   if (empty.length) {
     fetch(API + "/telemetry/latest", {
-      method: "POST", headers: { "content-type": "application/json", accept: "application/json" },
+      method: "POST", headers: { "content-type": "application/json", accept: "application/json", "X-CSRF-Token": window.pgLive.csrf() },
       body: JSON.stringify(empty.map(function (s) { return s.dataset.livePoint; }))
     }).then(function (r) { return r.ok ? r.json() : { data: [] }; }).then(function (b) {
       var m = {};

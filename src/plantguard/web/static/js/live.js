@@ -156,6 +156,11 @@
       if (points.size !== before) connect();
     },
     reconnect: connect,
+    // the session's CSRF token, sent with every state-changing request (X-CSRF-Token)
+    csrf() {
+      const m = document.querySelector("meta[name=csrf-token]");
+      return m ? m.content : "";
+    },
   };
 
   collectPoints();

@@ -1,0 +1,135 @@
+"""`plantguard users ...` and `plantguard audit verify`: accounts and the audit log of a stopped plant (the
+embedded store allows one process at a time; with PostgreSQL they also work next to a running server)."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from typing import Annotated
+
+from plantguard.domain.actor import Actor
+
+users_app = typer.Typer(help="User accounts and API tokens (see docs/security.md).", no_args_is_help=True)
+audit_app = typer.Typer(help="The tamper-evident audit log.", no_args_is_help=True)
+ConfigOpt = Annotated[Optional[Path], typer.Option("--config", "-c", help="Configuration file naming the store.")]
+DataDirOpt = Annotated[Optional[Path], typer.Option(help="Embedded store directory (instead of --config).")]
+EXIT_FAILED, EXIT_USAGE = 1, 2
+
+
+def _m():
+    """The shared command helpers (imported late: plantguard.cli.main registers these commands)."""
+    from plantguard.cli import main
+
+    return main
+
+
+def _platform(config, data_dir):
+    return _m()._platform(config, data_dir)
+
+
+def _fail(message: str, code: int = EXIT_FAILED):
+    return _m()._fail(message, code)
+
+
+def _password(env: Optional[str]) -> str:
+    if env:
+        pw = os.environ.get(env)
+        if not pw:
+            _fail(f"the environment variable {env} is not set", EXIT_USAGE)
+        return pw
+    return typer.prompt("password", hide_input=True, confirmation_prompt=True)
+
+
+@users_app.command("add")
+def users_add(name: str = typer.Argument(..., help="User name."),
+              role: str = typer.Option(..., help="admin, engineer, operator or viewer."),
+              password_env: Optional[str] = typer.Option(None, help="Read the password from this environment variable (else it is asked)."),
+              config: ConfigOpt = None, data_dir: DataDirOpt = None) -> None:
+    """Create a user."""
+    with _platform(config, data_dir) as p:
+        u = p.security.create_user(name, role, _password(password_env), Actor.cli())
+    typer.echo(f"created {u.name} ({u.role.value})")
+
+
+@users_app.command("list")
+def users_list(config: ConfigOpt = None, data_dir: DataDirOpt = None) -> None:
+    """Users with their role, second factor and state."""
+    with _platform(config, data_dir) as p:
+        for u in p.security.users():
+            typer.echo(f"{u.name}\t{u.role.value}\t{'mfa' if u.mfa else 'no-mfa'}\t{'disabled' if u.disabled else 'enabled'}")
+
+
+@users_app.command("passwd")
+def users_passwd(name: str = typer.Argument(...), password_env: Optional[str] = typer.Option(None),
+                 config: ConfigOpt = None, data_dir: DataDirOpt = None) -> None:
+    """Set a user's password (ends the user's sessions)."""
+    with _platform(config, data_dir) as p:
+        p.security.set_password(name, _password(password_env), Actor.cli())
+    typer.echo(f"password of {name} changed")
+
+
+@users_app.command("token")
+def users_token(owner: str = typer.Argument(..., help="The user the token acts for (never above that user's role)."),
+                name: str = typer.Option(..., help="A name for the token, e.g. the script or device using it."),
+                scope: list[str] = typer.Option([], help="Limit it to these permissions (repeat), e.g. --scope ingest."),
+                days: int = typer.Option(90, min=1, max=3650, help="Lifetime in days."),
+                device: Optional[str] = typer.Option(None, help="A device path: the token may only send that device's readings."),
+                config: ConfigOpt = None, data_dir: DataDirOpt = None) -> None:
+    """Create an API token; its secret is printed once."""
+    with _platform(config, data_dir) as p:
+        secret, t = p.security.create_token(owner, name, scopes=scope or None, days=days, device=device, actor=Actor.cli())
+    typer.echo(secret)
+    typer.echo(f"token {t.id} for {t.owner} ({', '.join(t.scopes)}), valid {days} days; shown only now", err=True)
+
+
+@audit_app.command("verify")
+def audit_verify(config: ConfigOpt = None, data_dir: DataDirOpt = None,
+                 witness: Optional[Path] = typer.Option(None, "--checkpoint", "--witness", help="The witness file (leaves and signed checkpoints); default: the configured one."),
+                 public_key: Optional[str] = typer.Option(None, help="The signing key's public half (hex) to trust; default: <data_dir>/audit/signing.pub."),
+                 fmt: str = typer.Option("text", "--format", help="text or json")) -> None:
+    """Check the audit log against its witness offline: names the first entry that was edited, inserted, moved,
+    deleted or cut off. Exit 0 when the log is intact, 1 when it is not."""
+    from plantguard.security.audit import read_entries, verify
+    from plantguard.store import open_store
+
+    if (config is None) == (data_dir is None):
+        _fail("give either --config FILE or --data-dir DIR", EXIT_USAGE)
+    with _m()._errors():
+        if config is not None:
+            cfg = _m()._load(config)
+            storage, base = cfg.storage, Path(cfg.storage.data_dir) / "audit"
+            sec = cfg.section("security")
+            witness = witness or (Path(sec.audit_witness) if sec is not None and sec.audit_witness else base / "witness.jsonl")
+            store = open_store(storage)
+        else:
+            from plantguard.store.embedded import EmbeddedStore
+
+            base = Path(data_dir) / "audit"
+            witness = witness or base / "witness.jsonl"
+            store = EmbeddedStore(data_dir)
+        try:
+            entries = read_entries(store)
+        finally:
+            store.close()
+    pub = public_key
+    if pub is None and (base / "signing.pub").is_file():
+        pub = (base / "signing.pub").read_text().strip()
+    if not Path(witness).is_file():
+        _fail(f"no witness file at {witness}: without it the log cannot be checked (give --checkpoint)")
+    with open(witness, "rb") as f:
+        v = verify(entries, f, pub)
+    if fmt == "json":
+        typer.echo(json.dumps(v.__dict__))
+    else:
+        typer.echo(f"{'intact' if v.ok else 'TAMPERED'}: {v.entries} entries, {v.covered} under {v.checkpoints} signed checkpoint(s)")
+        if not v.ok:
+            typer.echo(f"  first bad entry: {v.first_bad}: {v.problem}")
+        for n in v.notes:
+            typer.echo(f"  note: {n}")
+    if not v.ok:
+        raise typer.Exit(EXIT_FAILED)

@@ -1,0 +1,81 @@
+"""The security capability: its `security:` section, its tables, the accounts and audit services, the audit
+subscriptions on the event bus (model edits, operator actions on alarms), and its routers."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from pathlib import Path
+
+from plantguard.capabilities import Capability, Parts, register
+from plantguard.security.config import SecuritySettings
+from plantguard.store.migrations import Migration
+
+log = logging.getLogger(__name__)
+
+_TABLES = (
+    "CREATE TABLE users (name TEXT PRIMARY KEY, role TEXT NOT NULL, pw_hash TEXT NOT NULL, totp_secret TEXT, "
+    "disabled BOOLEAN NOT NULL, created_at BIGINT NOT NULL, pw_changed_at BIGINT NOT NULL)",
+    "CREATE TABLE api_tokens (id TEXT PRIMARY KEY, secret_hash TEXT NOT NULL, name TEXT NOT NULL, owner TEXT NOT NULL, "
+    "role TEXT NOT NULL, scopes TEXT NOT NULL, device TEXT, created_at BIGINT NOT NULL, expires_at BIGINT NOT NULL, "
+    "revoked_at BIGINT, last_used_at BIGINT)",
+    "CREATE TABLE sessions (id_hash TEXT PRIMARY KEY, user_name TEXT NOT NULL, csrf TEXT NOT NULL, created_at BIGINT NOT NULL, "
+    "last_seen BIGINT NOT NULL, mfa BOOLEAN NOT NULL)",
+    "CREATE TABLE login_links (id_hash TEXT PRIMARY KEY, user_name TEXT NOT NULL, expires_at BIGINT NOT NULL, used_at BIGINT)",
+    "CREATE TABLE audit_log (seq BIGINT PRIMARY KEY, ts BIGINT NOT NULL, actor TEXT NOT NULL, action TEXT NOT NULL, "
+    "target TEXT, result TEXT NOT NULL, detail TEXT)",
+)
+MIGRATIONS = (Migration("0100_security_accounts_and_audit", embedded=_TABLES, postgres=_TABLES, owner="security"),)
+OPERATOR_EVENTS = {"acknowledged": "alarm.ack", "shelved": "alarm.shelve", "unshelved": "alarm.unshelve"}
+
+
+def build(platform) -> Parts:
+    from plantguard.events import AlarmChanged, ModelChanged
+    from plantguard.security.accounts import Accounts
+    from plantguard.security.audit import AuditLog
+
+    s: SecuritySettings = platform.cfg.section("security") or SecuritySettings()
+    base = Path(platform.cfg.storage.data_dir) / "audit"
+    audit = AuditLog(platform.store, Path(s.audit_key) if s.audit_key else base / "signing.key",
+                     Path(s.audit_witness) if s.audit_witness else base / "witness.jsonl", clock=platform.clock)
+    accounts = Accounts(platform.store, s, clock=platform.clock, audit=audit)
+
+    def on_event(ev) -> None:
+        if isinstance(ev, ModelChanged):
+            audit.record(ev.actor or "system:unknown", "model.replace", f"version {ev.version}", detail={"origin": ev.origin})
+        elif isinstance(ev, AlarmChanged) and ev.event.event in OPERATOR_EVENTS:
+            audit.record(ev.event.actor or "unknown", OPERATOR_EVENTS[ev.event.event], ev.record.id,
+                         detail={"note": ev.event.note} if ev.event.note else None)
+
+    # inline: the audit must see every change (backpressure on the publisher, which is rare: operator actions
+    # and model edits only; other alarm transitions are filtered out at once)
+    platform.bus.subscribe("audit", on_event, ModelChanged, AlarmChanged, inline=True)
+    stop = threading.Event()
+
+    def checkpoints() -> None:
+        while not stop.wait(s.audit_checkpoint_every):
+            try:
+                audit.checkpoint()
+            except Exception:  # noqa: BLE001 - retried at the next interval
+                log.exception("writing the audit checkpoint failed")
+
+    thread = threading.Thread(target=checkpoints, name="audit-checkpoints", daemon=True)
+
+    def on_stop() -> None:
+        stop.set()
+        if thread.is_alive():
+            thread.join(5)
+        audit.close()
+
+    platform.security = accounts
+    platform.audit = audit
+    return Parts(services={"security": accounts, "audit": audit}, on_start=[thread.start], on_stop=[on_stop])
+
+
+def routers() -> list:
+    from plantguard.api import auth
+
+    return [auth.router]
+
+
+register(Capability("security", section=SecuritySettings, migrations=MIGRATIONS, build=build, routers=routers))

@@ -1,0 +1,23 @@
+"""The `security:` section (owned by the security capability)."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from plantguard.security.roles import Role
+
+
+class SecuritySettings(BaseModel):
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+    session_idle: float = Field(1800, ge=60, le=7 * 86400, description="a dashboard session ends after this many seconds without a request")
+    session_max: float = Field(43200, ge=300, le=30 * 86400, description="and at the latest this many seconds after login")
+    mfa_roles: list[Role] = Field(default_factory=list, description="roles that must use a TOTP second factor (IEC 62443 SL3: engineer, admin)")
+    login_max_failures: int = Field(5, ge=1, le=1000, description="failed logins per user name, then it is locked for login_lockout")
+    login_max_failures_per_address: int = Field(20, ge=1, le=100000, description="failed logins per client address, then it is locked")
+    login_window: float = Field(900, ge=1, le=86400, description="seconds over which failed logins are counted")
+    login_lockout: float = Field(900, ge=1, le=86400, description="seconds a locked user or address waits")
+    token_max_days: int = Field(365, ge=1, le=3650, description="longest lifetime of an API token")
+    audit_checkpoint_every: float = Field(60, ge=1, le=86400, description="seconds between signed audit checkpoints")
+    audit_witness: str | None = Field(None, description="file the audit log's leaves and signed checkpoints go to (default: <data_dir>/audit/witness.jsonl; put it on another disk)")
+    audit_key: str | None = Field(None, description="the audit signing key (default: <data_dir>/audit/signing.key)")

@@ -1,0 +1,56 @@
+"""Roles and the permissions they grant. Deny by default: a route or page names the one permission it needs
+(api/permissions.py), and a role grants only what it lists.
+
+    viewer    sees the plant: model, telemetry, alarms, analytics, the dashboard
+    operator  + acknowledges and shelves alarms
+    engineer  + edits the plant model, sends readings, reads security findings and the audit log
+    admin     + manages users and tokens, quarantines and releases devices
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+
+
+class Permission(str, Enum):
+    PUBLIC = "public"                    # health, the login page: no credential at all
+    READ = "read"
+    ALARMS_OPERATE = "alarms.operate"
+    MODEL_WRITE = "model.write"
+    INGEST = "ingest"                    # devices, scripts and gateways sending readings
+    SECURITY_READ = "security.read"
+    SECURITY_OPERATE = "security.operate"
+    AUDIT_READ = "audit.read"
+    USERS_MANAGE = "users.manage"
+
+
+class Role(str, Enum):
+    viewer = "viewer"
+    operator = "operator"
+    engineer = "engineer"
+    admin = "admin"
+
+
+_VIEWER = frozenset({Permission.READ})
+_OPERATOR = _VIEWER | {Permission.ALARMS_OPERATE}
+_ENGINEER = _OPERATOR | {Permission.MODEL_WRITE, Permission.INGEST, Permission.SECURITY_READ, Permission.AUDIT_READ}
+_ADMIN = frozenset(Permission) - {Permission.PUBLIC}
+
+GRANTS: dict[Role, frozenset[Permission]] = {Role.viewer: _VIEWER, Role.operator: _OPERATOR,
+                                             Role.engineer: _ENGINEER, Role.admin: _ADMIN}
+
+
+def grants(role: Role | str) -> frozenset[Permission]:
+    return GRANTS[Role(role)]
+
+
+def parse_scopes(scopes: list[str] | tuple[str, ...] | None, role: Role | str) -> frozenset[Permission]:
+    """A token's permissions: the scopes it was given, never more than its owner's role grants."""
+    allowed = grants(role)
+    if not scopes:
+        return allowed
+    wanted = {Permission(s) for s in scopes}
+    if not wanted <= allowed:
+        extra = ", ".join(sorted(p.value for p in wanted - allowed))
+        raise ValueError(f"a {Role(role).value} cannot grant {extra}")
+    return frozenset(wanted)
