@@ -10,7 +10,6 @@ with synchronous=FULL, the alternative storage for the queue.
 from __future__ import annotations
 
 import argparse
-import os
 import sqlite3
 import subprocess
 import sys

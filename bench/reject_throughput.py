@@ -63,7 +63,9 @@ def main() -> None:
             server, t = serve(p, port)
             try:
                 url = f"http://127.0.0.1:{port}/api/ingest"
-                hdr = {"content-type": "application/json"}
+                from plantguard.testing.auth import auth_headers
+
+                hdr = {"content-type": "application/json", **auth_headers(p, "engineer", name="bench", scopes=["ingest"])}
                 with httpx.Client(timeout=120) as c:
                     c.post(url, content=b'{"readings": []}', headers=hdr)  # warm
                     small_done: list[float] = []

@@ -1,5 +1,5 @@
-"""schemathesis against the running API: every operation of the OpenAPI document, with generated valid and
-invalid inputs, must never answer 5xx. A bounded run here (a couple of minutes); `make fuzz` runs a long one."""
+"""schemathesis against the running API, authenticated as each role: every operation of the OpenAPI document,
+with generated valid and invalid inputs, must never answer 5xx. A bounded run here; `make fuzz` runs a long one."""
 
 from __future__ import annotations
 
@@ -27,9 +27,13 @@ def _cli() -> str | None:
     return str(exe) if exe.exists() else shutil.which("schemathesis")
 
 
+ROLES = os.environ.get("PLANTGUARD_SCHEMATHESIS_ROLES", "admin,engineer,operator,viewer").split(",")
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(1200)
-def test_no_operation_answers_a_server_error(tmp_path):
+@pytest.mark.parametrize("role", ROLES)
+def test_no_operation_answers_a_server_error(tmp_path, role):
     cli = _cli()
     if cli is None:
         pytest.fail("schemathesis is missing: pip install -e '.[test]'")
@@ -42,6 +46,9 @@ def test_no_operation_answers_a_server_error(tmp_path):
     d["sites"][0]["areas"][0]["lines"][0]["assets"][0]["devices"][0]["points"] += [
         {"id": "state", "data_type": "state", "states": {0: "off", 1: "on"}}, {"id": "good-count", "data_type": "int"}]
     p = Platform(parse_config(d)).start()
+    from plantguard.testing.auth import auth_headers
+
+    auth = auth_headers(p, role)["Authorization"]
     port = free_port()
     server = uvicorn.Server(uvicorn.Config(create_app(p), host="127.0.0.1", port=port, log_level="warning"))
     t = threading.Thread(target=server.run, daemon=True)
@@ -53,6 +60,7 @@ def test_no_operation_answers_a_server_error(tmp_path):
         assert server.started
         res = subprocess.run(
             [cli, "run", f"http://127.0.0.1:{port}/openapi.json", "--checks", "not_a_server_error", "-n", str(MAX_EXAMPLES),
+             "-H", f"Authorization: {auth}",
              "--generation-deterministic", "-w", "2", "--phases", PHASES, "--no-color"],
             capture_output=True, text=True, timeout=1100, cwd=tmp_path)
         out = res.stdout + res.stderr

@@ -23,7 +23,8 @@ from plantguard.security.roles import Permission
 from plantguard.api.errors import ERROR_RESPONSES, ErrorPublic, Unavailable
 from plantguard.api.timeparams import iso
 
-router = APIRouter(prefix="/alarms", tags=["alarms"], dependencies=[require(Permission.READ)])
+router = APIRouter(prefix="/alarms", tags=["alarms"])
+READ = [require(Permission.READ)]  # per route: a router-wide READ would also bind the operator-only routes
 OPERATE = [require(Permission.ALARMS_OPERATE)]
 
 ALARM_ERRORS: dict[int | str, dict] = {**ERROR_RESPONSES, 409: {"model": ErrorPublic, "description": "the action does not apply in the alarm's state"}}
@@ -120,7 +121,7 @@ def shelve(platform: Platform, alarm_id: str, body: AlarmShelve, actor: Actor) -
     return _alarms(platform).shelve(alarm_id, actor, duration_us, body.reason)
 
 
-@router.get("", response_model=AlarmsPublic, responses=ALARM_ERRORS)
+@router.get("", response_model=AlarmsPublic, responses=ALARM_ERRORS, dependencies=READ)
 def list_alarms(
     platform: PlatformDep,
     state: AlarmState | None = None,
@@ -135,7 +136,7 @@ def list_alarms(
     return {"data": rows, "count": len(rows)}
 
 
-@router.get("/{alarm_id:path}/events", response_model=AlarmEventsPublic, responses=ALARM_ERRORS)
+@router.get("/{alarm_id:path}/events", response_model=AlarmEventsPublic, responses=ALARM_ERRORS, dependencies=READ)
 def list_alarm_events(platform: PlatformDep, alarm_id: AlarmId,
                       limit: Annotated[int, Query(ge=1, le=MAX_EVENTS)] = 1000) -> Any:
     """The alarm's history, newest first."""
@@ -161,6 +162,6 @@ def unshelve_alarm(platform: PlatformDep, alarm_id: AlarmId, body: AlarmUnshelve
     return _public(_alarms(platform).unshelve(alarm_id, _as(actor, body.user)))
 
 
-@router.get("/{alarm_id:path}", response_model=AlarmPublic, responses=ALARM_ERRORS)
+@router.get("/{alarm_id:path}", response_model=AlarmPublic, responses=ALARM_ERRORS, dependencies=READ)
 def get_alarm(platform: PlatformDep, alarm_id: AlarmId) -> Any:
     return _public(_alarms(platform).get(alarm_id))

@@ -26,17 +26,18 @@ from starlette.concurrency import run_in_threadpool
 
 from plantguard.connectors.gateway import codec
 from plantguard.domain.readings import IngestResult
-from plantguard.errors import InvalidInput, NotFound
+from plantguard.errors import Forbidden, InvalidInput, NotFound
 from plantguard.ingest.parse import parse_document
 from plantguard.timeutil import now_us
 
 from plantguard.api.deps import PlatformDep, parse_json, read_body
 from plantguard.api.errors import ERROR_RESPONSES
-from plantguard.api.permissions import require
+from plantguard.api.permissions import principal_of, require
 from plantguard.security.roles import Permission
 
 log = logging.getLogger(__name__)
-router = APIRouter(prefix="/gateway", tags=["gateway"], dependencies=[require(Permission.READ)])
+router = APIRouter(prefix="/gateway", tags=["gateway"])
+READ = [require(Permission.READ)]  # per route: the batches route needs ingest only
 GATEWAY_ID = r"^[A-Za-z0-9][A-Za-z0-9_\-.]{0,63}$"
 MAX_GAPS_KEPT = 50
 DROPPED_HEADER = codec.DROPPED_HEADER
@@ -161,6 +162,8 @@ async def receive_gateway_batches(gateway_id: str, request: Request, platform: P
     {"seq": n, "readings": [...]}."""
     if not re.match(GATEWAY_ID, gateway_id):
         raise InvalidInput("gateway id: letters, digits, '_', '-', '.', at most 64 characters")
+    if principal_of(request).device is not None:
+        raise Forbidden("a device token sends its own readings to /api/ingest; it cannot forward as a gateway")
     raw = await read_body(request, platform.cfg.ingest.max_payload_bytes)
     content_type = request.headers.get("content-type", "")
     timeout = getattr(request.app.state, "submit_timeout_s", 10.0)
@@ -184,14 +187,14 @@ async def receive_gateway_batches(gateway_id: str, request: Request, platform: P
             "accepted": total.accepted, "duplicates": total.duplicates, "rejected": total.rejected}
 
 
-@router.get("", response_model=GatewayList)
+@router.get("", response_model=GatewayList, dependencies=READ)
 def list_gateways(request: Request) -> Any:
     """Every gateway heard from since the server started: last seq, counts and seq gaps."""
     data = [asdict(s) for s in tracker_of(request).gateways.values()]
     return {"data": data, "count": len(data)}
 
 
-@router.get("/{gateway_id}", response_model=GatewayStatePublic, responses=ERROR_RESPONSES)
+@router.get("/{gateway_id}", response_model=GatewayStatePublic, responses=ERROR_RESPONSES, dependencies=READ)
 def get_gateway(gateway_id: str, request: Request) -> Any:
     """One gateway's last seq, counts and seq gaps."""
     st = tracker_of(request).gateways.get(gateway_id)

@@ -20,7 +20,7 @@ from plantguard.runtime import Platform
 from plantguard.api.deps import PlatformDep, body_schema, read_body
 from plantguard.api.errors import ERROR_RESPONSES, ErrorPublic
 from plantguard.api.timeparams import iso
-from plantguard.api.permissions import require
+from plantguard.api.permissions import principal_of, require
 from plantguard.security.roles import Permission
 
 router = APIRouter(tags=["ingest"], dependencies=[require(Permission.INGEST)])
@@ -55,10 +55,11 @@ class IngestResultPublic(BaseModel):
     errors: list[ReadingError] = Field(description="the first rejected readings with their reasons")
 
 
-async def ingest_bytes(platform: Platform, raw: bytes, submit_timeout_s: float = SUBMIT_TIMEOUT_S) -> IngestResult:
+async def ingest_bytes(platform: Platform, raw: bytes, submit_timeout_s: float = SUBMIT_TIMEOUT_S,
+                       device: str | None = None) -> IngestResult:
     def parse_and_submit():
         batch, dead = parse_payload(raw, source="http")
-        return platform.services.telemetry.submit(batch, dead, timeout=submit_timeout_s)
+        return platform.services.telemetry.submit(batch, dead, timeout=submit_timeout_s, device=device)
 
     # parsing a large payload and waiting for room in the queue both block: run them in a worker thread,
     # then await the writer's verdict without holding a thread
@@ -76,7 +77,8 @@ async def ingest_readings(request: Request, platform: PlatformDep) -> Any:
     """Stores readings. Readings that cannot be accepted are rejected one by one with a reason (and kept in the
     dead letters) while the others are stored; resending the same readings only counts duplicates."""
     raw = await read_body(request, platform.cfg.ingest.max_payload_bytes)
-    res = await ingest_bytes(platform, raw, request.app.state.submit_timeout_s)
+    device = principal_of(request).device  # a device token: only that device's points
+    res = await ingest_bytes(platform, raw, request.app.state.submit_timeout_s, device=device)
     return {
         "accepted": res.accepted,
         "rejected": res.rejected,

@@ -37,7 +37,8 @@ from plantguard.api.hierarchy import LEVELS, Level
 from plantguard.api.permissions import require
 from plantguard.security.roles import Permission
 
-router = APIRouter(tags=["model"], dependencies=[require(Permission.READ)])
+router = APIRouter(tags=["model"])
+READ = [require(Permission.READ)]  # per route: a router-wide READ would also bind the write routes
 WRITE = [require(Permission.MODEL_WRITE)]
 
 MODEL_ERRORS: dict[int | str, dict] = {
@@ -203,7 +204,7 @@ FAMILIES: dict[str, tuple[type[BaseModel], type[BaseModel], type[BaseModel], typ
 
 
 # -- the whole document -----------------------------------------------------------------------------------
-@router.get("/model", response_model=ModelPublic, response_model_exclude_none=True)
+@router.get("/model", response_model=ModelPublic, response_model_exclude_none=True, dependencies=READ)
 def get_model(platform: PlatformDep) -> Any:
     """The plant hierarchy as JSON, with the stored model version."""
     return hierarchy.model_public(platform)
@@ -264,11 +265,11 @@ def _add_level(level: Level) -> None:
         return Response(status_code=status.HTTP_204_NO_CONTENT)
 
     common = {"response_model_exclude_none": True, "responses": MODEL_ERRORS}
-    router.add_api_route(collection, list_items, methods=["GET"], name=f"list_{many}", response_model=list_model,
+    router.add_api_route(collection, list_items, methods=["GET"], name=f"list_{many}", response_model=list_model, dependencies=READ,
                          summary=f"List {many}", **common)
     router.add_api_route(collection, create_item, methods=["POST"], name=f"create_{one}", response_model=public_model,
                          status_code=201, summary=f"Create a {one}", openapi_extra=body_schema(create_model), dependencies=WRITE, **common)
-    router.add_api_route(item, get_item, methods=["GET"], name=f"get_{one}", response_model=public_model,
+    router.add_api_route(item, get_item, methods=["GET"], name=f"get_{one}", response_model=public_model, dependencies=READ,
                          summary=f"Get a {one}", **common)
     router.add_api_route(item, update_item, methods=["PATCH"], name=f"update_{one}", response_model=public_model,
                          summary=f"Update a {one}", description="Merges the given fields; a field set to null returns to its default.",
@@ -292,7 +293,7 @@ def _unmatched_model_path(rest: str) -> Any:
 
 
 router.add_api_route("/model/{rest:path}", _unmatched_model_path, methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
-                     include_in_schema=False, responses=MODEL_ERRORS)
+                     include_in_schema=False, responses=MODEL_ERRORS, dependencies=READ)
 
 
 # -- flat list of points ----------------------------------------------------------------------------------
@@ -314,7 +315,7 @@ class PointSummariesPublic(BaseModel):
     count: int
 
 
-@router.get("/points", response_model=PointSummariesPublic)
+@router.get("/points", response_model=PointSummariesPublic, dependencies=READ)
 def list_all_points(platform: PlatformDep, prefix: Annotated[str | None, Query(description="only tags starting with this")] = None) -> Any:
     """Every point of the plant model, flat, then the points auto-registered by ingest."""
     rows = hierarchy.flat_points(platform, prefix)

@@ -73,6 +73,17 @@ def users_passwd(name: str = typer.Argument(...), password_env: Optional[str] = 
     typer.echo(f"password of {name} changed")
 
 
+@users_app.command("mfa")
+def users_mfa(name: str = typer.Argument(...), config: ConfigOpt = None, data_dir: DataDirOpt = None) -> None:
+    """Enrol a user's TOTP second factor at the machine (needed before a user of a role in security.mfa_roles,
+    the first admin included, can log in): shows the otpauth URI for the authenticator app, then asks a code."""
+    with _platform(config, data_dir) as p:
+        uri = p.security.start_totp(name, Actor.cli())
+        typer.echo(f"add this to the authenticator app (or make a QR code of it):\n  {uri}")
+        p.security.confirm_totp(name, typer.prompt("code shown by the app"), Actor.cli())
+    typer.echo(f"second factor of {name} enabled")
+
+
 @users_app.command("token")
 def users_token(owner: str = typer.Argument(..., help="The user the token acts for (never above that user's role)."),
                 name: str = typer.Option(..., help="A name for the token, e.g. the script or device using it."),
@@ -133,3 +144,69 @@ def audit_verify(config: ConfigOpt = None, data_dir: DataDirOpt = None,
             typer.echo(f"  note: {n}")
     if not v.ok:
         raise typer.Exit(EXIT_FAILED)
+
+
+SEVERITY_ORDER = ("info", "low", "medium", "high", "critical")
+
+
+@audit_app.command("devices")
+def audit_devices(config: ConfigOpt = None, data_dir: DataDirOpt = None,
+                  advisories: Optional[Path] = typer.Option(None, help="Directory of CSAF 2.0 advisories (*.json with .sha512); default: security.advisories_dir."),
+                  min_severity: str = typer.Option("low", help="Show findings of this severity and above: info, low, medium, high, critical."),
+                  fail_on: Optional[str] = typer.Option(None, help="Exit 1 when a finding of this severity or above remains (for scheduled checks)."),
+                  fmt: str = typer.Option("text", "--format", help="text or json")) -> None:
+    """The posture audit of every device: protocol security, credentials, silence, ownership, identity changes and
+    known vulnerabilities from advisories. The run is recorded in the audit log."""
+    for name, v in (("--min-severity", min_severity), ("--fail-on", fail_on)):
+        if v is not None and v not in SEVERITY_ORDER:
+            _fail(f"{name} is one of {', '.join(SEVERITY_ORDER)}", EXIT_USAGE)
+    with _platform(config, data_dir) as p:
+        r = p.services.posture.run(Actor.cli(), advisories_dir=advisories)
+    floor = SEVERITY_ORDER.index(min_severity)
+    shown = [f for f in r.findings if SEVERITY_ORDER.index(f.severity) >= floor]
+    if fmt == "json":
+        from dataclasses import asdict
+
+        typer.echo(json.dumps({"devices": r.devices, "advisories": r.advisories, "advisory_problems": r.advisory_problems,
+                               "by_severity": r.by_severity(), "findings": [asdict(f) for f in shown]}))
+    else:
+        counts = ", ".join(f"{k} {v}" for k, v in reversed(list(r.by_severity().items())) if v)
+        typer.echo(f"{r.devices} devices, {len(r.findings)} findings ({counts or 'none'}), {r.advisories} advisories")
+        for prob in r.advisory_problems:
+            typer.echo(f"  advisory refused: {prob}")
+        for f in shown:
+            typer.echo(f"{f.severity.upper():8s} {f.device}  {f.title}" + ("  [ambiguous]" if f.ambiguous else ""))
+            typer.echo(f"         evidence: {json.dumps(f.evidence, default=str)[:300]}")
+            typer.echo(f"         do: {f.remediation}")
+    if fail_on is not None and any(SEVERITY_ORDER.index(f.severity) >= SEVERITY_ORDER.index(fail_on) for f in r.findings):
+        raise typer.Exit(EXIT_FAILED)
+
+
+devices_app = typer.Typer(help="Device credentials for the MQTT broker (see docs/security.md#device-identity).", no_args_is_help=True)
+
+
+@devices_app.command("credential")
+def device_credential(action: str = typer.Argument(..., help="issue, rotate, revoke or list"),
+                      device: Optional[str] = typer.Argument(None, help="Device path site/area/line/asset/device."),
+                      overlap: float = typer.Option(86400, help="With rotate: seconds the old keys keep working."),
+                      config: ConfigOpt = None, data_dir: DataDirOpt = None) -> None:
+    """Issue, rotate, revoke or list a device's broker credentials; the broker's files are rewritten and it is
+    told to reload them. A new password is printed once."""
+    if action not in ("issue", "rotate", "revoke", "list"):
+        _fail("the action is issue, rotate, revoke or list", EXIT_USAGE)
+    if action != "list" and not device:
+        _fail("give the device path", EXIT_USAGE)
+    with _platform(config, data_dir) as p:
+        creds = p.services.broker_credentials
+        if action == "list":
+            for c in creds.credentials(device):
+                state = "revoked" if c.revoked_at else "suspended" if c.suspended else "live"
+                typer.echo(f"{c.device}\t{c.username}\t{state}\texpires {c.expires_at or 'never'}")
+            return
+        if action == "revoke":
+            typer.echo(f"revoked {creds.revoke(device, Actor.cli())} key(s) of {device}")
+            return
+        user, pw = creds.issue(device, Actor.cli()) if action == "issue" else creds.rotate(device, Actor.cli(), overlap)
+    typer.echo(f"username: {user}")
+    typer.echo(f"password: {pw}")
+    typer.echo("the password is shown only now: configure it on the device", err=True)

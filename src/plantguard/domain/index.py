@@ -115,6 +115,9 @@ class PlantIndex:
     def assets(self):
         return iter(self._assets.values())
 
+    def devices(self):
+        return iter(self._devices.values())
+
     def lines(self):
         return iter(self._lines.values())
 

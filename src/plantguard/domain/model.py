@@ -231,10 +231,24 @@ class Point(_Strict):
     _v = field_validator("period")(_duration(PERIOD_MAX_US, min_us=1000))
 
 
+class Inventory(_Strict):
+    """What a device is, for the posture audit and the risk register: advisories are matched on vendor, product
+    and firmware; criticality and owner weigh and route the findings."""
+
+    vendor: str | None = Field(None, max_length=200)
+    product: str | None = Field(None, max_length=200, description="product name as the vendor's advisories name it")
+    model: str | None = Field(None, max_length=200)
+    firmware: str | None = Field(None, max_length=100, description="firmware or software version")
+    serial: str | None = Field(None, max_length=200)
+    owner: str | None = Field(None, max_length=200, description="who answers for the device (a person or team)")
+    criticality: Literal["low", "medium", "high", "safety"] | None = Field(None, description="what its failure or compromise costs")
+
+
 class Device(_Strict):
     id: Ident
     name: str | None = None
     protocol: str = Field("mqtt", description="how the device reaches plantguard (informational here)")
+    inventory: Inventory | None = Field(None, description="vendor, product, firmware, owner, criticality (the posture audit and risk register)")
     mode: Literal["live", "shadow"] = Field("live", description="shadow: data is stored and flagged, but raises no alarms (pilots)")
     offline_after_periods: float = Field(10, gt=0, le=MAX_COUNT, description="device offline when none of its points reported for this many periods")
     points: list[Point] = Field(default_factory=list)

@@ -324,6 +324,11 @@ class Accounts:
             self._record(Actor.system("anonymous"), "login_link", "", "failed", address=address)
             raise Unauthenticated("this login link is unknown, used or expired")
         name = rows[0][0]
+        row = self._row(name)
+        if row is None or row[4] or Role(row[1]) in self.settings.mfa_roles:
+            # a link is one factor: it never opens a role that must use two, nor a disabled user
+            self._record(Actor.user(name), "login_link", name, "failed", address=address, reason="role requires a second factor or user disabled")
+            raise Unauthenticated("this login link cannot be used for this user: log in with the form and a second factor")
         self.store.execute([("UPDATE login_links SET used_at = ? WHERE id_hash = ?", (now, _h(secret)))])
         session = self._new_session(name, mfa=False)
         self._record(Actor.user(name), "login", name, address=address, via="link")

@@ -25,7 +25,14 @@ _TABLES = (
     "CREATE TABLE audit_log (seq BIGINT PRIMARY KEY, ts BIGINT NOT NULL, actor TEXT NOT NULL, action TEXT NOT NULL, "
     "target TEXT, result TEXT NOT NULL, detail TEXT)",
 )
-MIGRATIONS = (Migration("0100_security_accounts_and_audit", embedded=_TABLES, postgres=_TABLES, owner="security"),)
+_BROKER = ("CREATE TABLE mqtt_credentials (username TEXT PRIMARY KEY, device TEXT NOT NULL, pw_hash TEXT NOT NULL, "
+           "created_at BIGINT NOT NULL, expires_at BIGINT, revoked_at BIGINT, suspended BOOLEAN NOT NULL)",)
+_IDENTITY = ("CREATE TABLE device_identity (device TEXT PRIMARY KEY, first_seen_at BIGINT NOT NULL, identity TEXT NOT NULL)",
+             "CREATE TABLE security_triage (check_id TEXT NOT NULL, device TEXT NOT NULL, decision TEXT NOT NULL, actor TEXT NOT NULL, "
+             "reason TEXT, decided_at BIGINT NOT NULL, PRIMARY KEY (check_id, device))")
+MIGRATIONS = (Migration("0100_security_accounts_and_audit", embedded=_TABLES, postgres=_TABLES, owner="security"),
+              Migration("0101_security_mqtt_credentials", embedded=_BROKER, postgres=_BROKER, owner="security"),
+              Migration("0102_security_device_identity_and_triage", embedded=_IDENTITY, postgres=_IDENTITY, owner="security"))
 OPERATOR_EVENTS = {"acknowledged": "alarm.ack", "shelved": "alarm.shelve", "unshelved": "alarm.unshelve"}
 
 
@@ -39,6 +46,10 @@ def build(platform) -> Parts:
     audit = AuditLog(platform.store, Path(s.audit_key) if s.audit_key else base / "signing.key",
                      Path(s.audit_witness) if s.audit_witness else base / "witness.jsonl", clock=platform.clock)
     accounts = Accounts(platform.store, s, clock=platform.clock, audit=audit)
+    from plantguard.security.broker import BrokerCredentials
+
+    broker = BrokerCredentials(platform.store, s.broker, clock=platform.clock, audit=audit,
+                               devices=lambda: {r.path for r in platform.index.devices()})
 
     def on_event(ev) -> None:
         if isinstance(ev, ModelChanged):
@@ -69,13 +80,27 @@ def build(platform) -> Parts:
 
     platform.security = accounts
     platform.audit = audit
-    return Parts(services={"security": accounts, "audit": audit}, on_start=[thread.start], on_stop=[on_stop])
+    platform.broker_credentials = broker
+    from plantguard.security.service import PostureService
+
+    posture = PostureService(platform, s, audit)
+
+    def start() -> None:
+        thread.start()
+        if s.broker is not None:
+            try:
+                broker.apply()  # the files match the store from the first second (expired keys drop out)
+            except Exception:  # noqa: BLE001 - a broker file problem must not stop the platform
+                log.exception("writing the broker's password and ACL files failed")
+
+    return Parts(services={"security": accounts, "audit": audit, "broker_credentials": broker, "posture": posture},
+                 on_start=[start], on_stop=[on_stop])
 
 
 def routers() -> list:
-    from plantguard.api import auth
+    from plantguard.api import auth, security
 
-    return [auth.router]
+    return [auth.router, security.router]
 
 
 register(Capability("security", section=SecuritySettings, migrations=MIGRATIONS, build=build, routers=routers))

@@ -124,6 +124,11 @@ def prepare_data_dir(data_dir: str | Path, seed: int) -> None:
     for f in removed:
         (d / f).unlink()
     if removed:
+        # the audit log's witness and the tour token belong to the store that goes: a new store, a new log
+        for f in ("audit/witness.jsonl", "api-token"):
+            if (d / f).exists():
+                (d / f).unlink()
+    if removed:
         # Say it: an operator who came back to look at yesterday's demo must not lose it without a word.
         print(f"demo: the previous demo store in {d} was emptied (every demo starts from a clean store; "
               "give --data-dir another directory to keep it)", file=sys.stderr, flush=True)
@@ -160,6 +165,23 @@ def _login_link(platform: Platform) -> str:
     platform.security.ensure_admin(os.environ.get("PLANTGUARD_ADMIN_PASSWORD"))
     admin = next(u.name for u in platform.security.users() if u.role.value == "admin" and not u.disabled)
     return platform.security.login_link(admin)
+
+
+def _tour_token(platform: Platform, data_dir: Path) -> Path:
+    """A one-day token for the README's curl tour, written to <data_dir>/api-token (readable by its owner only):
+    `curl -H "Authorization: Bearer $(cat data/demo/api-token)" ...`."""
+    import os
+
+    from plantguard.domain.actor import Actor
+
+    admin = next(u.name for u in platform.security.users() if u.role.value == "admin" and not u.disabled)
+    secret, _ = platform.security.create_token(admin, "demo-tour", scopes=["read", "ingest", "alarms.operate"], days=1,
+                                               actor=Actor.system("demo"))
+    path = data_dir / "api-token"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(secret + "\n")
+    return path
 
 
 def _short(tag: str) -> str:
@@ -406,6 +428,7 @@ def run_demo(duration: float | None = None, speed: float = 1.0, history: float =
             base = f"http://{host}:{port}"
             link = _login_link(platform)
             say(f"  log in (one click, valid once for 24 h): {base}/login?link={link}")
+            say(f"  API token for curl (read, ingest, alarms; 1 day): {_tour_token(platform, Path(data_dir))}")
             say(f"  dashboard {base}/   API docs {base}/docs   alarms {base}/api/alarms   metrics {base}/metrics")
         if not alarms_on:
             say("  the alarm engine (plantguard.alarms.engine) is not available: alarms are off")

@@ -60,7 +60,8 @@ class MosquittoBroker:
     """One mosquitto process with its own config, persistence file and log in a temporary directory."""
 
     def __init__(self, *, host: str = "127.0.0.1", port: int | None = None, workdir: str | Path | None = None,
-                 max_inflight: int = 1000, max_queued: int = 0, start_timeout: float = 10.0) -> None:
+                 max_inflight: int = 1000, max_queued: int = 0, start_timeout: float = 10.0,
+                 extra_conf: list[str] | None = None) -> None:
         self.host = host
         self.port = port or free_port(host)
         self._own_dir = workdir is None
@@ -68,6 +69,8 @@ class MosquittoBroker:
         self.max_inflight = max_inflight
         self.max_queued = max_queued  # 0 = no limit: a persistent session keeps everything published while offline
         self.start_timeout = start_timeout
+        # e.g. ["allow_anonymous false", "password_file ...", "acl_file ..."]: later lines win over the defaults
+        self.extra_conf = list(extra_conf or [])
         self.exe = find_mosquitto()
         self.proc: subprocess.Popen | None = None
         self.conf = self.dir / "mosquitto.conf"
@@ -79,7 +82,9 @@ class MosquittoBroker:
         self.conf.write_text(
             "\n".join([
                 f"listener {self.port} {self.host}",
-                "allow_anonymous true",
+                *(["allow_anonymous true"] if not any(x.startswith("allow_anonymous") for x in self.extra_conf) else []),
+                *self.extra_conf,
+                f"pid_file {self.dir / 'mosquitto.pid'}",
                 # as root mosquitto would switch to user 'mosquitto', which cannot write into our temp dir
                 *(["user root"] if hasattr(os, "geteuid") and os.geteuid() == 0 else []),
                 "persistence true",
@@ -124,6 +129,10 @@ class MosquittoBroker:
                 self.kill()
                 raise MosquittoUnavailable(f"mosquitto did not accept connections on {self.host}:{self.port} within {self.start_timeout:g} s")
             time.sleep(0.02)
+
+    @property
+    def pid_file(self) -> Path:
+        return self.dir / "mosquitto.pid"
 
     def stop(self, timeout: float = 10.0) -> None:
         """Graceful stop: mosquitto writes its persistence file on SIGTERM."""

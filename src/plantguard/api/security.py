@@ -1,0 +1,104 @@
+"""The device posture audit, its triage, and per-device broker credentials. Thin: plantguard.security."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Path, Query
+from pydantic import BaseModel, ConfigDict, Field
+
+from plantguard.api.deps import ActorDep, PlatformDep
+from plantguard.api.errors import ERROR_RESPONSES
+from plantguard.api.permissions import require
+from plantguard.errors import Unavailable
+from plantguard.security.posture import Finding
+from plantguard.security.roles import Permission
+
+router = APIRouter(prefix="/security", tags=["security"])
+READ = [require(Permission.SECURITY_READ)]
+OPERATE = [require(Permission.SECURITY_OPERATE)]
+DevicePath = Annotated[str, Path(description="site/area/line/asset/device", max_length=512)]
+
+
+class ReportPublic(BaseModel):
+    at: int
+    devices: int
+    advisories: int
+    advisory_problems: list[str]
+    by_severity: dict[str, int]
+    findings: list[Finding]
+
+
+class TriageBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    check: str = Field(max_length=100, description="a check id, or 'advisory' for the advisory matches of the device")
+    device: str = Field(max_length=512)
+    decision: Literal["mute", "accept", "reopen"]
+    reason: str = Field("", max_length=500)
+
+
+class CredentialPublic(BaseModel):
+    device: str
+    username: str
+    password: str | None = Field(None, description="shown once, when issued")
+
+
+class RotateBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    overlap_s: float = Field(86400, ge=0, le=90 * 86400, description="how long the old keys keep working")
+
+
+def _svc(platform, name: str):
+    svc = getattr(platform.services, name, None)
+    if svc is None:
+        raise Unavailable("security is not set up on this platform")
+    return svc
+
+
+def _report(r) -> dict:
+    return {"at": r.at, "devices": r.devices, "advisories": r.advisories, "advisory_problems": r.advisory_problems,
+            "by_severity": r.by_severity(), "findings": [asdict(f) for f in r.findings]}
+
+
+@router.get("/findings", response_model=ReportPublic, dependencies=READ)
+def findings(platform: PlatformDep, severity: Annotated[str | None, Query(max_length=16)] = None,
+             device: Annotated[str | None, Query(max_length=512, description="only devices under this path")] = None) -> Any:
+    """The posture audit of every device now (muted and accepted findings left out)."""
+    out = _report(_svc(platform, "posture").run())
+    out["findings"] = [f for f in out["findings"] if (severity is None or f["severity"] == severity)
+                       and (device is None or f["device"].startswith(device))]
+    return out
+
+
+@router.post("/audit", response_model=ReportPublic, dependencies=OPERATE)
+def run_audit(platform: PlatformDep, actor: ActorDep) -> Any:
+    """Runs the posture audit and records the run (who, how many findings) in the audit log."""
+    return _report(_svc(platform, "posture").run(actor))
+
+
+@router.post("/triage", status_code=204, dependencies=OPERATE, responses=ERROR_RESPONSES)
+def triage(body: TriageBody, platform: PlatformDep, actor: ActorDep) -> None:
+    """Mutes (noise) or accepts (a known risk) one finding of a device, with a reason; reopen undoes it."""
+    _svc(platform, "posture").decide(body.check, body.device, body.decision, body.reason, actor)
+
+
+@router.post("/devices/{device:path}/credentials", response_model=CredentialPublic, status_code=201, dependencies=OPERATE,
+             responses=ERROR_RESPONSES)
+def issue_credential(device: DevicePath, platform: PlatformDep, actor: ActorDep) -> Any:
+    """A new broker credential for the device (it may publish only under its own topic); the password is shown once."""
+    user, pw = _svc(platform, "broker_credentials").issue(device, actor)
+    return {"device": device, "username": user, "password": pw}
+
+
+@router.post("/devices/{device:path}/credentials/rotate", response_model=CredentialPublic, status_code=201, dependencies=OPERATE,
+             responses=ERROR_RESPONSES)
+def rotate_credential(device: DevicePath, body: RotateBody, platform: PlatformDep, actor: ActorDep) -> Any:
+    user, pw = _svc(platform, "broker_credentials").rotate(device, actor, body.overlap_s)
+    return {"device": device, "username": user, "password": pw}
+
+
+@router.delete("/devices/{device:path}/credentials", dependencies=OPERATE, responses=ERROR_RESPONSES)
+def revoke_credentials(device: DevicePath, platform: PlatformDep, actor: ActorDep) -> Any:
+    """Revokes every broker credential of the device (the broker reloads its files at once)."""
+    return {"device": device, "revoked": _svc(platform, "broker_credentials").revoke(device, actor)}

@@ -1,0 +1,75 @@
+"""The posture audit as a service: gather the facts, match the advisories, apply the triage (muted or accepted
+findings), record the run in the audit log and the identities seen for the first time."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from plantguard.domain.actor import Actor
+from plantguard.errors import InvalidInput
+from plantguard.security import inventory
+from plantguard.security.csaf import AdvisoryIndex, load_dir
+from plantguard.security.posture import CHECK_IDS, Report, audit
+
+DECISIONS = ("mute", "accept", "reopen")
+
+
+class PostureService:
+    def __init__(self, platform, settings, audit_log=None) -> None:
+        self._p = platform
+        self.settings = settings
+        self.audit_log = audit_log
+        self._advisories: tuple[float, AdvisoryIndex, list[str]] | None = None
+        self.last: Report | None = None
+
+    def advisories(self, directory: str | Path | None = None) -> tuple[AdvisoryIndex | None, list[str]]:
+        d = directory or self.settings.advisories_dir
+        if not d:
+            return None, []
+        if not Path(d).is_dir():
+            return None, [f"{d}: the advisories directory does not exist"]
+        stamp = max((f.stat().st_mtime for f in Path(d).rglob("*")), default=0.0)
+        if directory is None and self._advisories is not None and self._advisories[0] == stamp:
+            return self._advisories[1], self._advisories[2]
+        advs, problems = load_dir(d)
+        idx = AdvisoryIndex(advs)
+        if directory is None:
+            self._advisories = (stamp, idx, problems)
+        return idx, problems
+
+    def triage(self) -> set[tuple[str, str]]:
+        return {(c, d) for c, d, dec in self._p.store.fetch("SELECT check_id, device, decision FROM security_triage")
+                if dec in ("mute", "accept")}
+
+    def decide(self, check: str, device: str, decision: str, reason: str, actor: Actor) -> None:
+        """Triage of one finding: mute (noise), accept (a known, accepted risk) or reopen."""
+        if check not in CHECK_IDS and check != "advisory":
+            raise InvalidInput(f"unknown check {check!r}")
+        if decision not in DECISIONS:
+            raise InvalidInput(f"decision is one of {', '.join(DECISIONS)}")
+        if decision != "reopen" and not (reason or "").strip():
+            raise InvalidInput("a reason is required to mute or accept a finding")
+        stmts = [("DELETE FROM security_triage WHERE check_id = ? AND device = ?", (check, device))]
+        if decision != "reopen":
+            stmts.append(("INSERT INTO security_triage (check_id, device, decision, actor, reason, decided_at) VALUES (?, ?, ?, ?, ?, ?)",
+                          (check, device, decision, str(actor), reason[:500], self._p.clock())))
+        self._p.store.execute(stmts)
+        if self.audit_log is not None:
+            self.audit_log.record(actor, f"security.triage.{decision}", f"{check} {device}", detail={"reason": reason})
+
+    def run(self, actor: Actor | None = None, *, advisories_dir: str | Path | None = None) -> Report:
+        t0 = time.perf_counter()
+        store = self._p.store
+        facts = inventory.gather(self._p, inventory.first_seen(store))
+        idx, problems = self.advisories(advisories_dir)
+        s = self.settings
+        report = audit(facts, now=self._p.clock(), advisories=idx, advisory_problems=problems, mute=self.triage(),
+                       max_credential_age_days=s.credential_max_age_days, silent_min_s=s.silent_min_s)
+        inventory.remember_identities(store, facts, self._p.clock())
+        self.last = report
+        if actor is not None and self.audit_log is not None:
+            self.audit_log.record(actor, "security.audit", f"{report.devices} devices", detail={
+                "findings": len(report.findings), "by_severity": report.by_severity(), "advisories": report.advisories,
+                "seconds": round(time.perf_counter() - t0, 3)})
+        return report
