@@ -145,3 +145,15 @@ def test_the_permission_an_operation_names_is_the_only_one_it_needs(served):
                 by_perm[perm] = auth_headers(p, "admin", scopes=[perm.value])
             r = call(c, method, path, by_perm[perm])
             assert r.status_code not in (401, 403), (method, path, perm.value, r.status_code, r.text)
+
+
+def test_the_security_page_is_for_roles_that_read_security_and_only_they_see_its_link(served):
+    app, _, headers = served
+    with TestClient(app, base_url=BASE) as c:
+        r = c.get("/security", headers={"accept": "text/html", **headers["viewer"]})
+        assert r.status_code == 403
+        assert 'href="/security"' not in c.get("/", headers=headers["viewer"]).text  # no link it would be refused
+        r = c.get("/security", headers={"accept": "text/html", **headers["engineer"]})
+        assert r.status_code == 200 and "data-findings" in r.text and 'data-audit-state="intact"' in r.text
+        assert 'href="/security"' in c.get("/", headers=headers["engineer"]).text
+        assert 'data-check="inventory.no_owner"' in r.text  # the test plant has no owners: a real finding

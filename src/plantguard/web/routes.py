@@ -37,7 +37,8 @@ templates = Jinja2Templates(directory=str(WEB_DIR / "templates"))
 router = APIRouter(include_in_schema=False, dependencies=[require(Permission.READ)])
 
 NAV = [("overview", "/", "Overview"), ("alarms", "/alarms", "Alarms"), ("devices", "/devices", "Devices"),
-       ("quality", "/quality", "Data quality")]
+       ("quality", "/quality", "Data quality"), ("security", "/security", "Security")]
+NAV_NEEDS = {"security": Permission.SECURITY_READ}  # links a role would be refused are not shown
 STATE_WORDS = {
     "unacknowledged": "Active, unacknowledged",
     "acknowledged": "Active, acknowledged",
@@ -151,15 +152,16 @@ def _who(request: Request) -> dict:
 
     p = principal_of(request)
     return {"user": p.actor.name, "role": p.role.value if p.role else "none", "csrf": p.csrf,
-            "can_operate": p.can(Permission.ALARMS_OPERATE)}
+            "can_operate": p.can(Permission.ALARMS_OPERATE), "permissions": p.permissions}
 
 
 def render(request: Request, template: str, page: str, status_code: int = 200, **ctx) -> HTMLResponse:
     platform: Platform = request.app.state.platform
     tz = ctx.pop("tz", None) or plant_timezone(platform)
     since = max((a.updated_at for a in _alarms(platform)), default=0)
-    base = {"page": page, "nav": NAV, "since_us": since, "plant_name": plant_name(platform), "tz": tz, "plant_tz": plant_timezone(platform),
-            "now": local_time(platform.clock(), tz), **_who(request)}
+    who = _who(request)
+    base = {"page": page, "nav": [n for n in NAV if n[0] not in NAV_NEEDS or who["permissions"] >= {NAV_NEEDS[n[0]]}], "since_us": since, "plant_name": plant_name(platform), "tz": tz, "plant_tz": plant_timezone(platform),
+            "now": local_time(platform.clock(), tz), **who}
     return templates.TemplateResponse(request, template, {**base, **ctx}, status_code=status_code)
 
 
@@ -418,3 +420,34 @@ def quality_page(request: Request, reason: str | None = None, source: str | None
              "kind": r.get("code") or "other"} for r in shown[:200]]
     return render(request, "quality.html", "quality", rows=view, total=total, fetched=len(rows), matching=len(shown),
                   groups=groups, reason=reason, source=source or "", code=code or "", codes=REJECT_CODES, limit=QUALITY_ROWS)
+
+
+# -- security ---------------------------------------------------------------------------------------------------------
+SEVERITY_ORDER = ("critical", "high", "medium", "low", "info")
+
+
+@router.get("/security", response_class=HTMLResponse, dependencies=[require(Permission.SECURITY_READ)])
+def security_page(request: Request) -> HTMLResponse:
+    import json as _json
+
+    from plantguard.api.permissions import principal_of
+    from plantguard.security import inventory
+
+    platform: Platform = request.app.state.platform
+    report = platform.services.posture.run()
+    findings = [{**asdict(f), "evidence_text": _json.dumps(f.evidence, default=str)[:400]} for f in report.findings[:500]]
+    facts = inventory.gather(platform)
+    devices = [{"path": f.path, "links": ", ".join(sorted({f"{x['type']} ({x['name']})" for x in f.links})) or "—",
+                "product": " / ".join(str(f.inventory.get(k)) for k in ("vendor", "product", "firmware") if f.inventory.get(k)) or "—",
+                "owner": f.inventory.get("owner") or "—", "criticality": f.inventory.get("criticality") or "—",
+                "keys": sum(1 for c in f.credentials if c.get("revoked_at") is None)} for f in facts[:2000]]
+    audit = None
+    if principal_of(request).can(Permission.AUDIT_READ):
+        from plantguard.security.audit import read_entries, verify
+
+        log_ = platform.services.audit
+        with open(log_.witness_path, "rb") as fh:
+            audit = verify(read_entries(log_.store), fh, log_.public_key)
+    counts = report.by_severity()
+    return render(request, "security.html", "security", report=report, findings=findings, devices=devices, audit=audit,
+                  severities=[(s, counts[s]) for s in SEVERITY_ORDER])
