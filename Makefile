@@ -31,8 +31,10 @@ bench: $(STAMP) system-deps
 	$(BIN)/pip install --quiet -e ".[test,bench]"
 	$(BIN)/python bench/run_all.py $(ARGS)
 
-# A long schemathesis run against the API (every phase, 200 examples per operation); the suite runs a short one.
+# Long runs of the fuzzers the suite samples: every parser of outside input with 25,000 cases each (over 100,000
+# in all), and schemathesis against the API as every role (every phase, 200 examples per operation).
 fuzz: $(STAMP)
+	PLANTGUARD_FUZZ_EXAMPLES=25000 $(BIN)/python -m pytest -p no:cacheprovider tests/test_parser_fuzz.py $(ARGS)
 	PLANTGUARD_SCHEMATHESIS_EXAMPLES=200 PLANTGUARD_SCHEMATHESIS_PHASES=examples,coverage,fuzzing,stateful \
 	  $(BIN)/python -m pytest -p no:cacheprovider tests/test_api_schemathesis.py $(ARGS)
 
