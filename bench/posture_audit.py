@@ -60,10 +60,26 @@ def main() -> None:
         times.append(time.perf_counter() - t0)
         n_findings = len(r.findings)
     med = statistics.median(times)
+    from collections import defaultdict
+
+    from plantguard.security.risk import Dependents, compute
+
+    by_dev = defaultdict(list)
+    for f in r.findings:
+        by_dev[f.device].append(f)
+    crit = {f.path: f.inventory.get("criticality") for f in facts}
+    deps = {f.path: Dependents(5, rnd.random() < 0.3, rnd.randint(0, 2)) for f in facts}
+    risk_times = []
+    for _ in range(a.repeats):
+        t0 = time.perf_counter()
+        entries = compute(by_dev, crit, deps)
+        risk_times.append(time.perf_counter() - t0)
+    risk_med = statistics.median(risk_times)
+    print(f"risk recomputation: {len(entries):,} devices: median {risk_med * 1000:.1f} ms (runs {', '.join(f'{t * 1000:.1f}' for t in risk_times)})")
     print(f"posture audit: {a.devices:,} devices, {len(advs):,} advisories: median {med:.3f} s "
           f"(runs {', '.join(f'{t:.3f}' for t in times)}), {n_findings:,} findings, {a.devices / med:,.0f} devices/s")
     print(f"  by severity: {r.by_severity()}")
-    record("posture_audit", {"devices": a.devices, "advisories": len(advs), "median_s": round(med, 4),
+    record("posture_audit", {"devices": a.devices, "advisories": len(advs), "median_s": round(med, 4), "risk_median_s": round(risk_med, 4),
                              "findings": n_findings, "devices_per_s": round(a.devices / med), "machine": m})
 
 

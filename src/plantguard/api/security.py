@@ -102,3 +102,50 @@ def rotate_credential(device: DevicePath, body: RotateBody, platform: PlatformDe
 def revoke_credentials(device: DevicePath, platform: PlatformDep, actor: ActorDep) -> Any:
     """Revokes every broker credential of the device (the broker reloads its files at once)."""
     return {"device": device, "revoked": _svc(platform, "broker_credentials").revoke(device, actor)}
+
+
+class RiskPublic(BaseModel):
+    device: str
+    likelihood: float
+    impact: float
+    score: float
+    level: str
+    findings: int
+    top_finding: str | None
+    reasons: list[str]
+    previous: float | None
+    trend: str
+
+
+def _risk(e) -> dict:
+    return {**{k: getattr(e, k) for k in ("device", "likelihood", "impact", "score", "level", "findings", "top_finding",
+                                           "reasons", "previous")}, "trend": e.trend}
+
+
+@router.get("/risks", response_model=list[RiskPublic], dependencies=READ,
+            responses={200: {"content": {"text/csv": {}}, "description": "JSON, or CSV with format=csv"}})
+def risks(platform: PlatformDep, format: Annotated[Literal["json", "csv"], Query()] = "json",
+          limit: Annotated[int, Query(ge=1, le=100_000)] = 1000) -> Any:
+    """The risk register (likelihood x impact per device), highest first; recomputed now, each change kept."""
+    from fastapi.responses import Response
+
+    from plantguard.security.risk import to_csv
+
+    entries = _svc(platform, "risks").recompute()[:limit]
+    if format == "csv":
+        return Response(to_csv(entries), media_type="text/csv",
+                        headers={"Content-Disposition": 'attachment; filename="plantguard-risks.csv"'})
+    return [_risk(e) for e in entries]
+
+
+class RiskPoint(BaseModel):
+    at: int
+    likelihood: float
+    impact: float
+    score: float
+
+
+@router.get("/risks/{device:path}/history", response_model=list[RiskPoint], dependencies=READ)
+def risk_history(device: DevicePath, platform: PlatformDep, limit: Annotated[int, Query(ge=1, le=100_000)] = 1000) -> Any:
+    """A device's score each time it changed, newest first."""
+    return [{"at": a, "likelihood": lk, "impact": im, "score": sc} for a, lk, im, sc in _svc(platform, "risks").history(device, limit)]

@@ -30,9 +30,12 @@ _BROKER = ("CREATE TABLE mqtt_credentials (username TEXT PRIMARY KEY, device TEX
 _IDENTITY = ("CREATE TABLE device_identity (device TEXT PRIMARY KEY, first_seen_at BIGINT NOT NULL, identity TEXT NOT NULL)",
              "CREATE TABLE security_triage (check_id TEXT NOT NULL, device TEXT NOT NULL, decision TEXT NOT NULL, actor TEXT NOT NULL, "
              "reason TEXT, decided_at BIGINT NOT NULL, PRIMARY KEY (check_id, device))")
+_RISK = ("CREATE TABLE risk_history (device TEXT NOT NULL, at_us BIGINT NOT NULL, likelihood DOUBLE PRECISION NOT NULL, "
+         "impact DOUBLE PRECISION NOT NULL, score DOUBLE PRECISION NOT NULL, PRIMARY KEY (device, at_us))",)
 MIGRATIONS = (Migration("0100_security_accounts_and_audit", embedded=_TABLES, postgres=_TABLES, owner="security"),
               Migration("0101_security_mqtt_credentials", embedded=_BROKER, postgres=_BROKER, owner="security"),
-              Migration("0102_security_device_identity_and_triage", embedded=_IDENTITY, postgres=_IDENTITY, owner="security"))
+              Migration("0102_security_device_identity_and_triage", embedded=_IDENTITY, postgres=_IDENTITY, owner="security"),
+              Migration("0103_security_risk_history", embedded=_RISK, postgres=_RISK, owner="security"))
 OPERATOR_EVENTS = {"acknowledged": "alarm.ack", "shelved": "alarm.shelve", "unshelved": "alarm.unshelve"}
 
 
@@ -81,9 +84,10 @@ def build(platform) -> Parts:
     platform.security = accounts
     platform.audit = audit
     platform.broker_credentials = broker
-    from plantguard.security.service import PostureService
+    from plantguard.security.service import PostureService, RiskService
 
     posture = PostureService(platform, s, audit)
+    risks = RiskService(platform, posture)
 
     def start() -> None:
         thread.start()
@@ -93,7 +97,7 @@ def build(platform) -> Parts:
             except Exception:  # noqa: BLE001 - a broker file problem must not stop the platform
                 log.exception("writing the broker's password and ACL files failed")
 
-    return Parts(services={"security": accounts, "audit": audit, "broker_credentials": broker, "posture": posture},
+    return Parts(services={"security": accounts, "audit": audit, "broker_credentials": broker, "posture": posture, "risks": risks},
                  on_start=[start], on_stop=[on_stop])
 
 

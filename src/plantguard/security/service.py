@@ -73,3 +73,47 @@ class PostureService:
                 "findings": len(report.findings), "by_severity": report.by_severity(), "advisories": report.advisories,
                 "seconds": round(time.perf_counter() - t0, 3)})
         return report
+
+
+class RiskService:
+    """The risk register over the platform: the posture audit's findings, the inventory's criticality and what
+    depends on each device; each changed score is kept in `risk_history`."""
+
+    def __init__(self, platform, posture: PostureService) -> None:
+        self._p = platform
+        self.posture = posture
+
+    def recompute(self, report: Report | None = None):
+        from collections import defaultdict
+
+        from plantguard.security.risk import Dependents, compute
+
+        report = report or self.posture.run()
+        by_dev = defaultdict(list)
+        for f in report.findings:
+            by_dev[f.device].append(f)
+        crit, deps = {}, {}
+        for r in self._p.index.devices():
+            d = r.device
+            crit[r.path] = d.inventory.criticality if d.inventory is not None else None
+            analysed = any(p.analytics is not None for p in d.points) or (r.asset.analytics is not None)
+            alarmed = sum(1 for p in d.points if getattr(p, "alarms", None) is not None)
+            deps[r.path] = Dependents(len(d.points), analysed, alarmed)
+        entries = compute(by_dev, crit, deps)
+        last = {dev: score for dev, score in self._p.store.fetch(
+            "SELECT h.device, h.score FROM risk_history h JOIN (SELECT device, max(at_us) AS m FROM risk_history GROUP BY device) x "
+            "ON h.device = x.device AND h.at_us = x.m")}
+        now = self._p.clock()
+        rows = []
+        for e in entries:
+            e.previous = last.get(e.device)
+            if e.previous is None or e.previous != e.score:
+                rows.append(("INSERT INTO risk_history (device, at_us, likelihood, impact, score) VALUES (?, ?, ?, ?, ?)",
+                             (e.device, now, e.likelihood, e.impact, e.score)))
+        for i in range(0, len(rows), 1000):  # bounded transactions
+            self._p.store.execute(rows[i:i + 1000])
+        return entries
+
+    def history(self, device: str, limit: int = 1000) -> list[tuple[int, float, float, float]]:
+        return [tuple(r) for r in self._p.store.fetch(
+            "SELECT at_us, likelihood, impact, score FROM risk_history WHERE device = ? ORDER BY at_us DESC LIMIT ?", (device, int(limit)))]

@@ -449,5 +449,6 @@ def security_page(request: Request) -> HTMLResponse:
         with open(log_.witness_path, "rb") as fh:
             audit = verify(read_entries(log_.store), fh, log_.public_key)
     counts = report.by_severity()
+    risks = platform.services.risks.recompute(report)[:10]
     return render(request, "security.html", "security", report=report, findings=findings, devices=devices, audit=audit,
-                  severities=[(s, counts[s]) for s in SEVERITY_ORDER])
+                  severities=[(s, counts[s]) for s in SEVERITY_ORDER], risks=risks)
