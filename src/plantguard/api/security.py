@@ -149,3 +149,22 @@ class RiskPoint(BaseModel):
 def risk_history(device: DevicePath, platform: PlatformDep, limit: Annotated[int, Query(ge=1, le=100_000)] = 1000) -> Any:
     """A device's score each time it changed, newest first."""
     return [{"at": a, "likelihood": lk, "impact": im, "score": sc} for a, lk, im, sc in _svc(platform, "risks").history(device, limit)]
+
+
+class SecurityEventPublic(BaseModel):
+    device: str
+    rule: str
+    at: int
+    message: str
+    evidence: dict
+
+
+@router.get("/events", response_model=list[SecurityEventPublic], dependencies=READ)
+def security_events(platform: PlatformDep, device: Annotated[str | None, Query(max_length=512)] = None,
+                    rule: Annotated[str | None, Query(max_length=100)] = None,
+                    since: Annotated[int | None, Query(ge=0, le=2**62)] = None,
+                    limit: Annotated[int, Query(ge=1, le=10_000)] = 1000) -> Any:
+    """Behavioural security events, newest first, each with the readings that triggered it."""
+    from plantguard.security.events import list_events
+
+    return [asdict(e) for e in list_events(platform.store, device=device, rule=rule, since=since, limit=limit)]

@@ -32,10 +32,13 @@ _IDENTITY = ("CREATE TABLE device_identity (device TEXT PRIMARY KEY, first_seen_
              "reason TEXT, decided_at BIGINT NOT NULL, PRIMARY KEY (check_id, device))")
 _RISK = ("CREATE TABLE risk_history (device TEXT NOT NULL, at_us BIGINT NOT NULL, likelihood DOUBLE PRECISION NOT NULL, "
          "impact DOUBLE PRECISION NOT NULL, score DOUBLE PRECISION NOT NULL, PRIMARY KEY (device, at_us))",)
+_EVENTS = ("CREATE TABLE security_events (device TEXT NOT NULL, rule TEXT NOT NULL, at_us BIGINT NOT NULL, message TEXT NOT NULL, "
+           "evidence TEXT NOT NULL, PRIMARY KEY (device, rule, at_us))",)
 MIGRATIONS = (Migration("0100_security_accounts_and_audit", embedded=_TABLES, postgres=_TABLES, owner="security"),
               Migration("0101_security_mqtt_credentials", embedded=_BROKER, postgres=_BROKER, owner="security"),
               Migration("0102_security_device_identity_and_triage", embedded=_IDENTITY, postgres=_IDENTITY, owner="security"),
-              Migration("0103_security_risk_history", embedded=_RISK, postgres=_RISK, owner="security"))
+              Migration("0103_security_risk_history", embedded=_RISK, postgres=_RISK, owner="security"),
+              Migration("0104_security_events", embedded=_EVENTS, postgres=_EVENTS, owner="security"))
 OPERATOR_EVENTS = {"acknowledged": "alarm.ack", "shelved": "alarm.shelve", "unshelved": "alarm.unshelve"}
 
 
@@ -88,6 +91,13 @@ def build(platform) -> Parts:
 
     posture = PostureService(platform, s, audit)
     risks = RiskService(platform, posture)
+    from plantguard.security.behaviour import BehaviourProcessor
+    from plantguard.security.events import SecurityEventRaised, store_events
+
+    behaviour = BehaviourProcessor(platform.registry, platform.cfg, s.behaviour, clock=platform.clock,
+                                   sink=lambda evs: store_events(platform.store, evs),
+                                   publish=lambda e: platform.bus.publish(SecurityEventRaised(e)),
+                                   muted=posture.triage)
 
     def start() -> None:
         thread.start()
@@ -97,7 +107,9 @@ def build(platform) -> Parts:
             except Exception:  # noqa: BLE001 - a broker file problem must not stop the platform
                 log.exception("writing the broker's password and ACL files failed")
 
-    return Parts(services={"security": accounts, "audit": audit, "broker_credentials": broker, "posture": posture, "risks": risks},
+    return Parts(processors=[behaviour],
+                 services={"security": accounts, "audit": audit, "broker_credentials": broker, "posture": posture, "risks": risks,
+                           "behaviour": behaviour},
                  on_start=[start], on_stop=[on_stop])
 
 

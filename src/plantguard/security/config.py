@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from plantguard.security.behaviour import BehaviourSettings
 from plantguard.security.broker import BrokerSettings
 from plantguard.security.roles import Role
 
@@ -23,6 +24,7 @@ class SecuritySettings(BaseModel):
     audit_witness: str | None = Field(None, description="file the audit log's leaves and signed checkpoints go to (default: <data_dir>/audit/witness.jsonl; put it on another disk)")
     audit_key: str | None = Field(None, description="the audit signing key (default: <data_dir>/audit/signing.key)")
     broker: BrokerSettings | None = Field(None, description="generate the MQTT broker's password and ACL files from the device inventory")
+    behaviour: BehaviourSettings = Field(default_factory=BehaviourSettings, description="behavioural detection per device")
     advisories_dir: str | None = Field(None, description="directory of CSAF 2.0 advisories (each *.json with its .sha512) the posture audit matches")
     credential_max_age_days: float = Field(365, gt=0, le=36500, description="a device credential older than this is reported as never rotated")
     silent_min_s: float = Field(3600, gt=0, le=86400 * 365, description="a device is reported silent after max(10 periods, this) without a reading")

@@ -44,7 +44,9 @@ class PostureService:
 
     def decide(self, check: str, device: str, decision: str, reason: str, actor: Actor) -> None:
         """Triage of one finding: mute (noise), accept (a known, accepted risk) or reopen."""
-        if check not in CHECK_IDS and check != "advisory":
+        from plantguard.security.behaviour import RULES
+
+        if check not in CHECK_IDS and check != "advisory" and check not in RULES:
             raise InvalidInput(f"unknown check {check!r}")
         if decision not in DECISIONS:
             raise InvalidInput(f"decision is one of {', '.join(DECISIONS)}")
