@@ -317,14 +317,16 @@ def test_requests_naming_a_foreign_host_are_refused(platform):
         assert c.get("/api/health").status_code == 200
 
 
-def test_serving_beyond_loopback_warns_loudly(tmp_path, monkeypatch):
+def test_serving_beyond_loopback_without_tls_is_refused(tmp_path, monkeypatch):
+    """Once a warning; now that there are credentials to steal, a refusal (docs/security.md#tls)."""
     import plantguard.cli.main as m
 
     f = tmp_path / "plant.yaml"
     f.write_text(yaml.safe_dump(plant_dict(1, data_dir=str(tmp_path / "data"))))
     monkeypatch.setattr("uvicorn.Server.run", lambda self: None)
     res = CliRunner().invoke(m.app, ["serve", "--config", str(f), "--host", "0.0.0.0", "--port", "1"])
-    assert "no authentication" in res.output, res.output
+    assert res.exit_code != 0 and "without TLS" in res.output, res.output
+    assert not (tmp_path / "data" / "plantguard.duckdb").exists()  # refused before anything was opened
 
 
 # -- defect 13: one process per data directory -----------------------------------------------------------------------

@@ -195,21 +195,13 @@ class AuditEntryPublic(BaseModel):
 def audit_entries(platform: PlatformDep, since: Annotated[int, Query(ge=0, le=2**62)] = 0,
                   limit: Annotated[int, Query(ge=1, le=10_000)] = 1000) -> Any:
     """Entries from sequence number `since`, oldest first."""
-    from plantguard.security.audit import read_entries
-
-    return [e.as_dict() for e in read_entries(platform.services.audit.store, since, limit)]
+    return [e.as_dict() for e in platform.services.audit.entries(since, limit)]
 
 
 @router.get("/audit/verify", dependencies=[require(Permission.AUDIT_READ)])
 def audit_verify(platform: PlatformDep) -> Any:
     """Checks the stored log against its witness file now (as `plantguard audit verify` does offline)."""
-    from plantguard.security.audit import read_entries, verify
-
-    audit = platform.services.audit
-    audit.checkpoint()
-    with open(audit.witness_path, "rb") as f:
-        v = verify(read_entries(audit.store), f, audit.public_key)
-    return v.__dict__
+    return platform.services.audit.verify_now().__dict__
 
 
 # -- the login page ---------------------------------------------------------------------------------------------------

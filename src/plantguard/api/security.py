@@ -165,6 +165,4 @@ def security_events(platform: PlatformDep, device: Annotated[str | None, Query(m
                     since: Annotated[int | None, Query(ge=0, le=2**62)] = None,
                     limit: Annotated[int, Query(ge=1, le=10_000)] = 1000) -> Any:
     """Behavioural security events, newest first, each with the readings that triggered it."""
-    from plantguard.security.events import list_events
-
-    return [asdict(e) for e in list_events(platform.store, device=device, rule=rule, since=since, limit=limit)]
+    return [asdict(e) for e in _svc(platform, "posture").events(device=device, rule=rule, since=since, limit=limit)]

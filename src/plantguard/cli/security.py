@@ -105,35 +105,21 @@ def audit_verify(config: ConfigOpt = None, data_dir: DataDirOpt = None,
                  fmt: str = typer.Option("text", "--format", help="text or json")) -> None:
     """Check the audit log against its witness offline: names the first entry that was edited, inserted, moved,
     deleted or cut off. Exit 0 when the log is intact, 1 when it is not."""
-    from plantguard.security.audit import read_entries, verify
-    from plantguard.store import open_store
+    from plantguard.security.audit import verify_offline
 
     if (config is None) == (data_dir is None):
         _fail("give either --config FILE or --data-dir DIR", EXIT_USAGE)
     with _m()._errors():
+        storage = witness_default = None
         if config is not None:
             cfg = _m()._load(config)
-            storage, base = cfg.storage, Path(cfg.storage.data_dir) / "audit"
+            storage = cfg.storage
             sec = cfg.section("security")
-            witness = witness or (Path(sec.audit_witness) if sec is not None and sec.audit_witness else base / "witness.jsonl")
-            store = open_store(storage)
-        else:
-            from plantguard.store.embedded import EmbeddedStore
-
-            base = Path(data_dir) / "audit"
-            witness = witness or base / "witness.jsonl"
-            store = EmbeddedStore(data_dir)
+            witness_default = sec.audit_witness if sec is not None else None
         try:
-            entries = read_entries(store)
-        finally:
-            store.close()
-    pub = public_key
-    if pub is None and (base / "signing.pub").is_file():
-        pub = (base / "signing.pub").read_text().strip()
-    if not Path(witness).is_file():
-        _fail(f"no witness file at {witness}: without it the log cannot be checked (give --checkpoint)")
-    with open(witness, "rb") as f:
-        v = verify(entries, f, pub)
+            v = verify_offline(storage=storage, data_dir=data_dir, witness=witness or witness_default, public_key=public_key)
+        except FileNotFoundError as e:
+            _fail(str(e))
     if fmt == "json":
         typer.echo(json.dumps(v.__dict__))
     else:

@@ -193,6 +193,15 @@ class AuditLog:
             self._checkpointed = size
             return cp
 
+    def entries(self, since: int = 0, limit: int | None = None) -> list[AuditEntry]:
+        return read_entries(self.store, since, limit)
+
+    def verify_now(self) -> "Verification":
+        """Signs the current tree, then checks the stored entries against the witness."""
+        self.checkpoint()
+        with open(self.witness_path, "rb") as f:
+            return verify(read_entries(self.store), f, self.public_key)
+
     @property
     def size(self) -> int:
         return self._frontier.size
@@ -309,3 +318,24 @@ def verify(entries: list[AuditEntry], witness_lines: Iterable[bytes], public_key
         v.notes.append(f"{len(late)} entr{'y' if len(late) == 1 else 'ies'} reached the witness late, at a start "
                        f"(entries {late[0]}..{late[-1]}): a crash between the store and the witness, or entries added while stopped")
     return v
+
+
+def verify_offline(*, storage=None, data_dir=None, witness=None, public_key: str | None = None) -> Verification:
+    """Opens the store a configuration names (`storage`) or an embedded directory, reads every entry and checks
+    them against the witness (default: <data_dir>/audit/witness.jsonl) and the public key (default: signing.pub)."""
+    from plantguard.store import open_store
+    from plantguard.store.embedded import EmbeddedStore
+
+    base = Path(storage.data_dir if storage is not None else data_dir) / "audit"
+    store = open_store(storage) if storage is not None else EmbeddedStore(data_dir)
+    try:
+        entries = read_entries(store)
+    finally:
+        store.close()
+    if public_key is None and (base / "signing.pub").is_file():
+        public_key = (base / "signing.pub").read_text().strip()
+    witness = Path(witness) if witness else base / "witness.jsonl"
+    if not witness.is_file():
+        raise FileNotFoundError(f"no witness file at {witness}: without it the log cannot be checked (give --checkpoint)")
+    with open(witness, "rb") as f:
+        return verify(entries, f, public_key)

@@ -38,6 +38,12 @@ class PostureService:
             self._advisories = (stamp, idx, problems)
         return idx, problems
 
+    def events(self, **kw):
+        """Behavioural security events, newest first (see plantguard.security.events.list_events)."""
+        from plantguard.security.events import list_events
+
+        return list_events(self._p.store, **kw)
+
     def triage(self) -> set[tuple[str, str]]:
         return {(c, d) for c, d, dec in self._p.store.fetch("SELECT check_id, device, decision FROM security_triage")
                 if dec in ("mute", "accept")}

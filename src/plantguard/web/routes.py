@@ -443,11 +443,7 @@ def security_page(request: Request) -> HTMLResponse:
                 "keys": sum(1 for c in f.credentials if c.get("revoked_at") is None)} for f in facts[:2000]]
     audit = None
     if principal_of(request).can(Permission.AUDIT_READ):
-        from plantguard.security.audit import read_entries, verify
-
-        log_ = platform.services.audit
-        with open(log_.witness_path, "rb") as fh:
-            audit = verify(read_entries(log_.store), fh, log_.public_key)
+        audit = platform.services.audit.verify_now()
     counts = report.by_severity()
     risks = platform.services.risks.recompute(report)[:10]
     return render(request, "security.html", "security", report=report, findings=findings, devices=devices, audit=audit,

@@ -267,10 +267,13 @@ class Server:
         self.url = f"http://127.0.0.1:{api_port}/api"
         self.log_path = log_path
         self.proc: subprocess.Popen | None = None
+        self.password = "the server's admin password in this test"
+        self.client: httpx.Client | None = None  # a signed-in session (health details need a credential)
 
     def start(self) -> "Server":
         log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen(self.args, stdout=log, stderr=log, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        self.proc = subprocess.Popen(self.args, stdout=log, stderr=log,
+                                     env={**os.environ, "PYTHONUNBUFFERED": "1", "PLANTGUARD_ADMIN_PASSWORD": self.password})
         log.close()
         wait_for(lambda: self.mqtt().get("connected", False), "the server's MQTT source to connect", timeout=60)
         return self
@@ -280,7 +283,14 @@ class Server:
         if self.proc.poll() is not None:
             raise AssertionError(f"server exited with {self.proc.returncode}: {open(self.log_path).read()[-2000:]}")
         try:
-            return httpx.get(self.url + path, params=params, timeout=5).json()
+            if self.client is None:
+                c = httpx.Client(timeout=5)
+                r = c.post(self.url + "/auth/login", json={"user": "admin", "password": self.password})
+                if r.status_code != 200:
+                    c.close()
+                    return {}
+                self.client = c  # the session is in the store: it outlives a kill -9 of the server
+            return self.client.get(self.url + path, params=params).json()
         except httpx.HTTPError:
             return {}
 
