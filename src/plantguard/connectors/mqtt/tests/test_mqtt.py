@@ -267,7 +267,7 @@ class Server:
         self.url = f"http://127.0.0.1:{api_port}/api"
         self.log_path = log_path
         self.proc: subprocess.Popen | None = None
-        self.password = "the server's admin password in this test"
+        self.password = "the server's password in this test"
         self.client: httpx.Client | None = None  # a signed-in session (health details need a credential)
 
     def start(self) -> "Server":
