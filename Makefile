@@ -35,7 +35,7 @@ bench: $(STAMP) system-deps
 # in all), and schemathesis against the API as every role (every phase, 200 examples per operation).
 fuzz: $(STAMP)
 	PLANTGUARD_FUZZ_EXAMPLES=25000 $(BIN)/python -m pytest -p no:cacheprovider tests/test_parser_fuzz.py $(ARGS)
-	PLANTGUARD_SCHEMATHESIS_EXAMPLES=200 PLANTGUARD_SCHEMATHESIS_PHASES=examples,coverage,fuzzing,stateful \
+	PLANTGUARD_SCHEMATHESIS_EXAMPLES=200 PLANTGUARD_SCHEMATHESIS_PHASES=examples,coverage,fuzzing,stateful PLANTGUARD_SCHEMATHESIS_ROLES=admin,engineer,operator,viewer \
 	  $(BIN)/python -m pytest -p no:cacheprovider tests/test_api_schemathesis.py $(ARGS)
 
 clean:

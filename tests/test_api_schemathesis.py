@@ -27,7 +27,8 @@ def _cli() -> str | None:
     return str(exe) if exe.exists() else shutil.which("schemathesis")
 
 
-ROLES = os.environ.get("PLANTGUARD_SCHEMATHESIS_ROLES", "admin,engineer,operator,viewer").split(",")
+# the two ends in the suite (every permission, the fewest); `make fuzz` runs all four roles
+ROLES = os.environ.get("PLANTGUARD_SCHEMATHESIS_ROLES", "admin,viewer").split(",")
 
 
 @pytest.mark.slow

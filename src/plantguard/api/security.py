@@ -166,3 +166,34 @@ def security_events(platform: PlatformDep, device: Annotated[str | None, Query(m
                     limit: Annotated[int, Query(ge=1, le=10_000)] = 1000) -> Any:
     """Behavioural security events, newest first, each with the readings that triggered it."""
     return [asdict(e) for e in _svc(platform, "posture").events(device=device, rule=rule, since=since, limit=limit)]
+
+
+class QuarantineBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    reason: str = Field(min_length=1, max_length=500)
+
+
+class ReleaseBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    reason: str = Field(min_length=1, max_length=500)
+    disposition: Literal["admit", "discard"] = Field(description="admit: the held readings go through the pipeline; discard: they are deleted")
+
+
+@router.get("/quarantine", dependencies=READ)
+def quarantined(platform: PlatformDep) -> Any:
+    """Quarantined devices with who set them aside, why, and how many readings are held."""
+    return [asdict(r) for r in _svc(platform, "quarantine").list()]
+
+
+@router.post("/quarantine/{device:path}/release", dependencies=OPERATE, responses=ERROR_RESPONSES)
+def release(device: DevicePath, body: ReleaseBody, platform: PlatformDep, actor: ActorDep) -> Any:
+    """Four eyes: a user other than the one who quarantined the device releases it, admitting or discarding what
+    was held."""
+    return _svc(platform, "quarantine").release(device, actor, body.reason, body.disposition)
+
+
+@router.post("/quarantine/{device:path}", status_code=201, dependencies=OPERATE, responses=ERROR_RESPONSES)
+def quarantine(device: DevicePath, body: QuarantineBody, platform: PlatformDep, actor: ActorDep) -> Any:
+    """Sets a device aside: its readings are kept in the quarantine store, out of the main store and analytics;
+    its broker credentials are suspended."""
+    return asdict(_svc(platform, "quarantine").quarantine(device, actor, body.reason))

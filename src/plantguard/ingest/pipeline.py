@@ -19,7 +19,7 @@ from typing import Callable
 
 import numpy as np
 
-from plantguard.domain.readings import DeadLetter, IngestResult, RawBatch, RejectColumns, reject_code
+from plantguard.domain.readings import DeadLetter, IngestResult, PointBatch, RawBatch, RejectColumns, reject_code
 from plantguard.errors import Overloaded, PlantguardError, ShuttingDown, StoreError
 from plantguard.ingest.processors import Processor
 from plantguard.ingest.registry import PointRegistry
@@ -42,6 +42,7 @@ class PipelineStats:
     accepted: int = 0
     rejected: int = 0
     duplicates: int = 0
+    quarantined: int = 0  # readings of quarantined devices, stored aside
     batches: int = 0
     writes: int = 0
     write_errors: int = 0
@@ -116,6 +117,7 @@ class Pipeline:
         self.max_queue_readings = max_queue_readings
         self.max_batch_readings = max_batch_readings
         self.max_payload_bytes = max_payload_bytes  # the largest payload a source should parse (its own limit may be lower)
+        self.diverter = None  # set by the security capability: .held(pid) -> bool mask, .store(PointBatch, now)
         # A submission above this is written one chunk per writer turn (see _submit_chunked).
         self.chunk_readings = max(1000, max_batch_readings // 4)
         self._busy_since: int | None = None  # enqueue time of the oldest batch the writer is working on
@@ -445,8 +447,21 @@ class Pipeline:
 
         # -- dedupe: in-batch duplicates, then against the per-point watermark / the store ------------------
         keep, dup_idx = dedupe(pid, ts, ok, self.latest.ts, self.store.existing)
+        diverter = self.diverter
+        h = keep[:0]
+        if diverter is not None and len(keep):
+            # readings of quarantined devices: stored aside (forensics, nothing lost), kept out of the main store,
+            # the watermarks and the processors; they count as accepted for their submitter (they are durable)
+            held = diverter.held(pid[keep])
+            if held.any():
+                h = keep[held]
+                diverter.store(PointBatch(pid[h], ts[h], value[h], quality[h], src_ts[h]), now)
+                self.stats.quarantined += len(h)
+                keep = keep[~held]
         per_sub_dup = np.bincount(sub[dup_idx], minlength=len(items)) if len(dup_idx) else np.zeros(len(items), np.int64)
         per_sub_acc = np.bincount(sub[keep], minlength=len(items)) if len(keep) else np.zeros(len(items), np.int64)
+        if len(h):
+            per_sub_acc = per_sub_acc + np.bincount(sub[h], minlength=len(items))
         batch, latest, rollups = write_rows(pid, ts, value, quality, src_ts, keep, self.latest.ts)
         ws = WriteSet(batch=batch, latest=latest, rollups=rollups, dead_letters=dead, rejects=rejects, received_at=now)
 

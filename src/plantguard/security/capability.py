@@ -34,11 +34,15 @@ _RISK = ("CREATE TABLE risk_history (device TEXT NOT NULL, at_us BIGINT NOT NULL
          "impact DOUBLE PRECISION NOT NULL, score DOUBLE PRECISION NOT NULL, PRIMARY KEY (device, at_us))",)
 _EVENTS = ("CREATE TABLE security_events (device TEXT NOT NULL, rule TEXT NOT NULL, at_us BIGINT NOT NULL, message TEXT NOT NULL, "
            "evidence TEXT NOT NULL, PRIMARY KEY (device, rule, at_us))",)
+_QUARANTINE = ("CREATE TABLE quarantine (device TEXT PRIMARY KEY, since_us BIGINT NOT NULL, by_actor TEXT NOT NULL, reason TEXT NOT NULL)",
+               "CREATE TABLE quarantine_readings (pid INTEGER NOT NULL, ts BIGINT NOT NULL, value DOUBLE PRECISION NOT NULL, "
+               "quality SMALLINT NOT NULL, src_ts BIGINT NOT NULL, received_at BIGINT NOT NULL, PRIMARY KEY (pid, ts))")
 MIGRATIONS = (Migration("0100_security_accounts_and_audit", embedded=_TABLES, postgres=_TABLES, owner="security"),
               Migration("0101_security_mqtt_credentials", embedded=_BROKER, postgres=_BROKER, owner="security"),
               Migration("0102_security_device_identity_and_triage", embedded=_IDENTITY, postgres=_IDENTITY, owner="security"),
               Migration("0103_security_risk_history", embedded=_RISK, postgres=_RISK, owner="security"),
-              Migration("0104_security_events", embedded=_EVENTS, postgres=_EVENTS, owner="security"))
+              Migration("0104_security_events", embedded=_EVENTS, postgres=_EVENTS, owner="security"),
+              Migration("0105_security_quarantine", embedded=_QUARANTINE, postgres=_QUARANTINE, owner="security"))
 OPERATOR_EVENTS = {"acknowledged": "alarm.ack", "shelved": "alarm.shelve", "unshelved": "alarm.unshelve"}
 
 
@@ -94,6 +98,14 @@ def build(platform) -> Parts:
     from plantguard.security.behaviour import BehaviourProcessor
     from plantguard.security.events import SecurityEventRaised, store_events
 
+    from plantguard.security.quarantine import Quarantine
+
+    quarantine = Quarantine(platform, broker=broker, audit=audit)
+    platform.pipeline.diverter = quarantine  # a quarantined device's readings go to the quarantine store
+    platform.bus.subscribe("quarantine-model", lambda ev: quarantine.refresh(), ModelChanged)
+    if s.quarantine_on:
+        rules = list(s.quarantine_on)
+        platform.bus.subscribe("quarantine-policy", lambda ev: quarantine.on_security_event(ev, rules), SecurityEventRaised)
     behaviour = BehaviourProcessor(platform.registry, platform.cfg, s.behaviour, clock=platform.clock,
                                    sink=lambda evs: store_events(platform.store, evs),
                                    publish=lambda e: platform.bus.publish(SecurityEventRaised(e)),
@@ -109,7 +121,7 @@ def build(platform) -> Parts:
 
     return Parts(processors=[behaviour],
                  services={"security": accounts, "audit": audit, "broker_credentials": broker, "posture": posture, "risks": risks,
-                           "behaviour": behaviour},
+                           "behaviour": behaviour, "quarantine": quarantine},
                  on_start=[start], on_stop=[on_stop])
 
 

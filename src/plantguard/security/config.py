@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from plantguard.security.behaviour import BehaviourSettings
 from plantguard.security.broker import BrokerSettings
@@ -23,8 +23,20 @@ class SecuritySettings(BaseModel):
     audit_checkpoint_every: float = Field(60, ge=1, le=86400, description="seconds between signed audit checkpoints")
     audit_witness: str | None = Field(None, description="file the audit log's leaves and signed checkpoints go to (default: <data_dir>/audit/witness.jsonl; put it on another disk)")
     audit_key: str | None = Field(None, description="the audit signing key (default: <data_dir>/audit/signing.key)")
+    @field_validator("quarantine_on")
+    @classmethod
+    def _rules_known(cls, v: list[str]) -> list[str]:
+        from plantguard.security.behaviour import RULES
+
+        bad = [r for r in v if r not in RULES]
+        if bad:
+            raise ValueError(f"unknown rule(s) {', '.join(bad)} (rules: {', '.join(RULES)})")
+        return v
+
     broker: BrokerSettings | None = Field(None, description="generate the MQTT broker's password and ACL files from the device inventory")
     behaviour: BehaviourSettings = Field(default_factory=BehaviourSettings, description="behavioural detection per device")
+    quarantine_on: list[str] = Field(default_factory=list, description="behavioural rules whose events quarantine the device at once (default: none, quarantine by hand)")
     advisories_dir: str | None = Field(None, description="directory of CSAF 2.0 advisories (each *.json with its .sha512) the posture audit matches")
     credential_max_age_days: float = Field(365, gt=0, le=36500, description="a device credential older than this is reported as never rotated")
     silent_min_s: float = Field(3600, gt=0, le=86400 * 365, description="a device is reported silent after max(10 periods, this) without a reading")
+

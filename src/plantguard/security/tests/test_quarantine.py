@@ -1,0 +1,102 @@
+"""Quarantine on a real platform: a quarantined device's readings are kept aside (nothing lost) and never reach the
+main store or the analytics; release takes a second person and admits or discards what was held; an automatic
+policy quarantines on a behavioural event."""
+
+from __future__ import annotations
+
+import pytest
+from fastapi.testclient import TestClient
+
+from plantguard.api.app import create_app
+from plantguard.config import parse_config
+from plantguard.domain.actor import Actor
+from plantguard.domain.readings import RawBatch
+from plantguard.errors import Forbidden
+from plantguard.runtime import Platform
+from plantguard.testing.auth import auth_headers, login
+from plantguard.testing.factories import plant_dict
+from plantguard.testing.wait import wait_for
+
+S = 1_000_000
+DEV = "s1/a1/l1/pump1/plc1"
+OTHER = "s1/a1/l1/pump1/plc2"
+
+
+@pytest.fixture
+def plat(tmp_path):
+    d = plant_dict(2, data_dir=str(tmp_path), alarms=False)
+    devs = d["sites"][0]["areas"][0]["lines"][0]["assets"][0]["devices"]
+    devs.append({**devs[0], "id": "plc2"})
+    p = Platform(parse_config(d)).start()
+    yield p
+    p.stop()
+
+
+def send(p, tags, t0, values):
+    return p.pipeline.submit(RawBatch.build(tags, [t0 + i * S for i in range(len(tags))], values), [], timeout=10).result(30)
+
+
+def test_a_quarantined_device_is_held_aside_and_released_by_another_user(plat):
+    p = plat
+    q = p.services.quarantine
+    t0 = p.clock() - 3600 * S
+    send(p, [f"{DEV}/p0"], t0, [1.0])
+    ann, bob = Actor.user("ann"), Actor.user("bob")
+    q.quarantine(DEV, ann, "firmware changed without a work order")
+    res = send(p, [f"{DEV}/p0", f"{DEV}/p1", f"{OTHER}/p0"], t0 + 10 * S, [66.0, 67.0, 3.0])
+    assert res.accepted == 3 and res.rejected == 0  # stored, so the sender's messages are acknowledged
+    assert p.latest([f"{DEV}/p0"])[f"{DEV}/p0"]["value"] == 1.0  # the main store never saw the held reading
+    assert p.latest([f"{OTHER}/p0"])[f"{OTHER}/p0"]["value"] == 3.0  # other devices flow as before
+    assert p.query_raw(f"{DEV}/p1", t0, t0 + 3600 * S).ts.tolist() == []
+    [rec] = q.list()
+    assert (rec.device, rec.by, rec.held_readings) == (DEV, "user:ann", 2)
+    with pytest.raises(Forbidden, match="four eyes"):
+        q.release(DEV, ann, "checked", "admit")
+    out = q.release(DEV, bob, "the change was planned: work order 4711", "admit")
+    assert out == {"device": DEV, "disposition": "admit", "held": 2, "admitted": 2}
+    assert p.latest([f"{DEV}/p0"])[f"{DEV}/p0"]["value"] == 66.0 and q.list() == []
+    send(p, [f"{DEV}/p0"], t0 + 100 * S, [5.0])  # flowing again
+    assert p.latest([f"{DEV}/p0"])[f"{DEV}/p0"]["value"] == 5.0
+    from plantguard.security.audit import read_entries
+
+    actions = [(e.action, e.actor) for e in read_entries(p.store)]
+    assert ("quarantine", "user:ann") in actions and ("quarantine.release.admit", "user:bob") in actions
+
+
+def test_discarding_what_was_held_and_the_api(plat):
+    p = plat
+    t0 = p.clock() - 3600 * S
+    with TestClient(create_app(p), base_url="http://127.0.0.1", headers=auth_headers(p, "admin", name="ann")) as c:
+        assert c.post(f"/api/security/quarantine/{DEV}", json={"reason": ""}).status_code == 422
+        r = c.post(f"/api/security/quarantine/{DEV}", json={"reason": "flood from the device"})
+        assert r.status_code == 201 and r.json()["by"] == "token:ann/t1"
+        assert c.post(f"/api/security/quarantine/{DEV}", json={"reason": "again"}).status_code == 409
+        send(p, [f"{DEV}/p0"], t0, [9.0])
+        assert c.get("/api/security/quarantine").json()[0]["held_readings"] == 1
+        r = c.post(f"/api/security/quarantine/{DEV}/release", json={"reason": "x", "disposition": "discard"})
+        assert r.status_code == 403  # the same token that quarantined it
+    with TestClient(create_app(p), base_url="http://127.0.0.1") as c2:
+        login(c2, p, "admin", "bob")
+        r = c2.post(f"/api/security/quarantine/{DEV}/release", json={"reason": "a test device", "disposition": "discard"},
+                    headers={"content-type": "application/json"})
+        assert r.status_code == 200 and r.json()["held"] == 1 and r.json()["admitted"] == 0
+    assert p.latest([f"{DEV}/p0"])[f"{DEV}/p0"] is None and p.services.quarantine.list() == []
+
+
+def test_a_policy_quarantines_on_a_behavioural_event(tmp_path):
+    import numpy as np
+
+    d = plant_dict(2, data_dir=str(tmp_path), alarms=False)
+    d["security"] = {"quarantine_on": ["behaviour.implausible_jump"], "behaviour": {"learning_readings": 50}}
+    p = Platform(parse_config(d)).start()
+    try:
+        t0 = p.clock() - 7200 * S
+        rng = np.random.default_rng(1)
+        send(p, [f"{DEV}/p0"] * 100, t0, list(rng.normal(10, 1, 100)))
+        send(p, [f"{DEV}/p0"], t0 + 100 * S, [-995.0])  # more than half the range (-1000..1000) in one second
+        wait_for(lambda: [r.device for r in p.services.quarantine.list()] == [DEV], "the policy to quarantine the device")
+        assert p.services.quarantine.list()[0].by == "system:policy"
+        send(p, [f"{DEV}/p0"], t0 + 101 * S, [11.0])
+        assert p.latest([f"{DEV}/p0"])[f"{DEV}/p0"]["value"] == -995.0  # held aside from now on
+    finally:
+        p.stop()
