@@ -150,9 +150,18 @@ class BehaviourProcessor:
         if known.any():
             self._cur_count += np.bincount(dev[known], minlength=len(self._cur_count))[:len(self._cur_count)]
         # per point, in (pid, ts) order: previous value and time, from the state for the first of each group
-        first = np.r_[True, pid[1:] != pid[:-1]]
-        prev_v = np.where(first, self._last_v[pid], np.r_[np.nan, b.value[:-1]])
-        prev_t = np.where(first, self._last_t[pid], np.r_[0, b.ts[:-1]])
+        first = np.empty(len(pid), bool)
+        first[0] = True
+        np.not_equal(pid[1:], pid[:-1], out=first[1:])
+        starts = np.flatnonzero(first)
+        upid = pid[starts]
+        # the previous reading of each: the one before it in the batch, or the point's last one for a group's first
+        prev_v = np.empty(len(pid))
+        prev_v[1:] = b.value[:-1]
+        prev_v[starts] = self._last_v[upid]
+        prev_t = np.empty(len(pid), np.int64)
+        prev_t[1:] = b.ts[:-1]
+        prev_t[starts] = self._last_t[upid]
         seen = self._n[pid] + _rank_in_group(first)
         learned = seen >= s.learning_readings
         same = b.value == prev_v
@@ -179,7 +188,8 @@ class BehaviourProcessor:
                                    f"{int(old.sum())} reading(s) more than {s.max_age_s / 86400:g} days behind the point's previous one",
                                    {"point": self.registry.tag(int(pid[i])), "ts": int(b.ts[i]), "count": int(old.sum())}))
         # frozen values: run lengths carried across batches
-        carried = np.where(first, self._run[pid], 0)
+        carried = np.zeros(len(pid), np.int64)
+        carried[starts] = self._run[upid]
         runs = _runs(same, first, carried)
         # a point that moves: it changed value at least every other reading so far (a setpoint that is changed once in a
         # while, a level that rests, a quantised signal are not judged)
@@ -192,22 +202,22 @@ class BehaviourProcessor:
                                    f"(its longest run while learning: {int(self._max_run[pid[i]])})",
                                    {"point": self.registry.tag(int(pid[i])), "value": float(b.value[i]), "run": int(runs[i]),
                                     "since_ts": int(b.ts[i])}))
-        # state update: the last reading of each point
-        last = np.r_[pid[1:] != pid[:-1], True]
-        lp = pid[last]
-        self._last_v[lp] = b.value[last]
-        self._last_t[lp] = b.ts[last]
-        self._run[lp] = runs[last]
+        # state update, per point of the batch (groups are contiguous: the batch is sorted by pid)
+        last = np.empty(len(starts), np.int64)
+        last[:-1] = starts[1:] - 1
+        last[-1] = len(pid) - 1
+        self._last_v[upid] = b.value[last]
+        self._last_t[upid] = b.ts[last]
+        self._run[upid] = runs[last]
+        changed = (~same & np.isfinite(prev_v)).astype(np.int64)
         ok_step = np.where(np.isfinite(step) & ~jump, step, 0.0)
-        np.maximum.at(self._max_step, pid, ok_step)
-        counts = np.bincount(pid, minlength=len(self._n))
-        changes = np.bincount(pid, weights=(~same & np.isfinite(prev_v)).astype(float), minlength=len(self._n)).astype(np.int64)
-        learning = self._n < s.learning_readings
-        runmax = np.zeros(len(self._n), np.int64)
-        np.maximum.at(runmax, pid, np.where(learned, 0, runs))
-        self._max_run = np.where(learning, np.maximum(self._max_run, runmax), self._max_run)
-        self._n += counts
-        self._changes += changes
+        self._max_step[upid] = np.maximum(self._max_step[upid], np.maximum.reduceat(ok_step, starts))
+        learning = self._n[upid] < s.learning_readings
+        if learning.any():
+            runmax = np.maximum.reduceat(np.where(learned, 0, runs), starts)
+            self._max_run[upid] = np.where(learning, np.maximum(self._max_run[upid], runmax), self._max_run[upid])
+        self._n[upid] += np.diff(starts, append=len(pid))
+        self._changes[upid] += np.add.reduceat(changed, starts)
         self._emit(out)
 
     def _close_minute(self, out: list, now: int) -> None:
