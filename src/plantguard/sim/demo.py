@@ -175,7 +175,7 @@ def _tour_token(platform: Platform, data_dir: Path) -> Path:
     from plantguard.domain.actor import Actor
 
     admin = next(u.name for u in platform.security.users() if u.role.value == "admin" and not u.disabled)
-    secret, _ = platform.security.create_token(admin, "demo-tour", scopes=["read", "ingest", "alarms.operate"], days=1,
+    secret, _ = platform.security.create_token(admin, "demo-tour", scopes=["read", "ingest", "alarms.operate", "security.read"], days=1,
                                                actor=Actor.system("demo"))
     path = data_dir / "api-token"
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -428,7 +428,7 @@ def run_demo(duration: float | None = None, speed: float = 1.0, history: float =
             base = f"http://{host}:{port}"
             link = _login_link(platform)
             say(f"  log in (one click, valid once for 24 h): {base}/login?link={link}")
-            say(f"  API token for curl (read, ingest, alarms; 1 day): {_tour_token(platform, Path(data_dir))}")
+            say(f"  API token for curl (read, ingest, alarms, security findings; 1 day): {_tour_token(platform, Path(data_dir))}")
             say(f"  dashboard {base}/   API docs {base}/docs   alarms {base}/api/alarms   metrics {base}/metrics")
         if not alarms_on:
             say("  the alarm engine (plantguard.alarms.engine) is not available: alarms are off")
