@@ -61,6 +61,7 @@ class PlatformCollector(Collector):
         yield CounterMetricFamily("plantguard_store_write_errors", "Failed store writes", value=st.write_errors)
         yield CounterMetricFamily("plantguard_processor_errors", "Processor (alarm engine ...) failures", value=st.processor_errors)
         yield GaugeMetricFamily("plantguard_points", "Points known to the registry", value=p.services.status.points())
+        yield from _security(p, st)
 
         health = p.health()
         yield GaugeMetricFamily("plantguard_writer_up", "1 when the ingest writer thread runs", value=1 if health["writer_alive"] else 0)
@@ -106,3 +107,19 @@ def build_registry(platform: Platform) -> CollectorRegistry:
 
 def render(registry: CollectorRegistry) -> bytes:
     return generate_latest(registry)
+
+
+def _security(p, st):
+    """Security signals: failed logins and lockouts, behavioural events by rule, quarantined devices and readings."""
+    acc = getattr(p.services, "security", None)
+    if acc is not None:
+        yield CounterMetricFamily("plantguard_login_failures", "Failed logins (any reason)", value=acc.login_failures)
+        yield CounterMetricFamily("plantguard_login_lockouts", "User names or addresses locked after repeated failures", value=acc.lockouts)
+    beh = getattr(p.services, "behaviour", None)
+    if beh is not None:
+        yield CounterMetricFamily("plantguard_security_events", "Behavioural security events raised", value=beh.events)
+        yield CounterMetricFamily("plantguard_security_detector_errors", "Behavioural detection failures (ingest went on)", value=beh.errors)
+    q = getattr(p.services, "quarantine", None)
+    if q is not None:
+        yield GaugeMetricFamily("plantguard_quarantined_devices", "Devices in quarantine", value=len(q.list()))
+        yield CounterMetricFamily("plantguard_ingest_quarantined", "Readings of quarantined devices stored aside", value=st.quarantined)

@@ -100,3 +100,17 @@ def test_a_policy_quarantines_on_a_behavioural_event(tmp_path):
         assert p.latest([f"{DEV}/p0"])[f"{DEV}/p0"]["value"] == -995.0  # held aside from now on
     finally:
         p.stop()
+
+
+def test_security_signals_are_in_the_metrics(plat):
+    p = plat
+    p.services.quarantine.quarantine(DEV, Actor.user("ann"), "a test")
+    send(p, [f"{DEV}/p0"], p.clock() - 600 * S, [1.0])
+    try:
+        p.security.login("nobody", "wrong password, long enough")
+    except Exception:  # noqa: BLE001 - the failure is the point
+        pass
+    with TestClient(create_app(p), base_url="http://127.0.0.1", headers=auth_headers(p, "viewer")) as c:
+        text = c.get("/metrics").text
+    assert "plantguard_quarantined_devices 1.0" in text and "plantguard_ingest_quarantined_total 1.0" in text
+    assert "plantguard_login_failures_total 1.0" in text and "plantguard_security_events_total 0.0" in text
