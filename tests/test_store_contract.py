@@ -653,3 +653,15 @@ def test_point_ids_are_allocated_by_the_store(store, opener):
         if other is not store:
             other.close()
     assert store.allocate_points([]) == {}
+
+
+def test_a_capability_table_takes_sql_and_bulk_columns(store):
+    """execute / fetch with `?` placeholders, and insert_columns in one statement, skipping rows already there."""
+    store.execute([("CREATE TABLE cap_rows (k BIGINT PRIMARY KEY, v DOUBLE PRECISION NOT NULL, note TEXT)", ())])
+    store.execute([("INSERT INTO cap_rows (k, v, note) VALUES (?, ?, ?)", (1, 1.5, "one"))])
+    store.insert_columns("cap_rows", {"k": np.arange(0, 5000, dtype=np.int64), "v": np.linspace(0, 1, 5000)})
+    rows = store.fetch("SELECT count(*), min(k), max(k) FROM cap_rows")
+    assert [tuple(int(x) for x in r) for r in rows] == [(5000, 0, 4999)]
+    assert store.fetch("SELECT v, note FROM cap_rows WHERE k = ?", (1,)) == [(1.5, "one")]  # the existing row was kept
+    with pytest.raises(ValueError):
+        store.insert_columns("cap_rows; DROP TABLE raw", {"k": np.arange(1)})

@@ -69,11 +69,11 @@ class Quarantine:
         return out
 
     def store(self, batch, now: int) -> None:
-        rows = [("INSERT INTO quarantine_readings (pid, ts, value, quality, src_ts, received_at) VALUES (?, ?, ?, ?, ?, ?) "
-                 "ON CONFLICT DO NOTHING", (int(p), int(t), float(v), int(q), int(s), now))
-                for p, t, v, q, s in zip(batch.pid.tolist(), batch.ts.tolist(), batch.value.tolist(), batch.quality.tolist(),
-                                         batch.src_ts.tolist())]
-        self._p.store.execute(rows)
+        """Keeps a quarantined device's readings (one bulk statement: a flooding device must not stall the writer)."""
+        n = len(batch)
+        self._p.store.insert_columns("quarantine_readings", {
+            "pid": batch.pid.astype(np.int64), "ts": batch.ts, "value": batch.value, "quality": batch.quality.astype(np.int64),
+            "src_ts": batch.src_ts, "received_at": np.full(n, now, np.int64)})
 
     # -- commands ----------------------------------------------------------------------------------------------
     def _record(self, actor, action: str, device: str, **detail) -> None:

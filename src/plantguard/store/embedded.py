@@ -232,6 +232,17 @@ class EmbeddedStore(SqlAnalytics, SqlMetadataReads, Store):
 
         self._tx(go)
 
+    def _insert_columns(self, table: str, columns: dict[str, np.ndarray], skip_existing: bool) -> None:
+        tbl = pa.table({k: pa.array(v) for k, v in columns.items()})
+        names = ", ".join(columns)
+
+        def go(cur):
+            cur.register("_pg_cols", tbl)
+            cur.execute(f"INSERT INTO {table} ({names}) SELECT {names} FROM _pg_cols" + (" ON CONFLICT DO NOTHING" if skip_existing else ""))
+            cur.unregister("_pg_cols")
+
+        self._tx(go)
+
     def existing(self, pid: np.ndarray, ts: np.ndarray) -> np.ndarray:
         if len(pid) == 0:
             return np.zeros(0, bool)

@@ -373,6 +373,15 @@ class PostgresStore(SqlAnalytics, SqlMetadataReads, Store):
 
         self._tx(go)
 
+    _PG_TYPES = {"i": "bigint", "u": "bigint", "f": "double precision", "b": "boolean", "U": "text", "O": "text"}
+
+    def _insert_columns(self, table: str, columns: dict[str, np.ndarray], skip_existing: bool) -> None:
+        names = ", ".join(columns)
+        casts = ", ".join(f"%s::{self._PG_TYPES.get(np.asarray(v).dtype.kind, 'text')}[]" for v in columns.values())
+        sql = f"INSERT INTO {table} ({names}) SELECT * FROM unnest({casts})" + (" ON CONFLICT DO NOTHING" if skip_existing else "")
+        params = [np.asarray(v).tolist() for v in columns.values()]
+        self._tx(lambda cur: cur.execute(sql, params))
+
     def existing(self, pid: np.ndarray, ts: np.ndarray) -> np.ndarray:
         if len(pid) == 0:
             return np.zeros(0, bool)

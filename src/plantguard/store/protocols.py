@@ -12,7 +12,7 @@ signature, then the behaviour suites run per concern.
     AnalyticsStore    write_analytics, analytics_series, analytics_events, analytics_states
     CheckpointStore   save_checkpoint, load_checkpoint                           (learned state)
     SchemaStore       migrate, applied_migrations, close
-    SqlStore          execute, fetch                                             (tables a capability owns)
+    SqlStore          execute, fetch, insert_columns                             (tables a capability owns)
 """
 
 from __future__ import annotations
@@ -97,6 +97,7 @@ class SchemaStore(Protocol):
 class SqlStore(Protocol):
     def execute(self, statements: list[tuple[str, tuple]]) -> None: ...
     def fetch(self, sql: str, params: tuple = ()) -> list[tuple]: ...
+    def insert_columns(self, table: str, columns: dict, *, skip_existing: bool = True) -> None: ...
 
 
 PROTOCOLS: tuple[type, ...] = (ReadingsStore, RollupStore, PointsStore, ModelStore, AlarmStore, DeadLetterStore,
