@@ -82,12 +82,16 @@ def first_seen(store) -> dict[str, dict]:
 
 def remember_identities(store, facts: list[DeviceFacts], now: int) -> int:
     """Records the identity of devices audited for the first time (with at least one identity field)."""
+    import numpy as np
+
     known = {d for (d,) in store.fetch("SELECT device FROM device_identity")}
-    rows = []
+    devs, idents = [], []
     for f in facts:
         ident = {k: f.inventory[k] for k in IDENTITY_KEYS if f.inventory.get(k)}
         if f.path not in known and ident:
-            rows.append(("INSERT INTO device_identity (device, first_seen_at, identity) VALUES (?, ?, ?)", (f.path, now, json.dumps(ident))))
-    if rows:
-        store.execute(rows)
-    return len(rows)
+            devs.append(f.path)
+            idents.append(json.dumps(ident))
+    if devs:
+        store.insert_columns("device_identity", {"device": np.array(devs, dtype=object), "first_seen_at": np.full(len(devs), now, np.int64),
+                                                 "identity": np.array(idents, dtype=object)})
+    return len(devs)

@@ -111,15 +111,19 @@ class RiskService:
         last = {dev: score for dev, score in self._p.store.fetch(
             "SELECT h.device, h.score FROM risk_history h JOIN (SELECT device, max(at_us) AS m FROM risk_history GROUP BY device) x "
             "ON h.device = x.device AND h.at_us = x.m")}
+        import numpy as np
+
         now = self._p.clock()
-        rows = []
+        changed = []
         for e in entries:
             e.previous = last.get(e.device)
             if e.previous is None or e.previous != e.score:
-                rows.append(("INSERT INTO risk_history (device, at_us, likelihood, impact, score) VALUES (?, ?, ?, ?, ?)",
-                             (e.device, now, e.likelihood, e.impact, e.score)))
-        for i in range(0, len(rows), 1000):  # bounded transactions
-            self._p.store.execute(rows[i:i + 1000])
+                changed.append(e)
+        if changed:  # one bulk statement: 10,000 devices must not cost 10,000 inserts
+            self._p.store.insert_columns("risk_history", {
+                "device": np.array([e.device for e in changed], dtype=object), "at_us": np.full(len(changed), now, np.int64),
+                "likelihood": np.array([e.likelihood for e in changed]), "impact": np.array([e.impact for e in changed]),
+                "score": np.array([e.score for e in changed])})
         return entries
 
     def history(self, device: str, limit: int = 1000) -> list[tuple[int, float, float, float]]:
