@@ -58,7 +58,7 @@ class TokenCreate(BaseModel):
     name: str = Field(max_length=64)
     scopes: list[Permission] | None = Field(None, max_length=16)
     days: int = Field(90, ge=1, le=3650)
-    device: str | None = Field(None, max_length=512, description="a device path: the token may only send that device's readings")
+    device: str | None = Field(None, max_length=512, description="a device path, or the asset/line/area/site a gateway serves: the token may only send readings under it")
 
 
 class TokenPublic(BaseModel):

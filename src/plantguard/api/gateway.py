@@ -26,7 +26,7 @@ from starlette.concurrency import run_in_threadpool
 
 from plantguard.connectors.gateway import codec
 from plantguard.domain.readings import IngestResult
-from plantguard.errors import Forbidden, InvalidInput, NotFound
+from plantguard.errors import InvalidInput, NotFound
 from plantguard.ingest.parse import parse_document
 from plantguard.timeutil import now_us
 
@@ -162,8 +162,7 @@ async def receive_gateway_batches(gateway_id: str, request: Request, platform: P
     {"seq": n, "readings": [...]}."""
     if not re.match(GATEWAY_ID, gateway_id):
         raise InvalidInput("gateway id: letters, digits, '_', '-', '.', at most 64 characters")
-    if principal_of(request).device is not None:
-        raise Forbidden("a device token sends its own readings to /api/ingest; it cannot forward as a gateway")
+    bound = principal_of(request).device  # a gateway's token bound to its path forwards only the devices under it
     raw = await read_body(request, platform.cfg.ingest.max_payload_bytes)
     content_type = request.headers.get("content-type", "")
     timeout = getattr(request.app.state, "submit_timeout_s", 10.0)
@@ -175,6 +174,9 @@ async def receive_gateway_batches(gateway_id: str, request: Request, platform: P
         seqs = [s for s, _, _ in items]
         if any(b <= a for a, b in zip(seqs, seqs[1:])):
             raise InvalidInput("batches must be in increasing seq order")
+        if bound is not None:  # every batch is checked before any is queued: nothing half-stored
+            for _, b, d in items:
+                platform.services.telemetry.check_scope(b, d, bound)
         return seqs, [platform.services.telemetry.submit(b, d, timeout=timeout) for _, b, d in items]
 
     seqs, futures = await run_in_threadpool(decode_and_submit)

@@ -89,7 +89,7 @@ def users_token(owner: str = typer.Argument(..., help="The user the token acts f
                 name: str = typer.Option(..., help="A name for the token, e.g. the script or device using it."),
                 scope: list[str] = typer.Option([], help="Limit it to these permissions (repeat), e.g. --scope ingest."),
                 days: int = typer.Option(90, min=1, max=3650, help="Lifetime in days."),
-                device: Optional[str] = typer.Option(None, help="A device path: the token may only send that device's readings."),
+                device: Optional[str] = typer.Option(None, help="A device path, or the asset/line/area/site a gateway serves: the token may only send readings under it."),
                 config: ConfigOpt = None, data_dir: DataDirOpt = None) -> None:
     """Create an API token; its secret is printed once."""
     with _platform(config, data_dir) as p:

@@ -104,6 +104,7 @@ class Accounts:
         self._touched: dict[str, int] = {}
         self._cache: dict[str, tuple[int, Principal | None]] = {}
         self._pending_totp: dict[str, str] = {}  # user -> secret until a code confirms it
+        self.known_path = None  # set by the capability: is this a path of the plant model (site .. device)?
         self.login_failures = 0
         self.lockouts = 0
 
@@ -351,6 +352,8 @@ class Accounts:
             raise InvalidInput(str(e)) from None
         if device is not None and perms != {Permission.INGEST}:
             raise InvalidInput("a device token has the scope 'ingest' only")
+        if device is not None and self.known_path is not None and not self.known_path(device.strip("/")):
+            raise InvalidInput(f"{device!r} is not a path of the plant model (a device, or the asset, line, area or site of a gateway)")
         tid, secret = secrets.token_hex(8), secrets.token_urlsafe(32)
         now = self.clock()
         self.store.execute([("INSERT INTO api_tokens (id, secret_hash, name, owner, role, scopes, device, created_at, expires_at, revoked_at, last_used_at) "

@@ -56,6 +56,9 @@ def build(platform) -> Parts:
     audit = AuditLog(platform.store, Path(s.audit_key) if s.audit_key else base / "signing.key",
                      Path(s.audit_witness) if s.audit_witness else base / "witness.jsonl", clock=platform.clock)
     accounts = Accounts(platform.store, s, clock=platform.clock, audit=audit)
+    accounts.known_path = lambda path: any(f(path) is not None for f in (
+        platform.index.device, platform.index.asset, platform.index.line, platform.index.site)) or \
+        path.count("/") == 1 and any(r.path.startswith(path + "/") for r in platform.index.lines())  # an area
     from plantguard.security.broker import BrokerCredentials
 
     broker = BrokerCredentials(platform.store, s.broker, clock=platform.clock, audit=audit,

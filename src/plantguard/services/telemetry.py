@@ -103,22 +103,26 @@ class TelemetryService(PlatformPart):
 
     def submit(self, batch: RawBatch, dead: list[DeadLetter], *, timeout: float, device: str | None = None):
         """Queues readings for the durable write; returns the future of its IngestResult (Overloaded when the
-        queue stays full for `timeout` seconds). With `device` (the sender is that device), a reading of any other
-        device's point refuses the whole payload (Forbidden) before anything is stored."""
+        queue stays full for `timeout` seconds). With `device` (the sender is bound to that device, or to a path
+        above it such as a gateway's line), a reading of any other point refuses the whole payload (Forbidden)
+        before anything is stored."""
         if device is not None:
-            own = device.rstrip("/") + "/"
-            for i in range(len(batch)):
-                tag = batch.tag(i)
-                if not tag.startswith(own):
-                    from plantguard.errors import Forbidden
-
-                    raise Forbidden(f"device {device} may only send its own points; the payload has {tag[:200]!r}")
-            for d in dead:  # readings that did not parse still name a point: it must be the device's too
-                if d.point and not str(d.point).startswith(own):
-                    from plantguard.errors import Forbidden
-
-                    raise Forbidden(f"device {device} may only send its own points; the payload has {str(d.point)[:200]!r}")
+            self.check_scope(batch, dead, device)
         return self._p.pipeline.submit(batch, dead, timeout=timeout)
+
+    @staticmethod
+    def check_scope(batch: RawBatch, dead: list[DeadLetter], device: str) -> None:
+        """Forbidden unless every reading (and every unreadable one that names a point) is under `device`."""
+        from plantguard.errors import Forbidden
+
+        own = device.rstrip("/") + "/"
+        for i in range(len(batch)):
+            tag = batch.tag(i)
+            if not tag.startswith(own):
+                raise Forbidden(f"{device} may only send its own points; the payload has {tag[:200]!r}")
+        for d in dead:
+            if d.point and not str(d.point).startswith(own):
+                raise Forbidden(f"{device} may only send its own points; the payload has {str(d.point)[:200]!r}")
 
     def latest_stored(self, tags: list[str]) -> dict[str, dict | None]:
         """The newest reading of each tag as the store holds it (the same answer as `latest`, which reads the

@@ -261,7 +261,22 @@ def test_a_device_token_sends_only_its_own_points(plat):
         sneaky = {"readings": [{"point": "s1/a1/l1/pump1/plc1/../plc2/p0", "ts": ts, "value": 3.0}]}
         assert c.post("/api/ingest", json=sneaky).json()["accepted"] == 0  # not a point of the model: rejected
         r = c.post("/api/gateway/gw1/batches", json={"seq": 1, "readings": other["readings"]})
-        assert r.status_code == 403 and "gateway" in r.json()["detail"]
+        assert r.status_code == 403 and "plc2/p0" in r.json()["detail"]  # nor through the gateway route
         assert c.get("/api/model").status_code == 403  # scope ingest only
     with pytest.raises(InvalidInput, match="ingest"):
         plat.security.create_token("fleet", "wide", scopes=["ingest", "read"], device="s1/a1/l1/pump1/plc1", actor=ADMIN)
+    with pytest.raises(InvalidInput, match="not a path"):
+        plat.security.create_token("fleet", "nowhere", scopes=["ingest"], device="s9/x", actor=ADMIN)
+
+
+def test_a_gateway_forwards_only_the_devices_under_its_path(plat):
+    from plantguard.testing.auth import auth_headers
+
+    plat.start()
+    g = auth_headers(plat, "engineer", name="edge", scopes=["ingest"], device="s1/a1/l1")  # the gateway's line
+    ts = (plat.clock() // 1000) - 1000
+    with TestClient(create_app(plat), base_url="http://127.0.0.1", headers={"content-type": "application/json", **g}) as c:
+        mine = [{"point": "s1/a1/l1/pump1/plc1/p0", "ts": ts, "value": 1.0}]
+        assert c.post("/api/gateway/edge/batches", json={"seq": 1, "readings": mine}).json()["accepted"] == 1
+        r = c.post("/api/gateway/edge/batches", json={"seq": 2, "readings": [{"point": "s2/a1/l1/x/d/p0", "ts": ts, "value": 2.0}]})
+        assert r.status_code == 403
