@@ -3,6 +3,8 @@ login page. Thin: everything is in plantguard.security."""
 
 from __future__ import annotations
 
+import hmac
+
 
 from typing import Annotated, Any
 
@@ -12,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from plantguard.api.deps import ActorDep, PlatformDep
 from plantguard.api.errors import ERROR_RESPONSES
-from plantguard.api.permissions import SESSION_COOKIE, principal_of, require
+from plantguard.api.permissions import CSRF_HEADER, SESSION_COOKIE, principal_of, require
 from plantguard.errors import TooManyAttempts, Unauthenticated, Unavailable
 from plantguard.security.accounts import User
 from plantguard.security.roles import Permission, Role
@@ -113,17 +115,17 @@ def login(body: LoginBody, request: Request, platform: PlatformDep) -> Any:
 
 @router.post("/auth/logout", status_code=204, response_class=Response, dependencies=[require(Permission.PUBLIC)])
 def logout(request: Request, platform: PlatformDep) -> Response:
-    p = principal_of(request)
-    if p.via == "session":
-        from plantguard.api.permissions import CSRF_HEADER
-        import hmac
-
-        sent = request.headers.get(CSRF_HEADER) or ""
-        if p.csrf and hmac.compare_digest(sent, p.csrf):
-            _accounts(platform).logout(request.cookies.get(SESSION_COOKIE))
+    _end_session(request, platform, request.headers.get(CSRF_HEADER) or "")
     resp = Response(status_code=204)
     resp.delete_cookie(SESSION_COOKIE, path="/")
     return resp
+
+
+def _end_session(request: Request, platform, csrf_sent: str) -> None:
+    """Ends the request's session when it carries that session's CSRF token (another site cannot log you out)."""
+    p = principal_of(request)
+    if p.via == "session" and p.csrf and hmac.compare_digest(csrf_sent, p.csrf):
+        _accounts(platform).logout(request.cookies.get(SESSION_COOKIE))
 
 
 @router.get("/auth/me", response_model=MePublic, dependencies=[require(Permission.PUBLIC)])
@@ -226,8 +228,6 @@ def login_form_post(request: Request, platform: PlatformDep, user: Annotated[str
                     password: Annotated[str, Form(max_length=MAX_TEXT)], csrf: Annotated[str, Form(max_length=128)],
                     totp: Annotated[str | None, Form(max_length=16)] = None,
                     next: Annotated[str, Form(max_length=2048)] = "/") -> Response:
-    import hmac
-
     target = next if next.startswith("/") and not next.startswith("//") else "/"
     cookie = request.cookies.get(LOGIN_CSRF_COOKIE) or ""
     if not cookie or not hmac.compare_digest(cookie, csrf):  # login CSRF: the form must come from this site
@@ -247,13 +247,8 @@ def login_form_post(request: Request, platform: PlatformDep, user: Annotated[str
 @pages.post("/logout", dependencies=[require(Permission.PUBLIC)])
 async def logout_form(request: Request, platform: PlatformDep) -> Response:
     """The dashboard's log-out button (a form with the session's CSRF token)."""
-    import hmac
-
-    p = principal_of(request)
     form = await request.form()
-    sent = str(form.get("csrf") or "")
-    if p.via == "session" and p.csrf and hmac.compare_digest(sent, p.csrf):
-        _accounts(platform).logout(request.cookies.get(SESSION_COOKIE))
+    _end_session(request, platform, str(form.get("csrf") or ""))
     resp = RedirectResponse("/login", status_code=303)
     resp.delete_cookie(SESSION_COOKIE, path="/")
     return resp

@@ -22,6 +22,7 @@ class PostureService:
         self.audit_log = audit_log
         self._advisories: tuple[float, AdvisoryIndex, list[str]] | None = None
         self.last: Report | None = None
+        self.last_facts: list = []
 
     def advisories(self, directory: str | Path | None = None) -> tuple[AdvisoryIndex | None, list[str]]:
         d = directory or self.settings.advisories_dir
@@ -76,6 +77,7 @@ class PostureService:
                        max_credential_age_days=s.credential_max_age_days, silent_min_s=s.silent_min_s)
         inventory.remember_identities(store, facts, self._p.clock())
         self.last = report
+        self.last_facts = facts  # what the report was made from (the security page shows the inventory)
         if actor is not None and self.audit_log is not None:
             self.audit_log.record(actor, "security.audit", f"{report.devices} devices", detail={
                 "findings": len(report.findings), "by_severity": report.by_severity(), "advisories": report.advisories,

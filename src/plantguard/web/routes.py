@@ -431,12 +431,11 @@ def security_page(request: Request) -> HTMLResponse:
     import json as _json
 
     from plantguard.api.permissions import principal_of
-    from plantguard.security import inventory
 
     platform: Platform = request.app.state.platform
     report = platform.services.posture.run()
     findings = [{**asdict(f), "evidence_text": _json.dumps(f.evidence, default=str)[:400]} for f in report.findings[:500]]
-    facts = inventory.gather(platform)
+    facts = platform.services.posture.last_facts  # gathered by the run above, not a second time
     devices = [{"path": f.path, "links": ", ".join(sorted({f"{x['type']} ({x['name']})" for x in f.links})) or "—",
                 "product": " / ".join(str(f.inventory.get(k)) for k in ("vendor", "product", "firmware") if f.inventory.get(k)) or "—",
                 "owner": f.inventory.get("owner") or "—", "criticality": f.inventory.get("criticality") or "—",
