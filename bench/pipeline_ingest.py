@@ -9,6 +9,7 @@ Peers in the same run: InfluxDB 1.6 (line protocol over HTTP) and, for the Postg
 keyed table, both from ../shared/peers/run_storage.sh.
 
     python bench/pipeline_ingest.py [--backend embedded|postgres|both] [--repeats 3] [--no-peers]
+    python bench/pipeline_ingest.py --behaviour-ab --repeats 5    # behavioural detection on vs off, alternating
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ NS, NT, BATCH = 1000, 2000, 50_000
 T0_US = 1_700_000_000_000_000
 
 
-def plant(n: int, storage: dict) -> dict:
+def plant(n: int, storage: dict, behaviour: bool = True) -> dict:
     storage = {**storage, "retention_raw": "3650d"}  # the peers' workload is dated 2023
     points = []
     for i in range(n):
@@ -38,7 +39,8 @@ def plant(n: int, storage: dict) -> dict:
             p["alarms"] = {"limits": {"hihi": 45, "hi": 40, "lo": 0, "lolo": -5, "deadband": 1}}
         points.append(p)
     return {"sites": [{"id": "b", "areas": [{"id": "a", "lines": [{"id": "l", "assets": [{"id": "x", "devices": [
-        {"id": "d", "points": points}]}]}]}]}], "storage": storage, "ingest": {"max_future": "3650d"}}
+        {"id": "d", "points": points}]}]}]}]}], "storage": storage, "ingest": {"max_future": "3650d"},
+        "security": {"behaviour": {"enabled": behaviour}}}
 
 
 def workload():
@@ -49,9 +51,9 @@ def workload():
     return series, ts, value
 
 
-def run_once(storage: dict, data) -> dict:
+def run_once(storage: dict, data, behaviour: bool = True) -> dict:
     series, ts, value = data
-    cfg = parse_config(plant(NS, storage))
+    cfg = parse_config(plant(NS, storage, behaviour))
     platform = Platform(cfg)
     tags = [t for t, *_ in cfg.iter_points()]
     names = [tags[i] for i in series.tolist()]  # tags as a source would send them; resolved inside the pipeline
@@ -80,9 +82,28 @@ def main() -> None:
     ap.add_argument("--backend", choices=["embedded", "postgres", "both"], default="both")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--no-peers", action="store_true", help="skip InfluxDB / plain COPY peers")
+    ap.add_argument("--behaviour-ab", action="store_true",
+                    help="embedded only: the security capability's behavioural detection on and off, alternating, per-round ratios")
     a = ap.parse_args()
     m = print_machine()
     data = workload()
+    if a.behaviour_ab:
+        on, off, ratios = [], [], []
+        for r in range(a.repeats):
+            pair = {}
+            for flag in ((True, False) if r % 2 == 0 else (False, True)):  # alternate which goes first
+                with tempfile.TemporaryDirectory() as d:
+                    pair[flag] = run_once({"backend": "embedded", "data_dir": d}, data, behaviour=flag)["points_per_s"]
+            on.append(pair[True])
+            off.append(pair[False])
+            ratios.append(pair[True] / pair[False])
+            print(f"  round {r + 1}: on {pair[True]:,.0f}  off {pair[False]:,.0f}  ratio {ratios[-1]:.2f}")
+        out = {"on_median": round(statistics.median(on)), "off_median": round(statistics.median(off)),
+               "ratio_median": round(statistics.median(ratios), 3), "ratios": [round(x, 3) for x in ratios], "machine": m}
+        print(f"behavioural detection on/off: median {out['on_median']:,} vs {out['off_median']:,} points/s; "
+              f"per-round ratio median {out['ratio_median']}")
+        record("pipeline_ingest_behaviour_ab", out)
+        return
     backends = ["embedded", "postgres"] if a.backend == "both" else [a.backend]
     for backend in backends:
         runs = []

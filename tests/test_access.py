@@ -157,3 +157,21 @@ def test_the_security_page_is_for_roles_that_read_security_and_only_they_see_its
         assert r.status_code == 200 and "data-findings" in r.text and 'data-audit-state="intact"' in r.text
         assert 'href="/security"' in c.get("/", headers=headers["engineer"]).text
         assert 'data-check="inventory.no_owner"' in r.text  # the test plant has no owners: a real finding
+
+
+def test_the_users_page_is_for_admins_only_and_its_forms_refuse_everyone_else(served):
+    app, _, headers = served
+    with TestClient(app, base_url=BASE) as c:
+        r = c.get("/admin/users", headers={"accept": "text/html"}, follow_redirects=False)
+        assert r.status_code == 303 and r.headers["location"] == "/login?next=/admin/users"
+        for role in ("viewer", "operator", "engineer"):
+            r = c.get("/admin/users", headers={"accept": "text/html", **headers[role]})
+            assert r.status_code == 403 and "users.manage" in r.text, role
+            for form in ("/admin/users", "/admin/tokens"):
+                assert c.post(form, data={"action": "create"}, headers=headers[role]).status_code == 403, (role, form)
+            for form in ("/security/triage", "/security/quarantine", "/security/release"):  # security.operate: admins
+                assert c.post(form, data={}, headers=headers[role]).status_code == 403, (role, form)
+        for form in ("/security/triage", "/security/quarantine", "/security/release", "/admin/users", "/admin/tokens"):
+            assert c.post(form, data={}, follow_redirects=False).status_code == 401, form
+        r = c.get("/admin/users", headers={"accept": "text/html", **headers["admin"]})
+        assert r.status_code == 200 and "data-create-token" in r.text

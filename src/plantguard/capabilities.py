@@ -29,6 +29,7 @@ class Parts:
     services: dict[str, Any] = field(default_factory=dict)         # platform.services.<name>
     on_start: list[Callable[[], None]] = field(default_factory=list)
     on_stop: list[Callable[[], None]] = field(default_factory=list)
+    on_source: list[Callable[[Any], None]] = field(default_factory=list)  # each source (connector) before it starts
 
 
 @dataclass(frozen=True)

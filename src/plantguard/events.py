@@ -91,6 +91,14 @@ class ModelChanged(Event):
 
 
 @dataclass(frozen=True, slots=True)
+class ScopeViolation(Event):
+    """A sender bound to a device (or a gateway bound to a path) tried to send readings outside it: refused."""
+    bound_to: str
+    point: str
+    principal: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class ReadingsStored(Event):
     """A batch was durably stored: how many readings, and the newest reading time."""
     readings: int

@@ -83,6 +83,7 @@ class Platform:
         self._on_start: list = []
         self._on_stop: list = []
         self._capability_services: dict = {}
+        self._on_source: list = []
         skip = {n for n, on in (("alarms", alarms), ("analytics", analytics)) if not on}
         for cap in capabilities.registered():
             if cap.name in skip or cap.build is None:
@@ -93,6 +94,7 @@ class Platform:
             self._capability_services.update(parts.services)
             self._on_start += parts.on_start
             self._on_stop += parts.on_stop
+            self._on_source += parts.on_source
         self.sources: list = []  # objects with start() / stop() / health() -> dict, optionally alive() / restart()
         self._supervisor = Supervisor(lambda: self.sources)
         self.supervisor_restarts = self._supervisor.restarts  # per source name (health, metrics)
@@ -116,6 +118,11 @@ class Platform:
         return self
 
     def add_source(self, source) -> None:
+        for hook in self._on_source:  # e.g. the security capability's write gate and write audit
+            try:
+                hook(source)
+            except Exception:  # noqa: BLE001 - a hook must not keep a source from running
+                log.exception("a capability could not prepare source %s", getattr(source, "name", source))
         self.sources.append(source)
         source.start()
         self._supervisor.ensure_running()

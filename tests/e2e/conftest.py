@@ -126,3 +126,17 @@ def viewer_page(browser, plant):
 def tablet_page(browser, plant):
     """The same at tablet size (768x1024)."""
     yield from _checked_page(browser, plant, TABLET)
+
+
+@pytest.fixture
+def admin_pages(browser, plant):
+    """Two admins' pages (ann and bob), for the four-eyes actions of the security page."""
+    a = _checked_page(browser, plant, role="admin", name="e2e-ann")
+    b = _checked_page(browser, plant, role="admin", name="e2e-bob")
+    pa, pb = next(a), next(b)
+    yield pa, pb
+    for g in (a, b):
+        try:
+            next(g)
+        except StopIteration:
+            pass

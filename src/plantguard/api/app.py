@@ -22,7 +22,7 @@ from plantguard.api.deps import BODY_MODELS
 from plantguard.api.errors import ErrorPublic, install_error_handlers
 from plantguard.api.guard import GuardMiddleware
 from plantguard.api.metrics import build_registry
-from plantguard.web import live, routes as web
+from plantguard.web import live, routes as web, security_pages
 
 API_PREFIX = "/api"
 SWAGGER = "/static/vendor/swagger-ui-dist"  # vendored by scripts/vendor-web.sh
@@ -55,7 +55,7 @@ def create_app(platform: Platform) -> FastAPI:
     for cap in capabilities.registered():  # security, alarms, analytics, and whatever capability is registered
         api_routers += cap.routers() if cap.routers is not None else []
     # the login page before the dashboard, whose pages need a session; the API under /api, its docs at /docs
-    root_routers = [health.metrics_router, auth.pages, web.router]
+    root_routers = [health.metrics_router, auth.pages, web.router, security_pages.router]
     # deny by default: a route that declares no permission is a start-up error, not an open door
     permissions = check_routes([(API_PREFIX, r) for r in api_routers] + [("", r) for r in root_routers])
     api = APIRouter(prefix=API_PREFIX)

@@ -76,6 +76,13 @@ async def plantguard_error(request: Request, exc: Exception) -> JSONResponse:
         from fastapi.responses import RedirectResponse
 
         return RedirectResponse("/login?next=" + quote(request.url.path), status_code=303)
+    if status == 403 and not request.url.path.startswith("/api") and "text/html" in request.headers.get("accept", ""):
+        try:  # a page the role may not open: a page that says so, with the header and navigation it may use
+            from plantguard.web.routes import render
+
+            return render(request, "forbidden.html", "forbidden", status_code=403, message=str(exc))
+        except Exception:  # noqa: BLE001 - the JSON answer below is still right
+            log.exception("rendering the 403 page failed")
     if isinstance(exc, ConfigError):
         body = {
             "detail": f"{len(exc.problems)} configuration error(s)",

@@ -6,6 +6,7 @@ from dataclasses import asdict
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Path, Query
+from fastapi.responses import PlainTextResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from plantguard.api.deps import ActorDep, PlatformDep
@@ -102,6 +103,85 @@ def rotate_credential(device: DevicePath, body: RotateBody, platform: PlatformDe
 def revoke_credentials(device: DevicePath, platform: PlatformDep, actor: ActorDep) -> Any:
     """Revokes every broker credential of the device (the broker reloads its files at once)."""
     return {"device": device, "revoked": _svc(platform, "broker_credentials").revoke(device, actor)}
+
+
+class CertificateBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    csr: str | None = Field(None, max_length=16_384, description="a PEM certificate signing request: the device keeps its key "
+                            "(default: a key pair is made here and its key returned once)")
+    days: int | None = Field(None, ge=1, le=3650, description="lifetime (default: security.ca.device_days)")
+
+
+class CertificateRotateBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    csr: str | None = Field(None, max_length=16_384)
+    overlap_s: float = Field(86400, ge=0, le=90 * 86400, description="how long the old certificates keep working")
+
+
+class IssuedPublic(BaseModel):
+    serial: str
+    device: str
+    cert_pem: str
+    key_pem: str | None = Field(None, description="shown once, when the key pair was made here")
+    not_after: int
+
+
+class CertificatePublic(BaseModel):
+    serial: str
+    device: str
+    fingerprint: str
+    key_type: str
+    key_bits: int
+    created_at: int
+    not_after: int
+    expires_at: int | None
+    revoked_at: int | None
+    reason: str | None
+    suspended: bool
+
+
+@router.get("/ca.pem", dependencies=READ, response_class=PlainTextResponse, responses={200: {"content": {"application/x-pem-file": {}}}})
+def ca_certificate(platform: PlatformDep) -> Any:
+    """The CA certificate devices and clients trust (public)."""
+    return PlainTextResponse(_svc(platform, "ca").ca_pem(), media_type="application/x-pem-file")
+
+
+@router.get("/crl.pem", dependencies=READ, response_class=PlainTextResponse, responses={200: {"content": {"application/x-pem-file": {}}}})
+def crl(platform: PlatformDep) -> Any:
+    """The current certificate revocation list (revoked, held and superseded certificates)."""
+    from cryptography.hazmat.primitives import serialization
+
+    return PlainTextResponse(_svc(platform, "ca").crl().public_bytes(serialization.Encoding.PEM).decode(),
+                             media_type="application/x-pem-file")
+
+
+@router.get("/devices/{device:path}/certificates", response_model=list[CertificatePublic], dependencies=READ)
+def list_certificates(device: DevicePath, platform: PlatformDep) -> Any:
+    return [asdict(c) for c in _svc(platform, "ca").certificates(device)]
+
+
+@router.post("/devices/{device:path}/certificates", response_model=IssuedPublic, status_code=201, dependencies=OPERATE,
+             responses=ERROR_RESPONSES)
+def issue_certificate(device: DevicePath, body: CertificateBody, platform: PlatformDep, actor: ActorDep) -> Any:
+    """An X.509 client certificate from the built-in CA (common name = the device path: on the broker's TLS listener
+    it may publish only under its own topic)."""
+    return asdict(_svc(platform, "ca").issue(device, actor, csr_pem=body.csr, days=body.days))
+
+
+@router.post("/devices/{device:path}/certificates/rotate", response_model=IssuedPublic, status_code=201, dependencies=OPERATE,
+             responses=ERROR_RESPONSES)
+def rotate_certificate(device: DevicePath, body: CertificateRotateBody, platform: PlatformDep, actor: ActorDep) -> Any:
+    """A new certificate; the device's other ones go on the CRL when the overlap ends."""
+    return asdict(_svc(platform, "ca").rotate(device, actor, overlap_s=body.overlap_s, csr_pem=body.csr))
+
+
+@router.delete("/devices/{device:path}/certificates", dependencies=OPERATE, responses=ERROR_RESPONSES)
+def revoke_certificates(device: DevicePath, platform: PlatformDep, actor: ActorDep,
+                        serial: Annotated[str | None, Query(max_length=64, pattern="^[0-9a-f]+$")] = None,
+                        reason: Annotated[Literal["unspecified", "key_compromise", "superseded", "cessation_of_operation"],
+                                          Query()] = "unspecified") -> Any:
+    """Revokes the device's certificates (or one, by serial): on the CRL at once, the broker reloads it."""
+    return {"device": device, "revoked": _svc(platform, "ca").revoke(device, actor, serial=serial, reason=reason)}
 
 
 class RiskPublic(BaseModel):

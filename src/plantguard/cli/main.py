@@ -801,11 +801,12 @@ def kpi(
     _kv_table(f"KPIs of {asset}", rows)
 
 
-from plantguard.cli.security import audit_app, devices_app, users_app  # noqa: E402 - after the helpers they use
+from plantguard.cli.security import audit_app, ca_app, devices_app, users_app  # noqa: E402 - after the helpers they use
 
 app.add_typer(users_app, name="users")
 app.add_typer(audit_app, name="audit")
 app.add_typer(devices_app, name="devices")
+app.add_typer(ca_app, name="ca")
 
 
 def main() -> None:  # pragma: no cover - console entry for `python -m plantguard.cli.main`

@@ -100,7 +100,7 @@ def users_token(owner: str = typer.Argument(..., help="The user the token acts f
 
 @audit_app.command("verify")
 def audit_verify(config: ConfigOpt = None, data_dir: DataDirOpt = None,
-                 witness: Optional[Path] = typer.Option(None, "--checkpoint", "--witness", help="The witness file (leaves and signed checkpoints); default: the configured one."),
+                 witness: Optional[Path] = typer.Option(None, "--checkpoint", "--witness", help="The witness file (leaves and signed checkpoints), or a syslog file holding the exported checkpoints; default: the configured witness."),
                  public_key: Optional[str] = typer.Option(None, help="The signing key's public half (hex) to trust; default: <data_dir>/audit/signing.pub."),
                  fmt: str = typer.Option("text", "--format", help="text or json")) -> None:
     """Check the audit log against its witness offline: names the first entry that was edited, inserted, moved,
@@ -196,3 +196,104 @@ def device_credential(action: str = typer.Argument(..., help="issue, rotate, rev
     typer.echo(f"username: {user}")
     typer.echo(f"password: {pw}")
     typer.echo("the password is shown only now: configure it on the device", err=True)
+
+
+def _write_secret(out: Path, name: str, cert_pem: str, key_pem: str | None) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"{name}.pem").write_text(cert_pem)
+    if key_pem is not None:
+        fd = os.open(out / f"{name}.key", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(key_pem)
+    typer.echo(f"wrote {out / (name + '.pem')}" + (f" and {out / (name + '.key')} (mode 0600)" if key_pem else ""))
+
+
+@devices_app.command("certificate")
+def device_certificate(action: str = typer.Argument(..., help="issue, rotate, revoke or list"),
+                       device: Optional[str] = typer.Argument(None, help="Device path site/area/line/asset/device."),
+                       out: Path = typer.Option(Path("."), help="Directory the certificate (and a made key) are written to."),
+                       csr: Optional[Path] = typer.Option(None, help="A PEM CSR: the device keeps its own key."),
+                       overlap: float = typer.Option(86400, help="With rotate: seconds the old certificate keeps working."),
+                       reason: str = typer.Option("unspecified", help="With revoke: key_compromise, superseded, cessation_of_operation..."),
+                       config: ConfigOpt = None, data_dir: DataDirOpt = None) -> None:
+    """X.509 client certificates from the built-in CA: issue, rotate, revoke or list. The CRL is rewritten and the
+    broker told to reload it; a key made here is written once (mode 0600) and not kept."""
+    if action not in ("issue", "rotate", "revoke", "list"):
+        _fail("the action is issue, rotate, revoke or list", EXIT_USAGE)
+    if action != "list" and not device:
+        _fail("give the device path", EXIT_USAGE)
+    csr_pem = csr.read_bytes() if csr is not None else None
+    with _platform(config, data_dir) as p:
+        ca = p.services.ca
+        if action == "list":
+            now = p.clock()
+            for c in ca.certificates(device):
+                state = ("revoked" if c.revoked_at else "held" if c.suspended else "expired" if not c.active(now) else "live")
+                typer.echo(f"{c.device}\t{c.serial}\t{state}\t{c.key_type}\tnot after {c.not_after}")
+            return
+        if action == "revoke":
+            typer.echo(f"revoked {ca.revoke(device, Actor.cli(), reason=reason)} certificate(s) of {device}")
+            return
+        issued = (ca.issue(device, Actor.cli(), csr_pem=csr_pem) if action == "issue"
+                  else ca.rotate(device, Actor.cli(), overlap_s=overlap, csr_pem=csr_pem))
+        ca_path = ca.cert_path
+    _write_secret(out, device.replace("/", "_"), issued.cert_pem, issued.key_pem)
+    typer.echo(f"serial {issued.serial}; the device trusts {ca_path}")
+
+
+ca_app = typer.Typer(help="The built-in certificate authority (see docs/security.md#certificates).", no_args_is_help=True)
+
+
+@ca_app.command("show")
+def ca_show(config: ConfigOpt = None, data_dir: DataDirOpt = None) -> None:
+    """Where the CA certificate and the CRL are, and the CA's fingerprint (made on first use)."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+
+    with _platform(config, data_dir) as p:
+        ca = p.services.ca
+        cert = x509.load_pem_x509_certificate(ca.ca_pem().encode())
+        if not ca.crl_path.exists():
+            ca.apply()
+        typer.echo(f"certificate  {ca.cert_path}")
+        typer.echo(f"subject      {cert.subject.rfc4514_string()}")
+        typer.echo(f"sha256       {cert.fingerprint(hashes.SHA256()).hex()}")
+        typer.echo(f"not after    {cert.not_valid_after_utc.isoformat()}")
+        typer.echo(f"crl          {ca.crl_path}")
+
+
+@ca_app.command("server-cert")
+def ca_server_cert(name: str = typer.Argument(..., help="A name for the server, e.g. broker or api."),
+                   host: list[str] = typer.Option(..., "--host", help="Host name or address clients connect to (repeat)."),
+                   out: Path = typer.Option(Path("."), help="Directory to write <name>.pem and <name>.key to."),
+                   config: ConfigOpt = None, data_dir: DataDirOpt = None) -> None:
+    """A TLS server certificate for the broker's listener or the API (api.tls_cert / api.tls_key)."""
+    with _platform(config, data_dir) as p:
+        cert, key = p.services.ca.server(name, host)
+    _write_secret(out, name, cert, key)
+
+
+@ca_app.command("client-cert")
+def ca_client_cert(name: str = typer.Argument("plantguard-ingest", help="The client's user name on the broker."),
+                   out: Path = typer.Option(Path("."), help="Directory to write <name>.pem and <name>.key to."),
+                   config: ConfigOpt = None, data_dir: DataDirOpt = None) -> None:
+    """A client certificate for plantguard's own MQTT connector on a mutual-TLS listener (its `tls:` settings)."""
+    with _platform(config, data_dir) as p:
+        cert, key = p.services.ca.client(name)
+    _write_secret(out, name, cert, key)
+
+
+@ca_app.command("listener")
+def ca_listener(port: int = typer.Option(8883, min=1, max=65535), host: str = typer.Option("0.0.0.0"),
+                cert: Path = typer.Option(..., help="The broker's server certificate (from server-cert)."),
+                key: Path = typer.Option(..., help="Its key."),
+                config: ConfigOpt = None, data_dir: DataDirOpt = None) -> None:
+    """Prints the mosquitto.conf lines of a mutual-TLS listener that takes this CA's device certificates and CRL."""
+    from plantguard.security.broker import listener_conf
+
+    with _platform(config, data_dir) as p:
+        ca = p.services.ca
+        if not ca.crl_path.exists():
+            ca.apply()
+        typer.echo(listener_conf(port=port, host=host, ca_file=str(ca.cert_path), cert_file=str(cert.resolve()),
+                                 key_file=str(key.resolve()), crl_file=str(ca.crl_path)), nl=False)

@@ -359,7 +359,7 @@ class Pipeline:
 
     def _process(self, items: list[_Item]) -> None:
         try:
-            results, accepted, dead = self._prepare_and_write(items)
+            results, accepted, dead, rejects = self._prepare_and_write(items)
         except Exception as e:  # noqa: BLE001 - every submitter must hear about the failure
             self.stats.write_errors += 1
             log.error("write failed for %d batch(es): %s", len(items), e)
@@ -380,6 +380,17 @@ class Pipeline:
                 except Exception:  # noqa: BLE001
                     self.stats.processor_errors += 1
                     log.exception("processor %s failed", getattr(p, "name", p))
+        if rejects is not None and len(rejects.code):
+            # what was refused, for the processors that judge it (the behavioural detection: unknown points)
+            for p in self.processors:
+                on_rejects = getattr(p, "on_rejects", None)
+                if on_rejects is None:
+                    continue
+                try:
+                    on_rejects(rejects, now)
+                except Exception:  # noqa: BLE001
+                    self.stats.processor_errors += 1
+                    log.exception("processor %s failed on refused readings", getattr(p, "name", p))
 
     def _reject(self, reasons: dict, code: str, k: int) -> None:
         # Labels of plantguard_ingest_rejected_total: only codes of the closed set, so input cannot grow them.
@@ -489,7 +500,7 @@ class Pipeline:
             IngestResult(int(per_sub_acc[k]), int(per_sub_rejected[k]) + len(items[k].dead), int(per_sub_dup[k]), first_errors[k])
             for k in range(len(items))
         ]
-        return results, batch, dead
+        return results, batch, dead, rejects
 
     def _rejects(self, items: list[_Item], sub: np.ndarray, starts: np.ndarray, bad_idx: np.ndarray, codes: np.ndarray,
                  pid: np.ndarray, ts: np.ndarray, value: np.ndarray, snap) -> RejectColumns:

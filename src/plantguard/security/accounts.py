@@ -106,6 +106,7 @@ class Accounts:
         self._pending_totp: dict[str, str] = {}  # user -> secret until a code confirms it
         self.known_path = None  # set by the capability: is this a path of the plant model (site .. device)?
         self.login_failures = 0
+        self.on_lockout = lambda key, limit: None  # set by the security capability
         self.lockouts = 0
 
     def _record(self, actor, action: str, target: str = "", result: str = "ok", **detail) -> None:
@@ -215,6 +216,7 @@ class Accounts:
     def _failed(self, keys_limits: list[tuple[str, int]]) -> None:
         now = time.monotonic()
         window = self.settings.login_window
+        locked = []
         with self._lock:
             self.login_failures += 1
             for k, limit in keys_limits:
@@ -226,8 +228,14 @@ class Accounts:
                     self._throttle.locked_until[k] = now + self.settings.login_lockout
                     q.clear()
                     self.lockouts += 1
+                    locked.append((k, limit))
             if len(self._throttle.failures) > 100_000:  # bounded: an address sweep must not grow this forever
                 self._throttle.failures.clear()
+        for k, limit in locked:
+            try:
+                self.on_lockout(k, limit)  # a security event (access.auth_failures)
+            except Exception:  # noqa: BLE001 - the lockout holds whatever the event does
+                log.exception("reporting the lockout of %s failed", k)
 
     def login(self, name: str, password: str, *, totp: str | None = None, address: str = "unknown") -> tuple[str, Principal]:
         """A new session for these credentials: (session secret, principal). Raises Unauthenticated (the same

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import threading
 from dataclasses import dataclass, field
@@ -35,6 +36,9 @@ from plantguard.domain.actor import Actor
 
 MAX_FIELD = 512
 MAX_DETAIL = 8192
+
+log = logging.getLogger(__name__)
+SYSLOG_TAG = "plantguard-audit"
 
 
 def leaf_hash(entry_bytes: bytes) -> bytes:
@@ -131,9 +135,10 @@ class AuditLog:
     """Appends entries to the store's `audit_log` table and their leaf hashes to the witness file; writes signed
     checkpoints. Thread-safe: one lock orders sequence numbers, the store insert and the witness line."""
 
-    def __init__(self, store, key_path: Path, witness_path: Path, *, clock) -> None:
+    def __init__(self, store, key_path: Path, witness_path: Path, *, clock, exporters: list | None = None) -> None:
         self.store = store
         self.clock = clock
+        self.exporters = list(exporters or [])  # each gets every signed checkpoint (syslog: SyslogExporter)
         self.witness_path = witness_path
         self._key = load_or_create_key(key_path)
         self.public_key = public_hex(self._key.public_key())
@@ -191,7 +196,13 @@ class AuditLog:
             self._witness.flush()
             os.fsync(self._witness.fileno())
             self._checkpointed = size
-            return cp
+        for x in self.exporters:  # outside the lock: a slow log server must not hold up recording
+            try:
+                x.export(cp)
+            except Exception:  # noqa: BLE001 - the witness has it; the next checkpoint is sent again
+                self.errors += 1
+                log.exception("exporting the audit checkpoint failed")
+        return cp
 
     def entries(self, since: int = 0, limit: int | None = None) -> list[AuditEntry]:
         return read_entries(self.store, since, limit)
@@ -262,6 +273,11 @@ def verify(entries: list[AuditEntry], witness_lines: Iterable[bytes], public_key
         line = line.strip()
         if not line:
             continue
+        if not line.startswith(b"{"):
+            # a syslog file: the checkpoints are the lines tagged plantguard-audit; other messages are not ours
+            if SYSLOG_TAG.encode() not in line or b"{" not in line:
+                continue
+            line = line[line.index(b"{"):].rstrip(b"\x00")
         try:
             obj = orjson.loads(line)
         except orjson.JSONDecodeError:
@@ -275,18 +291,16 @@ def verify(entries: list[AuditEntry], witness_lines: Iterable[bytes], public_key
         elif "checkpoint" in obj:
             cps.append(obj)
     key_hex = public_key_hex or (cps[0]["key"] if cps else None)
+    if not leaves and cps:
+        return _verify_checkpoints_only(entries, cps, key_hex)
     covered = 0
     f = Frontier()
     done = 0
     for cp in cps:
         size = int(cp["checkpoint"])
-        if cp.get("key") != key_hex:
-            return Verification(False, len(entries), covered, len(cps), None, f"checkpoint at size {size} is signed by another key")
-        try:
-            Ed25519PublicKey.from_public_bytes(bytes.fromhex(key_hex)).verify(
-                bytes.fromhex(cp["sig"]), checkpoint_message(size, cp["root"], int(cp["at"])))
-        except (InvalidSignature, ValueError, TypeError):
-            return Verification(False, len(entries), covered, len(cps), None, f"checkpoint at size {size}: bad signature")
+        bad = _checkpoint_problem(cp, key_hex)
+        if bad:
+            return Verification(False, len(entries), covered, len(cps), None, bad)
         if size > len(leaves) or size < done:
             return Verification(False, len(entries), covered, len(cps), None, f"checkpoint at size {size} does not match the witness's {len(leaves)} leaves")
         for h in leaves[done:size]:
@@ -318,6 +332,116 @@ def verify(entries: list[AuditEntry], witness_lines: Iterable[bytes], public_key
         v.notes.append(f"{len(late)} entr{'y' if len(late) == 1 else 'ies'} reached the witness late, at a start "
                        f"(entries {late[0]}..{late[-1]}): a crash between the store and the witness, or entries added while stopped")
     return v
+
+
+def _checkpoint_problem(cp: dict, key_hex: str | None) -> str | None:
+    """Why a checkpoint is not to be trusted (another key, a bad signature), or None."""
+    size = cp.get("checkpoint")
+    if cp.get("key") != key_hex:
+        return f"checkpoint at size {size} is signed by another key"
+    try:
+        Ed25519PublicKey.from_public_bytes(bytes.fromhex(key_hex)).verify(
+            bytes.fromhex(cp["sig"]), checkpoint_message(int(size), cp["root"], int(cp["at"])))
+    except (InvalidSignature, ValueError, TypeError, KeyError):
+        return f"checkpoint at size {size}: bad signature"
+    return None
+
+
+def _verify_checkpoints_only(entries: list[AuditEntry], cps: list[dict], key_hex: str) -> Verification:
+    """Signed checkpoints without the leaves (what syslog received): each root is recomputed from the stored
+    entries. A change is pinned down to the span between the last checkpoint that holds and the first that fails."""
+    f = Frontier()
+    good = 0
+    for i, e in enumerate(entries):
+        if e.seq != i:
+            return Verification(False, len(entries), good, len(cps), i, f"entry {i} is missing (the store has {e.seq} next)")
+    for cp in sorted(cps, key=lambda c: int(c["checkpoint"])):
+        size = int(cp["checkpoint"])
+        bad = _checkpoint_problem(cp, key_hex)
+        if bad:
+            return Verification(False, len(entries), good, len(cps), None, bad)
+        if size > len(entries):
+            return Verification(False, len(entries), good, len(cps), len(entries),
+                                f"a checkpoint covers {size} entries, the store has {len(entries)}: truncated after entry {len(entries) - 1}")
+        for e in entries[f.size:size]:
+            f.push(leaf_hash(e.canonical()))
+        if f.root().hex() != cp["root"]:
+            return Verification(False, len(entries), good, len(cps), good,
+                                f"entries {good}..{size - 1} do not give the root signed at size {size}: one of them was edited, "
+                                "inserted, moved or deleted (the witness file names which)")
+        good = size
+    v = Verification(True, len(entries), good, len(cps))
+    v.notes.append("checked against signed checkpoints only (no leaves): a change is located between two checkpoints")
+    if len(entries) > good:
+        v.notes.append(f"entries {good}..{len(entries) - 1} are after the last checkpoint given")
+    return v
+
+
+class SyslogExporter:
+    """Sends every signed checkpoint to a syslog server as an RFC 5424 message (UDP, TCP with newline framing,
+    or the local /dev/log), so that a copy lives on a machine the platform's own administrators cannot edit.
+    `plantguard audit verify --checkpoint <the server's log file>` reads such a file as it is.
+
+    `target`: udp://host:514, tcp://host:601 or unix:///dev/log."""
+
+    FACILITIES = {"auth": 4, "authpriv": 10, "local0": 16, "local1": 17, "local2": 18, "local3": 19, "local4": 20,
+                  "local5": 21, "local6": 22, "local7": 23}
+
+    def __init__(self, target: str, facility: str = "authpriv", *, timeout: float = 2.0) -> None:
+        import socket
+        from urllib.parse import urlsplit
+
+        u = urlsplit(target)
+        if u.scheme == "unix" and u.path:
+            self._family, self._address, self._type = socket.AF_UNIX, u.path, socket.SOCK_DGRAM
+        elif u.scheme in ("udp", "tcp") and u.hostname:
+            self._family = socket.AF_INET6 if ":" in u.hostname else socket.AF_INET
+            self._address = (u.hostname, u.port or (514 if u.scheme == "udp" else 601))
+            self._type = socket.SOCK_DGRAM if u.scheme == "udp" else socket.SOCK_STREAM
+        else:
+            raise ValueError(f"a syslog target is udp://host:port, tcp://host:port or unix:///path, not {target!r}")
+        if facility not in self.FACILITIES:
+            raise ValueError(f"facility is one of {', '.join(self.FACILITIES)}")
+        self.target = target
+        self._pri = self.FACILITIES[facility] * 8 + 5  # severity notice
+        self._timeout = timeout
+        self._sock = None
+        self.sent = 0
+
+    def message(self, cp: dict) -> bytes:
+        import datetime as dt
+        import socket
+
+        stamp = dt.datetime.fromtimestamp(int(cp["at"]) / 1e6, dt.timezone.utc).isoformat().replace("+00:00", "Z")
+        host = (socket.gethostname() or "-")[:255].replace(" ", "_")
+        body = json.dumps(cp, sort_keys=True, separators=(",", ":"))
+        return f"<{self._pri}>1 {stamp} {host} {SYSLOG_TAG} {os.getpid()} checkpoint - {body}".encode()
+
+    def export(self, cp: dict) -> None:
+        import socket
+
+        data = self.message(cp)
+        try:
+            if self._sock is None:
+                self._sock = socket.socket(self._family, self._type)
+                self._sock.settimeout(self._timeout)
+                if self._type == socket.SOCK_STREAM:
+                    self._sock.connect(self._address)
+            if self._type == socket.SOCK_STREAM:
+                self._sock.sendall(data + b"\n")
+            else:
+                self._sock.sendto(data, self._address)
+        except OSError:
+            self.close()  # reconnect at the next checkpoint
+            raise
+        self.sent += 1
+
+    def close(self) -> None:
+        if self._sock is not None:
+            try:
+                self._sock.close()
+            finally:
+                self._sock = None
 
 
 def verify_offline(*, storage=None, data_dir=None, witness=None, public_key: str | None = None) -> Verification:

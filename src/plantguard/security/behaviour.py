@@ -11,6 +11,15 @@ Rules (each can be muted or accepted per device, like the posture findings):
                                value can)
     behaviour.far_timestamp    a reading more than `max_age` behind the point's own previous one (captured traffic
                                replayed into a live point)
+    behaviour.timing           a point that reported at a regular interval now reports `timing_factor` times faster
+                               or slower, sustained (a smoothed interval, so one outage gap is not a change); the
+                               new interval becomes the baseline after the event, so a planned change costs one event
+    behaviour.new_point        a learned device sends readings for points (topics, metrics) the model never had
+    behaviour.out_of_range     a learned device sends values outside its points' engineering range (they are
+                               refused by ingest; a sensor cannot produce them, a forged payload can)
+    access.scope_violation     a device's own token or gateway tried to send readings for another device's points
+    access.auth_failures       a client address was locked out after repeated failed logins or bad tokens
+                               (the event's "device" is `address:<ip>`)
 
 Nothing fires while a device is learning (`learning_readings` readings of each point, and `learning_minutes` of
 rate); an event of the same device and rule is raised at most once per `dedupe` window, and carries the readings
@@ -30,7 +39,10 @@ from pydantic import BaseModel, ConfigDict, Field
 log = logging.getLogger(__name__)
 US = 1_000_000
 MINUTE = 60 * US
-RULES = ("behaviour.flood", "behaviour.frozen", "behaviour.implausible_jump", "behaviour.far_timestamp")
+RULES = ("behaviour.flood", "behaviour.frozen", "behaviour.implausible_jump", "behaviour.far_timestamp", "behaviour.timing",
+         "behaviour.new_point", "behaviour.out_of_range", "access.scope_violation", "access.auth_failures")
+LOG_CLIP = 3.0  # a single interval counts at most e^3 = 20 times the usual one (an outage's gap is not a new rhythm)
+TIMING_ALPHA = 0.05
 
 
 class BehaviourSettings(BaseModel):
@@ -42,6 +54,7 @@ class BehaviourSettings(BaseModel):
     frozen_min: int = Field(60, ge=5, le=10_000_000, description="equal readings in a row before a moving point counts as frozen")
     max_age_s: float = Field(7 * 86400, gt=0, description="a reading this far behind its point's previous one is a replay suspect")
     dedupe_s: float = Field(3600, ge=0, le=30 * 86400, description="one event per device and rule per this window")
+    timing_factor: float = Field(3.0, ge=1.5, le=1000, description="a point's smoothed interval this many times shorter or longer than learned is a timing change")
 
 
 @dataclass
@@ -92,6 +105,10 @@ class BehaviourProcessor:
         ext("_dev", -1, np.int64)         # device index
         ext("_max_step", 0.0, np.float64)  # the largest step seen without an event (a valve's full stroke is legal)
         ext("_judged", False, np.bool_)   # a continuous quantity (float): states, counters and flags move in steps
+        ext("_ldt_n", 0, np.int64)        # intervals seen while learning the rhythm
+        ext("_ldt_mean", 0.0, np.float64)  # their mean log interval (the learned rhythm) ...
+        ext("_ldt_m2", 0.0, np.float64)   # ... and its sum of squared deviations (is the point regular?)
+        ext("_ldt_ewma", np.nan, np.float64)  # the smoothed log interval now
 
     def reload(self, cfg) -> None:
         from plantguard.domain.index import PlantIndex
@@ -125,14 +142,16 @@ class BehaviourProcessor:
 
     # -- the processor ---------------------------------------------------------------------------------------------
     def on_batch(self, batch, now: int) -> None:
-        if not self.settings.enabled or not len(batch):
-            return
+        if self.settings.enabled and len(batch):
+            self._guarded(self._run_batch, batch, now, "a batch")
+
+    def _guarded(self, run, what, now: int, label: str) -> None:
         try:
             with self._lock:
-                self._run_batch(batch, now)
+                run(what, now)
         except Exception:  # noqa: BLE001 - detection must never stop ingest
             self.errors += 1
-            log.exception("behavioural detection failed on a batch")
+            log.exception("behavioural detection failed on %s", label)
 
     def _run_batch(self, b, now: int) -> None:
         s = self.settings
@@ -202,6 +221,8 @@ class BehaviourProcessor:
                                    f"(its longest run while learning: {int(self._max_run[pid[i]])})",
                                    {"point": self.registry.tag(int(pid[i])), "value": float(b.value[i]), "run": int(runs[i]),
                                     "since_ts": int(b.ts[i])}))
+        # timing: the smoothed log interval of each point against the rhythm it had while learning
+        out.extend(self._timing(pid, dt, prev_t, first, starts, upid, known, learned, now))
         # state update, per point of the batch (groups are contiguous: the batch is sorted by pid)
         last = np.empty(len(starts), np.int64)
         last[:-1] = starts[1:] - 1
@@ -219,6 +240,96 @@ class BehaviourProcessor:
         self._n[upid] += np.diff(starts, append=len(pid))
         self._changes[upid] += np.add.reduceat(changed, starts)
         self._emit(out)
+
+    def _timing(self, pid, dt, prev_t, first, starts, upid, known, learned, now) -> list:
+        s = self.settings
+        valid = known & (prev_t > np.iinfo(np.int64).min) & (dt > 0)
+        if not valid.any():
+            return []
+        ldt = np.where(valid, np.log(np.where(dt > 0, dt, 1).astype(np.float64)), 0.0)
+        n_ok = np.add.reduceat(valid.astype(np.int64), starts)
+        has = n_ok > 0
+        # learning: Welford over the intervals of the readings still in the learning period
+        lmask = valid & ~learned
+        if lmask.any():
+            ln = np.add.reduceat(lmask.astype(np.int64), starts)
+            lsum = np.add.reduceat(np.where(lmask, ldt, 0.0), starts)
+            m = ln > 0
+            bmean = np.where(m, lsum / np.maximum(ln, 1), 0.0)
+            bm2 = np.add.reduceat(np.where(lmask, (ldt - bmean[np.cumsum(first) - 1]) ** 2, 0.0), starts)
+            na, nb = self._ldt_n[upid].astype(np.float64), ln.astype(np.float64)
+            tot = na + nb
+            delta = bmean - self._ldt_mean[upid]
+            new_mean = np.where(m, self._ldt_mean[upid] + delta * nb / np.maximum(tot, 1), self._ldt_mean[upid])
+            new_m2 = np.where(m, self._ldt_m2[upid] + bm2 + delta ** 2 * na * nb / np.maximum(tot, 1), self._ldt_m2[upid])
+            self._ldt_mean[upid], self._ldt_m2[upid] = new_mean, new_m2
+            self._ldt_n[upid] += ln
+        # judging: the batch's mean clipped log ratio moves the smoothed value by (1 - (1 - a)^n)
+        jmask = valid & learned
+        if not jmask.any():
+            return []
+        jn = np.add.reduceat(jmask.astype(np.int64), starts)
+        base = self._ldt_mean[upid]
+        ratio = np.clip(ldt - base[np.cumsum(first) - 1], -LOG_CLIP, LOG_CLIP)
+        jmean = np.add.reduceat(np.where(jmask, ratio, 0.0), starts) / np.maximum(jn, 1)
+        cur = np.where(np.isnan(self._ldt_ewma[upid]), 0.0, self._ldt_ewma[upid])
+        w = 1.0 - (1.0 - TIMING_ALPHA) ** jn
+        cur = np.where(jn > 0, cur + w * (jmean - cur), cur)
+        self._ldt_ewma[upid] = cur
+        # regular points only: a report-by-exception point has no rhythm to lose
+        sd = np.sqrt(self._ldt_m2[upid] / np.maximum(self._ldt_n[upid] - 1, 1))
+        regular = (self._ldt_n[upid] >= 20) & (sd < 0.5)
+        hit = regular & (np.abs(cur) > np.log(s.timing_factor)) & has
+        out = []
+        for k in np.flatnonzero(hit)[:5]:
+            p = int(upid[k])
+            # the interval of this batch's readings (the smoothed value is still on its way there)
+            was, now_s = float(np.exp(base[k])) / US, float(np.exp(base[k] + jmean[k])) / US
+            out.append(self._event(int(self._dev[p]), "behaviour.timing", now,
+                                   f"{self.registry.tag(p)} reports every {now_s:.3g} s, it used to every {was:.3g} s",
+                                   {"point": self.registry.tag(p), "interval_s": now_s, "learned_interval_s": was}))
+        if hit.any():  # the new rhythm is the baseline from now on: one event per change
+            hp = upid[hit]
+            self._ldt_mean[hp] = self._ldt_mean[hp] + jmean[hit]
+            self._ldt_ewma[hp] = 0.0
+        return out
+
+    # -- readings that ingest refused ----------------------------------------------------------------------------
+    def on_rejects(self, rejects, now: int) -> None:
+        """Unknown points and out-of-range values sent by a device that has finished learning (a device being
+        commissioned sends both while its model is completed)."""
+        if self.settings.enabled and rejects is not None and len(rejects.code):
+            self._guarded(self._run_rejects, rejects, now, "refused readings")
+
+    def _run_rejects(self, r, now: int) -> None:
+        out: list[SecurityEvent] = []
+        dev_of = {d: i for i, d in enumerate(self._devices)}
+        learned = self._rate_minutes >= self.settings.learning_minutes
+        for code, rule, what in (("unknown_point", "behaviour.new_point", "points the model does not have"),
+                                 ("out_of_range", "behaviour.out_of_range", "values outside the engineering range")):
+            idx = np.flatnonzero(r.code == code)[:10_000]  # bounded work per batch
+            if not len(idx):
+                continue
+            by_dev: dict[int, list[int]] = {}
+            for i in idx.tolist():
+                d = dev_of.get(str(r.point[i]).rsplit("/", 1)[0])
+                if d is not None and learned[d]:
+                    by_dev.setdefault(d, []).append(i)
+            for d, rows in list(by_dev.items())[:10]:
+                points = sorted({str(r.point[i]) for i in rows})
+                out.append(self._event(d, rule, now, f"{len(rows)} reading(s) with {what}: {', '.join(p.rsplit('/', 1)[1] for p in points[:5])}",
+                                       {"points": points[:20], "count": len(rows),
+                                        "readings": [{"point": str(r.point[i]), "ts": int(r.ts[i]), "value": float(r.value[i])}
+                                                     for i in rows[:10]]}))
+        self._emit(out)
+
+    # -- events from outside the pipeline (the API's access checks) ----------------------------------------------
+    def raise_event(self, device: str, rule: str, message: str, evidence: dict) -> None:
+        """An access event (a scope violation, a lockout): the same dedupe, muting, store and bus as the rest."""
+        if rule not in RULES:
+            raise ValueError(f"unknown rule {rule!r}")
+        with self._lock:
+            self._emit([SecurityEvent(device, rule, self.clock(), message[:1000], evidence)])
 
     def _close_minute(self, out: list, now: int) -> None:
         s = self.settings

@@ -67,8 +67,11 @@ class BrokerCredential:
 
 
 class BrokerCredentials:
-    def __init__(self, store, settings: BrokerSettings | None, *, clock, devices, audit=None) -> None:
+    def __init__(self, store, settings: BrokerSettings | None, *, clock, devices, audit=None, certificate_devices=None) -> None:
         self.store = store
+        # devices with a live client certificate: on a TLS listener with use_identity_as_username the certificate's
+        # common name (the device path) is the user name
+        self._cert_devices = certificate_devices or (lambda: set())
         self.settings = settings
         self.clock = clock
         self._devices = devices  # callable -> the set of device paths in the current model
@@ -130,13 +133,18 @@ class BrokerCredentials:
         ingest_pw = os.environ.get(s.ingest_password_env)
         if ingest_pw:
             pw_lines.append(f"{s.ingest_username}:{mosquitto_hash(ingest_pw)}")
-            acl += [f"user {s.ingest_username}", f"topic read {s.topic_prefix}/#", ""]
+        # the ingest client reads everything, with its password or (on a TLS listener) its client certificate
+        _check_name(s.ingest_username)
+        acl += [f"user {s.ingest_username}", f"topic read {s.topic_prefix}/#", ""]
         for username, device, pw_hash, expires, revoked, suspended in rows:
             if revoked is not None or suspended or (expires is not None and expires <= now):
                 continue
             _check_name(username)
             pw_lines.append(f"{username}:{pw_hash}")
             acl += [f"user {username}", f"topic write {s.topic_prefix}/dev/{device}", ""]
+        for device in sorted(self._cert_devices()):
+            _check_name(device)
+            acl += [f"user {device}", f"topic write {s.topic_prefix}/dev/{device}", ""]
         return "\n".join(pw_lines) + "\n", "\n".join(acl) + "\n"
 
     def apply(self) -> None:
@@ -154,6 +162,14 @@ class BrokerCredentials:
                     self.reloads += 1
                 except (ValueError, ProcessLookupError, PermissionError) as e:
                     log.error("could not ask the broker to reload its password and ACL files (%s): %s", pid_file, e)
+
+
+def listener_conf(*, port: int, host: str, ca_file: str, cert_file: str, key_file: str, crl_file: str) -> str:
+    """The mosquitto.conf lines of a mutual-TLS listener that takes device certificates from the built-in CA: the
+    certificate's common name (the device path) is the user name the generated ACL knows."""
+    return "\n".join([f"listener {port} {host}", f"cafile {ca_file}", f"certfile {cert_file}", f"keyfile {key_file}",
+                      "require_certificate true", "use_identity_as_username true", f"crlfile {crl_file}",
+                      "tls_version tlsv1.2", ""])
 
 
 def _check_name(username: str) -> None:

@@ -37,32 +37,42 @@ _EVENTS = ("CREATE TABLE security_events (device TEXT NOT NULL, rule TEXT NOT NU
 _QUARANTINE = ("CREATE TABLE quarantine (device TEXT PRIMARY KEY, since_us BIGINT NOT NULL, by_actor TEXT NOT NULL, reason TEXT NOT NULL)",
                "CREATE TABLE quarantine_readings (pid INTEGER NOT NULL, ts BIGINT NOT NULL, value DOUBLE PRECISION NOT NULL, "
                "quality SMALLINT NOT NULL, src_ts BIGINT NOT NULL, received_at BIGINT NOT NULL, PRIMARY KEY (pid, ts))")
+_CERTS = ("CREATE TABLE device_certificates (serial TEXT PRIMARY KEY, device TEXT NOT NULL, fingerprint TEXT NOT NULL, "
+          "key_type TEXT NOT NULL, key_bits INTEGER NOT NULL, created_at BIGINT NOT NULL, not_after BIGINT NOT NULL, "
+          "expires_at BIGINT, revoked_at BIGINT, reason TEXT, suspended BOOLEAN NOT NULL, pem TEXT NOT NULL)",)
 MIGRATIONS = (Migration("0100_security_accounts_and_audit", embedded=_TABLES, postgres=_TABLES, owner="security"),
               Migration("0101_security_mqtt_credentials", embedded=_BROKER, postgres=_BROKER, owner="security"),
               Migration("0102_security_device_identity_and_triage", embedded=_IDENTITY, postgres=_IDENTITY, owner="security"),
               Migration("0103_security_risk_history", embedded=_RISK, postgres=_RISK, owner="security"),
               Migration("0104_security_events", embedded=_EVENTS, postgres=_EVENTS, owner="security"),
-              Migration("0105_security_quarantine", embedded=_QUARANTINE, postgres=_QUARANTINE, owner="security"))
+              Migration("0105_security_quarantine", embedded=_QUARANTINE, postgres=_QUARANTINE, owner="security"),
+              Migration("0106_security_device_certificates", embedded=_CERTS, postgres=_CERTS, owner="security"))
 OPERATOR_EVENTS = {"acknowledged": "alarm.ack", "shelved": "alarm.shelve", "unshelved": "alarm.unshelve"}
 
 
 def build(platform) -> Parts:
-    from plantguard.events import AlarmChanged, ModelChanged
+    from plantguard.events import AlarmChanged, ModelChanged, ScopeViolation
     from plantguard.security.accounts import Accounts
-    from plantguard.security.audit import AuditLog
+    from plantguard.security.audit import AuditLog, SyslogExporter
 
     s: SecuritySettings = platform.cfg.section("security") or SecuritySettings()
     base = Path(platform.cfg.storage.data_dir) / "audit"
     audit = AuditLog(platform.store, Path(s.audit_key) if s.audit_key else base / "signing.key",
-                     Path(s.audit_witness) if s.audit_witness else base / "witness.jsonl", clock=platform.clock)
+                     Path(s.audit_witness) if s.audit_witness else base / "witness.jsonl", clock=platform.clock,
+                     exporters=[SyslogExporter(s.audit_syslog, s.audit_syslog_facility)] if s.audit_syslog else [])
     accounts = Accounts(platform.store, s, clock=platform.clock, audit=audit)
     accounts.known_path = lambda path: any(f(path) is not None for f in (
         platform.index.device, platform.index.asset, platform.index.line, platform.index.site)) or \
         path.count("/") == 1 and any(r.path.startswith(path + "/") for r in platform.index.lines())  # an area
     from plantguard.security.broker import BrokerCredentials
+    from plantguard.security.ca import CertificateAuthority
 
-    broker = BrokerCredentials(platform.store, s.broker, clock=platform.clock, audit=audit,
-                               devices=lambda: {r.path for r in platform.index.devices()})
+    devices = lambda: {r.path for r in platform.index.devices()}  # noqa: E731
+    ca = CertificateAuthority(Path(platform.cfg.storage.data_dir) / "ca", platform.store, s.ca, clock=platform.clock,
+                              devices=devices, audit=audit)
+    broker = BrokerCredentials(platform.store, s.broker, clock=platform.clock, audit=audit, devices=devices,
+                               certificate_devices=ca.active_devices)
+    ca.on_change = broker.apply  # the ACL follows the certificates; the reload makes the broker read the new CRL
 
     def on_event(ev) -> None:
         if isinstance(ev, ModelChanged):
@@ -82,6 +92,10 @@ def build(platform) -> Parts:
                 audit.checkpoint()
             except Exception:  # noqa: BLE001 - retried at the next interval
                 log.exception("writing the audit checkpoint failed")
+            try:
+                ca.on_tick(platform.clock())  # the CRL renewed, rotations' overlaps ended
+            except Exception:  # noqa: BLE001 - retried at the next interval
+                log.exception("renewing the certificate revocation list failed")
 
     thread = threading.Thread(target=checkpoints, name="audit-checkpoints", daemon=True)
 
@@ -94,6 +108,7 @@ def build(platform) -> Parts:
     platform.security = accounts
     platform.audit = audit
     platform.broker_credentials = broker
+    platform.ca = ca
     from plantguard.security.service import PostureService, RiskService
 
     posture = PostureService(platform, s, audit)
@@ -103,7 +118,7 @@ def build(platform) -> Parts:
 
     from plantguard.security.quarantine import Quarantine
 
-    quarantine = Quarantine(platform, broker=broker, audit=audit)
+    quarantine = Quarantine(platform, broker=broker, audit=audit, ca=ca)
     platform.pipeline.diverter = quarantine  # a quarantined device's readings go to the quarantine store
     platform.bus.subscribe("quarantine-model", lambda ev: quarantine.refresh(), ModelChanged)
     if s.quarantine_on:
@@ -114,6 +129,39 @@ def build(platform) -> Parts:
                                    publish=lambda e: platform.bus.publish(SecurityEventRaised(e)),
                                    muted=posture.triage)
 
+    def on_lockout(key: str, limit: int) -> None:
+        kind, _, who = key.partition(":")
+        subject = f"address:{who}" if kind == "addr" else f"user:{who}"
+        behaviour.raise_event(subject, "access.auth_failures", f"{limit} failed logins from {subject} within "
+                              f"{s.login_window:g} s: locked for {s.login_lockout:g} s", {"key": subject, "failures": limit})
+
+    accounts.on_lockout = on_lockout
+
+    def on_scope_violation(ev) -> None:
+        behaviour.raise_event(ev.bound_to, "access.scope_violation",
+                              f"a sender bound to {ev.bound_to} tried to send {ev.point}: refused",
+                              {"point": ev.point, "principal": ev.principal})
+
+    platform.bus.subscribe("scope-violations", on_scope_violation, ScopeViolation)
+
+    def on_source(src) -> None:
+        """A connector that can write to devices: writes to a quarantined device are refused before they reach the
+        wire, and every write attempt, done or refused, goes into the audit log."""
+        if hasattr(src, "write_gate"):
+            src.write_gate = quarantine.write_refusal
+        if callable(getattr(src, "write", None)) and callable(getattr(src, "audit", None)):
+            before = src.audit
+
+            def audit_write(rec: dict) -> None:
+                before(rec)
+                result = str(rec.get("result", ""))
+                who = str(rec.get("user"))
+                audit.record(who if ":" in who else f"user:{who}", "device.write", str(rec.get("point")),
+                             "ok" if result == "ok" else result.split(":", 1)[0] or "failed",
+                             {k: rec.get(k) for k in ("connector", "value", "old_value", "result", "registers") if k in rec})
+
+            src.audit = audit_write
+
     def start() -> None:
         thread.start()
         if s.broker is not None:
@@ -123,9 +171,9 @@ def build(platform) -> Parts:
                 log.exception("writing the broker's password and ACL files failed")
 
     return Parts(processors=[behaviour],
-                 services={"security": accounts, "audit": audit, "broker_credentials": broker, "posture": posture, "risks": risks,
+                 services={"security": accounts, "audit": audit, "broker_credentials": broker, "ca": ca, "posture": posture, "risks": risks,
                            "behaviour": behaviour, "quarantine": quarantine},
-                 on_start=[start], on_stop=[on_stop])
+                 on_start=[start], on_stop=[on_stop], on_source=[on_source])
 
 
 def routers() -> list:

@@ -6,6 +6,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from plantguard.security.behaviour import BehaviourSettings
 from plantguard.security.broker import BrokerSettings
+from plantguard.security.ca import CaSettings
 from plantguard.security.roles import Role
 
 
@@ -22,6 +23,27 @@ class SecuritySettings(BaseModel):
     token_max_days: int = Field(365, ge=1, le=3650, description="longest lifetime of an API token")
     audit_checkpoint_every: float = Field(60, ge=1, le=86400, description="seconds between signed audit checkpoints")
     audit_witness: str | None = Field(None, description="file the audit log's leaves and signed checkpoints go to (default: <data_dir>/audit/witness.jsonl; put it on another disk)")
+    audit_syslog: str | None = Field(None, max_length=300, description="also send every signed checkpoint to syslog: udp://host:514, tcp://host:601 or unix:///dev/log")
+    audit_syslog_facility: str = Field("authpriv", description="the syslog facility: auth, authpriv, local0..local7")
+
+    @field_validator("audit_syslog")
+    @classmethod
+    def _syslog(cls, v: str | None) -> str | None:
+        if v is not None:
+            from plantguard.security.audit import SyslogExporter
+
+            SyslogExporter(v)  # raises ValueError with the accepted forms
+        return v
+
+    @field_validator("audit_syslog_facility")
+    @classmethod
+    def _facility(cls, v: str) -> str:
+        from plantguard.security.audit import SyslogExporter
+
+        if v not in SyslogExporter.FACILITIES:
+            raise ValueError(f"one of {', '.join(SyslogExporter.FACILITIES)}")
+        return v
+
     audit_key: str | None = Field(None, description="the audit signing key (default: <data_dir>/audit/signing.key)")
     @field_validator("quarantine_on")
     @classmethod
@@ -34,6 +56,7 @@ class SecuritySettings(BaseModel):
         return v
 
     broker: BrokerSettings | None = Field(None, description="generate the MQTT broker's password and ACL files from the device inventory")
+    ca: CaSettings = Field(default_factory=CaSettings, description="the certificate authority of device and server certificates")
     behaviour: BehaviourSettings = Field(default_factory=BehaviourSettings, description="behavioural detection per device")
     quarantine_on: list[str] = Field(default_factory=list, description="behavioural rules whose events quarantine the device at once (default: none, quarantine by hand)")
     advisories_dir: str | None = Field(None, description="directory of CSAF 2.0 advisories (each *.json with its .sha512) the posture audit matches")

@@ -34,14 +34,14 @@ def _links(platform) -> dict[str, list[dict]]:
                                       "server_certificate": c.security.server_certificate})
         elif t == "sparkplug":
             for d in c.devices:
-                out[d.path].append({"type": "sparkplug", "name": c.name, "endpoint": f"{c.host}:{c.port}", "tls": False,
+                out[d.path].append({"type": "sparkplug", "name": c.name, "endpoint": f"{c.host}:{c.port}", "tls": c.tls is not None,
                                     "client_id": c.client_id})
         elif t == "mqtt":
-            out["*mqtt"].append({"type": "mqtt", "name": c.name, "endpoint": f"{c.host}:{c.port}", "tls": False,
+            out["*mqtt"].append({"type": "mqtt", "name": c.name, "endpoint": f"{c.host}:{c.port}", "tls": c.tls is not None,
                                  "client_id": c.client_id})
     mq = platform.cfg.section("mqtt")
     if mq is not None and getattr(mq, "enabled", False):
-        out["*mqtt"].append({"type": "mqtt", "name": "mqtt", "endpoint": f"{mq.host}:{mq.port}", "tls": False, "client_id": mq.client_id})
+        out["*mqtt"].append({"type": "mqtt", "name": "mqtt", "endpoint": f"{mq.host}:{mq.port}", "tls": mq.tls is not None, "client_id": mq.client_id})
     return out, writable
 
 
@@ -53,7 +53,14 @@ def gather(platform, first_seen: dict[str, dict] | None = None) -> list[DeviceFa
     if broker is not None:
         for c in broker.credentials():
             creds[c.device].append({"username": c.username, "created_at": c.created_at, "expires_at": c.expires_at,
-                                    "revoked_at": c.revoked_at, "suspended": c.suspended})
+                                    "revoked_at": c.revoked_at, "suspended": c.suspended, "kind": "password"})
+    ca = getattr(platform, "ca", None)
+    if ca is not None:
+        for c in ca.certificates():
+            ends = min(c.not_after, c.expires_at) if c.expires_at is not None else c.not_after
+            creds[c.device].append({"username": f"certificate {c.serial}", "created_at": c.created_at, "expires_at": ends,
+                                    "revoked_at": c.revoked_at, "suspended": c.suspended, "kind": "certificate",
+                                    "key_type": c.key_type, "key_bits": c.key_bits})
     out = []
     refs = list(platform.index.devices())
     tags = [f"{r.path}/{p.id}" for r in refs for p in r.device.points]

@@ -92,7 +92,8 @@ def _mqtt_plain(f: DeviceFacts, ctx) -> list[dict]:
 def _mqtt_anonymous(f: DeviceFacts, ctx) -> list[dict]:
     if not any(x["type"] in ("mqtt", "sparkplug") for x in f.links):
         return []
-    live = [c for c in f.credentials if c.get("revoked_at") is None and not c.get("suspended")]
+    live = [c for c in f.credentials if c.get("revoked_at") is None and not c.get("suspended")
+            and (c.get("expires_at") is None or c["expires_at"] > ctx["now"])]
     return [] if live else [{"live_credentials": 0}]
 
 
@@ -110,6 +111,29 @@ def _expiring(f: DeviceFacts, ctx) -> list[dict]:
     soon = ctx["now"] + ctx["expiry_warning_us"]
     return [{"username": c["username"], "expires_at": c["expires_at"]} for c in f.credentials
             if c.get("revoked_at") is None and c.get("expires_at") and ctx["now"] < c["expires_at"] <= soon]
+
+
+def _weak_key(f: DeviceFacts, ctx) -> list[dict]:
+    from plantguard.security.ca import weak_key
+
+    return [{"credential": c["username"], "key_type": c.get("key_type"), "key_bits": c.get("key_bits")} for c in f.credentials
+            if c.get("kind") == "certificate" and c.get("revoked_at") is None and weak_key(c.get("key_type", ""), c.get("key_bits", 0))]
+
+
+def _revoked_in_use(f: DeviceFacts, ctx) -> list[dict]:
+    # every credential of the device is revoked or expired, yet readings keep arriving after that: the broker is
+    # not enforcing its password file, ACL or CRL (or another path lets the device in)
+    if not f.credentials or f.last_seen_us is None:
+        return []
+    now = ctx["now"]
+    live = [c for c in f.credentials if c.get("revoked_at") is None and not c.get("suspended")
+            and (c.get("expires_at") is None or c["expires_at"] > now)]
+    if live:
+        return []
+    ended = max((c["revoked_at"] if c.get("revoked_at") is not None else c.get("expires_at") or 0) for c in f.credentials)
+    if f.last_seen_us <= ended + ctx["grace_us"]:
+        return []
+    return [{"credentials_ended_at": ended, "last_seen": f.last_seen_us, "credentials": [c["username"] for c in f.credentials][:10]}]
 
 
 def _silent(f: DeviceFacts, ctx) -> list[dict]:
@@ -160,6 +184,12 @@ CHECKS: tuple[Check, ...] = (
           "Rotate it (plantguard devices credential rotate): the old key keeps working for the overlap.", _never_rotated),
     Check("credentials.expiring", "low", "A device credential that expires soon",
           "Deploy the rotated key to the device before the old one expires.", _expiring),
+    Check("credentials.weak_key", "high", "A device certificate with a weak key (RSA under 2048 bits, EC under 256)",
+          "Rotate it with a new key (plantguard devices certificate rotate).", _weak_key),
+    Check("credentials.revoked_still_in_use", "critical",
+          "Readings still arrive from a device whose every credential is revoked or expired",
+          "Check that the broker runs with the generated password, ACL and CRL files (and reloads them) and that no "
+          "other route (anonymous listener, shared account) lets the device in.", _revoked_in_use),
     Check("credentials.conflicting_client_id", "medium", "Two connectors use the same MQTT client id: they take each other's session",
           "Give every connector its own client_id.", _shared_client_id),
     Check("behaviour.silent", "medium", "A device silent for longer than expected",
@@ -185,7 +215,7 @@ def audit(devices: list[DeviceFacts], *, now: int, advisories=None, advisory_pro
                 client_ids.setdefault(x["client_id"], []).append(x["name"])
     ctx = {"now": now, "max_credential_age_us": int(max_credential_age_days * 86400 * US),
            "expiry_warning_us": int(expiry_warning_days * 86400 * US), "silent_min_us": int(silent_min_s * US),
-           "client_ids": client_ids}
+           "client_ids": client_ids, "grace_us": 5 * 60 * US}
     mute = mute or set()
     findings: list[Finding] = []
     for f in devices:

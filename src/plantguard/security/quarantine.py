@@ -37,9 +37,10 @@ class QuarantineRecord:
 
 
 class Quarantine:
-    def __init__(self, platform, *, broker=None, audit=None) -> None:
+    def __init__(self, platform, *, broker=None, audit=None, ca=None) -> None:
         self._p = platform
         self.broker = broker
+        self.ca = ca
         self.audit = audit
         self._lock = threading.Lock()
         self._held = np.zeros(0, bool)
@@ -49,6 +50,7 @@ class Quarantine:
     def refresh(self) -> None:
         """Rebuilds the mask of quarantined point ids (after a change, or when points were added)."""
         devices = [d for (d,) in self._p.store.fetch("SELECT device FROM quarantine")]
+        self._devices = frozenset(d.rstrip("/") for d in devices)
         reg = self._p.registry
         n = max(reg.tags, default=-1) + 1
         mask = np.zeros(n, bool)
@@ -58,6 +60,12 @@ class Quarantine:
                 if tag.startswith(prefix):
                     mask[pid] = True
         self._held = mask
+
+    def write_refusal(self, device: str) -> str | None:
+        """Why a write to this device is refused now (None: it is not quarantined). Read from memory, so a
+        quarantine blocks the next write, within the poll cycle it was decided in."""
+        d = device.rstrip("/")
+        return f"device {d} is quarantined: writes are blocked until it is released" if d in self._devices else None
 
     def held(self, pid: np.ndarray) -> np.ndarray:
         m = self._held
@@ -107,6 +115,8 @@ class Quarantine:
             self._p.store.execute([("INSERT INTO quarantine (device, since_us, by_actor, reason) VALUES (?, ?, ?, ?)",
                                     (device, self._p.clock(), str(actor), reason[:500]))])
             self.refresh()
+        if self.ca is not None:
+            self.ca.suspend(device, True, actor)  # on hold in the CRL, out of the ACL
         if self.broker is not None and self.broker.credentials(device):
             self.broker.suspend(device, True, actor)
         self._record(actor, "quarantine", device, reason=reason[:500])
@@ -132,6 +142,8 @@ class Quarantine:
         if disposition == "admit" and len(held[0]):
             admitted = self._admit(held)
         self._delete(pids)
+        if self.ca is not None:
+            self.ca.suspend(device, False, actor)
         if self.broker is not None and self.broker.credentials(device):
             self.broker.suspend(device, False, actor)
         self._record(actor, f"quarantine.release.{disposition}", device, reason=reason[:500], held=int(len(held[0])),

@@ -110,19 +110,20 @@ class TelemetryService(PlatformPart):
             self.check_scope(batch, dead, device)
         return self._p.pipeline.submit(batch, dead, timeout=timeout)
 
-    @staticmethod
-    def check_scope(batch: RawBatch, dead: list[DeadLetter], device: str) -> None:
-        """Forbidden unless every reading (and every unreadable one that names a point) is under `device`."""
+    def check_scope(self, batch: RawBatch, dead: list[DeadLetter], device: str, principal: str | None = None) -> None:
+        """Forbidden unless every reading (and every unreadable one that names a point) is under `device`; a
+        refusal is published (ScopeViolation) for the security capability's detection."""
         from plantguard.errors import Forbidden
 
         own = device.rstrip("/") + "/"
-        for i in range(len(batch)):
-            tag = batch.tag(i)
-            if not tag.startswith(own):
-                raise Forbidden(f"{device} may only send its own points; the payload has {tag[:200]!r}")
-        for d in dead:
-            if d.point and not str(d.point).startswith(own):
-                raise Forbidden(f"{device} may only send its own points; the payload has {str(d.point)[:200]!r}")
+        bad = next((batch.tag(i) for i in range(len(batch)) if not batch.tag(i).startswith(own)), None)
+        if bad is None:
+            bad = next((str(d.point) for d in dead if d.point and not str(d.point).startswith(own)), None)
+        if bad is not None:
+            from plantguard.events import ScopeViolation
+
+            self._p.bus.publish(ScopeViolation(device, bad[:200], principal))
+            raise Forbidden(f"{device} may only send its own points; the payload has {bad[:200]!r}")
 
     def latest_stored(self, tags: list[str]) -> dict[str, dict | None]:
         """The newest reading of each tag as the store holds it (the same answer as `latest`, which reads the

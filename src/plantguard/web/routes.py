@@ -18,6 +18,8 @@ from zoneinfo import ZoneInfo
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
+from jinja2 import pass_context
+from markupsafe import Markup
 
 from plantguard.domain.alarms import PRIORITY_RANK, AlarmState
 from plantguard.errors import NotFound, PlantguardError
@@ -37,8 +39,8 @@ templates = Jinja2Templates(directory=str(WEB_DIR / "templates"))
 router = APIRouter(include_in_schema=False, dependencies=[require(Permission.READ)])
 
 NAV = [("overview", "/", "Overview"), ("alarms", "/alarms", "Alarms"), ("devices", "/devices", "Devices"),
-       ("quality", "/quality", "Data quality"), ("security", "/security", "Security")]
-NAV_NEEDS = {"security": Permission.SECURITY_READ}  # links a role would be refused are not shown
+       ("quality", "/quality", "Data quality"), ("security", "/security", "Security"), ("users", "/admin/users", "Users")]
+NAV_NEEDS = {"security": Permission.SECURITY_READ, "users": Permission.USERS_MANAGE}  # links a role would be refused are not shown
 STATE_WORDS = {
     "unacknowledged": "Active, unacknowledged",
     "acknowledged": "Active, acknowledged",
@@ -121,7 +123,14 @@ def fmt_count(v: Any, noun: str) -> str:
     return f"{fmt_number(v)} {noun}{'' if v == 1 else 's'}"
 
 
-templates.env.filters.update(number=fmt_number, value=fmt_value, unit=unit_symbol, duration=fmt_duration, pct=pct, count=fmt_count)
+@pass_context
+def _localtime_filter(ctx, ts_us: int | None) -> Markup:
+    """`{{ ts | localtime }}`: a <time> in the page's time zone, with its ISO form for the scripts."""
+    return Markup('<time datetime="{0}" data-ts-iso="{0}">{1}</time>').format(iso_time(ts_us), local_time(ts_us, ctx.get("tz") or "UTC"))
+
+
+templates.env.filters.update(number=fmt_number, value=fmt_value, unit=unit_symbol, duration=fmt_duration, pct=pct, count=fmt_count,
+                             localtime=_localtime_filter)
 
 
 # -- shared page context ------------------------------------------------------------------------------------------
@@ -423,27 +432,8 @@ def quality_page(request: Request, reason: str | None = None, source: str | None
 
 
 # -- security ---------------------------------------------------------------------------------------------------------
-SEVERITY_ORDER = ("critical", "high", "medium", "low", "info")
-
-
 @router.get("/security", response_class=HTMLResponse, dependencies=[require(Permission.SECURITY_READ)])
 def security_page(request: Request) -> HTMLResponse:
-    import json as _json
+    from plantguard.web.security_pages import security_page as page
 
-    from plantguard.api.permissions import principal_of
-
-    platform: Platform = request.app.state.platform
-    report = platform.services.posture.run()
-    findings = [{**asdict(f), "evidence_text": _json.dumps(f.evidence, default=str)[:400]} for f in report.findings[:500]]
-    facts = platform.services.posture.last_facts  # gathered by the run above, not a second time
-    devices = [{"path": f.path, "links": ", ".join(sorted({f"{x['type']} ({x['name']})" for x in f.links})) or "—",
-                "product": " / ".join(str(f.inventory.get(k)) for k in ("vendor", "product", "firmware") if f.inventory.get(k)) or "—",
-                "owner": f.inventory.get("owner") or "—", "criticality": f.inventory.get("criticality") or "—",
-                "keys": sum(1 for c in f.credentials if c.get("revoked_at") is None)} for f in facts[:2000]]
-    audit = None
-    if principal_of(request).can(Permission.AUDIT_READ):
-        audit = platform.services.audit.verify_now()
-    counts = report.by_severity()
-    risks = platform.services.risks.recompute(report)[:10]
-    return render(request, "security.html", "security", report=report, findings=findings, devices=devices, audit=audit,
-                  severities=[(s, counts[s]) for s in SEVERITY_ORDER], risks=risks)
+    return page(request)

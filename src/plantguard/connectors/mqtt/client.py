@@ -8,6 +8,7 @@ drop() may be called from any thread: paho queues the PUBACK and wakes its loop 
 from __future__ import annotations
 
 import socket
+import ssl
 import threading
 import time
 from typing import Callable
@@ -15,6 +16,15 @@ from typing import Callable
 import paho.mqtt.client as mqtt
 
 MessageHandler = Callable[[str, bytes, int, int], None]  # topic, payload, mid, qos
+
+
+def use_tls(c: "mqtt.Client", tls: dict | None) -> None:
+    """TLS 1.2+ with the broker's certificate checked against `ca_file` (and its host name), and the client's own
+    certificate when given (mutual TLS)."""
+    if not tls:
+        return
+    c.tls_set(ca_certs=tls["ca_file"], certfile=tls.get("cert_file"), keyfile=tls.get("key_file"),
+              cert_reqs=ssl.CERT_REQUIRED, tls_version=ssl.PROTOCOL_TLS_CLIENT)
 
 
 class SubscriberClient:
@@ -39,6 +49,7 @@ class SubscriberClient:
         username: str | None = None,
         password: str | None = None,
         keepalive: int = 30,
+        tls: dict | None = None,
     ) -> None:
         self.host, self.port, self.keepalive = host, port, keepalive
         self.subscriptions = subscriptions
@@ -56,6 +67,7 @@ class SubscriberClient:
         )
         if username is not None:
             c.username_pw_set(username, password)
+        use_tls(c, tls)
         c.on_connect = self._cb_connect
         c.on_disconnect = self._cb_disconnect
         c.on_connect_fail = self._cb_connect_fail
@@ -144,9 +156,13 @@ class Publisher:
     publish() returns the message's index; acked() lists the indices the broker has acknowledged (PUBACK).
     """
 
-    def __init__(self, host: str, port: int, client_id: str = "", *, max_inflight: int = 1000, clean_session: bool = True) -> None:
+    def __init__(self, host: str, port: int, client_id: str = "", *, max_inflight: int = 1000, clean_session: bool = True,
+                 username: str | None = None, password: str | None = None, tls: dict | None = None) -> None:
         c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=clean_session if client_id else True,
                         protocol=mqtt.MQTTv311)
+        if username is not None:
+            c.username_pw_set(username, password)
+        use_tls(c, tls)
         c.max_inflight_messages_set(max_inflight)
         c.max_queued_messages_set(0)
         self._c = c

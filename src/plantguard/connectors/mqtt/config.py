@@ -27,6 +27,26 @@ __all__ = ["MqttConfig", "MqttConnectorConfig", "MqttTuning", "Topics", "backoff
 DEVICE_LEVELS = 5  # site/area/line/asset/device
 
 
+class MqttTls(BaseModel):
+    """TLS to the broker (its listener on 8883): the CA that signed the broker's certificate and, for mutual TLS,
+    this client's own certificate and key (e.g. from `plantguard ca server-cert` / `devices certificate issue`)."""
+
+    model_config = ConfigDict(extra="forbid")
+    ca_file: str = Field(description="CA certificate(s) that signed the broker's certificate (PEM)")
+    cert_file: str | None = Field(None, description="this client's certificate (PEM), for a listener that requires one")
+    key_file: str | None = Field(None, description="its private key (PEM)")
+
+    @field_validator("key_file")
+    @classmethod
+    def _pair(cls, v, info: ValidationInfo):
+        if (v is None) != (info.data.get("cert_file") is None):
+            raise ValueError("cert_file and key_file go together")
+        return v
+
+    def kwargs(self) -> dict:
+        return {"ca_file": self.ca_file, "cert_file": self.cert_file, "key_file": self.key_file}
+
+
 class BrokerSettings(BaseModel):
     """How to reach the broker and which topics to take: shared by the `mqtt:` section and a connector entry."""
 
@@ -39,6 +59,7 @@ class BrokerSettings(BaseModel):
     username: str | None = None
     password: str | None = None
     qos: Literal[0, 1] = 1
+    tls: MqttTls | None = Field(None, description="connect over TLS (the broker's 8883 listener); default: plaintext")
     reconnect_min: float = Field(0.5, gt=0, le=3600)
     reconnect_max: float = Field(30.0, gt=0, le=3600)
 

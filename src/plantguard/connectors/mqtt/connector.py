@@ -41,7 +41,8 @@ class MqttConnector(MqttSource):
         t0 = time.perf_counter()
 
         def connect() -> None:
-            p = Publisher(cfg.host, cfg.port, client_id=f"plantguard-probe-{random.getrandbits(32):08x}")
+            p = Publisher(cfg.host, cfg.port, client_id=f"plantguard-probe-{random.getrandbits(32):08x}",
+                          username=cfg.username, password=cfg.password, tls=cfg.tls.kwargs() if cfg.tls else None)
             try:
                 p.connect(timeout=max(1.0, duration_s))
             finally:
@@ -58,7 +59,8 @@ class MqttConnector(MqttSource):
             r.notes.append(f"no MQTT connection: {e}")
         if cfg.username is None:
             r.risks.append("no username: the broker accepts anonymous clients, so any device on the network can publish readings")
-        r.risks.append("no TLS: readings and credentials cross the network in clear")
+        if cfg.tls is None:
+            r.risks.append("no TLS: readings and credentials cross the network in clear")
         if cfg.qos == 0:
             r.risks.append("QoS 0: readings published while plantguard is disconnected are lost")
         return [r]

@@ -104,7 +104,7 @@ class MqttSource:
             subscriptions=[(f, qos) for f in self.topics.filters],
             on_message=self._on_message, on_connected=self._on_connected, on_disconnected=self._on_disconnected,
             next_delay=self._next_delay, username=self.cfg.username, password=self.cfg.password,
-            keepalive=self.tuning.keepalive,
+            keepalive=self.tuning.keepalive, tls=self.cfg.tls.kwargs() if self.cfg.tls else None,
         )
         if self._coalesce > 0:
             self._flusher_run = True

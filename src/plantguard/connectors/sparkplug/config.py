@@ -19,6 +19,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from plantguard.connectors.mqtt.config import MqttTls
 from plantguard.connectors.base import ConnectorConfig
 from plantguard.domain.model import TAG_SEP
 from plantguard.errors import ConfigProblem
@@ -50,6 +51,7 @@ class SparkplugConfig(ConnectorConfig):
     port: int = Field(1883, ge=1, le=65535)
     username: str | None = None
     password: str | None = None
+    tls: MqttTls | None = Field(None, description="connect over TLS (the broker's 8883 listener); default: plaintext")
     client_id: str = Field("plantguard-sparkplug", min_length=1, max_length=128)
     keepalive: int = Field(30, ge=5, le=65535)
     groups: list[str] = Field(min_length=1, description="Sparkplug group ids to subscribe to (spBv1.0/<group>/#)")

@@ -188,6 +188,7 @@ class SparkplugConnector(Connector):
             on_disconnected=lambda reason: post("down", reason),
             next_delay=lambda attempt: self._backoff.next(),
             username=self.cfg.username, password=self.cfg.password, keepalive=self.cfg.keepalive, will=will,
+            tls=self.cfg.tls.kwargs() if self.cfg.tls else None,
         )
         self._client.start()
         try:

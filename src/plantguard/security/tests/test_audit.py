@@ -206,3 +206,76 @@ def test_the_cli_verifies_offline_and_names_the_first_bad_entry(tmp_path):
     s.close()
     r = CliRunner().invoke(app, ["audit", "verify", "--data-dir", str(data)])
     assert r.exit_code == 1 and "TAMPERED" in r.output and "first bad entry: 2" in r.output, r.output
+
+
+def _syslog_file(store, tmp_path, proto: str):
+    """A log with checkpoints every 5 entries sent to a syslog receiver on loopback; what it received is written as
+    a syslog server's file would hold it, between other programs' messages."""
+    import socket
+    import threading
+
+    from plantguard.security.audit import SyslogExporter
+
+    kind = socket.SOCK_DGRAM if proto == "udp" else socket.SOCK_STREAM
+    srv = socket.socket(socket.AF_INET, kind)
+    srv.bind(("127.0.0.1", 0))
+    srv.settimeout(10)
+    got: list[bytes] = []
+    if proto == "tcp":
+        srv.listen(1)
+
+        def serve():
+            conn, _ = srv.accept()
+            conn.settimeout(10)
+            buf = b""
+            while True:
+                try:
+                    chunk = conn.recv(65536)
+                except OSError:
+                    break
+                if not chunk:
+                    break
+                buf += chunk
+            got.extend(x for x in buf.split(b"\n") if x)
+            conn.close()
+
+        t = threading.Thread(target=serve, daemon=True)
+        t.start()
+    x = SyslogExporter(f"{proto}://127.0.0.1:{srv.getsockname()[1]}", "local3")
+    log = AuditLog(store, tmp_path / "audit" / "signing.key", tmp_path / "audit" / "witness.jsonl", clock=Clock(), exporters=[x])
+    for i in range(20):
+        log.record(f"user:u{i % 3}", "alarm.ack", f"s/a/l/x/d/p{i}:HI", detail={"note": f"n{i}"})
+        if i % 5 == 4:
+            log.checkpoint()
+    x.close()
+    if proto == "udp":
+        for _ in range(4):
+            got.append(srv.recvfrom(65536)[0])
+    else:
+        t.join(10)
+    srv.close()
+    assert len(got) == 4 and x.sent == 4
+    assert all(g.startswith(b"<157>1 ") and b" plantguard-audit " in g for g in got), got  # local3.notice, RFC 5424
+    f = tmp_path / "syslog"
+    f.write_bytes(b"Dec  1 17:00:00 host sshd[1]: Accepted publickey for root\n" + b"\n".join(got) + b"\nDec  1 17:00:01 host cron[2]: ok\n")
+    return log, f
+
+
+@pytest.mark.parametrize("proto", ["udp", "tcp"])
+def test_checkpoints_sent_to_syslog_verify_the_log_on_their_own(store, tmp_path, proto):
+    log, f = _syslog_file(store, tmp_path, proto)
+    with open(f, "rb") as fh:
+        v = verify(read_entries(store), fh, log.public_key)
+    assert v.ok and v.covered == 20 and v.checkpoints == 4, v
+
+
+@pytest.mark.parametrize("tamper", [tamper_edit, tamper_edit_detail, tamper_insert, tamper_delete_and_renumber, tamper_reorder,
+                                    tamper_truncate], ids=lambda f: f.__name__[7:])
+def test_syslog_checkpoints_alone_detect_tampering_and_locate_it(store, tmp_path, tamper):
+    log, f = _syslog_file(store, tmp_path, "udp")
+    first = tamper(store)
+    with open(f, "rb") as fh:
+        v = verify(read_entries(store), fh, log.public_key)
+    assert not v.ok, v
+    # located to the five entries between two checkpoints (the witness file names the very entry)
+    assert v.first_bad is not None and v.first_bad <= first < v.first_bad + 5, v

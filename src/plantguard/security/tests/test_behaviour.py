@@ -94,8 +94,9 @@ def test_each_fault_fires_once_with_its_evidence(plat):
     p.clock_.t = t + 130 * S
     p.pipeline.process_now(RawBatch.build([f"{DEV}/p1"], [t - 30 * 86400 * S], [20.0]))
     got = {e.rule: e for e in list_events(p.store)}
-    assert set(got) == {"behaviour.frozen", "behaviour.implausible_jump", "behaviour.flood", "behaviour.far_timestamp"}, \
-        [e.message for e in got.values()]
+    # (3000 readings a millisecond apart are also a change of p0's rhythm: the timing rule says so once)
+    assert set(got) == {"behaviour.frozen", "behaviour.implausible_jump", "behaviour.flood", "behaviour.far_timestamp",
+                        "behaviour.timing"}, [e.message for e in got.values()]
     assert got["behaviour.frozen"].evidence["point"] == f"{DEV}/p0" and got["behaviour.frozen"].evidence["value"] == 50.25
     assert got["behaviour.implausible_jump"].evidence["point"] == f"{DEV}/p1"
     assert got["behaviour.flood"].evidence["readings"] >= 3000
@@ -124,3 +125,85 @@ def test_a_bad_batch_never_stops_ingest(plat, monkeypatch):
     monkeypatch.setattr(proc, "_run_batch", lambda b, now: 1 / 0)
     feed(plat, 0, signals(20, 9))
     assert proc.errors >= 1 and plat.pipeline.stats.accepted == 80
+
+
+def feed_times(p, point: int, times_s: np.ndarray, seed: int) -> None:
+    """One point's readings at the given times (seconds from T0), in batches of 20, the clock following."""
+    rng = np.random.default_rng(seed)
+    for lo in range(0, len(times_s), 20):
+        t = times_s[lo:lo + 20]
+        p.clock_.t = T0 + int((t[-1] + 1) * S)
+        p.pipeline.process_now(RawBatch.build([f"{DEV}/p{point}"] * len(t), [T0 + int(x * S) for x in t],
+                                              list(50 + rng.normal(0, 1, len(t)))))
+
+
+def test_a_change_of_rhythm_fires_once_and_jitter_gaps_and_irregular_points_do_not(plat):
+    rng = np.random.default_rng(11)
+    # p0: 1 s with 5 % jitter, one 20-minute outage; p1: report by exception (irregular, 0.1 s to 60 s)
+    t0 = np.cumsum(rng.normal(1.0, 0.05, 4000))
+    t0[2000:] += 1200
+    t1 = np.cumsum(rng.exponential(5.0, 2000))
+    feed_times(plat, 0, t0, 1)
+    feed_times(plat, 1, t1, 2)
+    assert "behaviour.timing" not in rules(plat), [e.message for e in list_events(plat.store)]
+    # p0 now reports ten times as often, sustained: one event, then the new rhythm is the baseline
+    last = t0[-1]
+    fast = last + np.cumsum(rng.normal(0.1, 0.005, 3000))
+    feed_times(plat, 0, fast, 3)
+    ev = list_events(plat.store, rule="behaviour.timing")
+    assert len(ev) == 1 and ev[0].evidence["point"] == f"{DEV}/p0", [e.message for e in ev]
+    assert 0.05 < ev[0].evidence["interval_s"] < 0.2 and 0.9 < ev[0].evidence["learned_interval_s"] < 1.1
+    plat.services.posture.decide  # (mute/accept per device and rule is the same triage as the other rules)
+    plat.clock_.t += 2 * 3600 * S  # past the dedupe window: the new rhythm raises nothing further
+    feed_times(plat, 0, fast[-1] + 7200 + np.cumsum(rng.normal(0.1, 0.005, 2000)), 4)
+    assert len(list_events(plat.store, rule="behaviour.timing")) == 1
+
+
+def test_unknown_points_and_out_of_range_values_from_a_learned_device(plat):
+    # before the device has learned (10 rate minutes), a commissioning device's stray points raise nothing
+    p = plat
+    p.clock_.t = T0 + 5 * S
+    p.pipeline.process_now(RawBatch.build([f"{DEV}/p9"], [T0], [1.0]))
+    assert rules(p) == []
+    feed(p, 0, signals(900, 12), per_batch=60)
+    t = T0 + 901 * S
+    p.clock_.t = t + S
+    p.pipeline.process_now(RawBatch.build([f"{DEV}/p0", f"{DEV}/backdoor", f"{DEV}/p2"], [t, t, t], [50.0, 1.0, 5000.0]))
+    got = {e.rule: e for e in list_events(p.store)}
+    assert set(got) == {"behaviour.new_point", "behaviour.out_of_range"}, [e.message for e in got.values()]
+    assert got["behaviour.new_point"].evidence["points"] == [f"{DEV}/backdoor"]
+    assert got["behaviour.out_of_range"].evidence["readings"][0] == {"point": f"{DEV}/p2", "ts": t, "value": 5000.0}
+    # a point of no device in the model is the ingest's dead letter, not a device's event
+    p.pipeline.process_now(RawBatch.build(["s9/x/y/z/w/p0"], [t], [1.0]))
+    assert len(list_events(p.store)) == 2
+
+
+def test_access_events_from_a_device_token_and_from_login_failures(tmp_path):
+    from fastapi.testclient import TestClient
+
+    from plantguard.api.app import create_app
+    from plantguard.testing.auth import auth_headers
+
+    d = plant_dict(2, data_dir=str(tmp_path), alarms=False)
+    d["security"] = {"login_max_failures": 3, "login_max_failures_per_address": 4}
+    p = Platform(parse_config(d)).start()
+    try:
+        other = "s1/a1/l1/pump1/plc2"
+        h = auth_headers(p, "engineer", scopes=["ingest"], device=DEV)
+        with TestClient(create_app(p), base_url="http://127.0.0.1", headers=h) as c:
+            r = c.post("/api/ingest", json={"readings": [{"point": f"{other}/p0", "ts": p.clock() // 1000, "value": 1.0}]})
+            assert r.status_code == 403
+        with TestClient(create_app(p), base_url="http://127.0.0.1") as c:
+            for _ in range(5):
+                c.post("/api/auth/login", json={"user": "mallory", "password": "guess number n, long enough"})
+        from plantguard.testing.wait import wait_for
+
+        def got():
+            return {(e.rule, e.device) for e in list_events(p.store)}
+
+        wait_for(lambda: ("access.scope_violation", DEV) in got(), "the scope violation event")
+        wait_for(lambda: ("access.auth_failures", "user:mallory") in got(), "the lockout event")
+        ev = list_events(p.store, rule="access.scope_violation")[0]
+        assert ev.evidence["point"] == f"{other}/p0"
+    finally:
+        p.stop()

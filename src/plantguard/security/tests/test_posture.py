@@ -42,6 +42,11 @@ CASES = {
     "credentials.no_device_credential": (facts(links=[MQTT]), facts(links=[MQTT], credentials=[CRED])),
     "credentials.never_rotated": (facts(credentials=[{**CRED, "created_at": NOW - 400 * DAY}]), facts(credentials=[CRED])),
     "credentials.expiring": (facts(credentials=[{**CRED, "expires_at": NOW + 3 * DAY}]), facts(credentials=[{**CRED, "expires_at": NOW + 60 * DAY}])),
+    "credentials.weak_key": (facts(credentials=[{**CRED, "kind": "certificate", "key_type": "rsa", "key_bits": 1024}]),
+                             facts(credentials=[{**CRED, "kind": "certificate", "key_type": "ec-secp256r1", "key_bits": 256}])),
+    "credentials.revoked_still_in_use": (
+        facts(credentials=[{**CRED, "revoked_at": NOW - DAY}], last_seen_us=NOW - 1_000_000),
+        facts(credentials=[{**CRED, "revoked_at": NOW - DAY}], last_seen_us=NOW - DAY - 1_000_000)),
     "credentials.conflicting_client_id": (
         facts(links=[MQTT, {**MQTT, "name": "other", "type": "sparkplug"}], credentials=[CRED]), facts(links=[MQTT], credentials=[CRED])),
     "behaviour.silent": (facts(last_seen_us=NOW - 2 * 3600 * 1_000_000), facts()),

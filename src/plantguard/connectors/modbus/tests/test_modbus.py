@@ -273,3 +273,23 @@ def test_probe_reports_blocks_rates_and_risks(server):
     assert r1.safe_poll_rps is not None and r1.planned_rps == 200
     assert any("block(s) return errors" in r for r in r1.risks)
     assert any("does not answer" in r for r in r7.risks)
+
+
+def test_a_quarantined_device_is_not_written_and_every_attempt_is_audited(running):
+    from plantguard.domain.actor import Actor
+    from plantguard.security.audit import read_entries
+
+    platform, conn, audit = running
+    q = platform.services.quarantine
+    q.quarantine(f"{DEV}/plc1", Actor.user("ann"), "unplanned firmware change")
+    try:
+        with pytest.raises(WriteRefused, match="quarantined"):
+            asyncio.run(conn.write(f"{DEV}/plc1/sp", 123, user="bob"))
+        assert audit[-1]["result"].startswith("refused: device") and audit[-1]["value"] == 123
+        assert "registers" not in audit[-1]  # refused before anything was encoded or sent
+    finally:
+        q.release(f"{DEV}/plc1", Actor.user("carol"), "the change was planned", "discard")
+    rec = asyncio.run(conn.write(f"{DEV}/plc1/sp", 500, user="bob"))  # released: writes go through again
+    assert rec["result"] == "ok"
+    writes = [(e.actor, e.result) for e in read_entries(platform.store) if e.action == "device.write"]
+    assert ("user:bob", "refused") in writes and writes[-1] == ("user:bob", "ok")
