@@ -68,8 +68,8 @@ def ceiling(port: int, n: int, repeats: int) -> dict | None:
     return json.loads(text.split("SUMMARY ", 1)[1])["batch100_q1_json"]
 
 
-def run_once(broker: MosquittoBroker, storage: dict, n: int) -> dict:
-    doc = plant(NS, storage)
+def run_once(broker: MosquittoBroker, storage: dict, n: int, behaviour: bool = True) -> dict:
+    doc = plant(NS, storage, behaviour)
     doc["mqtt"] = {"enabled": True, "host": broker.host, "port": broker.port, "client_id": f"plantguard-bench-{time.time_ns()}"}
     doc["ingest"]["max_future"] = "5m"
     cfg = parse_config(doc)
@@ -113,9 +113,28 @@ def main() -> None:
     ap.add_argument("--backend", choices=["embedded", "postgres", "both"], default="both")
     ap.add_argument("--messages", type=int, default=20_000)
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--behaviour-ab", action="store_true",
+                    help="embedded only: behavioural detection on and off, alternating, per-round ratios")
     a = ap.parse_args()
     m = print_machine()
     with tempfile.TemporaryDirectory() as wd, MosquittoBroker(workdir=wd) as broker:
+        if a.behaviour_ab:
+            ratios, on, off = [], [], []
+            for r in range(a.repeats):
+                pair = {}
+                for flag in ((True, False) if r % 2 == 0 else (False, True)):
+                    with tempfile.TemporaryDirectory() as d:
+                        pair[flag] = run_once(broker, {"backend": "embedded", "data_dir": d}, a.messages, flag)["points_per_s"]
+                on.append(pair[True])
+                off.append(pair[False])
+                ratios.append(pair[True] / pair[False])
+                print(f"  round {r + 1}: on {pair[True]:,.0f}  off {pair[False]:,.0f}  ratio {ratios[-1]:.2f}")
+            out = {"on_median": round(statistics.median(on)), "off_median": round(statistics.median(off)),
+                   "ratio_median": round(statistics.median(ratios), 3), "ratios": [round(x, 3) for x in ratios], "machine": m}
+            print(f"MQTT, behavioural detection on/off: median {out['on_median']:,} vs {out['off_median']:,} points/s; "
+                  f"per-round ratio median {out['ratio_median']}")
+            record("mqtt_ingest_behaviour_ab", out)
+            return
         ceil = ceiling(broker.port, a.messages, a.repeats)
         if ceil:
             print(f"ceiling (raw paho -> mosquitto -> paho, QoS 1, 100-point JSON): {ceil['points_per_s_median']:,} points/s "

@@ -42,6 +42,7 @@ MINUTE = 60 * US
 RULES = ("behaviour.flood", "behaviour.frozen", "behaviour.implausible_jump", "behaviour.far_timestamp", "behaviour.timing",
          "behaviour.new_point", "behaviour.out_of_range", "access.scope_violation", "access.auth_failures")
 LOG_CLIP = 3.0  # a single interval counts at most e^3 = 20 times the usual one (an outage's gap is not a new rhythm)
+CLIP_LO, CLIP_HI = float(np.exp(-LOG_CLIP)), float(np.exp(LOG_CLIP))
 TIMING_ALPHA = 0.05
 
 
@@ -154,26 +155,30 @@ class BehaviourProcessor:
             log.exception("behavioural detection failed on %s", label)
 
     def _run_batch(self, b, now: int) -> None:
+        # Work per group (a point's readings in the batch) where it can be, and per reading only for the readings a
+        # cheap test leaves as candidates: most readings of most batches cannot fire any rule.
         s = self.settings
         pid = b.pid.astype(np.int64)
         if pid.max() >= len(self._n):
             self._grow(int(pid.max()) + 1)
-        dev = self._dev[pid]
-        known = dev >= 0
+        first = np.empty(len(pid), bool)
+        first[0] = True
+        np.not_equal(pid[1:], pid[:-1], out=first[1:])
+        starts = np.flatnonzero(first)
+        upid = pid[starts]
+        lens = np.diff(starts, append=len(pid))
+        gdev = self._dev[upid]
+        gknown = gdev >= 0
         out: list[SecurityEvent] = []
         # rate: readings per device per arrival minute
         minute = now // MINUTE
         if minute != self._cur_minute:
             self._close_minute(out, now)
             self._cur_minute = minute
-        if known.any():
-            self._cur_count += np.bincount(dev[known], minlength=len(self._cur_count))[:len(self._cur_count)]
-        # per point, in (pid, ts) order: previous value and time, from the state for the first of each group
-        first = np.empty(len(pid), bool)
-        first[0] = True
-        np.not_equal(pid[1:], pid[:-1], out=first[1:])
-        starts = np.flatnonzero(first)
-        upid = pid[starts]
+        if gknown.any():
+            self._cur_count += np.bincount(gdev[gknown], weights=lens[gknown], minlength=len(self._cur_count)
+                                           )[:len(self._cur_count)].astype(np.int64)
+        known = np.bool_(True) if gknown.all() else np.repeat(gknown, lens)
         # the previous reading of each: the one before it in the batch, or the point's last one for a group's first
         prev_v = np.empty(len(pid))
         prev_v[1:] = b.value[:-1]
@@ -181,82 +186,96 @@ class BehaviourProcessor:
         prev_t = np.empty(len(pid), np.int64)
         prev_t[1:] = b.ts[:-1]
         prev_t[starts] = self._last_t[upid]
-        seen = self._n[pid] + _rank_in_group(first)
-        learned = seen >= s.learning_readings
+        # learned: per group when the whole group is on one side of the learning period (the usual case)
+        n0 = self._n[upid]
+        if (n0 >= s.learning_readings).all():
+            learned = np.bool_(True)
+        elif (n0 + lens <= s.learning_readings).all():
+            learned = np.bool_(False)
+        else:
+            learned = self._n[pid] + _rank_in_group(first) >= s.learning_readings
         same = b.value == prev_v
-        # implausible jumps
-        span = self._span[pid]
-        period = self._period[pid]
         dt = b.ts - prev_t
         step = np.abs(b.value - prev_v)
-        judged = self._judged[pid] & known
-        jump = learned & judged & np.isfinite(span) & (span > 0) & np.isfinite(prev_v) & \
-            (step > np.maximum(0.5 * span, 2 * self._max_step[pid])) & (dt > 0) & ((period == 0) | (dt <= 2 * np.maximum(period, 1)))
-        for i in np.flatnonzero(jump)[:5]:
-            out.append(self._event(int(dev[i]), "behaviour.implausible_jump", now,
-                                   f"{self.registry.tag(int(pid[i]))} moved {abs(b.value[i] - prev_v[i]):g} in {dt[i] / US:g} s "
-                                   f"(its range spans {span[i]:g})",
-                                   {"point": self.registry.tag(int(pid[i])), "previous": float(prev_v[i]), "value": float(b.value[i]),
-                                    "ts": int(b.ts[i]), "previous_ts": int(prev_t[i])}))
+        # implausible jumps: candidates move more than half the range (a NaN range: never)
+        jump = np.zeros(len(pid), bool)
+        with np.errstate(invalid="ignore"):
+            cand = np.flatnonzero(step > 0.5 * self._span[pid])
+        if len(cand):
+            cp = pid[cand]
+            period = self._period[cp]
+            ok = ((learned if learned.ndim == 0 else learned[cand]) & self._judged[cp] & (self._dev[cp] >= 0)
+                  & (step[cand] > 2 * self._max_step[cp]) & (dt[cand] > 0)
+                  & ((period == 0) | (dt[cand] <= 2 * np.maximum(period, 1))) & np.isfinite(prev_v[cand]))
+            jump[cand[ok]] = True
+            for i in cand[ok][:5]:
+                span = self._span[pid[i]]
+                out.append(self._event(int(self._dev[pid[i]]), "behaviour.implausible_jump", now,
+                                       f"{self.registry.tag(int(pid[i]))} moved {abs(b.value[i] - prev_v[i]):g} in {dt[i] / US:g} s "
+                                       f"(its range spans {span:g})",
+                                       {"point": self.registry.tag(int(pid[i])), "previous": float(prev_v[i]), "value": float(b.value[i]),
+                                        "ts": int(b.ts[i]), "previous_ts": int(prev_t[i])}))
         # far timestamps (replays)
         # judged against the point's own previous reading, so importing a historian's archive into a new point is not
         # a replay; a live point that suddenly receives readings far behind its own is
-        old = known & (prev_t > 0) & (prev_t - b.ts > int(s.max_age_s * US))
-        for i in np.flatnonzero(old)[:1]:
-            out.append(self._event(int(dev[i]), "behaviour.far_timestamp", now,
-                                   f"{int(old.sum())} reading(s) more than {s.max_age_s / 86400:g} days behind the point's previous one",
+        # (a batch is sorted by point and time, so only a group's first reading can be behind its previous one)
+        pt0 = prev_t[starts]
+        old = gknown & (pt0 > 0) & (pt0 - b.ts[starts] > int(s.max_age_s * US))
+        if old.any():
+            i = int(starts[np.flatnonzero(old)[0]])
+            out.append(self._event(int(self._dev[pid[i]]), "behaviour.far_timestamp", now,
+                                   f"{int(old.sum())} point(s) received readings more than {s.max_age_s / 86400:g} days behind their previous one",
                                    {"point": self.registry.tag(int(pid[i])), "ts": int(b.ts[i]), "count": int(old.sum())}))
         # frozen values: run lengths carried across batches
-        carried = np.zeros(len(pid), np.int64)
-        carried[starts] = self._run[upid]
-        runs = _runs(same, first, carried)
-        # a point that moves: it changed value at least every other reading so far (a setpoint that is changed once in a
-        # while, a level that rests, a quantised signal are not judged)
-        moving = self._changes[pid] >= 0.5 * np.maximum(self._n[pid], 1)
-        limit = np.maximum(s.frozen_min, 20 * self._max_run[pid])
-        frozen = learned & judged & moving & (runs >= limit) & (runs - 1 < limit)  # the reading that crosses the limit
-        for i in np.flatnonzero(frozen)[:5]:
-            out.append(self._event(int(dev[i]), "behaviour.frozen", now,
-                                   f"{self.registry.tag(int(pid[i]))} has held {b.value[i]:g} for {int(runs[i])} readings "
-                                   f"(its longest run while learning: {int(self._max_run[pid[i]])})",
-                                   {"point": self.registry.tag(int(pid[i])), "value": float(b.value[i]), "run": int(runs[i]),
-                                    "since_ts": int(b.ts[i])}))
+        runs = _runs(same, first, starts, self._run[upid])
+        cand = np.flatnonzero(runs >= s.frozen_min) if s.frozen_min > 1 else np.arange(len(pid))
+        if len(cand):
+            cp = pid[cand]
+            # a point that moves: it changed value at least every other reading so far (a setpoint that is changed
+            # once in a while, a level that rests, a quantised signal are not judged)
+            moving = self._changes[cp] >= 0.5 * np.maximum(self._n[cp], 1)
+            limit = np.maximum(s.frozen_min, 20 * self._max_run[cp])
+            r = runs[cand]
+            hit = ((learned if learned.ndim == 0 else learned[cand]) & self._judged[cp] & (self._dev[cp] >= 0) & moving
+                   & (r >= limit) & (r - 1 < limit))  # the reading that crosses the limit
+            for i in cand[hit][:5]:
+                out.append(self._event(int(self._dev[pid[i]]), "behaviour.frozen", now,
+                                       f"{self.registry.tag(int(pid[i]))} has held {b.value[i]:g} for {int(runs[i])} readings "
+                                       f"(its longest run while learning: {int(self._max_run[pid[i]])})",
+                                       {"point": self.registry.tag(int(pid[i])), "value": float(b.value[i]), "run": int(runs[i]),
+                                        "since_ts": int(b.ts[i])}))
         # timing: the smoothed log interval of each point against the rhythm it had while learning
-        out.extend(self._timing(pid, dt, prev_t, first, starts, upid, known, learned, now))
+        out.extend(self._timing(dt, prev_t, starts, lens, upid, known, learned, now))
         # state update, per point of the batch (groups are contiguous: the batch is sorted by pid)
-        last = np.empty(len(starts), np.int64)
-        last[:-1] = starts[1:] - 1
-        last[-1] = len(pid) - 1
+        last = starts + lens - 1
         self._last_v[upid] = b.value[last]
         self._last_t[upid] = b.ts[last]
         self._run[upid] = runs[last]
-        changed = (~same & np.isfinite(prev_v)).astype(np.int64)
+        changed = ~same & np.isfinite(prev_v)
         ok_step = np.where(np.isfinite(step) & ~jump, step, 0.0)
         self._max_step[upid] = np.maximum(self._max_step[upid], np.maximum.reduceat(ok_step, starts))
-        learning = self._n[upid] < s.learning_readings
+        learning = n0 < s.learning_readings
         if learning.any():
             runmax = np.maximum.reduceat(np.where(learned, 0, runs), starts)
             self._max_run[upid] = np.where(learning, np.maximum(self._max_run[upid], runmax), self._max_run[upid])
-        self._n[upid] += np.diff(starts, append=len(pid))
-        self._changes[upid] += np.add.reduceat(changed, starts)
+        self._n[upid] += lens
+        self._changes[upid] += np.add.reduceat(changed, starts, dtype=np.int64)
         self._emit(out)
 
-    def _timing(self, pid, dt, prev_t, first, starts, upid, known, learned, now) -> list:
+    def _timing(self, dt, prev_t, starts, lens, upid, known, learned, now) -> list:
         s = self.settings
         valid = known & (prev_t > np.iinfo(np.int64).min) & (dt > 0)
         if not valid.any():
             return []
-        ldt = np.where(valid, np.log(np.where(dt > 0, dt, 1).astype(np.float64)), 0.0)
-        n_ok = np.add.reduceat(valid.astype(np.int64), starts)
-        has = n_ok > 0
-        # learning: Welford over the intervals of the readings still in the learning period
+        # learning: Welford over the log intervals of the readings still in the learning period
         lmask = valid & ~learned
         if lmask.any():
-            ln = np.add.reduceat(lmask.astype(np.int64), starts)
+            ldt = np.log(np.maximum(dt, 1).astype(np.float64))
+            ln = np.add.reduceat(lmask, starts, dtype=np.int64)
             lsum = np.add.reduceat(np.where(lmask, ldt, 0.0), starts)
             m = ln > 0
             bmean = np.where(m, lsum / np.maximum(ln, 1), 0.0)
-            bm2 = np.add.reduceat(np.where(lmask, (ldt - bmean[np.cumsum(first) - 1]) ** 2, 0.0), starts)
+            bm2 = np.add.reduceat(np.where(lmask, (ldt - np.repeat(bmean, lens)) ** 2, 0.0), starts)
             na, nb = self._ldt_n[upid].astype(np.float64), ln.astype(np.float64)
             tot = na + nb
             delta = bmean - self._ldt_mean[upid]
@@ -268,10 +287,14 @@ class BehaviourProcessor:
         jmask = valid & learned
         if not jmask.any():
             return []
-        jn = np.add.reduceat(jmask.astype(np.int64), starts)
+        jn = np.add.reduceat(jmask, starts, dtype=np.int64)
         base = self._ldt_mean[upid]
-        ratio = np.clip(ldt - base[np.cumsum(first) - 1], -LOG_CLIP, LOG_CLIP)
-        jmean = np.add.reduceat(np.where(jmask, ratio, 0.0), starts) / np.maximum(jn, 1)
+        # each interval against the learned one, clipped to [1/20, 20] (one outage gap weighs at most 20 intervals);
+        # the log of the batch's mean ratio, per point: a multiply per reading, a log per point
+        ratio = np.clip(dt * np.repeat(np.exp(-base), lens), CLIP_LO, CLIP_HI)
+        if jmask.ndim:
+            ratio[~jmask] = 0.0
+        jmean = np.log(np.maximum(np.add.reduceat(ratio, starts) / np.maximum(jn, 1), CLIP_LO))
         cur = np.where(np.isnan(self._ldt_ewma[upid]), 0.0, self._ldt_ewma[upid])
         w = 1.0 - (1.0 - TIMING_ALPHA) ** jn
         cur = np.where(jn > 0, cur + w * (jmean - cur), cur)
@@ -279,7 +302,7 @@ class BehaviourProcessor:
         # regular points only: a report-by-exception point has no rhythm to lose
         sd = np.sqrt(self._ldt_m2[upid] / np.maximum(self._ldt_n[upid] - 1, 1))
         regular = (self._ldt_n[upid] >= 20) & (sd < 0.5)
-        hit = regular & (np.abs(cur) > np.log(s.timing_factor)) & has
+        hit = regular & (np.abs(cur) > np.log(s.timing_factor)) & (jn > 0)
         out = []
         for k in np.flatnonzero(hit)[:5]:
             p = int(upid[k])
@@ -398,16 +421,19 @@ def _rank_in_group(first: np.ndarray) -> np.ndarray:
     return idx - start + 1
 
 
-def _runs(same: np.ndarray, first: np.ndarray, carried: np.ndarray) -> np.ndarray:
+def _runs(same: np.ndarray, first: np.ndarray, starts: np.ndarray, carried: np.ndarray) -> np.ndarray:
     """The length of the run of equal values ending at each reading (a reading alone is a run of 1), continuing the
-    carried run of its point for the readings that repeat the previous batch's last value."""
+    carried run of its point (`carried`, one per group) for the readings that repeat the previous batch's last value."""
     n = len(same)
+    if not same.any():
+        return np.ones(n, np.int64)
     idx = np.arange(n)
     breaks = ~same | first
     start = np.maximum.accumulate(np.where(breaks, idx, 0))
     length = idx - start + 1
-    # a group whose first reading repeats the carried value continues that run
-    cont = first & same
-    carry = np.where(cont, carried, 0)
-    carry_at_start = carry[start]
-    return length + np.where(same[start] & first[start], carry_at_start, 0)
+    cont = same[starts]  # groups whose first reading repeats the carried value continue that run
+    if cont.any():
+        extra = np.zeros(n, np.int64)
+        extra[starts[cont]] = carried[cont]
+        length += extra[start]  # each run inherits the carry of the reading it started at (only a group's first has one)
+    return length

@@ -207,3 +207,34 @@ def test_access_events_from_a_device_token_and_from_login_failures(tmp_path):
         assert ev.evidence["point"] == f"{other}/p0"
     finally:
         p.stop()
+
+
+from hypothesis import given, settings as hsettings, strategies as st  # noqa: E402
+
+
+@hsettings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 3), st.sampled_from([0.0, 1.0, 2.0])), min_size=1, max_size=60),
+       st.lists(st.tuples(st.sampled_from([0.0, 1.0, 2.0, np.nan]), st.integers(0, 50)), min_size=4, max_size=4))
+def test_run_lengths_match_a_reading_by_reading_count(rows, state):
+    """The vectorised run lengths (carried across batches) equal counting reading by reading."""
+    from plantguard.security.behaviour import _runs
+
+    rows = sorted(rows, key=lambda r: r[0])  # a batch is sorted by point (stable: time order kept)
+    pid = np.array([r[0] for r in rows])
+    value = np.array([r[1] for r in rows])
+    last_v = {p: state[p][0] for p in range(4)}
+    run = {p: state[p][1] for p in range(4)}
+    expect = []
+    for p, v in zip(pid.tolist(), value.tolist()):
+        run[p] = run[p] + 1 if v == last_v[p] else 1
+        last_v[p] = v
+        expect.append(run[p])
+    first = np.empty(len(pid), bool)
+    first[0] = True
+    first[1:] = pid[1:] != pid[:-1]
+    starts = np.flatnonzero(first)
+    prev = np.empty(len(pid))
+    prev[1:] = value[:-1]
+    prev[starts] = [state[p][0] for p in pid[starts]]
+    got = _runs(value == prev, first, starts, np.array([state[p][1] for p in pid[starts]], np.int64))
+    assert got.tolist() == expect
