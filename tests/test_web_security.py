@@ -129,9 +129,32 @@ def test_users_and_tokens_from_the_admin_page(plat):
         r = c.post("/admin/users", data={"action": "disable", "name": "dave", "csrf": csrf}, headers=HTML)
         assert r.status_code == 200 and plat.security.user("dave").disabled
         # hostile input: a huge field, an unknown action, a JSON body to a form route
-        r = c.post("/admin/users", data={"action": "create", "name": "x" * 100_000, "role": "admin", "password": PASSWORD, "csrf": csrf},
+        r = c.post("/admin/users", data={"action": "create", "name": "x" * 1000, "role": "admin", "password": PASSWORD, "csrf": csrf},
                    headers=HTML)
         assert r.status_code == 400
         assert c.post("/admin/users", data={"action": "drop tables", "csrf": csrf}, headers=HTML).status_code == 400
         r = c.post("/admin/users", json={"action": "create"}, headers={**HTML, "X-CSRF-Token": csrf})
         assert r.status_code == 400
+
+
+def test_bodies_above_the_route_limit_are_refused_before_they_are_read(plat):
+    c, csrf = session(plat, "admin", "ann")
+    with c:
+        big = {"csrf": csrf, "device": DEV, "reason": "x" * 100_000}
+        r = c.post("/security/quarantine", data=big, headers=HTML)
+        assert r.status_code == 413 and plat.services.quarantine.list() == []
+
+        def chunks():  # no Content-Length: streamed in chunks, 32 MiB in all
+            for _ in range(512):
+                yield b"x" * 65536
+
+        r = c.post("/api/security/triage", content=chunks(), headers={"content-type": "application/json", "X-CSRF-Token": csrf})
+        assert r.status_code == 413
+        r = c.post("/api/security/triage", content=b"{}", headers={"content-type": "application/json", "X-CSRF-Token": csrf,
+                                                                    "content-length": "99999999999"})
+        assert r.status_code == 413
+        # a small streamed body still reaches its route
+        r = c.post("/api/security/triage", content=iter([b'{"check": "inventory.no_owner", ', b'"device": "%s", ' % DEV.encode(),
+                                                          b'"decision": "mute", "reason": "streamed"}']),
+                   headers={"content-type": "application/json", "X-CSRF-Token": csrf})
+        assert r.status_code == 204, r.text

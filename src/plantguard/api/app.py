@@ -20,7 +20,7 @@ from plantguard.security.roles import Permission
 from plantguard.api import dead_letters, gateway, health, ingest, model, telemetry
 from plantguard.api.deps import BODY_MODELS
 from plantguard.api.errors import ErrorPublic, install_error_handlers
-from plantguard.api.guard import GuardMiddleware
+from plantguard.api.guard import DEFAULT_MAX_BODY, GuardMiddleware
 from plantguard.api.metrics import build_registry
 from plantguard.web import live, routes as web, security_pages
 
@@ -73,7 +73,8 @@ def create_app(platform: Platform) -> FastAPI:
                                    swagger_favicon_url=f"{SWAGGER}/favicon-32x32.png")
 
     _document_bodies(app, permissions)
-    app.add_middleware(GuardMiddleware, allowed_hosts=list(platform.cfg.api.allowed_hosts))
+    app.add_middleware(GuardMiddleware, allowed_hosts=list(platform.cfg.api.allowed_hosts),
+                       max_body=max(platform.cfg.ingest.max_payload_bytes, DEFAULT_MAX_BODY))
     return app
 
 

@@ -7,6 +7,9 @@
   browser sends without asking the server first (no CORS preflight). Refusing POST/PUT/PATCH under /api unless
   they declare JSON (or YAML for the model document, or the gateway's own frame type) means such a request can
   no longer post readings or change the plant model (415).
+- Size: a body above the limit of its route is refused (413) before the route reads anything, whether it says its
+  length or streams it in chunks: the API's JSON routes take at most `max_body` (the larger of the ingest payload
+  limit and 16 MiB), the dashboard's forms `MAX_FORM_BODY`. A large request cannot tie up the server's memory.
 """
 
 from __future__ import annotations
@@ -18,6 +21,8 @@ UNSAFE = {"POST", "PUT", "PATCH"}
 JSON_TYPES = ("application/json",)
 YAML_TYPES = ("application/yaml", "application/x-yaml", "text/yaml")
 GATEWAY_TYPE = "application/vnd.plantguard.gateway-batches"
+MAX_FORM_BODY = 64 * 1024  # a form of the dashboard: a few short fields
+DEFAULT_MAX_BODY = 16 * 1024 * 1024
 
 
 def _host_name(host: str) -> str:
@@ -40,8 +45,9 @@ def _media_type(value: str) -> str:
 
 
 class GuardMiddleware:
-    def __init__(self, app, allowed_hosts: list[str] | tuple[str, ...] = LOOPBACK_HOSTS) -> None:
+    def __init__(self, app, allowed_hosts: list[str] | tuple[str, ...] = LOOPBACK_HOSTS, max_body: int = DEFAULT_MAX_BODY) -> None:
         self.app = app
+        self.max_body = max_body
         self.any_host = "*" in allowed_hosts
         self.hosts = {h.lower().strip("[]") for h in allowed_hosts}
 
@@ -63,6 +69,39 @@ class GuardMiddleware:
             if not (ctype in allowed or (ctype.startswith("application/") and ctype.endswith("+json"))):
                 shown = ctype or "none"
                 await _refuse(send, 415, f"Content-Type {shown} is not accepted here; send {' or '.join(allowed)}")
+                return
+        if scope.get("method") in UNSAFE or "content-length" in headers or "transfer-encoding" in headers:
+            limit = self.max_body if path.startswith("/api/") else MAX_FORM_BODY
+            declared = headers.get("content-length")
+            if declared is not None:
+                if not declared.strip().isdigit():
+                    await _refuse(send, 400, f"invalid Content-Length {declared[:40]!r}")
+                    return
+                if int(declared) > limit:
+                    await _refuse(send, 413, f"a body of {int(declared)} bytes is above this route's limit of {limit} bytes")
+                    return
+            else:
+                # streamed without a length: read it here, bounded, and hand the route what was read
+                body, more = bytearray(), True
+                while more:
+                    msg = await receive()
+                    if msg["type"] != "http.request":
+                        return  # the client went away
+                    body += msg.get("body", b"")
+                    more = msg.get("more_body", False)
+                    if len(body) > limit:
+                        await _refuse(send, 413, f"the body is above this route's limit of {limit} bytes")
+                        return
+                sent = False
+
+                async def replay():
+                    nonlocal sent
+                    if not sent:
+                        sent = True
+                        return {"type": "http.request", "body": bytes(body), "more_body": False}
+                    return await receive()
+
+                await self.app(scope, replay, send)
                 return
         await self.app(scope, receive, send)
 
