@@ -20,6 +20,7 @@ Rules (each can be muted or accepted per device, like the posture findings):
     access.scope_violation     a device's own token or gateway tried to send readings for another device's points
     access.auth_failures       a client address was locked out after repeated failed logins or bad tokens
                                (the event's "device" is `address:<ip>`)
+    access.broker_auth_failures, access.acl_denied   from the broker's log (plantguard.security.broker_log)
 
 Nothing fires while a device is learning (`learning_readings` readings of each point, and `learning_minutes` of
 rate); an event of the same device and rule is raised at most once per `dedupe` window, and carries the readings
@@ -40,7 +41,8 @@ log = logging.getLogger(__name__)
 US = 1_000_000
 MINUTE = 60 * US
 RULES = ("behaviour.flood", "behaviour.frozen", "behaviour.implausible_jump", "behaviour.far_timestamp", "behaviour.timing",
-         "behaviour.new_point", "behaviour.out_of_range", "access.scope_violation", "access.auth_failures")
+         "behaviour.new_point", "behaviour.out_of_range", "access.scope_violation", "access.auth_failures",
+         "access.broker_auth_failures", "access.acl_denied")
 LOG_CLIP = 3.0  # a single interval counts at most e^3 = 20 times the usual one (an outage's gap is not a new rhythm)
 CLIP_LO, CLIP_HI = float(np.exp(-LOG_CLIP)), float(np.exp(LOG_CLIP))
 TIMING_ALPHA = 0.05

@@ -44,6 +44,9 @@ class BrokerSettings(BaseModel):
     topic_prefix: str = Field("plantguard/v1", description="the MQTT connector's topic prefix")
     ingest_username: str = Field("plantguard-ingest", max_length=256, description="the user plantguard's MQTT connector logs in as")
     ingest_password_env: str = Field("PLANTGUARD_MQTT_PASSWORD", description="environment variable holding that user's password")
+    log_file: str | None = Field(None, description="the broker's log file (log_dest file): refused connections and ACL denials become security events")
+    auth_failures: int = Field(10, ge=1, le=100_000, description="refused connections within auth_window_s that raise access.broker_auth_failures")
+    auth_window_s: float = Field(300, ge=1, le=86400, description="the window of auth_failures")
 
 
 def mosquitto_hash(password: str, salt: bytes | None = None, iterations: int = ITERATIONS) -> str:

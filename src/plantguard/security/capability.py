@@ -101,8 +101,9 @@ def build(platform) -> Parts:
 
     def on_stop() -> None:
         stop.set()
-        if thread.is_alive():
-            thread.join(5)
+        for t in (thread, watch_thread):
+            if t is not None and t.is_alive():
+                t.join(5)
         audit.close()
 
     platform.security = accounts
@@ -162,8 +163,28 @@ def build(platform) -> Parts:
 
             src.audit = audit_write
 
+    watcher = None
+    if s.broker is not None and s.broker.log_file:
+        from plantguard.security.broker_log import BrokerLogWatcher, device_of_username
+
+        watcher = BrokerLogWatcher(s.broker.log_file, clock=platform.clock, raise_event=behaviour.raise_event,
+                                   device_of=device_of_username(devices), auth_failures=s.broker.auth_failures,
+                                   auth_window_s=s.broker.auth_window_s)
+
+    def watch_broker_log() -> None:
+        while not stop.wait(1.0):
+            try:
+                watcher.poll()
+            except Exception:  # noqa: BLE001 - retried at the next second
+                log.exception("reading the broker's log failed")
+
+    watch_thread = threading.Thread(target=watch_broker_log, name="broker-log", daemon=True) if watcher else None
+
     def start() -> None:
         thread.start()
+        if watch_thread is not None:
+            watcher.poll()  # from the end of the file as it is now
+            watch_thread.start()
         if s.broker is not None:
             try:
                 broker.apply()  # the files match the store from the first second (expired keys drop out)
@@ -172,7 +193,8 @@ def build(platform) -> Parts:
 
     return Parts(processors=[behaviour],
                  services={"security": accounts, "audit": audit, "broker_credentials": broker, "ca": ca, "posture": posture, "risks": risks,
-                           "behaviour": behaviour, "quarantine": quarantine},
+                           "behaviour": behaviour, "quarantine": quarantine,
+                           **({"broker_log": watcher} if watcher else {})},
                  on_start=[start], on_stop=[on_stop], on_source=[on_source])
 
 

@@ -73,7 +73,8 @@ def secured(tmp_path, monkeypatch):
     dev = d["sites"][0]["areas"][0]["lines"][0]["assets"][0]["devices"]
     dev.append({**dev[0], "id": "plc2"})
     d["security"] = {"broker": {"password_file": str(bdir / "passwd"), "acl_file": str(bdir / "acl"),
-                                "pid_file": str(bdir / "mosquitto.pid")}}
+                                "pid_file": str(bdir / "mosquitto.pid"), "log_file": str(bdir / "mosquitto.log"),
+                                "auth_failures": 5}}
     cfg = parse_config(d)
     p = Platform(cfg)
     creds = p.broker_credentials
@@ -81,7 +82,7 @@ def secured(tmp_path, monkeypatch):
     b = creds.issue(B, ADMIN)
     try:
         broker = MosquittoBroker(workdir=bdir, extra_conf=["allow_anonymous false", f"password_file {bdir / 'passwd'}",
-                                                            f"acl_file {bdir / 'acl'}"]).start()
+                                                            f"acl_file {bdir / 'acl'}", "log_type debug"]).start()
     except MosquittoUnavailable as e:
         p.stop()
         pytest.fail(str(e))
@@ -151,3 +152,49 @@ def test_an_unknown_device_gets_no_credential(secured):
 
     with pytest.raises(NotFound):
         p.broker_credentials.issue("s1/a1/l1/pump1/nope", ADMIN)
+
+
+def test_the_brokers_refusals_become_security_events(secured):
+    """From Mosquitto's own log: device A publishing under B's topic is an ACL denial raised on A; a run of refused
+    connections is raised on the broker with the addresses."""
+    from plantguard.security.events import list_events
+
+    p, broker, (ua, pa), (ub, pb) = secured
+    watcher = p.services.broker_log
+    watcher.poll()
+    t = int(time.time() * 1000) - 60_000
+    publish_once(broker, ua, pa, f"{PREFIX}/dev/{B}", reading("p0", t, 66.0))  # as device B
+    for _ in range(5):
+        assert connect(broker, ub, "not the password")[1] != 0
+
+    def got():
+        watcher.poll()
+        return {e.rule: e for e in list_events(p.store)}
+
+    wait_for(lambda: {"access.acl_denied", "access.broker_auth_failures"} <= set(got()), "the broker's refusals as events")
+    ev = got()
+    assert ev["access.acl_denied"].device == A and ev["access.acl_denied"].evidence["topic"] == f"{PREFIX}/dev/{B}"
+    assert ev["access.acl_denied"].evidence["username"] == ua
+    assert ev["access.broker_auth_failures"].evidence["addresses"] == {"127.0.0.1": 5}
+    assert watcher.errors == 0
+
+
+def test_the_log_watcher_survives_rotation_odd_lines_and_floods(tmp_path):
+    from plantguard.security.broker_log import MAX_READ, BrokerLogWatcher
+
+    f = tmp_path / "mosquitto.log"
+    f.write_text("1: old history: Client <unknown> disconnected, not authorised.\n" * 50)
+    raised = []
+    w = BrokerLogWatcher(f, clock=lambda: 1_000_000, raise_event=lambda *a: raised.append(a), device_of=lambda u: None,
+                         auth_failures=3)
+    w.poll()  # starts at the end: history is not news
+    with open(f, "ab") as fh:
+        fh.write(b"\xff\xfe garbage \x00\n" + b"2: Denied PUBLISH from (((\n" + b"3: Client <unknown> disconnected, not authorised.\n" * 2)
+    w.poll()
+    assert raised == [] and w.errors == 0
+    f.write_text("4: Client <unknown> disconnected, not authorised.\n")  # rotated: a new, shorter file
+    w.poll()
+    assert [r[1] for r in raised] == ["access.broker_auth_failures"]
+    with open(f, "ab") as fh:  # a flood: read in bounded steps
+        fh.write(b"5: Received PUBLISH from x (d0, q1, r0, m1, 't', ... (1 bytes))\n" * (3 * MAX_READ // 60))
+    assert 0 < w.poll() <= MAX_READ // 60 + 1
