@@ -145,11 +145,20 @@ def build(platform) -> Parts:
 
     platform.bus.subscribe("scope-violations", on_scope_violation, ScopeViolation)
 
+    from plantguard.security.writes import WriteGate
+
+    def site_zone(device: str) -> str:
+        site = platform.index.site(device.split("/", 1)[0])
+        return getattr(site, "timezone", None) or "UTC"
+
+    gate = WriteGate(quarantine=quarantine, windows=list(s.write_windows), timezone_of=site_zone, clock=platform.clock,
+                     raise_event=behaviour.raise_event)
+
     def on_source(src) -> None:
         """A connector that can write to devices: writes to a quarantined device are refused before they reach the
         wire, and every write attempt, done or refused, goes into the audit log."""
         if hasattr(src, "write_gate"):
-            src.write_gate = quarantine.write_refusal
+            src.write_gate = gate.refusal
         if callable(getattr(src, "write", None)) and callable(getattr(src, "audit", None)):
             before = src.audit
 
@@ -193,7 +202,7 @@ def build(platform) -> Parts:
 
     return Parts(processors=[behaviour],
                  services={"security": accounts, "audit": audit, "broker_credentials": broker, "ca": ca, "posture": posture, "risks": risks,
-                           "behaviour": behaviour, "quarantine": quarantine,
+                           "behaviour": behaviour, "quarantine": quarantine, "write_gate": gate,
                            **({"broker_log": watcher} if watcher else {})},
                  on_start=[start], on_stop=[on_stop], on_source=[on_source])
 

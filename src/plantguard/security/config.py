@@ -7,6 +7,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from plantguard.security.behaviour import BehaviourSettings
 from plantguard.security.broker import BrokerSettings
 from plantguard.security.ca import CaSettings
+from plantguard.security.writes import WriteWindow
 from plantguard.security.roles import Role
 
 
@@ -59,6 +60,8 @@ class SecuritySettings(BaseModel):
     ca: CaSettings = Field(default_factory=CaSettings, description="the certificate authority of device and server certificates")
     behaviour: BehaviourSettings = Field(default_factory=BehaviourSettings, description="behavioural detection per device")
     quarantine_on: list[str] = Field(default_factory=list, description="behavioural rules whose events quarantine the device at once (default: none, quarantine by hand)")
+    write_windows: list[WriteWindow] = Field(default_factory=list, max_length=1000,
+                                             description="when writes to devices are allowed (default: always, for devices no window covers)")
     advisories_dir: str | None = Field(None, description="directory of CSAF 2.0 advisories (each *.json with its .sha512) the posture audit matches")
     credential_max_age_days: float = Field(365, gt=0, le=36500, description="a device credential older than this is reported as never rotated")
     silent_min_s: float = Field(3600, gt=0, le=86400 * 365, description="a device is reported silent after max(10 periods, this) without a reading")

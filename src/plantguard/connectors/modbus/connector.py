@@ -181,8 +181,9 @@ class ModbusConnector(Connector):
     def __init__(self, cfg: ModbusConfig, sink, *, clock=now_us, audit: Callable[[dict], None] | None = None) -> None:
         super().__init__(cfg, sink, clock=clock)
         self.audit = audit or default_audit
-        # device path -> why writes to it are refused now, or None (the security capability: quarantine)
-        self.write_gate: Callable[[str], str | None] = lambda device: None
+        # (device path, point, user) -> why a write is refused now, or None (the security capability: quarantine,
+        # write windows)
+        self.write_gate: Callable[..., str | None] = lambda device, point=None, user=None: None
         self.endpoint = _endpoint(cfg)
         t = cfg.transport
         serial = isinstance(t, RtuTransport)
@@ -360,7 +361,7 @@ class ModbusConnector(Connector):
                 log.exception("audit callback failed for a write to %s", point)
             return rec
 
-        blocked = self.write_gate(dev_path) if d is not None else None
+        blocked = self.write_gate(dev_path, point=point, user=user) if d is not None else None
         if blocked:
             done(f"refused: {blocked}")
             raise WriteRefused(f"{point}: {blocked}")

@@ -114,3 +114,33 @@ def test_security_signals_are_in_the_metrics(plat):
         text = c.get("/metrics").text
     assert "plantguard_quarantined_devices 1.0" in text and "plantguard_ingest_quarantined_total 1.0" in text
     assert "plantguard_login_failures_total 1.0" in text and "plantguard_security_events_total 0.0" in text
+
+
+@pytest.mark.parametrize("days,start,end,when,open_", [
+    (["mon"], "06:00", "14:00", "2026-11-30 06:00", True),    # a Monday, at the start
+    (["mon"], "06:00", "14:00", "2026-11-30 14:00", False),   # the end is not in the window
+    (["mon"], "06:00", "14:00", "2026-12-01 07:00", False),   # Tuesday
+    (["fri"], "22:00", "06:00", "2026-12-04 23:30", True),    # Friday night
+    (["fri"], "22:00", "06:00", "2026-12-05 05:59", True),    # ... into Saturday morning: the window opened Friday
+    (["fri"], "22:00", "06:00", "2026-12-04 05:00", False),   # Friday early morning belongs to Thursday's window
+    (["sun"], "00:00", "00:00", "2026-12-06 12:00", True),    # start = end: the whole day
+])
+def test_write_windows_in_local_time(days, start, end, when, open_):
+    import datetime as dt
+
+    from plantguard.security.writes import WriteWindow
+
+    w = WriteWindow(path="s1/a1", days=days, start=start, end=end)
+    assert w.open_at(dt.datetime.fromisoformat(when)) is open_
+    assert w.covers("s1/a1/l1/x/d") and w.covers("s1/a1") and not w.covers("s1/a10/l1/x/d")
+
+
+def test_write_windows_refuse_bad_times_and_days():
+    from pydantic import ValidationError
+
+    from plantguard.security.writes import WriteWindow
+
+    for bad in ({"start": "24:00", "end": "01:00"}, {"start": "6:00", "end": "07:00"}, {"start": "06:00", "end": "x"},
+                {"start": "06:00", "end": "07:00", "days": ["monday"]}, {"start": "06:00", "end": "07:00", "days": []}):
+        with pytest.raises(ValidationError):
+            WriteWindow(path="s1", **bad)

@@ -293,3 +293,26 @@ def test_a_quarantined_device_is_not_written_and_every_attempt_is_audited(runnin
     assert rec["result"] == "ok"
     writes = [(e.actor, e.result) for e in read_entries(platform.store) if e.action == "device.write"]
     assert ("user:bob", "refused") in writes and writes[-1] == ("user:bob", "ok")
+
+
+def test_a_write_outside_its_window_is_refused_and_raised_as_a_security_event(running):
+    import datetime as dt
+
+    from plantguard.security.events import list_events
+    from plantguard.security.writes import DAYS, WriteWindow
+
+    platform, conn, audit = running
+    gate = platform.services.write_gate
+    today = DAYS[dt.datetime.now(dt.timezone.utc).weekday()]
+    closed = [d for d in DAYS if d not in (today, DAYS[(DAYS.index(today) - 1) % 7])]  # not today, nor last night
+    gate.windows = [WriteWindow(path=f"{DEV}/plc1", days=closed, start="00:00", end="23:59")]
+    try:
+        with pytest.raises(WriteRefused, match="write window"):
+            asyncio.run(conn.write(f"{DEV}/plc1/sp", 321, user="mallory"))
+        assert "registers" not in audit[-1]
+        ev = list_events(platform.store, rule="access.write_outside_window")
+        assert ev and ev[0].device == f"{DEV}/plc1" and ev[0].evidence["user"] == "mallory"
+        gate.windows = [WriteWindow(path=f"{DEV}", start="00:00", end="00:00")]  # over midnight, all day: open
+        assert asyncio.run(conn.write(f"{DEV}/plc1/sp", 500, user="bob"))["result"] == "ok"
+    finally:
+        gate.windows = []
