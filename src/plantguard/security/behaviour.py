@@ -42,7 +42,7 @@ US = 1_000_000
 MINUTE = 60 * US
 RULES = ("behaviour.flood", "behaviour.frozen", "behaviour.implausible_jump", "behaviour.far_timestamp", "behaviour.timing",
          "behaviour.new_point", "behaviour.out_of_range", "access.scope_violation", "access.auth_failures",
-         "access.broker_auth_failures", "access.acl_denied", "access.write_outside_window")
+         "access.broker_auth_failures", "access.acl_denied", "access.write_outside_window", "behaviour.sequence_reset")
 LOG_CLIP = 3.0  # a single interval counts at most e^3 = 20 times the usual one (an outage's gap is not a new rhythm)
 CLIP_LO, CLIP_HI = float(np.exp(-LOG_CLIP)), float(np.exp(LOG_CLIP))
 TIMING_ALPHA = 0.05

@@ -159,6 +159,8 @@ def build(platform) -> Parts:
         wire, and every write attempt, done or refused, goes into the audit log."""
         if hasattr(src, "write_gate"):
             src.write_gate = gate.refusal
+        if hasattr(src, "security_signal"):
+            src.security_signal = behaviour.raise_event
         if callable(getattr(src, "write", None)) and callable(getattr(src, "audit", None)):
             before = src.audit
 

@@ -114,6 +114,8 @@ class SparkplugConnector(Connector):
         super().__init__(cfg, sink, **kw)
         self.cfg: SparkplugConfig = cfg
         self._maps = {(d.group, d.edge_node, d.device): d for d in cfg.devices}
+        # (device, rule, message, evidence) -> None: a security signal (set by the security capability)
+        self.security_signal = None
         self._nodes: dict[tuple[str, str], _Node] = {}
         self._queue: asyncio.Queue | None = None
         self._acks = OrderedAcks()  # PUBACKs after the durable write, in arrival order (shared with the MQTT source)
@@ -363,6 +365,7 @@ class SparkplugConnector(Connector):
         if seq is None or not 0 <= seq <= 255:
             node.gaps += 1
             log.warning("sparkplug %s: %s from %s has no valid seq (%s); requesting rebirth", self.name, mtype, node.key, seq)
+            self._signal(node, f"{mtype} from {node.key} has no valid seq ({seq})", {"seq": seq, "message": mtype})
             self._request_rebirth(node, "invalid seq")
             return
         if node.last_seq is None:
@@ -378,7 +381,20 @@ class SparkplugConnector(Connector):
         node.gaps += 1
         log.warning("sparkplug %s: seq gap from %s: expected %d, got %d in %s; requesting rebirth", self.name, node.key, expected, seq, mtype)
         node.last_seq = seq
+        self._signal(node, f"{mtype} from {node.key} has seq {seq}, expected {expected}: messages lost, injected or replayed "
+                           "out of order, or the node restarted without a birth", {"expected": expected, "seq": seq, "message": mtype})
         self._request_rebirth(node, "seq gap")
+
+    def _signal(self, node: _Node, message: str, evidence: dict) -> None:
+        """A sequence reset as a security event, on the plant devices the node feeds (or the node itself)."""
+        if self.security_signal is None:
+            return
+        paths = sorted({m.path for (g, n, _), m in self._maps.items() if (g, n) == (node.group, node.node)})
+        for target in paths[:20] or [f"sparkplug:{node.key}"]:
+            try:
+                self.security_signal(target, "behaviour.sequence_reset", message, {"node": node.key, **evidence})
+            except Exception:  # noqa: BLE001 - a signal must never disturb the connector's loop
+                log.exception("raising a security event for %s failed", node.key)
 
     def _request_rebirth(self, node: _Node, reason: str) -> None:
         now = self.clock()

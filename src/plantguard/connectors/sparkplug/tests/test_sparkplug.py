@@ -154,6 +154,12 @@ def test_sequence_gap_requests_rebirth(platform, edge):
     wait_for(lambda: settled(platform, 4), "messages stored")
     node = health(platform)["nodes"]["G1/N1"]
     assert node["gaps"] == 1 and node["rebirths_requested"] == 1 and node["last_seq"] == 200
+    # the reset is a security event on the plant devices the node feeds, with the sequence numbers as evidence
+    from plantguard.security.events import list_events
+
+    evs = list_events(platform.store, rule="behaviour.sequence_reset")
+    assert sorted(e.device for e in evs) == sorted([NODE_PATH, DEV_PATH])
+    assert all(e.evidence["expected"] == 3 and e.evidence["seq"] == 200 and e.evidence["node"] == "G1/N1" for e in evs)
 
     # the node answers with a new birth (here at seq 253, to cross the wrap): 253, 254, 255, 0, 1, ... is no gap
     births(edge, t0 + 3, seq=253)
