@@ -238,3 +238,24 @@ def test_run_lengths_match_a_reading_by_reading_count(rows, state):
     prev[starts] = [state[p][0] for p in pid[starts]]
     got = _runs(value == prev, first, starts, np.array([state[p][1] for p in pid[starts]], np.int64))
     assert got.tolist() == expect
+
+
+def test_a_replayed_request_stores_nothing_twice(tmp_path):
+    """An attacker who captured a device's request and sends it again: every reading is a duplicate."""
+    from fastapi.testclient import TestClient
+
+    from plantguard.api.app import create_app
+    from plantguard.testing.auth import auth_headers
+
+    p = Platform(parse_config(plant_dict(2, data_dir=str(tmp_path), alarms=False))).start()
+    try:
+        h = auth_headers(p, "engineer", scopes=["ingest"], device=DEV)
+        now_ms = p.clock() // 1000
+        body = {"readings": [{"point": f"{DEV}/p0", "ts": now_ms - 1000 * i, "value": float(i)} for i in range(50)]}
+        with TestClient(create_app(p), base_url="http://127.0.0.1", headers=h) as c:
+            first = c.post("/api/ingest", json=body).json()
+            again = c.post("/api/ingest", json=body).json()
+        assert first["accepted"] == 50 and again["accepted"] == 0 and again["duplicates"] == 50, (first, again)
+        assert p.store.counts()["raw"] == 50
+    finally:
+        p.stop()
