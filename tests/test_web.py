@@ -86,7 +86,7 @@ def test_every_page_renders_with_its_hooks(client, path, page):
     assert f'data-page="{page}"' in html and 'data-tz="Europe/Paris"' in html
     for key in ("overview", "alarms", "devices", "quality"):
         assert f'data-nav="{key}"' in html
-    assert f'aria-current="page"' in html and "<main" in html and 'href="#main"' in html
+    assert 'aria-current="page"' in html and "<main" in html and 'href="#main"' in html
     assert "data-user" in html and "admin-tests" in html and 'action="/logout"' in html  # who is signed in
     assert "Bottling plant" in html and "/static/js/live.js" in html
     assert "http://" not in html.replace("http://www.w3.org", "") and "https://" not in html  # nothing from the internet

@@ -44,7 +44,6 @@ class SqlAnalytics:
     def write_analytics(self, w: AnalyticsWrite, at: int) -> None:
         if not w:
             return
-        ph = self._ph
         s = w.series
         series_rows = list(zip(s.key, s.ts, s.value, s.lower, s.upper))
         event_rows = [(e.ts, e.kind, e.key, e.rule, e.message, json.dumps(e.detail, default=float)) for e in w.events]

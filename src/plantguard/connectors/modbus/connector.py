@@ -20,7 +20,7 @@ import numpy as np
 from plantguard.connectors.base import (Backoff, Connector, ExceptionReporter, LinkHealth, PollBudget, ProbeItem,
                                         ProbeResult, device_batch, link, mark_online, supervise)
 from plantguard.connectors.modbus.client import EXCEPTION_NAMES, ModbusClient, ModbusLinkError, ModbusTimeout, Reply
-from plantguard.connectors.modbus.config import BIT_TABLES, DeviceConfig, ModbusConfig, RtuTransport, check_config
+from plantguard.connectors.modbus.config import DeviceConfig, ModbusConfig, RtuTransport, check_config
 from plantguard.connectors.modbus.planner import Block, BlockDecoder, PointSpec, encode_value, plan, specs_of
 from plantguard.errors import ConfigProblem, InvalidInput
 from plantguard.timeutil import now_us

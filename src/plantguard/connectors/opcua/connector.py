@@ -19,7 +19,7 @@ from functools import partial
 import numpy as np
 
 from plantguard.connectors.base import Backoff, Connector, LinkHealth, ProbeItem, ProbeResult, device_batch, mark_online, supervise
-from plantguard.connectors.opcua.client import Change, ItemSpec, OpcUaError, Session, status_name
+from plantguard.connectors.opcua.client import Change, ItemSpec, OpcUaError, Session
 from plantguard.connectors.opcua.config import OpcUaConfig, OpcUaDevice, check
 from plantguard.domain.readings import NO_TS, DeadLetter, RawBatch
 from plantguard.errors import ConfigProblem

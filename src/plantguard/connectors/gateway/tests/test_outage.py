@@ -3,14 +3,12 @@ killed with -9 and restarted; afterwards every generated reading is stored exact
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
 import time
 
 import httpx
-import numpy as np
 import pytest
 
 from plantguard.connectors.gateway import codec
