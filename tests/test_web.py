@@ -338,3 +338,28 @@ def test_a_stream_subscribes_to_alarm_changes_while_it_runs_only(client, platfor
     r = client.get("/api/stream", params={"points": P0})
     assert r.status_code == 200
     assert {n for n in platform.bus.stats() if n.startswith("sse-")} == before
+
+
+def test_a_stream_ends_when_its_token_is_revoked_or_its_session_ends(platform):
+    """The credential is checked again while the stream runs: a revoked token, or a session that logged out,
+    receives no more plant data (the stream was unbounded before: it kept sending after the revocation)."""
+    from plantguard.domain.actor import Actor
+    from plantguard.testing.auth import login
+
+    app = create_app(platform)
+    app.state.stream_tick_s = 0.05
+    app.state.stream_lifetime_s = 30  # far longer than the test: only the revocation can end it in time
+    h = auth_headers(platform, "viewer", name="stream-viewer")
+    tid = next(t.id for t in platform.security.tokens("stream-viewer"))
+    threading.Timer(0.5, lambda: platform.security.revoke_token(tid, Actor.system("tests"))).start()
+    t0 = time.monotonic()
+    with TestClient(app, base_url="http://127.0.0.1", headers=h) as c:
+        r = c.get("/api/stream", params={"points": P0})
+    assert r.status_code == 200 and time.monotonic() - t0 < 20
+    with TestClient(app, base_url="http://127.0.0.1") as c:
+        login(c, platform, "viewer", "stream-user")
+        session = c.cookies.get("pg_session")
+        threading.Timer(0.5, lambda: platform.security.logout(session)).start()
+        t0 = time.monotonic()
+        r = c.get("/api/stream", params={"points": P0})
+        assert r.status_code == 200 and time.monotonic() - t0 < 20

@@ -273,8 +273,9 @@ class Accounts:
                              (_h(secret), name, secrets.token_urlsafe(32), now, now, mfa))])
         return secret
 
-    def session(self, secret: str | None) -> Principal | None:
-        """The principal of a live session, or None (unknown, idle too long, too old, user disabled)."""
+    def session(self, secret: str | None, *, touch: bool = True) -> Principal | None:
+        """The principal of a live session, or None (unknown, idle too long, too old, user disabled). `touch=False`
+        checks without counting as activity (a live stream's periodic check must not keep an idle session open)."""
         if not secret or not SESSION_RE.match(secret):
             return None
         key = _h(secret)
@@ -291,7 +292,7 @@ class Accounts:
                 self.store.execute([("DELETE FROM sessions WHERE id_hash = ?", (key,))])
             else:
                 p = Principal(Actor.user(user), Role(role), grants(role), "session", csrf=csrf, session_hash=key)
-                if now - self._touched.get(key, 0) > TOUCH_EVERY_US:
+                if touch and now - self._touched.get(key, 0) > TOUCH_EVERY_US:
                     self._touched[key] = now
                     self.store.execute([("UPDATE sessions SET last_seen = ? WHERE id_hash = ?", (now, key))])
         self._remember(key, now, p)

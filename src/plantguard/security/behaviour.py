@@ -390,6 +390,8 @@ class BehaviourProcessor:
             key = (e.device, e.rule)
             if (e.rule, e.device) in muted or e.at - self._last_raised.get(key, -(2**62)) < window:
                 continue
+            if len(self._last_raised) >= 100_000:  # bounded: subjects named by outside input (user names) cannot grow it
+                self._last_raised.clear()
             self._last_raised[key] = e.at
             keep.append(e)
         if not keep:

@@ -163,6 +163,23 @@ def _read(reader: _Reader, with_health: bool) -> tuple:
     return reader.latest() if reader.tags else None, reader.alarms(), reader.health() if with_health else None
 
 
+def _still_allowed(request: Request) -> bool:
+    """The stream's credential, checked again (the one checked at its start may since have been revoked, expired,
+    logged out or lost its role's read permission)."""
+    from plantguard.api.permissions import SESSION_COOKIE
+    from plantguard.security.roles import Permission as P
+
+    accounts = getattr(request.app.state.platform, "security", None)
+    if accounts is None:
+        return True
+    auth = request.headers.get("authorization", "")
+    if auth:
+        p = accounts.authenticate_token(auth.partition(" ")[2].strip())
+    else:
+        p = accounts.session(request.cookies.get(SESSION_COOKIE), touch=False)
+    return p is not None and p.can(P.READ)
+
+
 async def event_stream(request: Request, make_reader) -> AsyncIterator[str]:
     state = request.app.state
     tick = float(getattr(state, "stream_tick_s", TICK_S))
@@ -191,6 +208,8 @@ async def _ticks(request: Request, reader: _Reader, tick: float, server, lifetim
         if await request.is_disconnected():
             return
 
+        if n and n % HEALTH_EVERY_TICKS == 0 and not await run_in_threadpool(_still_allowed, request):
+            return  # the session ended or the token was revoked: no more plant data on this stream
         latest, alarms, health = await run_in_threadpool(_read, reader, n % HEALTH_EVERY_TICKS == 0)
         eid = reader.cursor
         if latest is not None:
