@@ -340,26 +340,56 @@ def test_a_stream_subscribes_to_alarm_changes_while_it_runs_only(client, platfor
     assert {n for n in platform.bus.stats() if n.startswith("sse-")} == before
 
 
-def test_a_stream_ends_when_its_token_is_revoked_or_its_session_ends(platform):
-    """The credential is checked again while the stream runs: a revoked token, or a session that logged out,
-    receives no more plant data (the stream was unbounded before: it kept sending after the revocation)."""
-    from plantguard.domain.actor import Actor
-    from plantguard.testing.auth import login
+def _stream_until_revoked(platform, revoke, *, headers=None, cookies=None) -> int:
+    """Opens the stream on a real server, waits for its first events, calls `revoke`, and returns how many events
+    still came before the stream ended (it never ends by itself: without the check this waits until it fails)."""
+    from plantguard.testing.wait import wait_for
 
     app = create_app(platform)
     app.state.stream_tick_s = 0.05
-    app.state.stream_lifetime_s = 30  # far longer than the test: only the revocation can end it in time
+    port = _free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    th = threading.Thread(target=server.run, daemon=True)
+    th.start()
+    wait_for(lambda: server.started, "the server to start")
+    lines: list[str] = []
+    ended = threading.Event()
+
+    def listen():
+        try:
+            with httpx.stream("GET", f"http://127.0.0.1:{port}/api/stream", params={"points": P0}, headers=headers,
+                              cookies=cookies, timeout=120) as r:
+                for line in r.iter_lines():
+                    lines.append(line)
+        except httpx.HTTPError:
+            pass
+        ended.set()
+
+    threading.Thread(target=listen, daemon=True).start()
+    try:
+        wait_for(lambda: any(x.startswith("event: ") for x in lines), "the stream's first event")
+        before = sum(1 for x in lines if x.startswith("event: "))
+        revoke()
+        wait_for(ended.is_set, "the stream to end after its credential was revoked")
+        return sum(1 for x in list(lines) if x.startswith("event: ")) - before
+    finally:
+        server.should_exit = True
+        th.join(10)
+
+
+def test_a_stream_ends_when_its_token_is_revoked_or_its_session_ends(platform):
+    """The credential is checked again while the stream runs: a revoked token, or a session that logged out,
+    receives no more plant data (before, the stream kept sending after the revocation until the client left)."""
+    from plantguard.domain.actor import Actor
+    from plantguard.testing.auth import login
+    from plantguard.web.live import HEALTH_EVERY_TICKS
+
     h = auth_headers(platform, "viewer", name="stream-viewer")
     tid = next(t.id for t in platform.security.tokens("stream-viewer"))
-    threading.Timer(0.5, lambda: platform.security.revoke_token(tid, Actor.system("tests"))).start()
-    t0 = time.monotonic()
-    with TestClient(app, base_url="http://127.0.0.1", headers=h) as c:
-        r = c.get("/api/stream", params={"points": P0})
-    assert r.status_code == 200 and time.monotonic() - t0 < 20
-    with TestClient(app, base_url="http://127.0.0.1") as c:
+    after = _stream_until_revoked(platform, lambda: platform.security.revoke_token(tid, Actor.system("tests")), headers=h)
+    assert after <= 3 * HEALTH_EVERY_TICKS  # at most the ticks until the next check (three kinds of event per tick)
+    with TestClient(create_app(platform), base_url="http://127.0.0.1") as c:
         login(c, platform, "viewer", "stream-user")
         session = c.cookies.get("pg_session")
-        threading.Timer(0.5, lambda: platform.security.logout(session)).start()
-        t0 = time.monotonic()
-        r = c.get("/api/stream", params={"points": P0})
-        assert r.status_code == 200 and time.monotonic() - t0 < 20
+    after = _stream_until_revoked(platform, lambda: platform.security.logout(session), cookies={"pg_session": session})
+    assert after <= 3 * HEALTH_EVERY_TICKS
