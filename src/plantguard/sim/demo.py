@@ -410,6 +410,10 @@ def run_demo(duration: float | None = None, speed: float = 1.0, history: float =
             sim.add_sink(_Route(sink, field))
         if field is not None:
             sim.add_sink(field)
+        # the admin, its login link and the tour's token exist before the server answers: a login in the first
+        # milliseconds must not meet a server without its admin (a test on a busy machine did)
+        link = _login_link(platform)
+        tour_token = _tour_token(platform, Path(data_dir))
         served = _serve(platform, host, port)
 
         say(f"plantguard demo: bottling line 1, {len(sim.model.tags)} points on {len(sim.model.devices)} devices, seed {seed}")
@@ -426,9 +430,8 @@ def run_demo(duration: float | None = None, speed: float = 1.0, history: float =
             say("  the HTTP API module (plantguard.api.app) is not available: running without the web server")
         else:
             base = f"http://{host}:{port}"
-            link = _login_link(platform)
             say(f"  log in (one click, valid once for 24 h): {base}/login?link={link}")
-            say(f"  API token for curl (read, ingest, alarms, security findings; 1 day): {_tour_token(platform, Path(data_dir))}")
+            say(f"  API token for curl (read, ingest, alarms, security findings; 1 day): {tour_token}")
             say(f"  dashboard {base}/   API docs {base}/docs   alarms {base}/api/alarms   metrics {base}/metrics")
         if not alarms_on:
             say("  the alarm engine (plantguard.alarms.engine) is not available: alarms are off")
