@@ -81,3 +81,21 @@ def rss_bytes(pid: int | None = None) -> int:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) * 1024
     return 0
+
+
+def ab_rounds(run, repeats: int, label: str, machine: dict) -> dict:
+    """`run(flag) -> points/s` with the feature on (True) and off (False), alternating which goes first each round:
+    per-round ratios and medians, printed and returned."""
+    import statistics
+
+    on, off, ratios = [], [], []
+    for r in range(repeats):
+        pair = {flag: run(flag) for flag in ((True, False) if r % 2 == 0 else (False, True))}
+        on.append(pair[True])
+        off.append(pair[False])
+        ratios.append(pair[True] / pair[False])
+        print(f"  round {r + 1}: on {pair[True]:,.0f}  off {pair[False]:,.0f}  ratio {ratios[-1]:.2f}")
+    out = {"on_median": round(statistics.median(on)), "off_median": round(statistics.median(off)),
+           "ratio_median": round(statistics.median(ratios), 3), "ratios": [round(x, 3) for x in ratios], "machine": machine}
+    print(f"{label} on/off: median {out['on_median']:,} vs {out['off_median']:,} points/s; per-round ratio median {out['ratio_median']}")
+    return out

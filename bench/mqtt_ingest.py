@@ -19,7 +19,7 @@ import sys
 import tempfile
 import time
 
-from common import PEERS, print_machine, record
+from common import ab_rounds, PEERS, print_machine, record
 from pipeline_ingest import NS, plant
 from plantguard.config import parse_config
 from plantguard.runtime import Platform
@@ -119,21 +119,11 @@ def main() -> None:
     m = print_machine()
     with tempfile.TemporaryDirectory() as wd, MosquittoBroker(workdir=wd) as broker:
         if a.behaviour_ab:
-            ratios, on, off = [], [], []
-            for r in range(a.repeats):
-                pair = {}
-                for flag in ((True, False) if r % 2 == 0 else (False, True)):
-                    with tempfile.TemporaryDirectory() as d:
-                        pair[flag] = run_once(broker, {"backend": "embedded", "data_dir": d}, a.messages, flag)["points_per_s"]
-                on.append(pair[True])
-                off.append(pair[False])
-                ratios.append(pair[True] / pair[False])
-                print(f"  round {r + 1}: on {pair[True]:,.0f}  off {pair[False]:,.0f}  ratio {ratios[-1]:.2f}")
-            out = {"on_median": round(statistics.median(on)), "off_median": round(statistics.median(off)),
-                   "ratio_median": round(statistics.median(ratios), 3), "ratios": [round(x, 3) for x in ratios], "machine": m}
-            print(f"MQTT, behavioural detection on/off: median {out['on_median']:,} vs {out['off_median']:,} points/s; "
-                  f"per-round ratio median {out['ratio_median']}")
-            record("mqtt_ingest_behaviour_ab", out)
+            def one(flag):
+                with tempfile.TemporaryDirectory() as d:
+                    return run_once(broker, {"backend": "embedded", "data_dir": d}, a.messages, flag)["points_per_s"]
+
+            record("mqtt_ingest_behaviour_ab", ab_rounds(one, a.repeats, "MQTT, behavioural detection", m))
             return
         ceil = ceiling(broker.port, a.messages, a.repeats)
         if ceil:

@@ -21,7 +21,7 @@ import time
 
 import numpy as np
 
-from common import print_machine, record, run_peer_storage
+from common import ab_rounds, print_machine, record, run_peer_storage
 from plantguard.config import parse_config
 from plantguard.domain.readings import RawBatch
 from plantguard.runtime import Platform
@@ -88,21 +88,11 @@ def main() -> None:
     m = print_machine()
     data = workload()
     if a.behaviour_ab:
-        on, off, ratios = [], [], []
-        for r in range(a.repeats):
-            pair = {}
-            for flag in ((True, False) if r % 2 == 0 else (False, True)):  # alternate which goes first
-                with tempfile.TemporaryDirectory() as d:
-                    pair[flag] = run_once({"backend": "embedded", "data_dir": d}, data, behaviour=flag)["points_per_s"]
-            on.append(pair[True])
-            off.append(pair[False])
-            ratios.append(pair[True] / pair[False])
-            print(f"  round {r + 1}: on {pair[True]:,.0f}  off {pair[False]:,.0f}  ratio {ratios[-1]:.2f}")
-        out = {"on_median": round(statistics.median(on)), "off_median": round(statistics.median(off)),
-               "ratio_median": round(statistics.median(ratios), 3), "ratios": [round(x, 3) for x in ratios], "machine": m}
-        print(f"behavioural detection on/off: median {out['on_median']:,} vs {out['off_median']:,} points/s; "
-              f"per-round ratio median {out['ratio_median']}")
-        record("pipeline_ingest_behaviour_ab", out)
+        def one(flag):
+            with tempfile.TemporaryDirectory() as d:
+                return run_once({"backend": "embedded", "data_dir": d}, data, behaviour=flag)["points_per_s"]
+
+        record("pipeline_ingest_behaviour_ab", ab_rounds(one, a.repeats, "behavioural detection", m))
         return
     backends = ["embedded", "postgres"] if a.backend == "both" else [a.backend]
     for backend in backends:
