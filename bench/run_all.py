@@ -9,7 +9,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 ORDER = ["pipeline_ingest", "mqtt_ingest", "query", "memory", "store_choice", "modbus_poll", "modbus_vs_tbgw",
-         "gateway_recovery", "analytics_throughput", "spc_alarm_rate", "skab_eval", "cmapss_eval", "web_dashboard", "reject_throughput", "auth_overhead", "posture_audit"]
+         "gateway_recovery", "analytics_throughput", "spc_alarm_rate", "skab_eval", "cmapss_eval", "web_dashboard", "reject_throughput", "auth_overhead", "posture_audit", "at_rest"]
 
 
 def main(argv: list[str]) -> int:

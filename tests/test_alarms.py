@@ -446,7 +446,7 @@ def test_vectorised_limits_match_a_reading_by_reading_model(data_dir):
 # -- the platform ---------------------------------------------------------------------------------------
 def test_platform_runs_the_engine_on_the_pipeline(data_dir):
     d = plant_dict(2, data_dir=str(data_dir))
-    d["alarms"] = {"webhooks": [{"url": "http://127.0.0.1:9/none", "retries": 0}]}
+    d["alarms"] = {"webhooks": [{"url": "http://127.0.0.1:9/none", "retries": 0}], "webhook_allowed_networks": ["127.0.0.1/32"]}
     clock = Clock()
     p = Platform(parse_config(d), clock=clock)
     try:
@@ -457,6 +457,8 @@ def test_platform_runs_the_engine_on_the_pipeline(data_dir):
     finally:
         p.stop()
 
+
+LOCAL = ["127.0.0.0/8"]  # the test receivers listen on loopback, which webhooks may not reach by default
 
 # -- webhooks -------------------------------------------------------------------------------------------
 class _Server:
@@ -504,7 +506,7 @@ def _alarm(priority="high") -> tuple[AlarmRecord, AlarmEvent]:
 
 def test_webhook_retries_5xx_until_delivered():
     srv = _Server([503, 503])
-    n = WebhookNotifier([Webhook(url=srv.url, retries=3, timeout=2)], backoff_base=0.01).start()
+    n = WebhookNotifier([Webhook(url=srv.url, retries=3, timeout=2)], backoff_base=0.01, allowed_networks=LOCAL).start()
     try:
         n.notify(*_alarm())
         assert _wait(srv.got, lambda: len(srv.requests) == 3)
@@ -523,7 +525,7 @@ def test_webhook_4xx_is_not_retried_and_priority_filters():
     srv = _Server([400])
     low_only = Webhook(url=srv.url, retries=5, timeout=2)
     urgent_only = Webhook(url=srv.url + "?urgent", min_priority="urgent", retries=5, timeout=2)
-    n = WebhookNotifier([low_only, urgent_only], backoff_base=0.01).start()
+    n = WebhookNotifier([low_only, urgent_only], backoff_base=0.01, allowed_networks=LOCAL).start()
     try:
         n.notify(*_alarm("high"))
         n.notify(*_alarm("urgent"))
@@ -537,7 +539,7 @@ def test_webhook_4xx_is_not_retried_and_priority_filters():
 
 
 def test_notify_never_blocks_and_drops_the_oldest():
-    n = WebhookNotifier([Webhook(url="http://127.0.0.1:9/none")], queue_size=2)  # not started: nothing drains
+    n = WebhookNotifier([Webhook(url="http://127.0.0.1:9/none")], queue_size=2, allowed_networks=LOCAL)  # not started: nothing drains
     for i in range(5):
         rec, ev = _alarm()
         ev.at = i
@@ -548,7 +550,7 @@ def test_notify_never_blocks_and_drops_the_oldest():
 
 def test_engine_notifies_transitions_but_not_while_shelved(data_dir):
     srv = _Server([])
-    n = WebhookNotifier([Webhook(url=srv.url, min_priority="medium", timeout=2)], backoff_base=0.01).start()
+    n = WebhookNotifier([Webhook(url=srv.url, min_priority="medium", timeout=2)], backoff_base=0.01, allowed_networks=LOCAL).start()
     r = Rig(data_dir, plant_dict(2), notifier=n)
     try:
         r.feed([(1, 85)])

@@ -36,8 +36,24 @@ class ModelFile:
         return cls(str(path), hashlib.sha256(Path(path).read_bytes()).hexdigest(), force, version)
 
 
+#: settings that hold a secret a connector needs in clear: the stored model keeps a marker, never the value (the
+#: running configuration comes from the file, which the operator protects; a copy of the store reveals nothing)
+SECRET_FIELDS = frozenset({"password", "private_key_password", "token", "secret", "api_key"})
+REDACTED = "<kept in the configuration file>"
+
+
+def _redact(obj):
+    if isinstance(obj, dict):
+        return {k: (REDACTED if k in SECRET_FIELDS and isinstance(v, str) else _redact(v)) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_redact(v) for v in obj]
+    return obj
+
+
 def model_document(cfg: PlantConfig) -> str:
-    return json.dumps(cfg.model_dump(mode="json", exclude_none=True), sort_keys=True)
+    doc = cfg.model_dump(mode="json", exclude_none=True)
+    doc = {k: (_redact(v) if k != "sites" else v) for k, v in doc.items()}
+    return json.dumps(doc, sort_keys=True)
 
 
 def _sites(doc: str) -> list:

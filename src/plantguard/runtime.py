@@ -38,6 +38,10 @@ class Platform:
         self.clock = clock
         capabilities.registered()  # their migrations must be known before the store migrates
         self._index: PlantIndex | None = None
+        if store is None or cfg.storage.backend == "embedded":
+            from plantguard.fsperm import secure_data_dir
+
+            secure_data_dir(cfg.storage.data_dir)  # owner-only, fixed with a log line if it was not
         self.store = store if store is not None else open_store(cfg.storage)
         self.model_messages: list[str] = []
         try:

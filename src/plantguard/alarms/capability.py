@@ -10,7 +10,7 @@ def build(platform) -> Parts:
     from plantguard.alarms.notify import WebhookNotifier
 
     cfg = platform.cfg
-    notifier = WebhookNotifier(cfg.alarms.webhooks) if cfg.alarms.webhooks else None
+    notifier = WebhookNotifier(cfg.alarms.webhooks, allowed_networks=cfg.alarms.webhook_allowed_networks) if cfg.alarms.webhooks else None
     engine = AlarmEngine(cfg, platform.registry, platform.store, clock=platform.clock, notifier=notifier,
                          bus=platform.bus)
     engine.lag_us = platform.pipeline.current_lag_us  # silence is judged against what was caught up

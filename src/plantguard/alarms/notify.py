@@ -18,6 +18,7 @@ from dataclasses import asdict
 
 import httpx
 
+from plantguard.domain.addresses import check_url
 from plantguard.domain.alarms import PRIORITY_RANK, AlarmEvent, AlarmRecord
 from plantguard.domain.model import Webhook
 
@@ -33,8 +34,9 @@ def payload(record: AlarmRecord, event: AlarmEvent) -> dict:
 
 class WebhookNotifier:
     def __init__(self, webhooks: list[Webhook], *, queue_size: int = 10_000, backoff_base: float = 0.5,
-                 backoff_max: float = 30.0, drain_timeout: float = 5.0) -> None:
+                 backoff_max: float = 30.0, drain_timeout: float = 5.0, allowed_networks: list[str] | tuple = ()) -> None:
         self.webhooks = list(webhooks)
+        self.allowed_networks = tuple(allowed_networks)  # see plantguard.domain.addresses
         self.queue_size = queue_size
         self.backoff_base = backoff_base
         self.backoff_max = backoff_max
@@ -111,6 +113,12 @@ class WebhookNotifier:
 
     def _deliver(self, client: httpx.Client, wh: Webhook, body: dict) -> None:
         delivery = uuid.uuid4().hex  # the same id on every retry, so receivers can drop duplicates
+        refused = check_url(wh.url, self.allowed_networks)  # resolved now: the name may point elsewhere since start
+        if refused:
+            with self._cond:
+                self._failed += 1
+            log.warning("webhook %s: not sent (%s; alarms.webhook_allowed_networks allows a network)", wh.url, refused)
+            return
         for attempt in range(wh.retries + 1):
             if attempt:
                 with self._cond:

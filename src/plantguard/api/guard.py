@@ -7,6 +7,9 @@
   browser sends without asking the server first (no CORS preflight). Refusing POST/PUT/PATCH under /api unless
   they declare JSON (or YAML for the model document, or the gateway's own frame type) means such a request can
   no longer post readings or change the plant model (415).
+- Content-Security-Policy on every answer: the dashboard loads scripts, styles and data only from this server
+  and runs no inline script, so text that reached a page unescaped still cannot run; no framing (click-jacking),
+  no MIME sniffing, no referrer sent to other sites.
 - Size: a body above the limit of its route is refused (413) before the route reads anything, whether it says its
   length or streams it in chunks: the API's JSON routes take at most `max_body` (the larger of the ingest payload
   limit and 16 MiB), the dashboard's forms `MAX_FORM_BODY`. A large request cannot tie up the server's memory.
@@ -23,6 +26,10 @@ YAML_TYPES = ("application/yaml", "application/x-yaml", "text/yaml")
 GATEWAY_TYPE = "application/vnd.plantguard.gateway-batches"
 MAX_FORM_BODY = 64 * 1024  # a form of the dashboard: a few short fields
 DEFAULT_MAX_BODY = 16 * 1024 * 1024
+CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
+       "font-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
+SECURITY_HEADERS = [(b"content-security-policy", CSP.encode()), (b"x-content-type-options", b"nosniff"),
+                    (b"x-frame-options", b"DENY"), (b"referrer-policy", b"no-referrer")]
 
 
 def _host_name(host: str) -> str:
@@ -55,6 +62,14 @@ class GuardMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        inner_send = send
+
+        async def send(message) -> None:  # noqa: F811 - every answer carries the security headers
+            if message["type"] == "http.response.start":
+                have = {k.lower() for k, _ in message.get("headers", [])}
+                message = {**message, "headers": list(message.get("headers", [])) + [h for h in SECURITY_HEADERS if h[0] not in have]}
+            await inner_send(message)
+
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
         if not self.any_host:
             host = _host_name(headers.get("host", ""))

@@ -11,6 +11,7 @@ import json
 import os
 import signal
 import sys
+import tempfile
 from contextlib import contextmanager
 from enum import Enum
 from importlib.resources import files
@@ -477,17 +478,19 @@ def export(
     third = "quality" if buckets is None else "count"
     schema = pa.schema([("timestamp", pa.timestamp("us", tz="UTC")), ("point", pa.string()), ("value", pa.float64()),
                         (third, pa.uint8() if buckets is None else pa.int64())])
-    tmp = out.with_name(out.name + ".partial")
     rows = 0
     with _platform(config, data_dir) as p:
         for tag in points:
             p.pid_of(tag)  # unknown points fail before anything is written
         out.parent.mkdir(parents=True, exist_ok=True)
-        sink = None
+        # a new temporary file of our own beside the target (never a name someone could have planted a link at),
+        # renamed over it at the end; owner-only, as plant data at rest is
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent)
+        tmp = Path(tmp_name)
+        sink = os.fdopen(fd, "wb")
         if fmt is ExportFormat.parquet:
-            writer = pq.ParquetWriter(tmp, schema)
+            writer = pq.ParquetWriter(sink, schema)
         else:  # the header is written by hand: pyarrow would quote it
-            sink = open(tmp, "wb")
             sink.write((",".join(schema.names) + "\n").encode())
             writer = pacsv.CSVWriter(sink, pa.schema([("timestamp", pa.string())] + list(schema)[1:]),
                                      write_options=pacsv.WriteOptions(include_header=False, quoting_style="none"))
@@ -503,13 +506,11 @@ def export(
                                                         pa.array(extra, schema.field(third).type)], names=schema.names))
                     rows += n
             writer.close()
-            if sink is not None:
-                sink.close()
+            sink.close()
             tmp.replace(out)
         except BaseException:
             writer.close()
-            if sink is not None:
-                sink.close()
+            sink.close()
             tmp.unlink(missing_ok=True)
             raise
     typer.echo(f"wrote {rows:,} rows for {len(points)} point(s) to {out} ({fmt.value})", err=True)
@@ -801,12 +802,13 @@ def kpi(
     _kv_table(f"KPIs of {asset}", rows)
 
 
-from plantguard.cli.security import audit_app, ca_app, devices_app, users_app  # noqa: E402 - after the helpers they use
+from plantguard.cli.security import audit_app, ca_app, devices_app, keys_app, users_app  # noqa: E402 - after the helpers they use
 
 app.add_typer(users_app, name="users")
 app.add_typer(audit_app, name="audit")
 app.add_typer(devices_app, name="devices")
 app.add_typer(ca_app, name="ca")
+app.add_typer(keys_app, name="keys")
 
 
 def main() -> None:  # pragma: no cover - console entry for `python -m plantguard.cli.main`

@@ -297,3 +297,51 @@ def ca_listener(port: int = typer.Option(8883, min=1, max=65535), host: str = ty
             ca.apply()
         typer.echo(listener_conf(port=port, host=host, ca_file=str(ca.cert_path), cert_file=str(cert.resolve()),
                                  key_file=str(key.resolve()), crl_file=str(ca.crl_path)), nl=False)
+
+
+keys_app = typer.Typer(help="The keys that seal secrets and learned state at rest (see docs/security.md).", no_args_is_help=True)
+
+
+def _rings(p):
+    from plantguard.keys import secrets_ring, state_ring
+
+    st = p.cfg.storage
+    return {"secrets": secrets_ring(st.data_dir, st.key_dir), "state": state_ring(st.data_dir, st.key_dir)}
+
+
+@keys_app.command("show")
+def keys_show(config: ConfigOpt = None, data_dir: DataDirOpt = None) -> None:
+    """Each key ring: where it is, its key ids (primary first) and which of them stored values use."""
+    with _platform(config, data_dir) as p:
+        in_use = p.security.keys_in_use()
+        for name, ring in _rings(p).items():
+            where = ring.path or "the environment"
+            ids = ", ".join(f"{k}{' (primary)' if i == 0 else ''}{' in use' if k in in_use else ''}" for i, k in enumerate(ring.kids()))
+            typer.echo(f"{name}: {where}: {ids}")
+
+
+@keys_app.command("rotate")
+def keys_rotate(config: ConfigOpt = None, data_dir: DataDirOpt = None) -> None:
+    """A new primary key for each ring; the second-factor secrets are sealed again under it, checkpoints at their
+    next save. Older keys stay (backups sealed with them still open) until `keys retire`."""
+    from plantguard.security.sealed import SecretBox
+
+    with _platform(config, data_dir) as p:
+        rings = _rings(p)
+        for name, ring in rings.items():
+            typer.echo(f"{name}: new primary key {ring.rotate()}")
+        p.security.box = SecretBox(rings["secrets"])
+        n = p.security.seal_secrets()
+        p.audit.record(Actor.cli(), "keys.rotate", "secrets,state", detail={"resealed": n})
+    typer.echo(f"sealed {n} second-factor secret(s) again under the new key")
+
+
+@keys_app.command("retire")
+def keys_retire(config: ConfigOpt = None, data_dir: DataDirOpt = None) -> None:
+    """Drops the older secrets keys that no stored secret uses any more (checkpoint keys stay: a partition's
+    checkpoint may not have been saved since the rotation)."""
+    with _platform(config, data_dir) as p:
+        ring = _rings(p)["secrets"]
+        gone = ring.retire(p.security.keys_in_use())
+        p.audit.record(Actor.cli(), "keys.retire", "secrets", detail={"retired": gone})
+    typer.echo(f"retired {len(gone)} key(s){': ' + ', '.join(gone) if gone else ''}")

@@ -9,7 +9,7 @@ from __future__ import annotations
 from enum import Enum
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, PrivateAttr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, PrivateAttr, field_validator, model_validator
 
 from plantguard.errors import ConfigProblem
 from plantguard.timeutil import US, parse_duration_us
@@ -320,6 +320,8 @@ class StorageConfig(_Strict):
     retention_1h: DurationValue = "3650d"
     memory_limit: str = Field("1GB", pattern=r"^\d+(\.\d+)?\s*(KB|MB|GB|TB|KiB|MiB|GiB|TiB)$",
                               description="cache limit of the embedded store (DuckDB's own default is 80% of RAM)")
+    key_dir: str | None = Field(None, description="where the keys sealing secrets and learned state live (default "
+                                "<data_dir>/keys); back them up apart from the store")
 
     _v = field_validator("retention_raw", "retention_1m", "retention_1h")(_duration(36_500 * DAY_US, min_us=3600 * US))
 
@@ -347,7 +349,28 @@ class Webhook(_Strict):
 
 class AlarmConfig(_Strict):
     webhooks: list[Webhook] = Field(default_factory=list)
+    webhook_allowed_networks: list[str] = Field(
+        default_factory=list, max_length=100,
+        description="networks (CIDR) webhooks may reach although they are loopback, link-local or metadata "
+                    "addresses, e.g. ['127.0.0.1/32'] for a receiver on this host")
     check_interval: DurationValue = "1s"
+
+    @model_validator(mode="after")
+    def _webhook_targets(self):
+        import ipaddress
+
+        from plantguard.domain.addresses import check_url
+
+        for n in self.webhook_allowed_networks:
+            try:
+                ipaddress.ip_network(n, strict=False)
+            except ValueError:
+                raise ValueError(f"webhook_allowed_networks: {n!r} is not a network (CIDR)") from None
+        for i, wh in enumerate(self.webhooks):
+            why = check_url(wh.url, self.webhook_allowed_networks, resolve=False)
+            if why:
+                raise ValueError(f"webhooks[{i}].url: {why} (allow it with alarms.webhook_allowed_networks)")
+        return self
 
     _v = field_validator("check_interval")(_duration(3600 * US, min_us=10_000))
 

@@ -9,11 +9,16 @@ from plantguard.capabilities import Capability, Parts, register
 def build(platform) -> Parts:
     from plantguard.plant_analytics.processor import AnalyticsProcessor
 
+    from plantguard.keys import state_ring
+
     store, clock = platform.store, platform.clock
+    # checkpoints are sealed with a key outside the store; the start that makes the key migrates older ones
+    ring = state_ring(platform.cfg.storage.data_dir, platform.cfg.storage.key_dir)
     proc = AnalyticsProcessor(
         platform.cfg, platform.registry, alarms=platform.alarms, clock=clock,
         sink=lambda w: store.write_analytics(w, clock()),
-        checkpoint=(lambda name, blob: store.save_checkpoint(name, blob, clock()), store.load_checkpoint))
+        checkpoint=(lambda name, blob: store.save_checkpoint(name, blob, clock()), store.load_checkpoint),
+        keys=ring, legacy_checkpoints=ring.created)
     platform.analytics = proc
     return Parts(processors=[proc])
 

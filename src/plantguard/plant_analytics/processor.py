@@ -186,13 +186,17 @@ class AnalyticsProcessor(SpcPart, AnomalyPart, AssetPart):
 
     def __init__(self, cfg: PlantConfig, registry, *, sink: Callable[[AnalyticsWrite], None],
                  alarms=None, clock: Clock, checkpoint: tuple[Callable[[str, bytes], None], Callable[[str], bytes | None]] | None = None,
-                 store_interval: str | float = "10s", rul_interval: str | float = "1m", checkpoint_every: str | float = "5m") -> None:
+                 store_interval: str | float = "10s", rul_interval: str | float = "1m", checkpoint_every: str | float = "5m",
+                 keys=None, legacy_checkpoints: bool = False) -> None:
+        """`keys`: the state key ring that seals checkpoints (plantguard.keys); `legacy_checkpoints`: accept the
+        unsealed checkpoints of earlier versions (once, on the start that makes the key ring)."""
         self.registry = registry
         self.sink = sink
         self.alarms = alarms  # read only (is an alarm active?); conditions go out on the alarm engine's bus
         self._publish = alarms.bus.publish if alarms is not None else (lambda event: None)
         self.clock = clock
         self._save_ckpt, self._load_ckpt = checkpoint if checkpoint else (None, None)
+        self._keys, self._legacy = keys, legacy_checkpoints
         self.store_interval = parse_duration_us(store_interval)
         self.rul_interval = parse_duration_us(rul_interval)
         self.checkpoint_every = parse_duration_us(checkpoint_every)
@@ -225,7 +229,11 @@ class AnalyticsProcessor(SpcPart, AnomalyPart, AssetPart):
         if not parts:
             st = self._load_one(CHECKPOINT_NAME)
             return st
-        st = merge(parts)
+        try:
+            st = merge(parts)
+        except Exception as e:  # noqa: BLE001 - checkpoints that load but do not fit together must not stop the start
+            log.error("analytics checkpoints not usable together (%s: %s); learning the state from scratch", type(e).__name__, e)
+            return None
         log.info("analytics state restored from %d partition checkpoint(s) (%d SPC, %d anomaly, %d asset)", len(parts),
                  len(st.spc_keys), len(st.rz_keys) + len(st.dets), len(st.assets_mv) + len(st.assets_rul))
         return st
@@ -235,9 +243,12 @@ class AnalyticsProcessor(SpcPart, AnomalyPart, AssetPart):
             blob = self._load_ckpt(name)
             if not blob:
                 return None
-            st = checkpoints.loads(blob, CHECKPOINT_NAME)
+            st = checkpoints.loads(blob, CHECKPOINT_NAME, self._keys, legacy=self._legacy)
             if not isinstance(st, _State):
                 raise checkpoints.CheckpointError(f"holds a {type(st).__name__}, not the analytics state")
+            if self._legacy and self._keys is not None and not checkpoints.is_sealed(blob):
+                self._save_ckpt(name, checkpoints.dumps(st, CHECKPOINT_NAME, self._keys))  # migrated: sealed now
+                log.info("analytics checkpoint %r of an earlier version sealed with the state key", name)
             return st
         except Exception as e:  # noqa: BLE001 - a bad checkpoint must not stop the platform: relearn instead
             log.error("analytics checkpoint %r not usable (%s); learning its state from scratch", name, e)
@@ -251,7 +262,7 @@ class AnalyticsProcessor(SpcPart, AnomalyPart, AssetPart):
         with self._lock:
             self._remember_spc()
             part = split(self._st, lambda p: partition_key(p, self.partition_by)).get(key) or _State()
-            return checkpoints.dumps(part, CHECKPOINT_NAME)
+            return checkpoints.dumps(part, CHECKPOINT_NAME, self._keys)
 
     def _remember_spc(self) -> None:
         n = len(self._spc_vidx)
@@ -263,7 +274,7 @@ class AnalyticsProcessor(SpcPart, AnomalyPart, AssetPart):
         ones held here, then the model is applied again (keys whose settings changed start afresh)."""
         from plantguard.plant_analytics.partitions import merge
 
-        st = checkpoints.loads(blob, CHECKPOINT_NAME)
+        st = checkpoints.loads(blob, CHECKPOINT_NAME, self._keys)
         if not isinstance(st, _State):
             raise checkpoints.CheckpointError(f"holds a {type(st).__name__}, not the analytics state")
         with self._lock:
@@ -580,7 +591,7 @@ class AnalyticsProcessor(SpcPart, AnomalyPart, AssetPart):
                 return
             for key, part in parts.items():
                 try:
-                    self._save_ckpt(f"{CHECKPOINT_NAME}@{key}", checkpoints.dumps(part, CHECKPOINT_NAME))
+                    self._save_ckpt(f"{CHECKPOINT_NAME}@{key}", checkpoints.dumps(part, CHECKPOINT_NAME, self._keys))
                 except Exception:  # noqa: BLE001 - one partition failing must not keep the others from saving
                     self.stats["errors"] += 1
                     log.exception("saving the analytics checkpoint of partition %s failed", key)

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 
 import pyotp
 
+from plantguard.security.sealed import SealError, is_sealed, key_of
 from plantguard.domain.actor import Actor, ActorKind
 from plantguard.errors import Conflict, Forbidden, InvalidInput, NotFound, TooManyAttempts, Unauthenticated
 from plantguard.security.config import SecuritySettings
@@ -94,8 +95,11 @@ class _Throttle:
 
 
 class Accounts:
-    def __init__(self, store, settings: SecuritySettings, *, clock, audit=None) -> None:
+    def __init__(self, store, settings: SecuritySettings, *, clock, audit=None, box=None) -> None:
+        """`box`: a SecretBox sealing second-factor secrets at rest (plantguard.security.sealed); without one
+        they are kept as given (programs and tests that bring no key)."""
         self.store = store
+        self.box = box
         self.settings = settings
         self.clock = clock
         self.audit = audit
@@ -201,9 +205,48 @@ class Accounts:
             raise InvalidInput("start the second factor first")
         if not pyotp.TOTP(secret).verify(str(code), valid_window=1):
             raise InvalidInput("the code does not match: check the authenticator's clock")
-        self.store.execute([("UPDATE users SET totp_secret = ? WHERE name = ?", (secret, name))])
+        self.store.execute([("UPDATE users SET totp_secret = ? WHERE name = ?", (self._seal_totp(secret, name), name))])
         self._pending_totp.pop(name, None)
         self._record(actor, "user.mfa_enabled", name)
+
+    def _seal_totp(self, secret: str, name: str) -> str:
+        return self.box.seal(secret, f"users.totp_secret:{name}") if self.box is not None else secret
+
+    def _totp_ok(self, stored: str, name: str, code: str | None) -> bool:
+        if not code:
+            return False
+        if is_sealed(stored):
+            if self.box is None:
+                return False
+            try:
+                stored = self.box.open(stored, f"users.totp_secret:{name}")
+            except SealError as e:  # a store restored without its key: the second factor fails closed
+                log.error("the second-factor secret of %s cannot be opened: %s", name, e)
+                return False
+        return pyotp.TOTP(stored).verify(str(code), valid_window=1)
+
+    def seal_secrets(self) -> int:
+        """Seals every second-factor secret still kept in clear (stores written before sealing) and seals again
+        under the primary key those sealed with an older one (after a rotation). Returns how many changed."""
+        if self.box is None:
+            return 0
+        primary = self.box.ring.primary[0]
+        changes = []
+        for name, secret in self.store.fetch("SELECT name, totp_secret FROM users WHERE totp_secret IS NOT NULL"):
+            if is_sealed(secret) and key_of(secret) == primary:
+                continue
+            try:
+                changes.append(("UPDATE users SET totp_secret = ? WHERE name = ?",
+                                (self.box.reseal(secret, f"users.totp_secret:{name}"), name)))
+            except SealError as e:
+                log.error("the second-factor secret of %s cannot be sealed again: %s", name, e)
+        if changes:
+            self.store.execute(changes)
+        return len(changes)
+
+    def keys_in_use(self) -> set[str]:
+        return {key_of(s) for (s,) in self.store.fetch("SELECT totp_secret FROM users WHERE totp_secret IS NOT NULL")
+                if is_sealed(s)}
 
     # -- login ----------------------------------------------------------------------------------------------
     def _check_throttle(self, keys: list[str]) -> None:
@@ -250,7 +293,7 @@ class Accounts:
             reason = "bad name or password"
         elif row[4]:
             reason = "user disabled"
-        elif row[3] and not (totp and pyotp.TOTP(row[3]).verify(str(totp), valid_window=1)):
+        elif row[3] and not self._totp_ok(row[3], row[0], totp):
             reason = "second factor missing or wrong"
         elif not row[3] and Role(row[1]) in self.settings.mfa_roles:
             reason = f"the {row[1]} role requires a second factor, and this user has none: an admin must set it up"

@@ -32,6 +32,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from plantguard.fsperm import private_dir
 from plantguard.domain.actor import Actor
 
 MAX_FIELD = 512
@@ -112,7 +113,7 @@ def load_or_create_key(path: Path) -> Ed25519PrivateKey:
         if not isinstance(key, Ed25519PrivateKey):
             raise ValueError(f"{path} is not an Ed25519 private key")
         return key
-    path.parent.mkdir(parents=True, exist_ok=True)
+    private_dir(path.parent)
     key = Ed25519PrivateKey.generate()
     pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -149,9 +150,9 @@ class AuditLog:
         self.errors = 0
         for e in self._entries_from_store():  # the frontier covers what is stored (O(log n) memory)
             self._frontier.push(leaf_hash(e.canonical()))
-        witness_path.parent.mkdir(parents=True, exist_ok=True)
+        private_dir(witness_path.parent)
         known = _witness_leaves(witness_path)
-        self._witness = open(witness_path, "ab")
+        self._witness = os.fdopen(os.open(witness_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600), "ab")
         if self._frontier.size > known:
             # Entries the witness has not seen: a crash between the store's insert and the witness line, or a new
             # witness for an existing log. They are added marked late, so that an auditor sees where it happened.

@@ -34,6 +34,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from pydantic import BaseModel, ConfigDict, Field
 
+from plantguard.fsperm import private_dir
 from plantguard.domain.actor import Actor
 from plantguard.errors import InvalidInput, NotFound, Unavailable
 
@@ -157,7 +158,7 @@ class CertificateAuthority:
         return self._ca
 
     def _create(self, cpath: Path, kpath: Path) -> None:
-        self.dir.mkdir(parents=True, exist_ok=True)
+        private_dir(self.dir)
         key = ec.generate_private_key(ec.SECP256R1())
         now = _dt(self.clock())
         name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, self.settings.name),

@@ -60,7 +60,14 @@ def build(platform) -> Parts:
     audit = AuditLog(platform.store, Path(s.audit_key) if s.audit_key else base / "signing.key",
                      Path(s.audit_witness) if s.audit_witness else base / "witness.jsonl", clock=platform.clock,
                      exporters=[SyslogExporter(s.audit_syslog, s.audit_syslog_facility)] if s.audit_syslog else [])
-    accounts = Accounts(platform.store, s, clock=platform.clock, audit=audit)
+    from plantguard.keys import secrets_ring
+    from plantguard.security.sealed import SecretBox
+
+    box = SecretBox(secrets_ring(platform.cfg.storage.data_dir, platform.cfg.storage.key_dir))
+    accounts = Accounts(platform.store, s, clock=platform.clock, audit=audit, box=box)
+    sealed_now = accounts.seal_secrets()  # secrets of an older store sealed on its first start
+    if sealed_now:
+        log.warning("sealed %d second-factor secret(s) that were kept in clear", sealed_now)
     accounts.known_path = lambda path: any(f(path) is not None for f in (
         platform.index.device, platform.index.asset, platform.index.line, platform.index.site)) or \
         path.count("/") == 1 and any(r.path.startswith(path + "/") for r in platform.index.lines())  # an area

@@ -59,8 +59,11 @@ def _norm(s: str | None) -> str:
 def load_dir(path: str | Path) -> tuple[list[Advisory], list[str]]:
     """(advisories, problems): every *.json under path with a matching .sha512; a problem per refused file."""
     out, problems = [], []
+    root = Path(path).resolve()
     for f in sorted(Path(path).rglob("*.json")):
         try:
+            if not f.resolve().is_relative_to(root) or not f.resolve().is_file():
+                raise ValueError("not a regular file inside the advisories directory (a link out of it?)")
             data = f.read_bytes()
             if len(data) > MAX_FILE_BYTES:
                 raise ValueError(f"larger than {MAX_FILE_BYTES} bytes")
@@ -71,7 +74,9 @@ def load_dir(path: str | Path) -> tuple[list[Advisory], list[str]]:
             if hashlib.sha512(data).hexdigest() != want:
                 raise ValueError("its SHA-512 does not match the .sha512 file")
             out.append(parse(json.loads(data), source=str(f)))
-        except (OSError, ValueError, KeyError, TypeError) as e:
+        except RecursionError:  # JSON nested deeper than Python's stack: one bad file must not stop the audit
+            problems.append(f"{f}: refused: nested too deeply")
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
             problems.append(f"{f}: refused: {e}")
     return out, problems
 

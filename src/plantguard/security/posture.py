@@ -199,7 +199,27 @@ CHECKS: tuple[Check, ...] = (
     Check("identity.changed", "high", "The device's identity changed since it was first seen: a swapped unit or new firmware",
           "Confirm the change was planned (a maintenance order); if not, treat the device as compromised.", _identity_changed),
 )
-CHECK_IDS = {c.id: c for c in CHECKS}
+PLATFORM = "platform"  # the "device" of findings about plantguard's own host
+DATA_DIR_CHECK = Check(
+    "platform.data_dir_exposed", "high", "plantguard's data directory (readings, audit log, password hashes, keys) is "
+    "readable by other users of its host",
+    "Make it owner-only: chmod -R go-rwx on it (plantguard does so itself at its next start). A local account could "
+    "otherwise read every reading and the keys that seal second-factor secrets.", lambda f, ctx: [])
+CHECK_IDS = {c.id: c for c in (*CHECKS, DATA_DIR_CHECK)}
+
+
+def host_findings(dirs) -> list[Finding]:
+    """Findings on the platform's own directories: any entry that group or others may read, write or enter."""
+    from plantguard.fsperm import exposed
+
+    out = []
+    for d in dirs:
+        bad = exposed(d)
+        if bad:
+            out.append(Finding(DATA_DIR_CHECK.id, DATA_DIR_CHECK.severity, PLATFORM, DATA_DIR_CHECK.title,
+                               {"directory": str(d), "exposed": len(bad), "examples": [f"{p} {m:o}" for p, m in bad[:10]]},
+                               DATA_DIR_CHECK.remediation))
+    return out
 
 
 def audit(devices: list[DeviceFacts], *, now: int, advisories=None, advisory_problems: list[str] | None = None,

@@ -10,7 +10,7 @@ from plantguard.domain.actor import Actor
 from plantguard.errors import InvalidInput
 from plantguard.security import inventory
 from plantguard.security.csaf import AdvisoryIndex, load_dir
-from plantguard.security.posture import CHECK_IDS, Report, audit
+from plantguard.security.posture import CHECK_IDS, PLATFORM, Report, audit, host_findings
 
 DECISIONS = ("mute", "accept", "reopen")
 
@@ -75,6 +75,9 @@ class PostureService:
         s = self.settings
         report = audit(facts, now=self._p.clock(), advisories=idx, advisory_problems=problems, mute=self.triage(),
                        max_credential_age_days=s.credential_max_age_days, silent_min_s=s.silent_min_s)
+        st = self._p.cfg.storage
+        if "platform.data_dir_exposed" not in {c for c, d in self.triage() if d == PLATFORM}:
+            report.findings[:0] = host_findings([Path(st.data_dir)] + ([Path(st.key_dir)] if st.key_dir else []))
         inventory.remember_identities(store, facts, self._p.clock())
         self.last = report
         self.last_facts = facts  # what the report was made from (the security page shows the inventory)
@@ -109,7 +112,8 @@ class RiskService:
             analysed = any(p.analytics is not None for p in d.points) or (r.asset.analytics is not None)
             alarmed = sum(1 for p in d.points if getattr(p, "alarms", None) is not None)
             deps[r.path] = Dependents(len(d.points), analysed, alarmed)
-        entries = compute(by_dev, crit, deps)
+        # findings on the platform's own host (its data directory) are not a device's risk
+        entries = compute({d: fs for d, fs in by_dev.items() if d in crit}, crit, deps)
         last = {dev: score for dev, score in self._p.store.fetch(
             "SELECT h.device, h.score FROM risk_history h JOIN (SELECT device, max(at_us) AS m FROM risk_history GROUP BY device) x "
             "ON h.device = x.device AND h.at_us = x.m")}

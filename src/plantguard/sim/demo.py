@@ -114,8 +114,10 @@ class _Throttle:
 
 def prepare_data_dir(data_dir: str | Path, seed: int) -> None:
     """Every demo starts from an empty store. A directory holding a store the demo did not create is refused."""
+    from plantguard.fsperm import secure_data_dir
+
     d = Path(data_dir)
-    d.mkdir(parents=True, exist_ok=True)
+    secure_data_dir(d)  # owner-only before the demo writes its files into it
     marker = d / MARKER
     has_store = any((d / f).exists() for f in STORE_FILES)
     if has_store and not marker.exists():

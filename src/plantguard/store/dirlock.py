@@ -17,8 +17,8 @@ from plantguard.errors import StoreUnavailable
 class DirLock:
     def __init__(self, directory: str | Path, what: str = "plantguard process") -> None:
         self.path = Path(directory) / "LOCK"
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

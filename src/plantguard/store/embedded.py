@@ -44,7 +44,7 @@ class EmbeddedStore(SqlAnalytics, SqlMetadataReads, Store):
     def __init__(self, data_dir: str | Path, filename: str = "plantguard.duckdb", read_only: bool = False, memory_limit: str = "1GB"):
         self.path = Path(data_dir) / filename
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
             # A bounded cache: DuckDB would otherwise let its buffer pool grow to 80% of the machine's memory.
             self._con = duckdb.connect(str(self.path), read_only=read_only, config={"memory_limit": memory_limit})
         except duckdb.IOException as e:

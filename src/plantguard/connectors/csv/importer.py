@@ -24,6 +24,8 @@ from __future__ import annotations
 
 import csv
 import io
+import os
+import stat
 import time
 import zoneinfo
 from collections.abc import Callable, Iterator
@@ -488,7 +490,11 @@ def read_csv(path: str | Path, options: CsvOptions | None = None) -> Iterator[Ch
     """Yields the file as Chunks of at most options.chunk_rows rows, reading it block by block."""
     opt = options or CsvOptions()
     source = f"{opt.source}:{Path(path).name}"
-    with open(path, "rb") as f:
+    # a regular file only: a FIFO or a device (/dev/zero) would block or never end
+    with open(path, "rb", opener=lambda p, flags: os.open(p, flags | os.O_NONBLOCK)) as f:
+        if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+            raise InvalidInput(f"{path} is not a regular file: only a file can be imported")
+        os.set_blocking(f.fileno(), True)
         head = f.readline()
         if head.startswith(_BOM):
             head = head[len(_BOM):]

@@ -31,6 +31,7 @@ from typing import Callable, Literal
 
 import orjson
 
+from plantguard.fsperm import secure_data_dir
 from plantguard.connectors.gateway import codec
 from plantguard.domain.readings import DeadLetter, IngestResult, RawBatch
 from plantguard.errors import Overloaded
@@ -110,7 +111,7 @@ class GatewayQueue:
         if fsync not in ("always", "interval", "never"):
             raise ValueError(f"fsync must be always, interval or never, not {fsync!r}")
         self.dir = Path(directory)
-        self.dir.mkdir(parents=True, exist_ok=True)
+        secure_data_dir(self.dir)  # the queued readings are plant data: owner-only, like the store
         # Two gateways on one directory would interleave segments and confirm each other's records.
         self._lock = DirLock(self.dir, "plantguard gateway")
         self.max_bytes = int(max_bytes)
@@ -258,7 +259,7 @@ class GatewayQueue:
         seg = self._segs[-1] if self._segs else None
         if seg is None or seg.size >= self.segment_bytes:
             path = self.dir / f"seg-{self._next_seq:020d}.log"
-            seg = _Segment(self._next_seq, path, os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644))
+            seg = _Segment(self._next_seq, path, os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600))
             self._segs.append(seg)
             self._sync_dir()
         return seg
