@@ -87,7 +87,9 @@ def test_a_partition_taken_over_continues_exactly_where_it_was(tmp_path):
     feed(a, ca, [L1, L2], 0, 300, seed=1)
     blob = a.analytics.partition_state(L2)
 
-    b = Platform(parse_config(two_lines(tmp_path / "b")), clock=cb)
+    db = two_lines(tmp_path / "b")
+    db["storage"]["key_dir"] = str(tmp_path / "a" / "keys")  # workers share the state key that seals what they hand over
+    b = Platform(parse_config(db), clock=cb)
     b.analytics.adopt(blob, b.cfg)
     assert live_of(b, L2) == live_of(a, L2)
     # only the partition moved: the other line starts from nothing on the new worker
@@ -127,7 +129,7 @@ def test_a_checkpoint_from_before_partitions_is_still_restored(tmp_path):
     cfg = parse_config(two_lines(tmp_path))
     p = Platform(cfg, clock=clock)
     feed(p, clock, [L1, L2], 0, 120, seed=4)
-    whole = checkpoints.dumps(p.analytics._st, CHECKPOINT_NAME)  # noqa: SLF001 - the former single blob
+    whole = checkpoints.dumps(p.analytics._st, CHECKPOINT_NAME, p.analytics._keys)  # noqa: SLF001 - the former single blob
     limits = live_of(p, L1)["spc"][t(L1, 0)]["limits"]
     p.pipeline.processors.remove(p.analytics)  # keep stop() from writing partition checkpoints
     p.stop()
