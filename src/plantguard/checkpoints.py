@@ -8,9 +8,9 @@ Why both guards: whoever can write one row of the store (a database role shared 
 restored from an untrusted copy) must not be able to run code as the platform.
 - The MAC: a checkpoint is accepted only if sealed with a key of the state key ring, which lives outside the store
   (plantguard.keys). A row written by anyone else is refused and that partition relearns.
-- The loader: even a sealed blob may only name the classes of STATE_MODULES and (numpy arrays, builtin containers, the
-  analytics state and detector classes); anything else (os.system, builtins.eval, subprocess...) is refused before
-  it is looked up, so nothing can be called that is not a state class.
+- The loader: even a sealed blob may only name the classes defined in STATE_MODULES (the analytics state and
+  detector classes), numpy's array rebuilders and builtin containers; anything else (os.system, builtins.eval,
+  subprocess...) is refused before it is looked up, so nothing can be called that is not a state class.
 
 Checkpoints from before the MAC (versions 1 and 2) load only when the caller allows it (`legacy=True`): the
 platform does so once, on the start that makes the state key, so existing learned state migrates; they still go

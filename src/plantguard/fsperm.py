@@ -27,12 +27,14 @@ def private_dir(path: str | Path) -> Path:
     return path
 
 
-def write_private(path: str | Path, data: bytes, *, exclusive: bool = False) -> None:
-    """Writes `data` to `path` as an owner-only file, atomically (a temporary file beside it, then rename), never
-    following a link planted at the temporary name. exclusive: FileExistsError when `path` exists."""
+def write_private(path: str | Path, data: bytes, *, exclusive: bool = False, mode: int = 0o600) -> None:
+    """Writes `data` to `path` as an owner-only file (or `mode`, for a public file such as a CRL), atomically (a
+    temporary file beside it, then rename), never following a link planted at the temporary name. exclusive:
+    FileExistsError when `path` exists."""
     path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     if exclusive:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, mode)
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
@@ -40,7 +42,7 @@ def write_private(path: str | Path, data: bytes, *, exclusive: bool = False) -> 
         return
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     tmp.unlink(missing_ok=True)
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, mode)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)

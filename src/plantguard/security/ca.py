@@ -23,7 +23,6 @@ from __future__ import annotations
 import datetime as dt
 import ipaddress
 import logging
-import os
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,7 +33,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from pydantic import BaseModel, ConfigDict, Field
 
-from plantguard.fsperm import private_dir
+from plantguard.fsperm import private_dir, write_private
 from plantguard.domain.actor import Actor
 from plantguard.errors import InvalidInput, NotFound, Unavailable
 
@@ -403,11 +402,4 @@ def _check_cn(name: str) -> None:
 
 
 def _atomic_write(path: Path, data: bytes, mode: int) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    write_private(path, data, mode=mode)
