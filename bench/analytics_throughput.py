@@ -201,8 +201,8 @@ def run_platform(n: int, vals: np.ndarray, timed: int, analytics: bool) -> dict:
         out = {"analytics": analytics, "readings_per_s_median": round(statistics.median(rates)),
                "readings_per_s_min": round(min(rates)), "readings_per_s_max": round(max(rates))}
         if analytics:
-            out["analytics_stats"] = dict(p.analytics.stats)
-            out["active_alarms"] = p.alarms.active_count()
+            out["analytics_stats"] = dict(p.services.analytics.processor.stats)
+            out["active_alarms"] = p.services.alarms.engine.active_count()
         p.stop()
     return out
 

@@ -37,7 +37,7 @@ def main() -> None:
     from plantguard.config import parse_config
     from plantguard.runtime import Platform
     from plantguard.security.accounts import Principal
-    from plantguard.security.roles import grants
+    from plantguard.domain.roles import grants
     from plantguard.testing.auth import auth_headers
     from plantguard.testing.factories import plant_dict
     from plantguard.testing.mosquitto import free_port
@@ -47,7 +47,7 @@ def main() -> None:
     p = Platform(parse_config(plant_dict(n_points, data_dir=tempfile.mkdtemp(), alarms=False))).start()
     headers = {"content-type": "application/json", **auth_headers(p, "engineer", name="bench", scopes=["ingest"])}
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(p), host="127.0.0.1", port=port, log_level="warning", access_log=False))
+    server = uvicorn.Server(uvicorn.Config(create_app(p.services), host="127.0.0.1", port=port, log_level="warning", access_log=False))
     th = threading.Thread(target=server.run, daemon=True)
     th.start()
     while not server.started:
@@ -97,7 +97,7 @@ def main() -> None:
     print(f"  authentication off: {off_:,.0f} readings/s  (runs {', '.join(f'{x:,.0f}' for x in res['off'])})")
     print(f"  overhead: {100 * (1 - on / off_):.1f} % (ratio of medians {on / off_:.3f})")
 
-    acc = p.security
+    acc = p.services.accounts
     secret = headers["Authorization"].split()[1]
     n = 2000
     start = time.perf_counter()

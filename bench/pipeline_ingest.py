@@ -72,7 +72,7 @@ def run_once(storage: dict, data, behaviour: bool = True) -> dict:
     counts = platform.store.counts()
     assert counts["raw"] == NS * NT, counts
     stats = platform.pipeline.stats
-    alarms = platform.alarms.active_count() if platform.alarms is not None else None
+    alarms = platform.services.alarms.engine.active_count() if platform.services.alarms.engine is not None else None
     platform.stop()
     return {"seconds": dt, "points_per_s": NS * NT / dt, "writes": stats.writes, "active_alarms": alarms}
 

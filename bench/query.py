@@ -63,13 +63,13 @@ def run(storage: dict) -> dict:
         p.pipeline.process_now(RawBatch.build(tags, np.full(N_LATEST, end - (3 - k) * 1_000_000), rng.normal(size=N_LATEST)))
     series, tier, width = p.services.telemetry.query_downsample(hist, start, end, buckets=500, agg="avg")
     assert 495 <= len(series.ts) <= 505, len(series.ts)
-    pid = p.pid_of(hist)
+    pid = p.services.telemetry.pid_of(hist)
     down_ms = timed(lambda: p.services.telemetry.query_downsample(hist, start, end, buckets=500, agg="avg"))
     raw_width = -(-(end - start) // 500)
     raw_ms = timed(lambda: p.store.downsample(pid, start, end, raw_width, "avg", "raw"), n=5)
-    pids = np.array([p.pid_of(t) for t in tags], dtype=np.int32)
+    pids = np.array([p.services.telemetry.pid_of(t) for t in tags], dtype=np.int32)
     assert len(p.store.latest(pids)[0]) == N_LATEST
-    latest_mem_ms = timed(lambda: p.latest(tags))
+    latest_mem_ms = timed(lambda: p.services.telemetry.latest(tags))
     latest_db_ms = timed(lambda: p.store.latest(pids))
     p.stop()
     return {"load_points_per_s": round(len(ts) / load_s), "downsample_500_of_30d_ms": round(down_ms, 2), "tier": tier,

@@ -38,7 +38,7 @@ def serve(platform: Platform, port: int):
 
     from plantguard.api.app import create_app
 
-    server = uvicorn.Server(uvicorn.Config(create_app(platform), host="127.0.0.1", port=port, log_level="warning"))
+    server = uvicorn.Server(uvicorn.Config(create_app(platform.services), host="127.0.0.1", port=port, log_level="warning"))
     t = threading.Thread(target=server.run, daemon=True)
     t.start()
     while not server.started:

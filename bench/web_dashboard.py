@@ -143,7 +143,7 @@ def main() -> None:
                 print(f"chromium {version}, {args.repeats} repeats, medians", flush=True)
                 from plantguard.testing.auth import auth_headers, user
 
-                cookie, _ = plant.platform.security.redeem_link(plant.platform.security.login_link(user(plant.platform, "viewer", "bench")))
+                cookie, _ = plant.platform.services.accounts.redeem_link(plant.platform.services.accounts.login_link(user(plant.platform, "viewer", "bench")))
                 loads = page_loads(browser, plant.base_url, args.repeats, cookie)
                 zoom = zoom_30d(browser, plant.base_url, args.repeats, cookie, auth_headers(plant.platform, "viewer", name="bench"))
                 browser.close()

@@ -15,7 +15,7 @@ from plantguard.api.app import create_app
 from plantguard.capabilities import Capability
 from plantguard.config import parse_config
 from plantguard.runtime import Platform
-from plantguard.security.roles import GRANTS, Permission, Role
+from plantguard.domain.roles import GRANTS, Permission, Role
 from plantguard.testing.auth import auth_headers
 from plantguard.testing.factories import plant_dict
 
@@ -28,7 +28,7 @@ PAGES = ["/", "/alarms", "/devices", "/quality", "/asset/s1/a1/l1/pump1", "/docs
 def served(tmp_path):
     # one platform per test: an admin's calls change the model (a PUT of {} empties it)
     p = Platform(parse_config(plant_dict(3, data_dir=str(tmp_path)))).start()
-    app = create_app(p)
+    app = create_app(p.services)
     headers = {role.value: auth_headers(p, role.value) for role in Role}
     yield app, p, headers
     p.stop()
@@ -127,7 +127,7 @@ def test_a_route_without_a_permission_stops_the_app_from_being_built(tmp_path):
     p = Platform(parse_config(plant_dict(1, data_dir=str(tmp_path))))
     try:
         with pytest.raises(RuntimeError, match="GET /api/open-door"):
-            create_app(p)
+            create_app(p.services)
     finally:
         capabilities.unregister("open_door")
         p.stop()

@@ -29,7 +29,7 @@ def test_model_edits_through_the_api_record_who(tmp_path):
     from plantguard.testing.factories import plant_dict
 
     p = Platform(parse_config(plant_dict(2, data_dir=str(tmp_path))))
-    app = create_app(p)
+    app = create_app(p.services)
     with TestClient(app, base_url="http://127.0.0.1") as c:
         doc_sites = None
         assert c.put("/api/model", json={"sites": []}).status_code == 401  # nobody: refused, nothing recorded

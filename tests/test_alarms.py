@@ -450,10 +450,10 @@ def test_platform_runs_the_engine_on_the_pipeline(data_dir):
     clock = Clock()
     p = Platform(parse_config(d), clock=clock)
     try:
-        assert p.alarms.name == "alarms" and isinstance(p.notifier, WebhookNotifier)
+        assert p.services.alarms.engine.name == "alarms" and isinstance(p.services.alarms.engine.notifier, WebhookNotifier)
         p.pipeline.process_now(RawBatch.build([P0, tag(1), P0], [NOW - 2 * S, NOW - S, NOW - S], [50, 99, 95]))
-        assert p.alarms.get(f"{P0}:HIHI").state == "unacknowledged"
-        assert p.alarms.active_count() == 2
+        assert p.services.alarms.engine.get(f"{P0}:HIHI").state == "unacknowledged"
+        assert p.services.alarms.engine.active_count() == 2
     finally:
         p.stop()
 
@@ -577,9 +577,9 @@ def test_shadow_device_is_stored_but_raises_no_alarm(data_dir):
     try:
         p.pipeline.process_now(RawBatch.build([P0, P0], [NOW - 2 * S, NOW - S], [99.0, 99.5]))
         clock.t = NOW + 3600 * S
-        p.alarms.on_tick(clock.t)  # no stale or offline alarm either
-        assert p.alarms.active_count() == 0 and p.alarms.list(active=True) == []
-        assert p.store.raw(p.pid_of(P0), 0, NOW).value.tolist() == [99.0, 99.5]
-        assert p.registry.meta[p.pid_of(P0)]["shadow"] is True
+        p.services.alarms.engine.on_tick(clock.t)  # no stale or offline alarm either
+        assert p.services.alarms.engine.active_count() == 0 and p.services.alarms.engine.list(active=True) == []
+        assert p.store.raw(p.services.telemetry.pid_of(P0), 0, NOW).value.tolist() == [99.0, 99.5]
+        assert p.registry.meta[p.services.telemetry.pid_of(P0)]["shadow"] is True
     finally:
         p.stop()

@@ -86,7 +86,7 @@ def test_spc_anomaly_and_multivariate_end_to_end(tmp_path):
     assert st["limits"]["n_used"] <= 50 and abs(st["limits"]["center"] - 50) < 1
     ev = p.store.analytics_events(kind="spc", key=f"spc/{tag(0)}", limit=10_000)
     assert {e.rule for e in ev if e.ts >= NOW + 400 * S} >= {"nelson-1", "nelson-2", "ewma", "cusum_upper"}
-    rec = p.alarms.get(f"{tag(0)}:SPC")
+    rec = p.services.alarms.engine.get(f"{tag(0)}:SPC")
     assert rec.active and rec.state == "unacknowledged" and rec.priority == "medium" and "SPC" in rec.message
     # in control before the shift: isolated violations are recorded as events but raise no alarm
     raised = [e.at for e in p.store.alarm_events(f"{tag(0)}:SPC") if e.event == "raised"]
@@ -98,7 +98,7 @@ def test_spc_anomaly_and_multivariate_end_to_end(tmp_path):
     ev1 = p.store.analytics_events(kind="anomaly", key=f"anomaly/{tag(1)}")
     rules = [(e.rule, (e.ts - NOW) // S) for e in reversed(ev1)]
     assert ("anomaly-start", 501) in rules and any(r == "anomaly-end" and t > 501 for r, t in rules)
-    r1 = p.alarms.get(f"{tag(1)}:ANOMALY")
+    r1 = p.services.alarms.engine.get(f"{tag(1)}:ANOMALY")
     assert not r1.active and r1.state == "returned_to_normal"
     sc = p.store.analytics_series(f"anomaly/{tag(1)}", NOW, NOW + 700 * S)
     assert sc.value.max() >= 0.9 and np.median(sc.value) < 0.9
@@ -110,7 +110,7 @@ def test_spc_anomaly_and_multivariate_end_to_end(tmp_path):
     assert starts and all(450 <= t < 480 for t in starts), starts
     assert "features" in ev2[-1].detail
 
-    live = p.analytics.live()
+    live = p.services.analytics.processor.live()
     assert live["spc"][tag(0)]["status"] in ("out_of_control", "in_control")
     assert live["assets"][key]["anomaly"]["warm"]
     p.stop()
@@ -121,10 +121,10 @@ def test_checkpoint_restores_learned_state(tmp_path):
     cfg = parse_config(cfg_dict(tmp_path))
     p = Platform(cfg, clock=clock)
     feed(p, clock, 0, 100, {0: normal(100, 5), 1: normal(100, 6)})
-    limits = p.analytics.live()["spc"][tag(0)]["limits"]
+    limits = p.services.analytics.processor.live()["spc"][tag(0)]["limits"]
     p.stop()  # close() saves a checkpoint
     p = Platform(cfg, clock=clock)
-    live = p.analytics.live()
+    live = p.services.analytics.processor.live()
     assert live["spc"][tag(0)]["limits"] == limits  # not collecting a baseline again
     assert live["anomaly"][tag(1)]["warm"]
     p.stop()
@@ -137,7 +137,7 @@ def test_changed_settings_relearn_only_that_key(tmp_path):
     feed(p, clock, 0, 100, {0: normal(100, 5), 1: normal(100, 6)})
     _points(d)[0]["analytics"]["spc"]["baseline"] = 80
     p.replace_model(d)
-    live = p.analytics.live()
+    live = p.services.analytics.processor.live()
     assert live["spc"][tag(0)]["status"] == "insufficient_data"
     assert live["anomaly"][tag(1)]["warm"]
     p.stop()
@@ -150,7 +150,7 @@ def test_shadow_device_analytics_are_stored_but_never_alarm(tmp_path):
     x0[100:] += 8
     feed(p, clock, 0, 200, {0: x0, 1: normal(200, 2)})
     assert p.store.analytics_events(kind="spc")
-    assert not [a for a in p.alarms.list() if a.condition in ("SPC", "ANOMALY", "RUL")]
+    assert not [a for a in p.services.alarms.engine.list() if a.condition in ("SPC", "ANOMALY", "RUL")]
     p.stop()
 
 
@@ -162,7 +162,7 @@ def test_bad_quality_is_not_analysed(tmp_path):
     b.quality[:] = 2
     clock.t = NOW + n * S
     p.pipeline.process_now(b)
-    assert p.analytics.live()["spc"][tag(0)]["n_points"] == 0
+    assert p.services.analytics.processor.live()["spc"][tag(0)]["n_points"] == 0
     p.stop()
 
 
@@ -215,7 +215,7 @@ def test_spc_status_never_says_in_control_next_to_recent_violations(tmp_path):
     x0 = normal(200, 1)
     x0[186] = 58.0  # one reading 8 sigma out, then 13 ordinary ones: EWMA and CUSUM are back inside by the end
     feed(p, clock, 0, 200, {0: x0})
-    live = p.analytics_live()["spc"][tag(0)]
+    live = p.services.analytics.live()["spc"][tag(0)]
     assert live["last_reading_status"] == "in_control", live  # the last reading alone is inside the limits
     assert live["status"] == "out_of_control" and live["rules_fired_recently"] > 0
     p.stop()
@@ -234,11 +234,11 @@ def test_spc_and_capability_run_only_while_the_machine_runs(tmp_path):
         ts = [NOW + (lo + k) * S for k in range(10)] * 2
         clock.t = NOW + (lo + 10) * S
         p.pipeline.process_now(RawBatch.build(tags, ts, list(x0[lo:lo + 10]) + list(state[lo:lo + 10])))
-    assert p.analytics.stats["gated"] == 100
+    assert p.services.analytics.processor.stats["gated"] == 100
     events = p.services.analytics.events(kind="spc", limit=1000)
     # the stopped stretch (readings of 0, far outside the limits) raised no violation
     assert not [e for e in events if NOW + 200 * S <= e.ts < NOW + 300 * S], [e.as_dict() for e in events][:3]
-    assert p.analytics_live()["spc"][tag(0)]["n_points"] == 300
+    assert p.services.analytics.live()["spc"][tag(0)]["n_points"] == 300
     rep = p.services.analytics.spc_report(tag(0), NOW, NOW + 400 * S)
     assert rep["readings_excluded_by_state"] == 100 and rep["capability"]["n"] == 300
     assert rep["capability"]["ppk"] > 1.0  # the stopped readings do not drag the performance index down
@@ -270,8 +270,8 @@ def test_the_default_wiring_raises_one_alarm_per_episode(tmp_path):
     assert starts == [1200] and len(ends) == 1 and ends[0] < 1800
     series = p.store.analytics_series(f"anomaly/{tag(1)}", NOW, NOW + 2000 * S)
     assert series.value.max() >= 0.9 and (series.value >= 0.9).sum() == 1  # the onset, once
-    assert not p.analytics.live()["anomaly"][tag(1)]["in_episode"]
-    assert p.alarms.get(f"{tag(1)}:ANOMALY") is not None
+    assert not p.services.analytics.processor.live()["anomaly"][tag(1)]["in_episode"]
+    assert p.services.alarms.engine.get(f"{tag(1)}:ANOMALY") is not None
     p.stop()
 
 
@@ -302,8 +302,8 @@ def test_the_rul_trend_sees_only_readings_of_the_allowed_machine_state(tmp_path)
             ts = [NOW + int(k) * S for k in sel] + [NOW + (lo + k) * S for k in range(100)]
             clock.t = NOW + (lo + 100) * S
             p.pipeline.process_now(RawBatch.build(tags, ts, list(vib[sel]) + list(state[lo:lo + 100])))
-        key = next(iter(p.analytics_live()["assets"]))
-        rul = p.analytics_live()["assets"][key]["rul"]
+        key = next(iter(p.services.analytics.live()["assets"]))
+        rul = p.services.analytics.live()["assets"][key]["rul"]
         p.stop()
         return rul
 

@@ -46,8 +46,8 @@ def run(tmp_path_factory):
 
 def test_predictive_alert_hours_before_failure_and_before_the_hi_alarm(run):
     platform, fault = run
-    rul = platform.alarms.get(f"{PUMP}:RUL")
-    hi = platform.alarms.get(f"{PUMP_VIBRATION}:HI")
+    rul = platform.services.alarms.engine.get(f"{PUMP}:RUL")
+    hi = platform.services.alarms.engine.get(f"{PUMP_VIBRATION}:HI")
     assert rul.raised_at is not None, "no predictive alert"
     lead_h = (fault.failure_us - rul.raised_at) / H
     assert lead_h >= 3.0, f"predictive alert only {lead_h:.2f} h before the failure"
@@ -68,7 +68,7 @@ def test_no_predictive_alert_while_healthy(run):
 
 def test_oee_and_kpis_through_the_api(run):
     platform, fault = run
-    with TestClient(create_app(platform), base_url="http://127.0.0.1", headers={**JSON_HEADERS, **auth_headers(platform)}) as c:
+    with TestClient(create_app(platform.services), base_url="http://127.0.0.1", headers={**JSON_HEADERS, **auth_headers(platform)}) as c:
         start, end = T0 + H, T0 + 19 * H // 2
         r = c.get("/api/analytics/oee", params={"line": LINE_PATH, "start": start // 1000, "end": end // 1000, "by": "shift"})
         assert r.status_code == 200, r.text

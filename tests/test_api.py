@@ -56,7 +56,7 @@ def platform(tmp_path):
 
 @pytest.fixture
 def client(platform):
-    with TestClient(create_app(platform), base_url="http://127.0.0.1", headers={**JSON_HEADERS, **auth_headers(platform)}) as c:
+    with TestClient(create_app(platform.services), base_url="http://127.0.0.1", headers={**JSON_HEADERS, **auth_headers(platform)}) as c:
         yield c
 
 
@@ -316,7 +316,7 @@ def test_ingest_empty_list(client):
 def test_ingest_oversize_is_413(tmp_path):
     p = make_platform(tmp_path, max_payload_bytes=1024).start()
     try:
-        with TestClient(create_app(p), base_url="http://127.0.0.1", headers={**JSON_HEADERS, **auth_headers(p)}) as c:
+        with TestClient(create_app(p.services), base_url="http://127.0.0.1", headers={**JSON_HEADERS, **auth_headers(p)}) as c:
             big = json.dumps([{"point": P0, "ts": T0_MS - i, "value": 1.0} for i in range(40)]).encode()
             assert len(big) > 1024
             r = c.post("/api/ingest", content=big)  # announced by Content-Length
@@ -334,9 +334,9 @@ def test_ingest_when_queue_is_full_is_503_with_retry_after(tmp_path):
     try:
         n = 1000  # fills the queue: the writer is not started yet, so nothing drains it
         p.pipeline.submit(RawBatch.build([P1] * n, (T0 - np.arange(n) * 1000).astype(np.int64), np.zeros(n)))
-        app = create_app(p)
+        app = create_app(p.services)
         app.state.submit_timeout_s = 0
-        with TestClient(app, base_url="http://127.0.0.1", headers={**JSON_HEADERS, **auth_headers(app.state.platform)}) as c:
+        with TestClient(app, base_url="http://127.0.0.1", headers={**JSON_HEADERS, **auth_headers(app.state.services)}) as c:
             r = c.post("/api/ingest", content=json.dumps([{"point": P0, "ts": T0_MS, "value": 1}]))
             assert r.status_code == 503
             assert r.headers["retry-after"] == "1" and "queue full" in r.json()["detail"]
@@ -451,7 +451,7 @@ def alarm_client(tmp_path):
     p = make_platform(tmp_path, alarms=True, clock=clock).start()
     try:
         # an engineer's dashboard session: actions are recorded as user:ana
-        with TestClient(create_app(p), base_url="http://127.0.0.1", headers=JSON_HEADERS) as c:
+        with TestClient(create_app(p.services), base_url="http://127.0.0.1", headers=JSON_HEADERS) as c:
             login(c, p, "engineer", "ana")
             c.clock = clock
             yield c
@@ -586,7 +586,7 @@ def test_metrics_count_active_alarms_by_priority(alarm_client):
 
 def test_store_failure_is_503(tmp_path):
     p = make_platform(tmp_path)
-    app = create_app(p)
+    app = create_app(p.services)
     headers = {**JSON_HEADERS, **auth_headers(p)}
     p.store.close()  # the token cannot even be looked up: 503 too, not 401
     with TestClient(app, base_url="http://127.0.0.1", headers=headers) as c:
@@ -651,7 +651,7 @@ def test_points_list_includes_auto_registered_points(tmp_path):
     d["ingest"] = {"unknown_points": "auto_register"}
     p = Platform(parse_config(d), alarms=False).start()
     try:
-        with TestClient(create_app(p), base_url="http://127.0.0.1", headers={**JSON_HEADERS, **auth_headers(p)}) as c:
+        with TestClient(create_app(p.services), base_url="http://127.0.0.1", headers={**JSON_HEADERS, **auth_headers(p)}) as c:
             r = c.post("/api/ingest", json=[{"point": "lab/bench/new-sensor", "ts": p.clock() // 1000 - 1000, "value": 1}])
             assert r.json()["accepted"] == 1
             rows = c.get("/api/points").json()["data"]

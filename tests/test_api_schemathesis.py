@@ -51,7 +51,7 @@ def test_no_operation_answers_a_server_error(tmp_path, role):
 
     auth = auth_headers(p, role)["Authorization"]
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(p), host="127.0.0.1", port=port, log_level="warning"))
+    server = uvicorn.Server(uvicorn.Config(create_app(p.services), host="127.0.0.1", port=port, log_level="warning"))
     t = threading.Thread(target=server.run, daemon=True)
     t.start()
     try:
@@ -69,7 +69,7 @@ def test_no_operation_answers_a_server_error(tmp_path, role):
         out = res.stdout + res.stderr
         assert "Test cases:" in out, out[-3000:]
         assert "ST101" not in out and "Server error" not in out, out[-6000:]
-        assert p.health()["writer_alive"]
+        assert p.services.status.health()["writer_alive"]
     finally:
         server.should_exit = True
         t.join(10)

@@ -80,7 +80,7 @@ def test_a_readable_data_directory_is_fixed_at_start_and_flagged_by_the_audit(tm
         report = p.services.posture.run()
         f = [x for x in report.findings if x.check == "platform.data_dir_exposed"]
         assert f and f[0].severity == "high" and f[0].evidence["exposed"] == 2
-        p.services.risks.recompute(report)  # a host finding is no device's risk, and does not break the register
+        p.services.risks.record(report)  # a host finding is no device's risk, and does not break the register
         os.chmod(data, 0o700)
         os.chmod(data / "keys" / "secrets.key", 0o600)
         assert not [x for x in p.services.posture.run().findings if x.check == "platform.data_dir_exposed"]
@@ -90,7 +90,7 @@ def test_a_readable_data_directory_is_fixed_at_start_and_flagged_by_the_audit(tm
 
 # -- second-factor secrets ---------------------------------------------------------------------------------------
 def _mfa_user(p: Platform) -> str:
-    acc = p.services.security
+    acc = p.services.accounts
     acc.create_user("eve-admin", "admin", PASSWORD, Actor.system("tests"))
     uri = acc.start_totp("eve-admin", Actor.system("tests"))
     secret = pyotp.parse_uri(uri).secret
@@ -109,7 +109,7 @@ def test_totp_secret_is_sealed_and_a_store_copied_without_its_key_gives_nothing(
         secret = _mfa_user(p)
         stored = _stored_secret(p)
         assert stored.startswith("pgsec1:") and secret not in stored
-        p.services.security.login("eve-admin", PASSWORD, totp=pyotp.TOTP(secret).now())
+        p.services.accounts.login("eve-admin", PASSWORD, totp=pyotp.TOTP(secret).now())
     finally:
         p.stop()
     assert secret.encode() not in (data / "plantguard.duckdb").read_bytes()
@@ -120,7 +120,7 @@ def test_totp_secret_is_sealed_and_a_store_copied_without_its_key_gives_nothing(
     q = Platform(parse_config(plant_dict(2, data_dir=str(stolen))))
     try:
         with pytest.raises(Unauthenticated):
-            q.services.security.login("eve-admin", PASSWORD, totp=pyotp.TOTP(secret).now())
+            q.services.accounts.login("eve-admin", PASSWORD, totp=pyotp.TOTP(secret).now())
     finally:
         q.stop()
 
@@ -129,7 +129,7 @@ def test_a_sealed_secret_moved_to_another_user_does_not_open(tmp_path):
     p = Platform(parse_config(plant_dict(2, data_dir=str(tmp_path / "data"))))
     try:
         secret = _mfa_user(p)
-        acc = p.services.security
+        acc = p.services.accounts
         acc.create_user("mallory", "admin", PASSWORD, Actor.system("tests"))
         p.store.execute([("UPDATE users SET totp_secret = ? WHERE name = 'mallory'", (_stored_secret(p),))])
         with pytest.raises(Unauthenticated):
@@ -149,7 +149,7 @@ def test_secrets_kept_in_clear_by_an_older_version_are_sealed_at_start(tmp_path)
     p = Platform(cfg)
     try:
         assert _stored_secret(p).startswith("pgsec1:")
-        p.services.security.login("eve-admin", PASSWORD, totp=pyotp.TOTP(secret).now())
+        p.services.accounts.login("eve-admin", PASSWORD, totp=pyotp.TOTP(secret).now())
     finally:
         p.stop()
 
@@ -177,7 +177,7 @@ def test_key_rotation_reseals_and_retires(tmp_path):
     p = Platform(cfg)
     try:
         assert _stored_secret(p).split(":")[1] != old_kid
-        p.services.security.login("eve-admin", PASSWORD, totp=pyotp.TOTP(secret).now())
+        p.services.accounts.login("eve-admin", PASSWORD, totp=pyotp.TOTP(secret).now())
     finally:
         p.stop()
 
@@ -212,7 +212,7 @@ def test_yaml_tags_that_build_objects_are_refused(tmp_path):
     try:
         from plantguard.api.app import create_app
 
-        with TestClient(create_app(p), base_url="http://127.0.0.1", headers=auth_headers(p)) as c:
+        with TestClient(create_app(p.services), base_url="http://127.0.0.1", headers=auth_headers(p)) as c:
             r = c.put("/api/model", content=f.read_bytes(), headers={"content-type": "application/yaml"})
             assert 400 <= r.status_code < 500, r.text
     finally:
@@ -297,7 +297,7 @@ def test_every_answer_carries_a_content_security_policy_and_docs_run_no_inline_s
 
     p = Platform(parse_config(plant_dict(2, data_dir=str(tmp_path / "data")))).start()
     try:
-        with TestClient(create_app(p), base_url="http://127.0.0.1", headers=auth_headers(p)) as c:
+        with TestClient(create_app(p.services), base_url="http://127.0.0.1", headers=auth_headers(p)) as c:
             for path in ("/", "/docs", "/api/health", "/login", "/static/js/live.js", "/nowhere"):
                 r = c.get(path)
                 csp = r.headers.get("content-security-policy", "")

@@ -37,21 +37,21 @@ class Counter:
         pass
 
 
-def build(platform) -> Parts:
+def build(ctx) -> Parts:
     c = Counter()
-    c.every = platform.cfg.section("counter").every
+    c.every = ctx.config.every
     return Parts(processors=[c], services={"counter": c})
 
 
 def routers():
     from plantguard.api.permissions import require
-    from plantguard.security.roles import Permission
+    from plantguard.domain.roles import Permission
 
     r = APIRouter(dependencies=[require(Permission.READ)])  # every route names its permission (deny by default)
 
     @r.get("/counter")
     def count(request: Request) -> dict:
-        return {"readings": request.app.state.platform.services.counter.readings}
+        return {"readings": request.app.state.services.of("counter").readings}
 
     return [r]
 
@@ -73,10 +73,10 @@ def test_a_capability_plugs_in_everywhere(tmp_path, counter_cap):
     d["counter"] = {"every": 3}
     p = Platform(parse_config(d))
     assert "9001_counter" in [n for n, _ in p.store.applied_migrations()]
-    assert p.cfg.section("counter").every == 3 and p.services.counter.every == 3
+    assert p.cfg.section("counter").every == 3 and p.services.of("counter").every == 3
     p.pipeline.process_now(RawBatch.build([tag(0)], [p.clock() - 1_000_000], [1.0]))
-    assert p.services.counter.readings == 1
-    with TestClient(create_app(p), base_url="http://127.0.0.1", headers=auth_headers(p)) as c:
+    assert p.services.of("counter").readings == 1
+    with TestClient(create_app(p.services), base_url="http://127.0.0.1", headers=auth_headers(p)) as c:
         assert c.get("/api/counter").json() == {"readings": 1}
     p.stop()
 
@@ -113,3 +113,51 @@ def test_built_ins_keep_their_order_whichever_module_is_imported_first():
             "print([c.name for c in capabilities.registered()][:3])")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "['security', 'alarms', 'analytics']"
+
+
+def test_built_ins_are_found_through_their_entry_points():
+    from importlib.metadata import entry_points
+
+    found = {ep.name: ep.value for ep in entry_points(group=capabilities.GROUP)}
+    assert set(capabilities.BUILTIN_ORDER) <= set(found)
+    assert all(found[n].endswith(":CAPABILITY") for n in capabilities.BUILTIN_ORDER)
+
+
+def test_a_capability_gets_only_the_store_protocols_it_declares(tmp_path):
+    from plantguard.store.protocols import SqlStore
+
+    seen = {}
+
+    def build(ctx) -> Parts:
+        seen["store"] = ctx.store
+        return Parts()
+
+    capabilities.register(Capability("narrow", build=build, stores=(SqlStore,)))
+    try:
+        p = Platform(parse_config(plant_dict(1, data_dir=str(tmp_path))))
+        st = seen["store"]
+        assert callable(st.fetch) and callable(st.execute) and callable(st.insert_columns)
+        assert not hasattr(st, "write") and not hasattr(st, "raw") and not hasattr(st, "save_alarms")
+        p.stop()
+    finally:
+        capabilities.unregister("narrow")
+
+
+def test_no_capability_sets_an_attribute_on_the_platform(tmp_path):
+    """What the platform holds after construction is its own parts; the capabilities' are in its services."""
+    p = Platform(parse_config(plant_dict(1, data_dir=str(tmp_path))))
+    try:
+        for name in ("alarms", "security", "audit", "ca", "broker_credentials", "analytics", "notifier"):
+            assert name not in vars(p), name
+        assert p.services.accounts is not None and p.services.alarms.enabled and p.services.analytics.enabled
+    finally:
+        p.stop()
+
+
+def test_two_capabilities_cannot_both_divert_readings(tmp_path):
+    capabilities.register(Capability("diverter2", build=lambda ctx: Parts(diverter=object())))
+    try:
+        with pytest.raises(ValueError, match="diverter"):
+            Platform(parse_config(plant_dict(1, data_dir=str(tmp_path))))
+    finally:
+        capabilities.unregister("diverter2")

@@ -114,7 +114,7 @@ def test_the_platform_seals_and_migrates_once(tmp_path, caplog):
 
     cfg = parse_config(plant_dict(2, data_dir=str(tmp_path)))
     p = Platform(cfg)
-    names = [f"{processor.CHECKPOINT_NAME}@{k}" for k in p.analytics._partition_keys(cfg)]
+    names = [f"{processor.CHECKPOINT_NAME}@{k}" for k in p.services.analytics.processor._partition_keys(cfg)]
     p.stop()
     (tmp_path / "keys" / "state.key").unlink()  # as before this version: no state key yet
     from plantguard.store.embedded import EmbeddedStore
@@ -128,7 +128,7 @@ def test_the_platform_seals_and_migrates_once(tmp_path, caplog):
     caplog.clear()
     p = Platform(cfg)
     try:
-        assert p.analytics._legacy  # the key was made by this start: the old checkpoints are read once
+        assert p.services.analytics.processor._legacy  # the key was made by this start: the old checkpoints are read once
         assert not [r for r in caplog.records if "not usable" in r.getMessage()]
     finally:
         p.stop()
@@ -141,7 +141,7 @@ def test_the_platform_seals_and_migrates_once(tmp_path, caplog):
     caplog.clear()
     p = Platform(cfg)  # refused with a logged error, the platform runs
     try:
-        assert not p.analytics._legacy
+        assert not p.services.analytics.processor._legacy
         refused = [r.getMessage() for r in caplog.records if "not usable" in r.getMessage()]
         assert refused and all("unsealed" in m for m in refused)
     finally:
@@ -164,7 +164,7 @@ def test_checkpoints_that_do_not_fit_together_do_not_stop_the_start(tmp_path, ca
 
     cfg = parse_config(plant_dict(2, data_dir=str(tmp_path)))
     p = Platform(cfg)
-    names = [f"{processor.CHECKPOINT_NAME}@{k}" for k in p.analytics._partition_keys(cfg)]
+    names = [f"{processor.CHECKPOINT_NAME}@{k}" for k in p.services.analytics.processor._partition_keys(cfg)]
     p.stop()
     st = processor._State()
     st.spc_keys["x"] = (3, "abc")  # slot 3 of a bank that has none
@@ -176,7 +176,7 @@ def test_checkpoints_that_do_not_fit_together_do_not_stop_the_start(tmp_path, ca
     s.close()
     p = Platform(cfg)
     try:
-        assert "x" not in p.analytics._st.spc_keys
+        assert "x" not in p.services.analytics.processor._st.spc_keys
         assert any("not usable together" in r.getMessage() for r in caplog.records)
     finally:
         p.stop()

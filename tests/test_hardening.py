@@ -54,7 +54,7 @@ def platform(tmp_path):
 
 @pytest.fixture
 def client(platform):
-    with TestClient(create_app(platform), base_url="http://127.0.0.1", headers={**JSON, **auth_headers(platform)}) as c:
+    with TestClient(create_app(platform.services), base_url="http://127.0.0.1", headers={**JSON, **auth_headers(platform)}) as c:
         yield c
 
 
@@ -128,7 +128,7 @@ def test_registry_tolerates_stored_metadata_that_an_older_version_let_through():
 
 def test_a_failing_apply_is_rolled_back_and_nothing_is_stored(client, platform, monkeypatch):
     before = client.get("/api/model").json()
-    real = platform.analytics.reload
+    real = platform.services.analytics.processor.reload
     calls = []
 
     def explode(cfg):
@@ -137,10 +137,10 @@ def test_a_failing_apply_is_rolled_back_and_nothing_is_stored(client, platform, 
             raise RuntimeError("boom")
         real(cfg)
 
-    monkeypatch.setattr(platform.analytics, "reload", explode)
+    monkeypatch.setattr(platform.services.analytics.processor, "reload", explode)
     r = client.post(f"/api/model/devices/{DEVICE}/points", json={"id": "p9"})
     assert r.status_code == 422 and "nothing was changed" in r.text
-    monkeypatch.setattr(platform.analytics, "reload", real)
+    monkeypatch.setattr(platform.services.analytics.processor, "reload", real)
     assert client.get("/api/model").json() == before
     assert post_readings(client, [{"point": tag(0), "ts": T0_MS, "value": 50.0}])["accepted"] == 1
 
@@ -286,12 +286,12 @@ def test_health_degrades_while_the_writer_is_stuck(tmp_path):
     p.store.write = slow_write
     try:
         fut = p.pipeline.submit(RawBatch.build([tag(0)], [T0], [1.0]))
-        wait_for(lambda: p.health()["pipeline"]["lagging"], "health to report the lag")
-        h = p.health()
+        wait_for(lambda: p.services.status.health()["pipeline"]["lagging"], "health to report the lag")
+        h = p.services.status.health()
         assert h["status"] == "degraded" and any("ingest lags" in x for x in h["problems"])
         gate.set()
         assert fut.result(60).accepted == 1
-        wait_for(lambda: p.health()["status"] == "ok", "health to recover")
+        wait_for(lambda: p.services.status.health()["status"] == "ok", "health to recover")
     finally:
         gate.set()
         p.stop()
@@ -300,7 +300,7 @@ def test_health_degrades_while_the_writer_is_stuck(tmp_path):
 # -- defect 6: content types and the Host allow-list ----------------------------------------------------------------
 @pytest.mark.parametrize("ctype", ["text/plain", "application/x-www-form-urlencoded", "multipart/form-data; boundary=x", None])
 def test_state_changing_requests_need_their_json_content_type(platform, ctype):
-    with TestClient(create_app(platform), base_url="http://127.0.0.1", headers=auth_headers(platform)) as c:
+    with TestClient(create_app(platform.services), base_url="http://127.0.0.1", headers=auth_headers(platform)) as c:
         body = orjson.dumps([{"point": tag(0), "ts": T0_MS, "value": 1.0}])
         headers = {"content-type": ctype} if ctype else {}
         r = c.post("/api/ingest", content=body, headers=headers)
@@ -311,9 +311,9 @@ def test_state_changing_requests_need_their_json_content_type(platform, ctype):
 
 
 def test_requests_naming_a_foreign_host_are_refused(platform):
-    with TestClient(create_app(platform), base_url="http://attacker.example") as c:
+    with TestClient(create_app(platform.services), base_url="http://attacker.example") as c:
         assert c.get("/api/health").status_code == 421
-    with TestClient(create_app(platform), base_url="http://localhost:8000") as c:
+    with TestClient(create_app(platform.services), base_url="http://localhost:8000") as c:
         assert c.get("/api/health").status_code == 200
 
 

@@ -67,7 +67,7 @@ def feed(p: Platform, clock: Clock, lines: list[str], start_s: int, n: int, seed
 
 
 def live_of(p: Platform, line: str) -> dict:
-    live = p.analytics.live()
+    live = p.services.analytics.processor.live()
     return {kind: {k: v for k, v in items.items() if in_partition(k, line)} for kind, items in live.items()
             if isinstance(items, dict)}
 
@@ -85,12 +85,12 @@ def test_a_partition_taken_over_continues_exactly_where_it_was(tmp_path):
     cfg = parse_config(two_lines(tmp_path / "a"))
     a = Platform(cfg, clock=ca)
     feed(a, ca, [L1, L2], 0, 300, seed=1)
-    blob = a.analytics.partition_state(L2)
+    blob = a.services.analytics.processor.partition_state(L2)
 
     db = two_lines(tmp_path / "b")
     db["storage"]["key_dir"] = str(tmp_path / "a" / "keys")  # workers share the state key that seals what they hand over
     b = Platform(parse_config(db), clock=cb)
-    b.analytics.adopt(blob, b.cfg)
+    b.services.analytics.processor.adopt(blob, b.cfg)
     assert live_of(b, L2) == live_of(a, L2)
     # only the partition moved: the other line starts from nothing on the new worker
     assert live_of(b, L1)["spc"][t(L1, 0)]["status"] == "insufficient_data"
@@ -129,9 +129,9 @@ def test_a_checkpoint_from_before_partitions_is_still_restored(tmp_path):
     cfg = parse_config(two_lines(tmp_path))
     p = Platform(cfg, clock=clock)
     feed(p, clock, [L1, L2], 0, 120, seed=4)
-    whole = checkpoints.dumps(p.analytics._st, CHECKPOINT_NAME, p.analytics._keys)  # noqa: SLF001 - the former single blob
+    whole = checkpoints.dumps(p.services.analytics.processor._st, CHECKPOINT_NAME, p.services.analytics.processor._keys)  # noqa: SLF001 - the former single blob
     limits = live_of(p, L1)["spc"][t(L1, 0)]["limits"]
-    p.pipeline.processors.remove(p.analytics)  # keep stop() from writing partition checkpoints
+    p.pipeline.processors.remove(p.services.analytics.processor)  # keep stop() from writing partition checkpoints
     p.stop()
     from plantguard.store import open_store
 

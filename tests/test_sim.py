@@ -260,22 +260,22 @@ def test_platform_raises_the_vibration_alarm_hours_before_failure(tmp_path, cfg)
         st = platform.pipeline.stats
         assert st.accepted == n == sim.readings and st.rejected == 0 and st.duplicates == 0
         # in the stored data, vibration holds above HI for the on-delay well before the failure
-        s = platform.query_raw(PUMP_VIBRATION, start, end, limit=100_000)
+        s = platform.services.telemetry.query_raw(PUMP_VIBRATION, start, end, limit=100_000)
         above = s.value > VIB_HI
         run = np.convolve(above.astype(int), np.ones(VIB_ON_DELAY_S // 5 + 1, int), "valid") == VIB_ON_DELAY_S // 5 + 1
         first_held = int(s.ts[np.argmax(run) + VIB_ON_DELAY_S // 5]) if run.any() else None
         assert first_held is not None and fault.failure_us - first_held > 0.3 * ttf * US
         if not HAVE_ALARMS:
             pytest.skip("no alarm engine in this tree: alarm assertions skipped")
-        hi = platform.alarms.get(f"{PUMP_VIBRATION}:HI")
-        hihi = platform.alarms.get(f"{PUMP_VIBRATION}:HIHI")
+        hi = platform.services.alarms.engine.get(f"{PUMP_VIBRATION}:HI")
+        hihi = platform.services.alarms.engine.get(f"{PUMP_VIBRATION}:HIHI")
         assert hi.raised_at is not None and onset < hi.raised_at < fault.failure_us
         assert fault.failure_us - hi.raised_at > 0.3 * ttf * US  # warning with hours to spare
         assert hihi.raised_at is not None and hi.raised_at < hihi.raised_at < fault.failure_us
-        lolo = platform.alarms.get(f"{PUMP_PRESSURE}:LOLO")  # the trip itself
+        lolo = platform.services.alarms.engine.get(f"{PUMP_PRESSURE}:LOLO")  # the trip itself
         assert lolo.raised_at is not None and lolo.raised_at >= fault.failure_us
         # the replay never looked stale to the platform
-        assert not [a.id for a in platform.alarms.list() if a.condition in ("STALE", "OFFLINE") and a.raised_at is not None]
+        assert not [a.id for a in platform.services.alarms.engine.list() if a.condition in ("STALE", "OFFLINE") and a.raised_at is not None]
     finally:
         platform.stop()
 

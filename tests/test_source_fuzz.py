@@ -34,7 +34,7 @@ def mqtt_platform(mosquitto, tmp_path):
     d["mqtt"] = {"enabled": True, "host": mosquitto.host, "port": mosquitto.port, "client_id": "pg-fuzz",
                  "reconnect_min": 0.05, "reconnect_max": 0.5}
     p = Platform(parse_config(d)).start()
-    wait_for(lambda: p.health()["sources"]["mqtt"]["connected"], "the MQTT source to connect")
+    wait_for(lambda: p.services.status.health()["sources"]["mqtt"]["connected"], "the MQTT source to connect")
     yield p
     p.stop()
 
@@ -58,7 +58,7 @@ class _Good:
 
     @staticmethod
     def stored(p: Platform, t: int) -> bool:
-        return p.latest([tag(1)])[tag(1)] is not None and p.latest([tag(1)])[tag(1)]["ts"] >= t * 1000
+        return p.services.telemetry.latest([tag(1)])[tag(1)] is not None and p.services.telemetry.latest([tag(1)])[tag(1)]["ts"] >= t * 1000
 
 
 def test_empty_topic_level_is_a_dead_letter_and_ingest_goes_on(mqtt_platform, pub):
@@ -68,8 +68,8 @@ def test_empty_topic_level_is_a_dead_letter_and_ingest_goes_on(mqtt_platform, pu
     t = good.send(pub)
     wait_for(lambda: good.stored(p, t), "the good message after the bad topic")
     # The acknowledgement follows the durable write, so the reading can be visible a moment before it is acked.
-    wait_for(lambda: p.health()["sources"]["mqtt"]["in_flight"] == 0, "the good message to be acknowledged")
-    h = p.health()
+    wait_for(lambda: p.services.status.health()["sources"]["mqtt"]["in_flight"] == 0, "the good message to be acknowledged")
+    h = p.services.status.health()
     assert h["status"] == "ok" and h["sources"]["mqtt"]["thread_alive"]
     dl = p.store.dead_letters(code="bad_topic")
     assert len(dl) == 1 and "s1//l1" in dl[0]["reason"]
@@ -91,7 +91,7 @@ def test_an_exception_while_handling_a_message_becomes_a_dead_letter(mqtt_platfo
     good = _Good()
     t = good.send(pub)
     wait_for(lambda: good.stored(mqtt_platform, t), "the good message after the failing one")
-    assert mqtt_platform.health()["sources"]["mqtt"]["handler_errors"] == 1
+    assert mqtt_platform.services.status.health()["sources"]["mqtt"]["handler_errors"] == 1
     wait_for(lambda: len(mqtt_platform.store.dead_letters(code="handler_error")) == 1, "the dead letter of the failure")
 
 
@@ -99,13 +99,13 @@ def test_a_dead_network_thread_shows_in_health_and_is_restarted(mqtt_platform, p
     p = mqtt_platform
     src = p.sources[0]
     src._client._c.loop_stop()  # the network thread ends as if a callback had raised  # noqa: SLF001
-    assert p.health()["sources"]["mqtt"]["thread_alive"] is False or p.supervisor_restarts.get("mqtt", 0) >= 1
+    assert p.services.status.health()["sources"]["mqtt"]["thread_alive"] is False or p.supervisor_restarts.get("mqtt", 0) >= 1
     wait_for(lambda: p.supervisor_restarts.get("mqtt", 0) >= 1, "the supervisor to restart the source")
-    wait_for(lambda: p.health()["sources"]["mqtt"]["connected"], "the restarted source to connect")
+    wait_for(lambda: p.services.status.health()["sources"]["mqtt"]["connected"], "the restarted source to connect")
     good = _Good()
     t = good.send(pub)
     wait_for(lambda: good.stored(p, t), "a message through the restarted source")
-    assert p.health()["sources"]["mqtt"]["supervisor_restarts"] >= 1
+    assert p.services.status.health()["sources"]["mqtt"]["supervisor_restarts"] >= 1
 
 
 # Control characters are excluded: the broker itself disconnects a client that publishes them in a topic.
@@ -124,7 +124,7 @@ def test_fuzzed_mqtt_topics_and_payloads_never_stop_the_source(mqtt_platform, pu
     good = _Good()
     t = good.send(pub)
     wait_for(lambda: good.stored(mqtt_platform, t), f"a good message after {topic!r} {payload!r}", 15)
-    h = mqtt_platform.health()
+    h = mqtt_platform.services.status.health()
     assert h["status"] == "ok" and h["sources"]["mqtt"]["thread_alive"], h
 
 
@@ -139,7 +139,7 @@ def spb_platform(mosquitto, tmp_path):
                         "groups": ["G1"], "reconnect_min": 0.05, "reconnect_max": 0.5,
                         "devices": [{"group": "G1", "edge_node": "N1", "path": NODE_PATH, "metrics": {"T": "p0"}}]}]
     p = Platform(parse_config(d)).start()
-    wait_for(lambda: p.health()["sources"]["spb"]["connected"], "the Sparkplug connector to connect")
+    wait_for(lambda: p.services.status.health()["sources"]["spb"]["connected"], "the Sparkplug connector to connect")
     yield p
     p.stop()
 
@@ -158,7 +158,7 @@ def test_fuzzed_sparkplug_messages_never_stop_the_connector(spb_platform, pub, t
     probe = f"spBv1.0/G1/NCMD/probe{before}"
     pub.publish(probe, b"")  # ignored by the connector, but counted: proves the loop still takes messages
     wait_for(lambda: conn.messages >= before + 2 and conn.health()["in_flight"] == 0, f"the connector to handle {topic!r}")
-    h = spb_platform.health()["sources"]["spb"]
+    h = spb_platform.services.status.health()["sources"]["spb"]
     assert h["thread_alive"] and h["connected"], h
 
 
@@ -202,7 +202,7 @@ def test_fuzzed_recordings_never_stop_replay(tmp_path_factory, rows):
         conn = ReplayConnector(cfg, p.pipeline)
         p.add_source(conn)
         wait_for(lambda: conn.finished.is_set() or conn.readings_played >= 1, "the recording to play")
-        wait_for(lambda: p.latest([tag(1)])[tag(1)] is not None, "the good last row to be stored")
-        assert conn.alive() and p.health()["sources"]["rec"]["thread_alive"]
+        wait_for(lambda: p.services.telemetry.latest([tag(1)])[tag(1)] is not None, "the good last row to be stored")
+        assert conn.alive() and p.services.status.health()["sources"]["rec"]["thread_alive"]
     finally:
         p.stop()

@@ -46,10 +46,10 @@ def platform(tmp_path):
 
 @pytest.fixture
 def client(platform):
-    app = create_app(platform)
+    app = create_app(platform.services)
     app.state.stream_tick_s = 0.05  # a fast clock and a short stream: TestClient reads a response to its end
     app.state.stream_lifetime_s = 0.6
-    with TestClient(app, base_url="http://127.0.0.1", headers={**JSON_HEADERS, **auth_headers(app.state.platform)}) as c:
+    with TestClient(app, base_url="http://127.0.0.1", headers={**JSON_HEADERS, **auth_headers(app.state.services)}) as c:
         yield c
 
 
@@ -62,7 +62,7 @@ def raise_alarm(client, platform) -> str:
     ingest(client, P0, 95.0)  # above HIHI 90
     deadline = time.monotonic() + 5
     while time.monotonic() < deadline:
-        rows = [a for a in platform.alarms.list() if a.active]
+        rows = [a for a in platform.services.alarms.engine.list() if a.active]
         if rows:
             return rows[0].id
         time.sleep(0.02)
@@ -113,7 +113,7 @@ def test_overview_shows_the_tree_status_alarms_and_health(client, platform):
     assert f'data-asset="{ASSET}" data-status="ok"' in client.get("/").text
     alarm_id = raise_alarm(client, platform)
     html = client.get("/").text
-    assert f'data-asset="{ASSET}" data-status="{platform.alarms.get(alarm_id).priority}"' in html
+    assert f'data-asset="{ASSET}" data-status="{platform.services.alarms.engine.get(alarm_id).priority}"' in html
     assert f'data-alarm-id="{alarm_id}"' in html
     assert 'data-health="readings_per_s"' in html and 'data-health="queued_readings"' in html
     assert 'data-oee-line="s1/a1/l1"' in html and "no OEE configured" in html
@@ -133,7 +133,7 @@ def test_asset_page_renders(client):
 
 
 def test_asset_context(platform):
-    ctx = asset_context(platform, ASSET)
+    ctx = asset_context(platform.services, ASSET)
     assert {k: ctx[k] for k in ("path", "name", "kind", "line_path", "timezone", "rul", "multivariate", "oee_line")} == {
         "path": ASSET, "name": "pump1", "kind": "pump", "line_path": "s1/a1/l1", "timezone": "Europe/Paris",
         "rul": False, "multivariate": False, "oee_line": False}
@@ -150,10 +150,10 @@ def test_asset_context_anomaly_threshold_prefers_the_asset_detector(tmp_path):
     asset["devices"][0]["points"][1]["analytics"] = {"anomaly": {"threshold": 0.8}}
     p = Platform(parse_config(d))
     try:
-        assert asset_context(p, ASSET)["anomaly_threshold"] == 0.8
+        assert asset_context(p.services, ASSET)["anomaly_threshold"] == 0.8
         asset["analytics"] = {"anomaly": {"points": ["plc1/p1", "plc1/p2"], "threshold": 0.97}}
         p.replace_model(d)
-        assert asset_context(p, ASSET)["anomaly_threshold"] == 0.97
+        assert asset_context(p.services, ASSET)["anomaly_threshold"] == 0.97
     finally:
         p.stop()
 
@@ -164,7 +164,7 @@ def test_html_escapes_names_from_the_plant_model(tmp_path):
     d["sites"][0]["areas"][0]["lines"][0]["assets"][0]["name"] = "<script>alert(1)</script>"
     p = Platform(parse_config(d)).start()
     try:
-        with TestClient(create_app(p), base_url="http://127.0.0.1", headers={**JSON_HEADERS, **auth_headers(p)}) as c:
+        with TestClient(create_app(p.services), base_url="http://127.0.0.1", headers={**JSON_HEADERS, **auth_headers(p)}) as c:
             html = c.get("/").text
             assert "<script>alert(1)</script>" not in html and "&lt;script&gt;alert(1)&lt;/script&gt;" in html
             assert "<b>plant</b>" not in html and "&lt;b&gt;plant&lt;/b&gt;" in html
@@ -178,7 +178,7 @@ def test_html_escapes_names_from_the_plant_model(tmp_path):
 def test_alarms_page_rows_filters_and_times_in_the_site_zone(client, platform):
     alarm_id = raise_alarm(client, platform)
     html = client.get("/alarms").text
-    rec = platform.alarms.get(alarm_id)
+    rec = platform.services.alarms.engine.get(alarm_id)
     assert f'data-alarm-id="{alarm_id}" data-state="unacknowledged" data-priority="{rec.priority}"' in html
     assert 'data-action="ack"' in html and 'data-action="shelve"' in html and "Active, unacknowledged" in html
     assert "95 °C" in html  # value with its unit
@@ -255,7 +255,7 @@ def test_stream_resumes_from_last_event_id_and_skips_known_alarms(client, platfo
     alarm_id = raise_alarm(client, platform)
     evs = events(client.get("/api/stream").text)  # no cursor: the page already shows current alarms
     assert not [d for k, d in evs if k == "alarms"] and not [d for k, d in evs if k == "latest"]
-    before = platform.alarms.get(alarm_id).updated_at
+    before = platform.services.alarms.engine.get(alarm_id).updated_at
     client.post(f"/api/alarms/{alarm_id}/ack", json={})
     evs = events(client.get("/api/stream", headers={"Last-Event-ID": str(before)}).text)
     changed = [d for k, d in evs if k == "alarms"]
@@ -277,7 +277,7 @@ def _free_port() -> int:
 def _serve(platform):
     """uvicorn serving the platform in a thread on a free port, started."""
     port = _free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(platform), host="127.0.0.1", port=port, log_level="warning"))
+    server = uvicorn.Server(uvicorn.Config(create_app(platform.services), host="127.0.0.1", port=port, log_level="warning"))
     th = threading.Thread(target=server.run, daemon=True)
     th.start()
     deadline = time.monotonic() + 10
@@ -345,7 +345,7 @@ def _stream_until_revoked(platform, revoke, *, headers=None, cookies=None) -> in
     still came before the stream ended (it never ends by itself: without the check this waits until it fails)."""
     from plantguard.testing.wait import wait_for
 
-    app = create_app(platform)
+    app = create_app(platform.services)
     app.state.stream_tick_s = 0.05
     port = _free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
@@ -385,11 +385,11 @@ def test_a_stream_ends_when_its_token_is_revoked_or_its_session_ends(platform):
     from plantguard.web.live import HEALTH_EVERY_TICKS
 
     h = auth_headers(platform, "viewer", name="stream-viewer")
-    tid = next(t.id for t in platform.security.tokens("stream-viewer"))
-    after = _stream_until_revoked(platform, lambda: platform.security.revoke_token(tid, Actor.system("tests")), headers=h)
+    tid = next(t.id for t in platform.services.accounts.tokens("stream-viewer"))
+    after = _stream_until_revoked(platform, lambda: platform.services.accounts.revoke_token(tid, Actor.system("tests")), headers=h)
     assert after <= 3 * HEALTH_EVERY_TICKS  # at most the ticks until the next check (three kinds of event per tick)
-    with TestClient(create_app(platform), base_url="http://127.0.0.1") as c:
+    with TestClient(create_app(platform.services), base_url="http://127.0.0.1") as c:
         login(c, platform, "viewer", "stream-user")
         session = c.cookies.get("pg_session")
-    after = _stream_until_revoked(platform, lambda: platform.security.logout(session), cookies={"pg_session": session})
+    after = _stream_until_revoked(platform, lambda: platform.services.accounts.logout(session), cookies={"pg_session": session})
     assert after <= 3 * HEALTH_EVERY_TICKS

@@ -29,7 +29,7 @@ def plat(tmp_path):
 
 def session(p, role: str, name: str) -> tuple[TestClient, str]:
     """A browser-like client signed in through the login form: (client, the page's CSRF token)."""
-    c = TestClient(create_app(p), base_url=BASE)
+    c = TestClient(create_app(p.services), base_url=BASE)
     who = user(p, role, name)
     r = c.post("/api/auth/login", json={"user": who, "password": PASSWORD})
     r.raise_for_status()
@@ -69,7 +69,7 @@ def test_forms_need_the_csrf_token_of_the_session(plat):
         r = c.post("/security/quarantine", data={**form, "csrf": csrf}, headers=HTML)
         assert r.status_code == 200 and "quarantined" in r.text
     # a bearer token is not a browser: no CSRF (no cookie to ride on)
-    with TestClient(create_app(plat), base_url=BASE, headers=auth_headers(plat, "admin", name="carol")) as t:
+    with TestClient(create_app(plat.services), base_url=BASE, headers=auth_headers(plat, "admin", name="carol")) as t:
         r = t.post("/security/release", data={"device": DEV, "reason": "checked", "disposition": "discard"}, headers=HTML)
         assert r.status_code == 200 and "released" in r.text
 
@@ -115,10 +115,10 @@ def test_users_and_tokens_from_the_admin_page(plat):
         r = c.post("/admin/tokens", data={"action": "create", "owner": "dave", "token_name": "scada", "days": "30",
                                           "scopes": ["read", "alarms.operate"], "csrf": csrf}, headers=HTML)
         secret = re.search(r"data-token-secret>Token secret \(shown once\): <code>([^<]+)</code>", r.text).group(1)
-        with TestClient(create_app(plat), base_url=BASE, headers={"Authorization": f"Bearer {secret}"}) as t:
+        with TestClient(create_app(plat.services), base_url=BASE, headers={"Authorization": f"Bearer {secret}"}) as t:
             assert t.get("/api/auth/me").json()["permissions"] == ["alarms.operate", "read"]
         assert secret not in c.get("/admin/users", headers=HTML).text  # shown once
-        tid = plat.security.tokens("dave")[0].id
+        tid = plat.services.accounts.tokens("dave")[0].id
         for bad in ({"days": "a lot"}, {"days": "100000"}, {"scopes": ["users.manage"]}, {"owner": "nobody"}, {"token_name": "a b"}):
             form = {"action": "create", "owner": "dave", "token_name": "x", "days": "30", "csrf": csrf, **bad}
             assert c.post("/admin/tokens", data=form, headers=HTML).status_code in (400, 404), bad
@@ -127,7 +127,7 @@ def test_users_and_tokens_from_the_admin_page(plat):
         r = c.post("/admin/users", data={"action": "disable", "name": "ann", "csrf": csrf}, headers=HTML)
         assert r.status_code == 400  # not one's own account
         r = c.post("/admin/users", data={"action": "disable", "name": "dave", "csrf": csrf}, headers=HTML)
-        assert r.status_code == 200 and plat.security.user("dave").disabled
+        assert r.status_code == 200 and plat.services.accounts.user("dave").disabled
         # hostile input: a huge field, an unknown action, a JSON body to a form route
         r = c.post("/admin/users", data={"action": "create", "name": "x" * 1000, "role": "admin", "password": PASSWORD, "csrf": csrf},
                    headers=HTML)

@@ -91,19 +91,17 @@ class ModelChanged(Event):
 
 
 @dataclass(frozen=True, slots=True)
+class DeviceWritten(Event):
+    """A source tried to write a value to a device (done or refused): connector, point, user, value, result..."""
+    record: dict
+
+
+@dataclass(frozen=True, slots=True)
 class ScopeViolation(Event):
     """A sender bound to a device (or a gateway bound to a path) tried to send readings outside it: refused."""
     bound_to: str
     point: str
     principal: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class ReadingsStored(Event):
-    """A batch was durably stored: how many readings, and the newest reading time."""
-    readings: int
-    newest_ts: int
-    at: int
 
 
 # -- the bus -----------------------------------------------------------------------------------------------

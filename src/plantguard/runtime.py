@@ -80,34 +80,74 @@ class Platform:
             clock=clock,
         )
         self.bus = EventBus()  # typed in-process events: alarm changes, analytics conditions (plantguard.events)
-        # capabilities, in registration order (alarms first: analytics reads the alarm engine)
-        self.alarms = None
-        self.notifier = None
-        self.analytics = None
+        self.sources: list = []  # objects with start() / stop() / health() -> dict, optionally alive() / restart()
+        self._supervisor = Supervisor(lambda: self.sources)
+        self.started_at = now_us()  # wall time: an injected (simulation) clock must not distort uptime
+        self._model_lock = threading.Lock()
+        self._build_capabilities(skip={n for n, on in (("alarms", alarms), ("analytics", analytics)) if not on})
+
+    def _build_capabilities(self, skip: set[str]) -> None:
+        """Each capability in order gets its Context and returns its Parts; the platform wires them (processors
+        on the pipeline, the diverter, hooks on each source) and assembles the typed services."""
+        from pathlib import Path
+
+        from plantguard.auditing import AuditTrail
+        from plantguard.capabilities import Context, LogAudit, frozen, store_view
+        from plantguard.services import AlarmService, AnalyticsService, Services
+        from plantguard.services._base import Core
+
+        cfg = self.cfg
+        core = Core(points=self.registry, pipeline=self.pipeline, clock=self.clock, model=lambda: self.cfg,
+                    index=lambda: self.index, retention=self.retention, bus=self.bus)
+        from plantguard.services import ModelService, PartitionService, PerformanceService, StatusService, TelemetryService
+
+        telemetry = TelemetryService(core, self.store)
+        own = {"clock": self.clock, "telemetry": telemetry,
+               "model": ModelService(self.store, current=lambda: self.cfg, replace=self.replace_model, index=lambda: self.index,
+                                     messages=self.model_messages),
+               "status": StatusService(core, store_kind=self.store.kind, sources=lambda: list(self.sources),
+                                       restarts=self._supervisor.restarts, lag_degraded_us=us_of(cfg.ingest.lag_degraded),
+                                       started_at=self.started_at),
+               "performance": PerformanceService(core, self.store), "partitions": PartitionService(core, self.store)}
+        built: dict = {}
         self._on_start: list = []
         self._on_stop: list = []
-        self._capability_services: dict = {}
-        self._on_source: list = []
-        skip = {n for n, on in (("alarms", alarms), ("analytics", analytics)) if not on}
+        self._on_model: list = []
+        self._source_hooks: dict = {}
+        audit = LogAudit()
         for cap in capabilities.registered():
             if cap.name in skip or cap.build is None:
                 continue
-            parts = cap.build(self)
+            ctx = Context(name=cap.name, config=cfg.section(cap.name) if cap.section is not None else None, model=cfg,
+                          index=lambda: self.index, points=self.registry, bus=self.bus, clock=self.clock,
+                          store=store_view(self.store, cap.stores), audit=built.get("audit") or audit,
+                          data_dir=Path(cfg.storage.data_dir), key_dir=Path(cfg.storage.key_dir) if cfg.storage.key_dir else None,
+                          services=frozen({**own, **built}), sink=self.pipeline, add_source=self.add_source, submit=telemetry.submit,
+                          ingest_lag_us=self.pipeline.current_lag_us)
+            parts = cap.build(ctx)
             for proc in parts.processors:
                 self.pipeline.add_processor(proc)
-            self._capability_services.update(parts.services)
+            if parts.diverter is not None:
+                if self.pipeline.diverter is not None:
+                    raise ValueError(f"capability {cap.name!r} sets a diverter; another capability already did")
+                self.pipeline.diverter = parts.diverter
+            dup = set(parts.services) & set(built)
+            if dup:
+                raise ValueError(f"capability {cap.name!r} returns service {sorted(dup)[0]!r}, which another returned")
+            built.update(parts.services)
+            for name, hook in parts.source_hooks.items():
+                if name in self._source_hooks:
+                    raise ValueError(f"two capabilities set the source hook {name!r}")
+                self._source_hooks[name] = hook
             self._on_start += parts.on_start
             self._on_stop += parts.on_stop
-            self._on_source += parts.on_source
-        self.sources: list = []  # objects with start() / stop() / health() -> dict, optionally alive() / restart()
-        self._supervisor = Supervisor(lambda: self.sources)
-        self.supervisor_restarts = self._supervisor.restarts  # per source name (health, metrics)
-        self.lag_degraded_us = us_of(cfg.ingest.lag_degraded)
-        self._model_lock = threading.Lock()
-        self.started_at = now_us()  # wall time: an injected (simulation) clock must not distort uptime
-        from plantguard.services import Services  # the services read the platform: built last
-
-        self.services = Services(self, extra=self._capability_services)  # what the API, web and CLI call
+            self._on_model += parts.on_model
+        # one audit path: the operator actions, model edits and device writes the platform publishes, recorded by
+        # one subscriber into the security capability's log (or the log file without it)
+        self._audit = AuditTrail(built.get("audit") or audit)
+        self._audit.subscribe(self.bus)
+        self.services = Services.assemble(own, built, defaults={
+            "alarms": AlarmService(None, self.store), "analytics": AnalyticsService(core, self.store)})
 
     # -- lifecycle --------------------------------------------------------------------------------------
     def start(self) -> "Platform":
@@ -122,11 +162,19 @@ class Platform:
         return self
 
     def add_source(self, source) -> None:
-        for hook in self._on_source:  # e.g. the security capability's write gate and write audit
-            try:
-                hook(source)
-            except Exception:  # noqa: BLE001 - a hook must not keep a source from running
-                log.exception("a capability could not prepare source %s", getattr(source, "name", source))
+        # the composition root wires its sources: the hooks capabilities declared (the security capability's
+        # write gate and security signal) on a source that has them, and writes to devices into the audit trail
+        for name, hook in self._source_hooks.items():
+            if hasattr(source, name):
+                setattr(source, name, hook)
+        if callable(getattr(source, "write", None)) and callable(getattr(source, "audit", None)):
+            own, trail = source.audit, self._audit.device_write  # the connector's own record (its log), then the trail
+
+            def audit_write(rec: dict) -> None:
+                own(rec)
+                trail(rec)
+
+            source.audit = audit_write
         self.sources.append(source)
         source.start()
         self._supervisor.ensure_running()
@@ -165,10 +213,8 @@ class Platform:
 
     def _apply_model(self, cfg: PlantConfig) -> None:
         self.registry.sync_config(cfg, self.store)
-        if self.alarms is not None:
-            self.alarms.reload(cfg)
-        if self.analytics is not None:
-            self.analytics.reload(cfg)
+        for reload in self._on_model:  # in capability order: the alarm engine before analytics declares rules
+            reload(cfg)
 
     def replace_model(self, data: dict | PlantConfig, actor: str | None = None) -> PlantConfig:
         """Validates and applies a new plant model (raises ConfigError listing every problem).
@@ -209,20 +255,6 @@ class Platform:
             idx = self._index = PlantIndex(self.cfg)
         return idx
 
-    # -- health -----------------------------------------------------------------------------------------
-
-    # -- queries most callers need (the rest: platform.services.<name>) ---------------------------------------
-    def pid_of(self, tag: str) -> int:
-        return self.services.telemetry.pid_of(tag)
-
-    def query_raw(self, tag: str, start: int, end: int, limit: int = 10_000) -> Series:
-        return self.services.telemetry.query_raw(tag, start, end, limit)
-
-    def latest(self, tags: list[str]) -> dict[str, dict | None]:
-        return self.services.telemetry.latest(tags)
-
-    def analytics_live(self) -> dict:
-        return self.services.analytics.live()
-
-    def health(self) -> dict:
-        return self.services.status.health()
+    @property
+    def supervisor_restarts(self) -> dict:
+        return self._supervisor.restarts

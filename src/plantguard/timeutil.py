@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import re
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from typing import Callable
 
 from plantguard.errors import InvalidInput
@@ -85,10 +85,6 @@ def _dt_us(dt: datetime) -> int:
 
 def iso(ts_us: int) -> str:
     return datetime.fromtimestamp(ts_us / US, tz=timezone.utc).isoformat().replace("+00:00", "Z")
-
-
-def from_us(ts_us: int) -> datetime:
-    return datetime(1970, 1, 1, tzinfo=timezone.utc) + timedelta(microseconds=int(ts_us))
 
 
 # -- time arguments (API query parameters, CLI options) ----------------------------------------------------

@@ -102,7 +102,7 @@ def _checked_page(browser, plant, *viewport, role: str = "operator", name: str =
     pg.errors = errors
     # signed in the way a user is: a one-time login link sets the session cookie
     who = user(plant.platform, role, name)
-    pg.goto(plant.base_url + "/login?link=" + plant.platform.security.login_link(who), wait_until="load")
+    pg.goto(plant.base_url + "/login?link=" + plant.platform.services.accounts.login_link(who), wait_until="load")
     try:
         yield pg
         errors.assert_none()

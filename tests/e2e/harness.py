@@ -126,7 +126,7 @@ class LivePlant:
 
         from plantguard.api.app import create_app
 
-        self.server = uvicorn.Server(uvicorn.Config(create_app(platform), host="127.0.0.1", port=self.port,
+        self.server = uvicorn.Server(uvicorn.Config(create_app(platform.services), host="127.0.0.1", port=self.port,
                                                     log_level="warning", access_log=False))
         self.thread = threading.Thread(target=self.server.run, name="plantguard-e2e-http", daemon=True)
         self.thread.start()

@@ -25,7 +25,7 @@ from plantguard.domain.readings import PointBatch, Quality
 from plantguard.events import AlarmChanged, ConditionChange, ConditionsChanged, EventBus, ExternalRule, ExternalRulesDeclared
 from plantguard.errors import Conflict, InvalidInput, NotFound
 from plantguard.ingest.registry import PointRegistry
-from plantguard.store.base import Store
+from plantguard.store.protocols import AlarmStore  # noqa: F401 - the store it needs, with ReadingsStore
 from plantguard.timeutil import Clock, iso
 
 log = logging.getLogger(__name__)
@@ -127,11 +127,13 @@ class AlarmEngine:
 
     name = "alarms"
 
-    def __init__(self, cfg: PlantConfig, registry: PointRegistry, store: Store, *, clock: Clock, notifier=None,
-                 bus: EventBus | None = None) -> None:
+    def __init__(self, cfg: PlantConfig, registry: PointRegistry, store: "AlarmStore", *, clock: Clock, notifier=None,
+                 bus: EventBus | None = None, lag_us=None) -> None:
         """Alarm transitions are published on `bus` as AlarmChanged (a private bus when None); a `notifier`
         (WebhookNotifier) given here subscribes to it. Conditions judged elsewhere arrive as ConditionsChanged
-        and ExternalRulesDeclared events on the same bus (inline: none may be lost)."""
+        and ExternalRulesDeclared events on the same bus (inline: none may be lost). `store`: AlarmStore and
+        ReadingsStore (the watermarks at start); `lag_us()`: how far ingest is behind (silence is judged against
+        what was caught up)."""
         self.registry = registry
         self.store = store
         self.clock = clock
@@ -152,7 +154,7 @@ class AlarmEngine:
         # per pid: newest reading ts of any quality (stale/offline), newest evaluated reading (limits/ROC)
         self._seen = np.full(n, now, np.int64)  # a point never seen gets one full window after start
         self._late = np.zeros(n, np.int64)  # how late the newest reading of each pid arrived (capped)
-        self.lag_us = lambda: 0  # the platform wires the pipeline's current lag in here
+        self.lag_us = lag_us or (lambda: 0)
         self._eval_ts = np.full(n, NONE_TS, np.int64)
         self._eval_v = np.full(n, np.nan)
         self._dev_of = np.full(n, -1, np.int32)  # device number per pid, -1 for none

@@ -1,6 +1,6 @@
-"""The HTTP API: a thin FastAPI shell over a Platform.
+"""The HTTP API: a thin FastAPI shell over the platform's services (plantguard.services.Services).
 
-The caller owns the Platform's lifecycle (start() before serving, stop() after): the same Platform may also
+The caller owns the platform's lifecycle (start() before serving, stop() after): the same platform may also
 feed the CLI or a simulator, and one shutdown order (sources, pipeline drain, store) applies everywhere.
 """
 
@@ -12,16 +12,16 @@ from fastapi.routing import APIRoute
 from fastapi.staticfiles import StaticFiles
 
 from plantguard import __version__, capabilities
-from plantguard.runtime import Platform
 
 from plantguard.api.permissions import check_routes, require
-from plantguard.security.roles import Permission
+from plantguard.domain.roles import Permission
 from plantguard.api import dead_letters, gateway, health, ingest, model, telemetry
 from plantguard.api.deps import BODY_MODELS
 from plantguard.api.errors import ErrorPublic, install_error_handlers
 from plantguard.api.guard import DEFAULT_MAX_BODY, GuardMiddleware
 from plantguard.api.metrics import build_registry
-from plantguard.web import live, routes as web, security_pages
+from plantguard.services import Services
+from plantguard.web import live, routes as web
 
 API_PREFIX = "/api"
 SWAGGER = "/static/vendor/swagger-ui-dist"  # vendored by scripts/vendor-web.sh
@@ -38,7 +38,7 @@ def operation_id(route: APIRoute) -> str:
     return route.name
 
 
-def create_app(platform: Platform) -> FastAPI:
+def create_app(svc: Services) -> FastAPI:
     app = FastAPI(
         title="plantguard",
         version=__version__,
@@ -49,18 +49,18 @@ def create_app(platform: Platform) -> FastAPI:
         openapi_url="/openapi.json",
         generate_unique_id_function=operation_id,
     )
-    app.state.platform = platform
-    app.state.metrics_registry = build_registry(platform)
+    app.state.services = svc
+    app.state.metrics_registry = build_registry(svc)
     app.state.submit_timeout_s = ingest.SUBMIT_TIMEOUT_S
     install_error_handlers(app)
 
-    from plantguard.api import auth
-
     api_routers = [model.router, ingest.router, telemetry.router, dead_letters.router, health.router, gateway.router, live.router]
+    pages = []
     for cap in capabilities.registered():  # security, alarms, analytics, and whatever capability is registered
         api_routers += cap.routers() if cap.routers is not None else []
+        pages += cap.pages() if cap.pages is not None else []
     # the login page before the dashboard, whose pages need a session; the API under /api, its docs at /docs
-    root_routers = [health.metrics_router, auth.pages, web.router, security_pages.router]
+    root_routers = [health.metrics_router, *pages, web.router]
     # deny by default: a route that declares no permission is a start-up error, not an open door
     permissions = check_routes([(API_PREFIX, r) for r in api_routers] + [("", r) for r in root_routers])
     api = APIRouter(prefix=API_PREFIX)
@@ -78,8 +78,8 @@ def create_app(platform: Platform) -> FastAPI:
         return HTMLResponse(SWAGGER_PAGE)
 
     _document_bodies(app, permissions)
-    app.add_middleware(GuardMiddleware, allowed_hosts=list(platform.cfg.api.allowed_hosts),
-                       max_body=max(platform.cfg.ingest.max_payload_bytes, DEFAULT_MAX_BODY))
+    app.add_middleware(GuardMiddleware, allowed_hosts=list(svc.model.current().api.allowed_hosts),
+                       max_body=max(svc.model.current().ingest.max_payload_bytes, DEFAULT_MAX_BODY))
     return app
 
 

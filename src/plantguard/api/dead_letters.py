@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from plantguard.services import Services
+
 from dataclasses import asdict
 
 from typing import Annotated, Any
@@ -9,13 +11,12 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field
 
-from plantguard.runtime import Platform
 
-from plantguard.api.deps import PlatformDep
+from plantguard.api.deps import ServicesDep
 from plantguard.api.errors import ERROR_RESPONSES
 from plantguard.api.timeparams import iso, ms, parse_time
 from plantguard.api.permissions import require
-from plantguard.security.roles import Permission
+from plantguard.domain.roles import Permission
 
 router = APIRouter(tags=["dead-letters"], dependencies=[require(Permission.READ)])
 
@@ -39,9 +40,9 @@ class DeadLettersPublic(BaseModel):
     count: int
 
 
-def recent_dead_letters(platform: Platform, limit: int, since: str | None, source: str | None) -> list[dict]:
-    since_us = parse_time(since, platform.clock(), "since") if since else None
-    rows = [asdict(r) for r in platform.services.telemetry.dead_letters(limit=limit, since=since_us, source=source)]
+def recent_dead_letters(svc: Services, limit: int, since: str | None, source: str | None) -> list[dict]:
+    since_us = parse_time(since, svc.clock(), "since") if since else None
+    rows = [asdict(r) for r in svc.telemetry.dead_letters(limit=limit, since=since_us, source=source)]
     return [
         {**r, "code": r.get("code") or "other", "received_at": iso(r["received_at"]), "received_at_ms": ms(r["received_at"]), "ts": iso(r["ts"]), "ts_ms": ms(r["ts"])}
         for r in rows
@@ -50,11 +51,11 @@ def recent_dead_letters(platform: Platform, limit: int, since: str | None, sourc
 
 @router.get("/dead-letters", response_model=DeadLettersPublic, responses=ERROR_RESPONSES)
 def list_dead_letters(
-    platform: PlatformDep,
+    svc: ServicesDep,
     limit: Annotated[int, Query(ge=1, le=10_000)] = 100,
     since: Annotated[str | None, Query(description="received at or after; ISO 8601, epoch ms or now-1h")] = None,
     source: Annotated[str | None, Query(description="only from this source (http, mqtt, ...)")] = None,
 ) -> Any:
     """Refused readings, newest first."""
-    rows = recent_dead_letters(platform, limit, since, source)
+    rows = recent_dead_letters(svc, limit, since, source)
     return {"data": rows, "count": len(rows)}

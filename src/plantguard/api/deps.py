@@ -10,18 +10,18 @@ from pydantic import BaseModel
 
 from plantguard.domain.actor import Actor
 from plantguard.errors import InvalidInput
-from plantguard.runtime import Platform
+from plantguard.services import Services
 
 from plantguard.api.errors import PayloadTooLarge
 
 MAX_JSON_BODY_BYTES = 16 * 1024 * 1024  # model documents and small command bodies; ingest has its own limit
 
 
-def get_platform(request: Request) -> Platform:
-    return request.app.state.platform
+def get_services(request: Request) -> Services:
+    return request.app.state.services
 
 
-PlatformDep = Annotated[Platform, Depends(get_platform)]
+ServicesDep = Annotated[Services, Depends(get_services)]
 
 def get_actor(request: Request) -> Actor:
     """Who sends this request: the authenticated user, token or device (api/permissions.py). A route that

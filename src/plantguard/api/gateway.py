@@ -13,6 +13,8 @@ X-Plantguard-Dropped) is expected; any other gap means batches went missing on t
 
 from __future__ import annotations
 
+from plantguard.services import Services
+
 import asyncio
 import logging
 import re
@@ -30,10 +32,10 @@ from plantguard.errors import InvalidInput, NotFound
 from plantguard.ingest.parse import parse_document
 from plantguard.timeutil import now_us
 
-from plantguard.api.deps import PlatformDep, parse_json, read_body
+from plantguard.api.deps import ServicesDep, parse_json, read_body
 from plantguard.api.errors import ERROR_RESPONSES
 from plantguard.api.permissions import principal_of, require
-from plantguard.security.roles import Permission
+from plantguard.domain.roles import Permission
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/gateway", tags=["gateway"])
@@ -156,14 +158,14 @@ def _decode(raw: bytes, content_type: str, gid: str) -> list[tuple[int, Any, lis
 
 @router.post("/{gateway_id}/batches", response_model=GatewayBatchResult, responses=ERROR_RESPONSES,
              dependencies=[require(Permission.INGEST)])
-async def receive_gateway_batches(gateway_id: str, request: Request, platform: PlatformDep) -> Any:
+async def receive_gateway_batches(gateway_id: str, request: Request, svc: ServicesDep) -> Any:
     """Stores a gateway's batches (in seq order) and answers once they are durably written; resent batches are
     stored once. Body: a binary frame (Content-Type application/vnd.plantguard.gateway-batches) or JSON
     {"seq": n, "readings": [...]}."""
     if not re.match(GATEWAY_ID, gateway_id):
         raise InvalidInput("gateway id: letters, digits, '_', '-', '.', at most 64 characters")
     bound = principal_of(request).device  # a gateway's token bound to its path forwards only the devices under it
-    raw = await read_body(request, platform.cfg.ingest.max_payload_bytes)
+    raw = await read_body(request, svc.model.current().ingest.max_payload_bytes)
     content_type = request.headers.get("content-type", "")
     timeout = getattr(request.app.state, "submit_timeout_s", 10.0)
 
@@ -176,8 +178,8 @@ async def receive_gateway_batches(gateway_id: str, request: Request, platform: P
             raise InvalidInput("batches must be in increasing seq order")
         if bound is not None:  # every batch is checked before any is queued: nothing half-stored
             for _, b, d in items:
-                platform.services.telemetry.check_scope(b, d, bound)
-        return seqs, [platform.services.telemetry.submit(b, d, timeout=timeout) for _, b, d in items]
+                svc.telemetry.check_scope(b, d, bound)
+        return seqs, [svc.telemetry.submit(b, d, timeout=timeout) for _, b, d in items]
 
     seqs, futures = await run_in_threadpool(decode_and_submit)
     total = IngestResult()

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+from plantguard.services import Services
+
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 from pydantic import BaseModel, Field
 
-from plantguard.api.deps import PlatformDep
+from plantguard.api.deps import ServicesDep
 from plantguard.api.metrics import render
 from plantguard.api.permissions import principal_of, require
-from plantguard.security.roles import Permission
+from plantguard.domain.roles import Permission
 
 router = APIRouter(tags=["health"], dependencies=[require(Permission.PUBLIC)])  # a load balancer probes it
 metrics_router = APIRouter(tags=["health"], dependencies=[require(Permission.READ)])  # scraped with a token
@@ -45,10 +47,10 @@ class HealthPublic(BaseModel):
 
 @router.get("/health", response_model=HealthPublic, response_model_exclude_none=True,
             responses={503: {"model": HealthPublic, "description": "degraded"}})
-def get_health(request: Request, platform: PlatformDep, response: Response) -> Any:
+def get_health(request: Request, svc: ServicesDep, response: Response) -> Any:
     """Liveness of the writer and of every source; 503 when anything is degraded, for load balancers. Without
     a credential only the status, the writer's liveness and the uptime (no addresses, no error texts)."""
-    health = platform.health()
+    health = svc.status.health()
     if health["status"] != "ok":
         response.status_code = 503
     if not principal_of(request).can(Permission.READ):

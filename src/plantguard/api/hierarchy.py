@@ -7,6 +7,8 @@ are exactly those of the YAML file.
 
 from __future__ import annotations
 
+from plantguard.services import Services
+
 import copy
 import threading
 from dataclasses import dataclass
@@ -16,7 +18,6 @@ from plantguard.config.loading import parse_yaml
 from plantguard.domain.actor import Actor
 from plantguard.domain.model import TAG_SEP
 from plantguard.errors import ConfigError, ConfigProblem, Conflict, InvalidInput, NotFound
-from plantguard.runtime import Platform
 
 from plantguard.api.deps import parse_json
 
@@ -42,8 +43,8 @@ LEVELS = (
 _edit_lock = threading.Lock()
 
 
-def _document(platform: Platform) -> dict:
-    return {"sites": [s.model_dump(mode="json", exclude_none=True) for s in platform.cfg.sites]}
+def _document(svc: Services) -> dict:
+    return {"sites": [s.model_dump(mode="json", exclude_none=True) for s in svc.model.current().sites]}
 
 
 def _locate(doc: dict, path: str, depth: int) -> tuple[dict, list, int, str]:
@@ -72,8 +73,8 @@ def _public(entity: dict, path: str) -> dict:
 
 
 # -- queries -----------------------------------------------------------------------------------------------
-def list_entities(platform: Platform, level: Level, parent_path: str | None) -> list[dict]:
-    doc = _document(platform)
+def list_entities(svc: Services, level: Level, parent_path: str | None) -> list[dict]:
+    doc = _document(svc)
     if level.depth == 1:
         items, prefix = doc["sites"], ""
     else:
@@ -82,15 +83,15 @@ def list_entities(platform: Platform, level: Level, parent_path: str | None) -> 
     return [_public(e, f"{prefix}{e['id']}") for e in items]
 
 
-def get_entity(platform: Platform, level: Level, path: str) -> dict:
-    entity, _, _, _ = _locate(_document(platform), path, level.depth)
+def get_entity(svc: Services, level: Level, path: str) -> dict:
+    entity, _, _, _ = _locate(_document(svc), path, level.depth)
     return _public(entity, path)
 
 
 # -- commands ----------------------------------------------------------------------------------------------
-def create_entity(platform: Platform, level: Level, parent_path: str | None, body: dict, actor: Actor) -> dict:
+def create_entity(svc: Services, level: Level, parent_path: str | None, body: dict, actor: Actor) -> dict:
     with _edit_lock:
-        doc = _document(platform)
+        doc = _document(svc)
         if level.depth == 1:
             siblings, prefix = doc["sites"], ""
         else:
@@ -101,14 +102,14 @@ def create_entity(platform: Platform, level: Level, parent_path: str | None, bod
         if isinstance(new_id, str) and any(e.get("id") == new_id for e in siblings):
             raise Conflict(f"{level.singular} {prefix}{new_id!r} already exists")
         siblings.append(copy.deepcopy(body))
-        platform.services.model.replace(doc, actor)  # a missing or malformed id fails here, with its field path
-        return get_entity(platform, level, f"{prefix}{new_id}")
+        svc.model.replace(doc, actor)  # a missing or malformed id fails here, with its field path
+        return get_entity(svc, level, f"{prefix}{new_id}")
 
 
-def update_entity(platform: Platform, level: Level, path: str, patch: dict, actor: Actor) -> dict:
+def update_entity(svc: Services, level: Level, path: str, patch: dict, actor: Actor) -> dict:
     """Merges the given fields into the entity; a field set to null is removed (back to its default)."""
     with _edit_lock:
-        doc = _document(platform)
+        doc = _document(svc)
         entity, _, _, field_path = _locate(doc, path, level.depth)
         fixed = [k for k in ("id", level.children) if k is not None and k in patch]
         if fixed:
@@ -121,17 +122,17 @@ def update_entity(platform: Platform, level: Level, path: str, patch: dict, acto
                 entity.pop(k, None)
             else:
                 entity[k] = copy.deepcopy(v)
-        platform.services.model.replace(doc, actor)
-        return get_entity(platform, level, path)
+        svc.model.replace(doc, actor)
+        return get_entity(svc, level, path)
 
 
-def delete_entity(platform: Platform, level: Level, path: str, actor: Actor) -> None:
+def delete_entity(svc: Services, level: Level, path: str, actor: Actor) -> None:
     """Removes the entity and everything below it; the history of its points stays queryable."""
     with _edit_lock:
-        doc = _document(platform)
+        doc = _document(svc)
         _, holder, index, _ = _locate(doc, path, level.depth)
         del holder[index]
-        platform.services.model.replace(doc, actor)
+        svc.model.replace(doc, actor)
 
 
 # -- the whole document -----------------------------------------------------------------------------------
@@ -153,28 +154,28 @@ def parse_model_body(raw: bytes, content_type: str) -> dict:
     return doc
 
 
-def model_public(platform: Platform) -> dict:
-    return {"model_version": platform.services.model.version(), **_document(platform)}
+def model_public(svc: Services) -> dict:
+    return {"model_version": svc.model.version(), **_document(svc)}
 
 
-def replace_document(platform: Platform, doc: dict, actor: Actor) -> dict:
+def replace_document(svc: Services, doc: dict, actor: Actor) -> dict:
     """Replaces the hierarchy. A `model_version` in the document must match the stored one (optimistic
     concurrency: a client that edited an outdated copy gets 409 instead of silently undoing changes)."""
     doc = dict(doc)
     expected = doc.pop("model_version", None)
     with _edit_lock:
         if expected is not None:
-            current = platform.services.model.version()
+            current = svc.model.version()
             if expected != current:
                 raise Conflict(f"model_version {expected!r} is outdated: the stored model is at version {current}; "
                                "fetch it again and reapply your change")
-        platform.services.model.replace(doc, actor)
-    return model_public(platform)
+        svc.model.replace(doc, actor)
+    return model_public(svc)
 
 
-def flat_points(platform: Platform, prefix: str | None) -> list[dict]:
+def flat_points(svc: Services, prefix: str | None) -> list[dict]:
     out = []
-    for tag, _s, _a, _l, _x, device, p in platform.cfg.iter_points():
+    for tag, _s, _a, _l, _x, device, p in svc.model.current().iter_points():
         if prefix and not tag.startswith(prefix):
             continue
         out.append({
@@ -189,7 +190,7 @@ def flat_points(platform: Platform, prefix: str | None) -> list[dict]:
             "auto": False,
             "shadow": device.mode == "shadow",
         })
-    for tag, meta in platform.services.telemetry.auto_points(prefix):  # accepted by the auto_register policy, not in the model
+    for tag, meta in svc.telemetry.auto_points(prefix):  # accepted by the auto_register policy, not in the model
         out.append({"tag": tag, "name": None, "unit": meta.get("unit", ""), "data_type": meta.get("data_type", "float"),
                     "range": None, "period": 0, "criticality": meta.get("criticality", "low"),
                     "device": tag.rsplit(TAG_SEP, 1)[0] if TAG_SEP in tag else "", "auto": True, "shadow": False})

@@ -6,6 +6,8 @@ is sent once the accepted readings are durably stored.
 
 from __future__ import annotations
 
+from plantguard.services import Services
+
 import asyncio
 from typing import Any
 
@@ -15,13 +17,12 @@ from starlette.concurrency import run_in_threadpool
 
 from plantguard.domain.readings import IngestResult
 from plantguard.ingest.parse import parse_payload
-from plantguard.runtime import Platform
 
-from plantguard.api.deps import PlatformDep, body_schema, read_body
+from plantguard.api.deps import ServicesDep, body_schema, read_body
 from plantguard.api.errors import ERROR_RESPONSES, ErrorPublic
 from plantguard.api.timeparams import iso
 from plantguard.api.permissions import principal_of, require
-from plantguard.security.roles import Permission
+from plantguard.domain.roles import Permission
 
 router = APIRouter(tags=["ingest"], dependencies=[require(Permission.INGEST)])
 
@@ -55,11 +56,11 @@ class IngestResultPublic(BaseModel):
     errors: list[ReadingError] = Field(description="the first rejected readings with their reasons")
 
 
-async def ingest_bytes(platform: Platform, raw: bytes, submit_timeout_s: float = SUBMIT_TIMEOUT_S,
+async def ingest_bytes(svc: Services, raw: bytes, submit_timeout_s: float = SUBMIT_TIMEOUT_S,
                        device: str | None = None) -> IngestResult:
     def parse_and_submit():
         batch, dead = parse_payload(raw, source="http")
-        return platform.services.telemetry.submit(batch, dead, timeout=submit_timeout_s, device=device)
+        return svc.telemetry.submit(batch, dead, timeout=submit_timeout_s, device=device)
 
     # parsing a large payload and waiting for room in the queue both block: run them in a worker thread,
     # then await the writer's verdict without holding a thread
@@ -73,12 +74,12 @@ async def ingest_bytes(platform: Platform, raw: bytes, submit_timeout_s: float =
     openapi_extra=body_schema(IngestPayload),
     responses={**ERROR_RESPONSES, 413: {"model": ErrorPublic, "description": "payload above ingest.max_payload_bytes"}},
 )
-async def ingest_readings(request: Request, platform: PlatformDep) -> Any:
+async def ingest_readings(request: Request, svc: ServicesDep) -> Any:
     """Stores readings. Readings that cannot be accepted are rejected one by one with a reason (and kept in the
     dead letters) while the others are stored; resending the same readings only counts duplicates."""
-    raw = await read_body(request, platform.cfg.ingest.max_payload_bytes)
+    raw = await read_body(request, svc.model.current().ingest.max_payload_bytes)
     device = principal_of(request).device  # a device token: only that device's points
-    res = await ingest_bytes(platform, raw, request.app.state.submit_timeout_s, device=device)
+    res = await ingest_bytes(svc, raw, request.app.state.submit_timeout_s, device=device)
     return {
         "accepted": res.accepted,
         "rejected": res.rejected,

@@ -1,4 +1,4 @@
-"""Prometheus metrics read from the Platform at scrape time (nothing is counted twice, nothing goes stale).
+"""Prometheus metrics read from the services at scrape time (nothing is counted twice, nothing goes stale).
 
 Each app gets its own CollectorRegistry, so several apps in one process (tests) never share series.
 """
@@ -12,7 +12,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from plantguard.domain.alarms import PRIORITY_RANK, AlarmState
-from plantguard.runtime import Platform
+from plantguard.services import Services
 
 
 _LINK_COUNTERS = (("requests", "Requests sent on the link"), ("errors", "Link failures"),
@@ -41,12 +41,12 @@ def _link_metrics(sources: dict):
 
 
 class PlatformCollector(Collector):
-    def __init__(self, platform: Platform) -> None:
-        self.platform = platform
+    def __init__(self, svc: Services) -> None:
+        self.svc = svc
 
     def collect(self):
-        p = self.platform
-        st = p.services.status.pipeline_stats()
+        p = self.svc
+        st = p.status.pipeline_stats()
         yield CounterMetricFamily("plantguard_ingest_accepted", "Readings stored", value=st.accepted)
         rejected = CounterMetricFamily("plantguard_ingest_rejected", "Readings refused, by reason", labels=["reason"])
         for reason, n in sorted(dict(st.rejected_by_reason).items()):  # copy: the writer thread adds keys
@@ -57,13 +57,13 @@ class PlatformCollector(Collector):
         yield GaugeMetricFamily("plantguard_ingest_queue_readings", "Readings waiting in the ingest queue", value=st.queued_readings)
         yield GaugeMetricFamily("plantguard_ingest_lag_seconds", "Submit to durable write, newest write", value=st.lag_us_last / 1e6)
         yield GaugeMetricFamily("plantguard_ingest_lag_max_seconds", "Submit to durable write, worst since start", value=st.lag_us_max / 1e6)
-        yield GaugeMetricFamily("plantguard_ingest_lag_now_seconds", "Wait of the oldest reading not yet written", value=p.services.status.ingest().lag_ms / 1000.0)
+        yield GaugeMetricFamily("plantguard_ingest_lag_now_seconds", "Wait of the oldest reading not yet written", value=p.status.ingest().lag_ms / 1000.0)
         yield CounterMetricFamily("plantguard_store_write_errors", "Failed store writes", value=st.write_errors)
         yield CounterMetricFamily("plantguard_processor_errors", "Processor (alarm engine ...) failures", value=st.processor_errors)
-        yield GaugeMetricFamily("plantguard_points", "Points known to the registry", value=p.services.status.points())
+        yield GaugeMetricFamily("plantguard_points", "Points known to the registry", value=p.status.points())
         yield from _security(p, st)
 
-        health = p.health()
+        health = p.status.health()
         yield GaugeMetricFamily("plantguard_writer_up", "1 when the ingest writer thread runs", value=1 if health["writer_alive"] else 0)
         yield GaugeMetricFamily("plantguard_up", "1 when health is ok, 0 when degraded", value=1 if health["status"] == "ok" else 0)
         sources = GaugeMetricFamily("plantguard_source_up", "1 when the source is healthy", labels=["source"])
@@ -81,13 +81,13 @@ class PlatformCollector(Collector):
         # event-bus subscribers are named in code, never from input: the label set is bounded
         dropped = CounterMetricFamily("plantguard_events_dropped", "Events a subscriber of the event bus missed (its queue was full)", labels=["subscriber"])
         errors = CounterMetricFamily("plantguard_events_handler_errors", "Events a subscriber failed to handle", labels=["subscriber"])
-        for name, sst in sorted(p.bus.stats().items()):
+        for name, sst in sorted(p.status.event_bus().items()):
             dropped.add_metric([name], sst["dropped"])
             errors.add_metric([name], sst["errors"])
         yield dropped
         yield errors
 
-        if p.alarms is not None:
+        if p.alarms.enabled:
             records = p.alarms.list(active=True)
             # shelved alarms are suppressed for operators, so they do not count as active (as in active_count())
             by_priority = Counter(a.priority for a in records if a.state != AlarmState.shelved.value)
@@ -99,9 +99,9 @@ class PlatformCollector(Collector):
             yield GaugeMetricFamily("plantguard_alarms_shelved", "Alarms shelved by an operator", value=shelved)
 
 
-def build_registry(platform: Platform) -> CollectorRegistry:
+def build_registry(svc: Services) -> CollectorRegistry:
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(PlatformCollector(platform))
+    registry.register(PlatformCollector(svc))
     return registry
 
 
@@ -111,15 +111,15 @@ def render(registry: CollectorRegistry) -> bytes:
 
 def _security(p, st):
     """Security signals: failed logins and lockouts, behavioural events by rule, quarantined devices and readings."""
-    acc = getattr(p.services, "security", None)
+    acc = p.accounts
     if acc is not None:
         yield CounterMetricFamily("plantguard_login_failures", "Failed logins (any reason)", value=acc.login_failures)
         yield CounterMetricFamily("plantguard_login_lockouts", "User names or addresses locked after repeated failures", value=acc.lockouts)
-    beh = getattr(p.services, "behaviour", None)
+    beh = p.behaviour
     if beh is not None:
         yield CounterMetricFamily("plantguard_security_events", "Behavioural security events raised", value=beh.events)
         yield CounterMetricFamily("plantguard_security_detector_errors", "Behavioural detection failures (ingest went on)", value=beh.errors)
-    q = getattr(p.services, "quarantine", None)
+    q = p.quarantine
     if q is not None:
         yield GaugeMetricFamily("plantguard_quarantined_devices", "Devices in quarantine", value=len(q.list()))
         yield CounterMetricFamily("plantguard_ingest_quarantined", "Readings of quarantined devices stored aside", value=st.quarantined)

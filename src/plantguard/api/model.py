@@ -31,11 +31,11 @@ from plantguard.domain.model import (
 from plantguard.errors import NotFound
 
 from plantguard.api import hierarchy
-from plantguard.api.deps import MAX_JSON_BODY_BYTES, ActorDep, JsonObject, PlatformDep, body_schema, read_body
+from plantguard.api.deps import MAX_JSON_BODY_BYTES, ActorDep, JsonObject, ServicesDep, body_schema, read_body
 from plantguard.api.errors import ERROR_RESPONSES, ErrorPublic
 from plantguard.api.hierarchy import LEVELS, Level
 from plantguard.api.permissions import require
-from plantguard.security.roles import Permission
+from plantguard.domain.roles import Permission
 
 router = APIRouter(tags=["model"])
 READ = [require(Permission.READ)]  # per route: a router-wide READ would also bind the write routes
@@ -73,7 +73,7 @@ class ModelPublic(BaseModel):
 
 
 class ModelReplace(BaseModel):
-    """The hierarchy to store; the whole plantguard.yaml is accepted too (platform settings in it are validated
+    """The hierarchy to store; the whole plantguard.yaml is accepted too (svc settings in it are validated
     but only take effect on restart)."""
 
     model_version: int | None = Field(None, description="if given, the change is refused (409) unless the stored model is still at this version")
@@ -205,19 +205,19 @@ FAMILIES: dict[str, tuple[type[BaseModel], type[BaseModel], type[BaseModel], typ
 
 # -- the whole document -----------------------------------------------------------------------------------
 @router.get("/model", response_model=ModelPublic, response_model_exclude_none=True, dependencies=READ)
-def get_model(platform: PlatformDep) -> Any:
+def get_model(svc: ServicesDep) -> Any:
     """The plant hierarchy as JSON, with the stored model version."""
-    return hierarchy.model_public(platform)
+    return hierarchy.model_public(svc)
 
 
 @router.put("/model", response_model=ModelPublic, response_model_exclude_none=True, responses=MODEL_ERRORS,
             openapi_extra=body_schema(ModelReplace, yaml=True), dependencies=WRITE)
-async def replace_model(request: Request, platform: PlatformDep, actor: ActorDep) -> Any:
+async def replace_model(request: Request, svc: ServicesDep, actor: ActorDep) -> Any:
     """Replaces the whole hierarchy. Send JSON, or YAML with `Content-Type: application/yaml`."""
     raw = await read_body(request, MAX_JSON_BODY_BYTES)
     doc = hierarchy.parse_model_body(raw, request.headers.get("content-type", "application/json"))
     # replace_model touches the store and the registry: keep it off the event loop
-    return await run_in_threadpool(hierarchy.replace_document, platform, doc, actor)
+    return await run_in_threadpool(hierarchy.replace_document, svc, doc, actor)
 
 
 # -- one level of the hierarchy ---------------------------------------------------------------------------
@@ -233,35 +233,35 @@ def _add_level(level: Level) -> None:
     ItemPath = Annotated[str, Path(description=_path_doc(level))]
 
     if level.depth == 1:
-        def list_items(platform: PlatformDep) -> Any:
-            rows = hierarchy.list_entities(platform, level, None)
+        def list_items(svc: ServicesDep) -> Any:
+            rows = hierarchy.list_entities(svc, level, None)
             return {"data": rows, "count": len(rows)}
 
-        def create_item(platform: PlatformDep, body: JsonObject, actor: ActorDep) -> Any:
-            return hierarchy.create_entity(platform, level, None, body, actor)
+        def create_item(svc: ServicesDep, body: JsonObject, actor: ActorDep) -> Any:
+            return hierarchy.create_entity(svc, level, None, body, actor)
 
         collection = f"/model/{many}"
     else:
         parent = LEVELS[level.depth - 2]
         ParentPath = Annotated[str, Path(description=_path_doc(parent))]
 
-        def list_items(platform: PlatformDep, parent_path: ParentPath) -> Any:  # type: ignore[misc]
-            rows = hierarchy.list_entities(platform, level, parent_path)
+        def list_items(svc: ServicesDep, parent_path: ParentPath) -> Any:  # type: ignore[misc]
+            rows = hierarchy.list_entities(svc, level, parent_path)
             return {"data": rows, "count": len(rows)}
 
-        def create_item(platform: PlatformDep, parent_path: ParentPath, body: JsonObject, actor: ActorDep) -> Any:  # type: ignore[misc]
-            return hierarchy.create_entity(platform, level, parent_path, body, actor)
+        def create_item(svc: ServicesDep, parent_path: ParentPath, body: JsonObject, actor: ActorDep) -> Any:  # type: ignore[misc]
+            return hierarchy.create_entity(svc, level, parent_path, body, actor)
 
         collection = f"/model/{parent.plural}/{{parent_path:depth{parent.depth}}}/{many}"
 
-    def get_item(platform: PlatformDep, path: ItemPath) -> Any:
-        return hierarchy.get_entity(platform, level, path)
+    def get_item(svc: ServicesDep, path: ItemPath) -> Any:
+        return hierarchy.get_entity(svc, level, path)
 
-    def update_item(platform: PlatformDep, path: ItemPath, body: JsonObject, actor: ActorDep) -> Any:
-        return hierarchy.update_entity(platform, level, path, body, actor)
+    def update_item(svc: ServicesDep, path: ItemPath, body: JsonObject, actor: ActorDep) -> Any:
+        return hierarchy.update_entity(svc, level, path, body, actor)
 
-    def delete_item(platform: PlatformDep, path: ItemPath, actor: ActorDep) -> Response:
-        hierarchy.delete_entity(platform, level, path, actor)
+    def delete_item(svc: ServicesDep, path: ItemPath, actor: ActorDep) -> Response:
+        hierarchy.delete_entity(svc, level, path, actor)
         return Response(status_code=status.HTTP_204_NO_CONTENT)
 
     common = {"response_model_exclude_none": True, "responses": MODEL_ERRORS}
@@ -316,7 +316,7 @@ class PointSummariesPublic(BaseModel):
 
 
 @router.get("/points", response_model=PointSummariesPublic, dependencies=READ)
-def list_all_points(platform: PlatformDep, prefix: Annotated[str | None, Query(description="only tags starting with this")] = None) -> Any:
+def list_all_points(svc: ServicesDep, prefix: Annotated[str | None, Query(description="only tags starting with this")] = None) -> Any:
     """Every point of the plant model, flat, then the points auto-registered by ingest."""
-    rows = hierarchy.flat_points(platform, prefix)
+    rows = hierarchy.flat_points(svc, prefix)
     return {"data": rows, "count": len(rows)}

@@ -16,8 +16,7 @@ from fastapi import Depends, Request
 from fastapi.routing import APIRoute
 
 from plantguard.errors import Forbidden, Unauthenticated
-from plantguard.security.accounts import ANONYMOUS, Principal
-from plantguard.security.roles import Permission
+from plantguard.domain.roles import ANONYMOUS, Permission, Principal
 
 SESSION_COOKIE = "pg_session"
 CSRF_HEADER = "X-CSRF-Token"
@@ -33,21 +32,28 @@ def principal_of(request: Request) -> Principal:
     cached = getattr(request.state, "principal", None)
     if cached is not None:
         return cached
-    accounts = getattr(request.app.state.platform, "security", None)
-    p = ANONYMOUS
-    if accounts is not None:
-        auth = request.headers.get("authorization", "")
-        if auth:
-            scheme, _, cred = auth.partition(" ")
-            if scheme.lower() != "bearer":
-                raise Unauthenticated("use Authorization: Bearer <token>")
-            p = accounts.authenticate_token(cred.strip())
-            if p is None:
-                raise Unauthenticated("this token is unknown, expired or revoked")
-        else:
-            p = accounts.session(request.cookies.get(SESSION_COOKIE)) or ANONYMOUS
+    p = credential(request)
     request.state.principal = p
     return p
+
+
+def credential(request: Request, *, touch: bool = True) -> Principal:
+    """The request's credential checked now: the bearer token, else the session cookie (ANONYMOUS without
+    either, or on a platform without the security capability). The one check every route and the live stream's
+    periodic re-check use; `touch` False: a re-check does not extend the session."""
+    accounts = request.app.state.services.accounts
+    if accounts is None:
+        return ANONYMOUS
+    auth = request.headers.get("authorization", "")
+    if auth:
+        scheme, _, cred = auth.partition(" ")
+        if scheme.lower() != "bearer":
+            raise Unauthenticated("use Authorization: Bearer <token>")
+        p = accounts.authenticate_token(cred.strip())
+        if p is None:
+            raise Unauthenticated("this token is unknown, expired or revoked")
+        return p
+    return accounts.session(request.cookies.get(SESSION_COOKIE), touch=touch) or ANONYMOUS
 
 
 async def _csrf_ok(request: Request, p: Principal) -> bool:

@@ -7,6 +7,8 @@ million rows and a pydantic object per row would dominate its cost.
 
 from __future__ import annotations
 
+from plantguard.services import Services
+
 from typing import Annotated, Any, Literal
 
 import numpy as np
@@ -16,15 +18,14 @@ from pydantic import BaseModel, Field
 
 from plantguard.domain.readings import Quality
 from plantguard.errors import InvalidInput, NotFound
-from plantguard.runtime import Platform
 from plantguard.services.telemetry import Series
 from plantguard.timeutil import parse_duration_us
 
-from plantguard.api.deps import PlatformDep
+from plantguard.api.deps import ServicesDep
 from plantguard.api.errors import ERROR_RESPONSES
 from plantguard.api.timeparams import iso, iso_array, ms, ms_array, time_range
 from plantguard.api.permissions import require
-from plantguard.security.roles import Permission
+from plantguard.domain.roles import Permission
 
 router = APIRouter(prefix="/telemetry", tags=["telemetry"], dependencies=[require(Permission.READ)])
 
@@ -98,13 +99,13 @@ def _rows(s: Series, *, with_count: bool = False) -> list[dict]:
     return [{"ts": a, "ts_ms": b, "value": v, "quality": n} for a, b, v, n in zip(ts, tms, val, names)]
 
 
-def latest_of(platform: Platform, points: list[str]) -> list[dict]:
+def latest_of(svc: Services, points: list[str]) -> list[dict]:
     if len(points) > MAX_LATEST_POINTS:
         raise InvalidInput(f"at most {MAX_LATEST_POINTS} points per request")
-    unknown = platform.services.telemetry.unknown_points(points)
+    unknown = svc.telemetry.unknown_points(points)
     if unknown:  # a typo must not look like a point that never reported
         raise NotFound(f"unknown point(s): {', '.join(map(repr, unknown[:10]))}" + (" ..." if len(unknown) > 10 else ""))
-    found = platform.latest(points)
+    found = svc.telemetry.latest(points)
     out = []
     for p in points:
         r = found.get(p)
@@ -119,22 +120,22 @@ def latest_of(platform: Platform, points: list[str]) -> list[dict]:
 
 @router.get("/raw", response_model=RawSeriesPublic, responses=ERROR_RESPONSES)
 def query_raw(
-    platform: PlatformDep,
+    svc: ServicesDep,
     point: PointQ,
     start: StartQ = None,
     end: EndQ = None,
     limit: Annotated[int, Query(ge=1, le=1_000_000)] = 10_000,
 ) -> Any:
     """Raw readings of one point, oldest first."""
-    s, e = time_range(start, end, platform.clock())
-    series = platform.query_raw(point, s, e, limit)
+    s, e = time_range(start, end, svc.clock())
+    series = svc.telemetry.query_raw(point, s, e, limit)
     rows = _rows(series)
     return _json({"point": point, "start": iso(s), "end": iso(e), "data": rows, "count": len(rows)})
 
 
 @router.get("/downsample", response_model=DownsampledSeriesPublic, responses=ERROR_RESPONSES)
 def query_downsample(
-    platform: PlatformDep,
+    svc: ServicesDep,
     point: PointQ,
     start: StartQ = None,
     end: EndQ = None,
@@ -145,7 +146,7 @@ def query_downsample(
     """One aggregated value per non-empty bucket; served from the coarsest rollup tier that fits."""
     if buckets is not None and width is not None:
         raise InvalidInput("give either buckets or width, not both")
-    s, e = time_range(start, end, platform.clock())
+    s, e = time_range(start, end, svc.clock())
     width_us = None
     if width is not None:
         try:
@@ -154,21 +155,21 @@ def query_downsample(
             raise InvalidInput(f"width: {exc}") from None
     elif buckets is None:
         buckets = DEFAULT_BUCKETS
-    series, tier, eff = platform.services.telemetry.query_downsample(point, s, e, buckets=buckets, width=width_us, agg=agg)
+    series, tier, eff = svc.telemetry.query_downsample(point, s, e, buckets=buckets, width=width_us, agg=agg)
     rows = _rows(series, with_count=True)
     return _json({"point": point, "start": iso(s), "end": iso(e), "agg": agg, "tier": tier, "width_ms": ms(eff),
                   "data": rows, "count": len(rows)})
 
 
 @router.get("/latest", response_model=LatestListPublic, responses=ERROR_RESPONSES)
-def get_latest(platform: PlatformDep, points: Annotated[str, Query(description="comma-separated tags")]) -> Any:
+def get_latest(svc: ServicesDep, points: Annotated[str, Query(description="comma-separated tags")]) -> Any:
     """The newest reading of each point (POST the list instead when it is long)."""
-    rows = latest_of(platform, [p.strip() for p in points.split(",") if p.strip()])
+    rows = latest_of(svc, [p.strip() for p in points.split(",") if p.strip()])
     return {"data": rows, "count": len(rows)}
 
 
 @router.post("/latest", response_model=LatestListPublic, responses=ERROR_RESPONSES)
-def get_latest_bulk(platform: PlatformDep, points: Annotated[list[str], Body(description="a JSON list of tags")]) -> Any:
+def get_latest_bulk(svc: ServicesDep, points: Annotated[list[str], Body(description="a JSON list of tags")]) -> Any:
     """The newest reading of each point in the list."""
-    rows = latest_of(platform, points)
+    rows = latest_of(svc, points)
     return {"data": rows, "count": len(rows)}

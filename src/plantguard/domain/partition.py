@@ -28,3 +28,10 @@ def partition_key(path: str, by: PartitionBy = "line") -> str:
 
 def in_partition(path: str, key: str) -> bool:
     return path == key or path.startswith(key + TAG_SEP)
+
+
+ANALYTICS_CHECKPOINT = "analytics"  # a partition's analytics state is the checkpoint "analytics@<key>"
+
+
+def analytics_checkpoint(key: str) -> str:
+    return f"{ANALYTICS_CHECKPOINT}@{key}"

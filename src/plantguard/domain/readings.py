@@ -158,14 +158,6 @@ class RejectColumns:
     def __len__(self) -> int:
         return len(self.ts)
 
-    @classmethod
-    def from_letters(cls, letters: list[DeadLetter]) -> "RejectColumns":
-        """Dead letters of readings (and payloads) as columns; a missing ts or value becomes NO_TS / NaN."""
-        return cls(np.array([d.source for d in letters], object), np.array([d.code for d in letters], object),
-                   np.array([d.reason for d in letters], object), np.array([d.point for d in letters], object),
-                   np.array([NO_TS if d.ts is None else d.ts for d in letters], np.int64),
-                   np.full(len(letters), np.nan))
-
 
 @dataclass
 class IngestResult:

@@ -42,12 +42,11 @@ from plantguard.events import ConditionChange, ConditionsChanged, ExternalRule, 
 from plantguard.timeutil import Clock, parse_duration_us
 from plantguard.plant_analytics.anomaly import AnomalyPart
 from plantguard.plant_analytics.common import _S
+from plantguard.domain.partition import ANALYTICS_CHECKPOINT as CHECKPOINT_NAME  # one name for the writer and readers
 from plantguard.plant_analytics.assets import AssetPart
 from plantguard.plant_analytics.spc import _CODE_OF, _N_CODES, SpcPart
 
 log = logging.getLogger(__name__)
-
-CHECKPOINT_NAME = "analytics"
 
 
 def _digest(settings) -> str:
@@ -185,15 +184,16 @@ class AnalyticsProcessor(SpcPart, AnomalyPart, AssetPart):
     name = "analytics"
 
     def __init__(self, cfg: PlantConfig, registry, *, sink: Callable[[AnalyticsWrite], None],
-                 alarms=None, clock: Clock, checkpoint: tuple[Callable[[str, bytes], None], Callable[[str], bytes | None]] | None = None,
+                 alarms=None, publish=None, clock: Clock, checkpoint: tuple[Callable[[str, bytes], None], Callable[[str], bytes | None]] | None = None,
                  store_interval: str | float = "10s", rul_interval: str | float = "1m", checkpoint_every: str | float = "5m",
                  keys=None, legacy_checkpoints: bool = False) -> None:
         """`keys`: the state key ring that seals checkpoints (plantguard.keys); `legacy_checkpoints`: accept the
         unsealed checkpoints of earlier versions (once, on the start that makes the key ring)."""
         self.registry = registry
         self.sink = sink
-        self.alarms = alarms  # read only (is an alarm active?); conditions go out on the alarm engine's bus
-        self._publish = alarms.bus.publish if alarms is not None else (lambda event: None)
+        self.alarms = alarms  # read only (is an alarm active?): the alarm service, or None without alarms
+        # conditions and declared rules go out as events (the alarm engine subscribes); none without alarms
+        self._publish = publish if publish is not None and alarms is not None else (lambda event: None)
         self.clock = clock
         self._save_ckpt, self._load_ckpt = checkpoint if checkpoint else (None, None)
         self._keys, self._legacy = keys, legacy_checkpoints

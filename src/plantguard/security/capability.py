@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from pathlib import Path
 
-from plantguard.capabilities import Capability, Parts, register
+from plantguard.capabilities import Capability, Context, Parts
 from plantguard.security.config import SecuritySettings
 from plantguard.store.migrations import Migration
+from plantguard.store.protocols import SqlStore
 
 log = logging.getLogger(__name__)
 
@@ -47,94 +49,105 @@ MIGRATIONS = (Migration("0100_security_accounts_and_audit", embedded=_TABLES, po
               Migration("0104_security_events", embedded=_EVENTS, postgres=_EVENTS, owner="security"),
               Migration("0105_security_quarantine", embedded=_QUARANTINE, postgres=_QUARANTINE, owner="security"),
               Migration("0106_security_device_certificates", embedded=_CERTS, postgres=_CERTS, owner="security"))
-OPERATOR_EVENTS = {"acknowledged": "alarm.ack", "shelved": "alarm.shelve", "unshelved": "alarm.unshelve"}
 
 
-def build(platform) -> Parts:
-    from plantguard.events import AlarmChanged, ModelChanged, ScopeViolation
+def build(ctx: Context) -> Parts:
+    from plantguard.events import ModelChanged, ScopeViolation
     from plantguard.security.accounts import Accounts
     from plantguard.security.audit import AuditLog, SyslogExporter
 
-    s: SecuritySettings = platform.cfg.section("security") or SecuritySettings()
-    base = Path(platform.cfg.storage.data_dir) / "audit"
-    audit = AuditLog(platform.store, Path(s.audit_key) if s.audit_key else base / "signing.key",
-                     Path(s.audit_witness) if s.audit_witness else base / "witness.jsonl", clock=platform.clock,
+    s: SecuritySettings = ctx.config or SecuritySettings()
+    store, clock, index = ctx.store, ctx.clock, ctx.index
+    base = ctx.data_dir / "audit"
+    # the signed audit log: the sink of the platform's audit trail (plantguard.auditing) and of this capability's
+    # own records, written directly because they must be in the log before the action answers
+    audit = AuditLog(store, Path(s.audit_key) if s.audit_key else base / "signing.key",
+                     Path(s.audit_witness) if s.audit_witness else base / "witness.jsonl", clock=clock,
                      exporters=[SyslogExporter(s.audit_syslog, s.audit_syslog_facility)] if s.audit_syslog else [])
     from plantguard.keys import secrets_ring
     from plantguard.security.sealed import SecretBox
 
-    box = SecretBox(secrets_ring(platform.cfg.storage.data_dir, platform.cfg.storage.key_dir))
-    accounts = Accounts(platform.store, s, clock=platform.clock, audit=audit, box=box)
+    box = SecretBox(secrets_ring(ctx.data_dir, ctx.key_dir))
+
+    def known_path(path: str) -> bool:
+        idx = index()
+        return any(f(path) is not None for f in (idx.device, idx.asset, idx.line, idx.site)) or \
+            path.count("/") == 1 and any(r.path.startswith(path + "/") for r in idx.lines())  # an area
+
+    accounts = Accounts(store, s, clock=clock, audit=audit, box=box, known_path=known_path)
     sealed_now = accounts.seal_secrets()  # secrets of an older store sealed on its first start
     if sealed_now:
         log.warning("sealed %d second-factor secret(s) that were kept in clear", sealed_now)
-    accounts.known_path = lambda path: any(f(path) is not None for f in (
-        platform.index.device, platform.index.asset, platform.index.line, platform.index.site)) or \
-        path.count("/") == 1 and any(r.path.startswith(path + "/") for r in platform.index.lines())  # an area
     from plantguard.security.broker import BrokerCredentials
     from plantguard.security.ca import CertificateAuthority
 
-    devices = lambda: {r.path for r in platform.index.devices()}  # noqa: E731
-    ca = CertificateAuthority(Path(platform.cfg.storage.data_dir) / "ca", platform.store, s.ca, clock=platform.clock,
-                              devices=devices, audit=audit)
-    broker = BrokerCredentials(platform.store, s.broker, clock=platform.clock, audit=audit, devices=devices,
+    devices = lambda: {r.path for r in index().devices()}  # noqa: E731
+    ca = CertificateAuthority(ctx.data_dir / "ca", store, s.ca, clock=clock, devices=devices, audit=audit)
+    broker = BrokerCredentials(store, s.broker, clock=clock, audit=audit, devices=devices,
                                certificate_devices=ca.active_devices)
     ca.on_change = broker.apply  # the ACL follows the certificates; the reload makes the broker read the new CRL
-
-    def on_event(ev) -> None:
-        if isinstance(ev, ModelChanged):
-            audit.record(ev.actor or "system:unknown", "model.replace", f"version {ev.version}", detail={"origin": ev.origin})
-        elif isinstance(ev, AlarmChanged) and ev.event.event in OPERATOR_EVENTS:
-            audit.record(ev.event.actor or "unknown", OPERATOR_EVENTS[ev.event.event], ev.record.id,
-                         detail={"note": ev.event.note} if ev.event.note else None)
-
-    # inline: the audit must see every change (backpressure on the publisher, which is rare: operator actions
-    # and model edits only; other alarm transitions are filtered out at once)
-    platform.bus.subscribe("audit", on_event, ModelChanged, AlarmChanged, inline=True)
     stop = threading.Event()
+    from plantguard.security import inventory
+    from plantguard.security.service import PostureService, RiskService
 
-    def checkpoints() -> None:
-        while not stop.wait(s.audit_checkpoint_every):
-            try:
-                audit.checkpoint()
-            except Exception:  # noqa: BLE001 - retried at the next interval
-                log.exception("writing the audit checkpoint failed")
-            try:
-                ca.on_tick(platform.clock())  # the CRL renewed, rotations' overlaps ended
-            except Exception:  # noqa: BLE001 - retried at the next interval
-                log.exception("renewing the certificate revocation list failed")
+    telemetry = ctx.uses("telemetry")
+    facts = lambda first_seen: inventory.gather(index().cfg, index(), telemetry.latest, broker=broker, ca=ca,  # noqa: E731
+                                                first_seen=first_seen)
+    posture = PostureService(store, s, clock=clock, facts=facts, storage=ctx.model.storage, audit_log=audit)
+    risks = RiskService(store, posture, index=index, clock=clock)
+    every = {"checkpoint": s.audit_checkpoint_every, "risk": s.risk_record_every}
+    due = {k: 0.0 for k in every}
 
-    thread = threading.Thread(target=checkpoints, name="audit-checkpoints", daemon=True)
+    def background() -> None:
+        tick = min(every.values())
+        while not stop.wait(tick):
+            now = time.monotonic()
+            try:
+                accounts.flush_activity()  # session activity and token uses, batched: checks write nothing
+            except Exception:  # noqa: BLE001 - kept in memory and retried at the next tick
+                log.exception("recording session and token activity failed")
+            if now >= due["checkpoint"]:
+                due["checkpoint"] = now + every["checkpoint"]
+                try:
+                    audit.checkpoint()
+                except Exception:  # noqa: BLE001 - retried at the next interval
+                    log.exception("writing the audit checkpoint failed")
+                try:
+                    ca.on_tick(clock())  # the CRL renewed, rotations' overlaps ended
+                except Exception:  # noqa: BLE001 - retried at the next interval
+                    log.exception("renewing the certificate revocation list failed")
+            if now >= due["risk"]:
+                due["risk"] = now + every["risk"]
+                try:  # the risk history and the identities first seen: recorded here, never by a read
+                    risks.record(posture.run(record=True))
+                except Exception:  # noqa: BLE001 - retried at the next interval
+                    log.exception("recording the risk register failed")
+
+    thread = threading.Thread(target=background, name="security-background", daemon=True)
 
     def on_stop() -> None:
         stop.set()
         for t in (thread, watch_thread):
             if t is not None and t.is_alive():
                 t.join(5)
+        try:
+            accounts.flush_activity()
+        except Exception:  # noqa: BLE001 - the store may already refuse; last-used times are advisory
+            log.exception("recording session and token activity at stop failed")
         audit.close()
 
-    platform.security = accounts
-    platform.audit = audit
-    platform.broker_credentials = broker
-    platform.ca = ca
-    from plantguard.security.service import PostureService, RiskService
-
-    posture = PostureService(platform, s, audit)
-    risks = RiskService(platform, posture)
     from plantguard.security.behaviour import BehaviourProcessor
     from plantguard.security.events import SecurityEventRaised, store_events
-
     from plantguard.security.quarantine import Quarantine
 
-    quarantine = Quarantine(platform, broker=broker, audit=audit, ca=ca)
-    platform.pipeline.diverter = quarantine  # a quarantined device's readings go to the quarantine store
-    platform.bus.subscribe("quarantine-model", lambda ev: quarantine.refresh(), ModelChanged)
+    quarantine = Quarantine(store, ctx.points, index=index, clock=clock, submit=ctx.submit, broker=broker, audit=audit, ca=ca)
+    ctx.bus.subscribe("quarantine-model", lambda ev: quarantine.refresh(), ModelChanged)
     if s.quarantine_on:
         rules = list(s.quarantine_on)
-        platform.bus.subscribe("quarantine-policy", lambda ev: quarantine.on_security_event(ev, rules), SecurityEventRaised)
-    behaviour = BehaviourProcessor(platform.registry, platform.cfg, s.behaviour, clock=platform.clock,
-                                   sink=lambda evs: store_events(platform.store, evs),
-                                   publish=lambda e: platform.bus.publish(SecurityEventRaised(e)),
+        ctx.bus.subscribe("quarantine-policy", lambda ev: quarantine.on_security_event(ev, rules), SecurityEventRaised)
+    behaviour = BehaviourProcessor(ctx.points, ctx.model, s.behaviour, clock=clock,
+                                   sink=lambda evs: store_events(store, evs),
+                                   publish=lambda e: ctx.bus.publish(SecurityEventRaised(e)),
                                    muted=posture.triage)
 
     def on_lockout(key: str, limit: int) -> None:
@@ -150,42 +163,21 @@ def build(platform) -> Parts:
                               f"a sender bound to {ev.bound_to} tried to send {ev.point}: refused",
                               {"point": ev.point, "principal": ev.principal})
 
-    platform.bus.subscribe("scope-violations", on_scope_violation, ScopeViolation)
+    ctx.bus.subscribe("scope-violations", on_scope_violation, ScopeViolation)
 
     from plantguard.security.writes import WriteGate
 
     def site_zone(device: str) -> str:
-        site = platform.index.site(device.split("/", 1)[0])
+        site = index().site(device.split("/", 1)[0])
         return getattr(site, "timezone", None) or "UTC"
 
-    gate = WriteGate(quarantine=quarantine, windows=list(s.write_windows), timezone_of=site_zone, clock=platform.clock,
+    gate = WriteGate(quarantine=quarantine, windows=list(s.write_windows), timezone_of=site_zone, clock=clock,
                      raise_event=behaviour.raise_event)
-
-    def on_source(src) -> None:
-        """A connector that can write to devices: writes to a quarantined device are refused before they reach the
-        wire, and every write attempt, done or refused, goes into the audit log."""
-        if hasattr(src, "write_gate"):
-            src.write_gate = gate.refusal
-        if hasattr(src, "security_signal"):
-            src.security_signal = behaviour.raise_event
-        if callable(getattr(src, "write", None)) and callable(getattr(src, "audit", None)):
-            before = src.audit
-
-            def audit_write(rec: dict) -> None:
-                before(rec)
-                result = str(rec.get("result", ""))
-                who = str(rec.get("user"))
-                audit.record(who if ":" in who else f"user:{who}", "device.write", str(rec.get("point")),
-                             "ok" if result == "ok" else result.split(":", 1)[0] or "failed",
-                             {k: rec.get(k) for k in ("connector", "value", "old_value", "result", "registers") if k in rec})
-
-            src.audit = audit_write
-
     watcher = None
     if s.broker is not None and s.broker.log_file:
         from plantguard.security.broker_log import BrokerLogWatcher, device_of_username
 
-        watcher = BrokerLogWatcher(s.broker.log_file, clock=platform.clock, raise_event=behaviour.raise_event,
+        watcher = BrokerLogWatcher(s.broker.log_file, clock=clock, raise_event=behaviour.raise_event,
                                    device_of=device_of_username(devices), auth_failures=s.broker.auth_failures,
                                    auth_window_s=s.broker.auth_window_s)
 
@@ -199,6 +191,7 @@ def build(platform) -> Parts:
     watch_thread = threading.Thread(target=watch_broker_log, name="broker-log", daemon=True) if watcher else None
 
     def start() -> None:
+        due["risk"] = time.monotonic() + min(every["risk"], 60.0)  # a first record soon after start, not at once
         thread.start()
         if watch_thread is not None:
             watcher.poll()  # from the end of the file as it is now
@@ -209,17 +202,34 @@ def build(platform) -> Parts:
             except Exception:  # noqa: BLE001 - a broker file problem must not stop the platform
                 log.exception("writing the broker's password and ACL files failed")
 
-    return Parts(processors=[behaviour],
-                 services={"security": accounts, "audit": audit, "broker_credentials": broker, "ca": ca, "posture": posture, "risks": risks,
-                           "behaviour": behaviour, "quarantine": quarantine, "write_gate": gate,
+    return Parts(processors=[behaviour], diverter=quarantine,  # a quarantined device's readings go aside
+                 services={"accounts": accounts, "audit": audit, "broker_credentials": broker, "ca": ca, "posture": posture,
+                           "risks": risks, "behaviour": behaviour, "quarantine": quarantine, "write_gate": gate,
                            **({"broker_log": watcher} if watcher else {})},
-                 on_start=[start], on_stop=[on_stop], on_source=[on_source])
+                 # a connector that can write to devices: writes to a quarantined device (or outside the write
+                 # windows) are refused before they reach the wire; its protocol anomalies become security events
+                 source_hooks={"write_gate": gate.refusal, "security_signal": behaviour.raise_event},
+                 on_start=[start], on_stop=[on_stop])
 
 
 def routers() -> list:
-    from plantguard.api import auth, security
+    from plantguard.security import api, auth_api
 
-    return [auth.router, security.router]
+    return [auth_api.router, api.router]
 
 
-register(Capability("security", section=SecuritySettings, migrations=MIGRATIONS, build=build, routers=routers))
+def pages() -> list:
+    from plantguard.security import auth_api, pages
+
+    return [auth_api.pages, pages.router]  # the login page, the security and administration pages
+
+
+def commands() -> list:
+    from plantguard.security import cli
+
+    return [("users", cli.users_app), ("audit", cli.audit_app), ("devices", cli.devices_app), ("ca", cli.ca_app),
+            ("keys", cli.keys_app)]
+
+
+CAPABILITY = Capability("security", section=SecuritySettings, migrations=MIGRATIONS, build=build, stores=(SqlStore,),
+                        routers=routers, pages=pages, commands=commands)

@@ -8,7 +8,7 @@ from plantguard.security.behaviour import BehaviourSettings
 from plantguard.security.broker import BrokerSettings
 from plantguard.security.ca import CaSettings
 from plantguard.security.writes import WriteWindow
-from plantguard.security.roles import Role
+from plantguard.domain.roles import Role
 
 
 class SecuritySettings(BaseModel):
@@ -23,6 +23,7 @@ class SecuritySettings(BaseModel):
     login_lockout: float = Field(900, ge=1, le=86400, description="seconds a locked user or address waits")
     token_max_days: int = Field(365, ge=1, le=3650, description="longest lifetime of an API token")
     audit_checkpoint_every: float = Field(60, ge=1, le=86400, description="seconds between signed audit checkpoints")
+    risk_record_every: float = Field(3600, ge=10, le=7 * 86400, description="seconds between the background runs of the posture audit that record the risk history and the identities first seen (reading the register or the findings records nothing)")
     audit_witness: str | None = Field(None, description="file the audit log's leaves and signed checkpoints go to (default: <data_dir>/audit/witness.jsonl; put it on another disk)")
     audit_syslog: str | None = Field(None, max_length=300, description="also send every signed checkpoint to syslog: udp://host:514, tcp://host:601 or unix:///dev/log")
     audit_syslog_facility: str = Field("authpriv", description="the syslog facility: auth, authpriv, local0..local7")

@@ -11,13 +11,13 @@ from plantguard.domain.model import us_of
 from plantguard.security.posture import DeviceFacts
 
 
-def _links(platform) -> dict[str, list[dict]]:
+def _links(model) -> dict[str, list[dict]]:
     from plantguard.connectors.registry import validate
 
     out: dict[str, list[dict]] = defaultdict(list)
     writable: dict[str, list[str]] = defaultdict(list)
     try:
-        connectors = validate(platform.cfg.connectors)
+        connectors = validate(model.connectors)
     except Exception:  # noqa: BLE001 - the platform validated them at start; an audit must not fail on them
         connectors = []
     for _cls, c in connectors:
@@ -39,22 +39,21 @@ def _links(platform) -> dict[str, list[dict]]:
         elif t == "mqtt":
             out["*mqtt"].append({"type": "mqtt", "name": c.name, "endpoint": f"{c.host}:{c.port}", "tls": c.tls is not None,
                                  "client_id": c.client_id})
-    mq = platform.cfg.section("mqtt")
+    mq = model.section("mqtt")
     if mq is not None and getattr(mq, "enabled", False):
         out["*mqtt"].append({"type": "mqtt", "name": "mqtt", "endpoint": f"{mq.host}:{mq.port}", "tls": mq.tls is not None, "client_id": mq.client_id})
     return out, writable
 
 
-def gather(platform, first_seen: dict[str, dict] | None = None) -> list[DeviceFacts]:
-    links, writable = _links(platform)
+def gather(model, index, latest, *, broker=None, ca=None, first_seen: dict[str, dict] | None = None) -> list[DeviceFacts]:
+    """`model`: the plant model and settings; `index`: its PlantIndex; `latest(tags)`: the newest readings."""
+    links, writable = _links(model)
     mqtt_links = links.pop("*mqtt", [])
     creds: dict[str, list[dict]] = defaultdict(list)
-    broker = getattr(platform, "broker_credentials", None)
     if broker is not None:
         for c in broker.credentials():
             creds[c.device].append({"username": c.username, "created_at": c.created_at, "expires_at": c.expires_at,
                                     "revoked_at": c.revoked_at, "suspended": c.suspended, "kind": "password"})
-    ca = getattr(platform, "ca", None)
     if ca is not None:
         for c in ca.certificates():
             ends = min(c.not_after, c.expires_at) if c.expires_at is not None else c.not_after
@@ -62,9 +61,9 @@ def gather(platform, first_seen: dict[str, dict] | None = None) -> list[DeviceFa
                                     "revoked_at": c.revoked_at, "suspended": c.suspended, "kind": "certificate",
                                     "key_type": c.key_type, "key_bits": c.key_bits})
     out = []
-    refs = list(platform.index.devices())
+    refs = list(index.devices())
     tags = [f"{r.path}/{p.id}" for r in refs for p in r.device.points]
-    latest = platform.latest(tags) if tags else {}
+    latest = latest(tags) if tags else {}
     for r in refs:
         dev = r.device
         own = list(links.get(r.path, []))

@@ -37,8 +37,10 @@ class QuarantineRecord:
 
 
 class Quarantine:
-    def __init__(self, platform, *, broker=None, audit=None, ca=None) -> None:
-        self._p = platform
+    def __init__(self, store, points, *, index, clock, submit, broker=None, audit=None, ca=None) -> None:
+        """`store`: SqlStore (its own tables); `points`: the point registry; `index()`: the current plant index;
+        `submit`: readings into the pipeline (the admitted ones)."""
+        self._store, self._points, self._index, self._clock, self._submit = store, points, index, clock, submit
         self.broker = broker
         self.ca = ca
         self.audit = audit
@@ -49,9 +51,9 @@ class Quarantine:
     # -- the pipeline's diverter ---------------------------------------------------------------------------
     def refresh(self) -> None:
         """Rebuilds the mask of quarantined point ids (after a change, or when points were added)."""
-        devices = [d for (d,) in self._p.store.fetch("SELECT device FROM quarantine")]
+        devices = [d for (d,) in self._store.fetch("SELECT device FROM quarantine")]
         self._devices = frozenset(d.rstrip("/") for d in devices)
-        reg = self._p.registry
+        reg = self._points
         n = max(reg.tags, default=-1) + 1
         mask = np.zeros(n, bool)
         for d in devices:
@@ -79,7 +81,7 @@ class Quarantine:
     def store(self, batch, now: int) -> None:
         """Keeps a quarantined device's readings (one bulk statement: a flooding device must not stall the writer)."""
         n = len(batch)
-        self._p.store.insert_columns("quarantine_readings", {
+        self._store.insert_columns("quarantine_readings", {
             "pid": batch.pid.astype(np.int64), "ts": batch.ts, "value": batch.value, "quality": batch.quality.astype(np.int64),
             "src_ts": batch.src_ts, "received_at": np.full(n, now, np.int64)})
 
@@ -91,29 +93,29 @@ class Quarantine:
     def list(self) -> list[QuarantineRecord]:
         counts = self._counts()
         return [QuarantineRecord(d, int(s), b, r, counts.get(d, 0))
-                for d, s, b, r in self._p.store.fetch("SELECT device, since_us, by_actor, reason FROM quarantine ORDER BY since_us")]
+                for d, s, b, r in self._store.fetch("SELECT device, since_us, by_actor, reason FROM quarantine ORDER BY since_us")]
 
     def _counts(self) -> dict[str, int]:
-        by_pid = dict(self._p.store.fetch("SELECT pid, count(*) FROM quarantine_readings GROUP BY pid"))
+        by_pid = dict(self._store.fetch("SELECT pid, count(*) FROM quarantine_readings GROUP BY pid"))
         out: dict[str, int] = {}
         for pid, n in by_pid.items():
             try:
-                dev = self._p.registry.tag(int(pid)).rsplit("/", 1)[0]
+                dev = self._points.tag(int(pid)).rsplit("/", 1)[0]
             except (KeyError, IndexError):
                 continue
             out[dev] = out.get(dev, 0) + int(n)
         return out
 
     def quarantine(self, device: str, actor: Actor, reason: str) -> QuarantineRecord:
-        if self._p.index.device(device) is None:
+        if self._index().device(device) is None:
             raise NotFound(f"no device {device!r} in the plant model")
         if not (reason or "").strip():
             raise InvalidInput("a reason is required to quarantine a device")
         with self._lock:
-            if self._p.store.fetch("SELECT 1 FROM quarantine WHERE device = ?", (device,)):
+            if self._store.fetch("SELECT 1 FROM quarantine WHERE device = ?", (device,)):
                 raise Conflict(f"{device} is already quarantined")
-            self._p.store.execute([("INSERT INTO quarantine (device, since_us, by_actor, reason) VALUES (?, ?, ?, ?)",
-                                    (device, self._p.clock(), str(actor), reason[:500]))])
+            self._store.execute([("INSERT INTO quarantine (device, since_us, by_actor, reason) VALUES (?, ?, ?, ?)",
+                                    (device, self._clock(), str(actor), reason[:500]))])
             self.refresh()
         if self.ca is not None:
             self.ca.suspend(device, True, actor)  # on hold in the CRL, out of the ACL
@@ -128,15 +130,15 @@ class Quarantine:
             raise InvalidInput("disposition is admit or discard")
         if not (reason or "").strip():
             raise InvalidInput("a reason is required to release a device")
-        rows = self._p.store.fetch("SELECT by_actor FROM quarantine WHERE device = ?", (device,))
+        rows = self._store.fetch("SELECT by_actor FROM quarantine WHERE device = ?", (device,))
         if not rows:
             raise NotFound(f"{device} is not quarantined")
         if rows[0][0] == str(actor):
             raise Forbidden(f"four eyes: {actor} quarantined {device}; another user must release it")
         with self._lock:
-            self._p.store.execute([("DELETE FROM quarantine WHERE device = ?", (device,))])
+            self._store.execute([("DELETE FROM quarantine WHERE device = ?", (device,))])
             self.refresh()
-        pids = [pid for pid, tag in self._p.registry.tags.items() if tag.startswith(device.rstrip("/") + "/")]
+        pids = [pid for pid, tag in self._points.tags.items() if tag.startswith(device.rstrip("/") + "/")]
         held = self._take(pids)
         admitted = 0
         if disposition == "admit" and len(held[0]):
@@ -154,7 +156,7 @@ class Quarantine:
         if not pids:
             return (np.empty(0, np.int64),) * 5
         marks = ",".join("?" * len(pids))
-        rows = self._p.store.fetch(f"SELECT pid, ts, value, quality, src_ts FROM quarantine_readings WHERE pid IN ({marks}) ORDER BY pid, ts",
+        rows = self._store.fetch(f"SELECT pid, ts, value, quality, src_ts FROM quarantine_readings WHERE pid IN ({marks}) ORDER BY pid, ts",
                                    tuple(pids))
         if not rows:
             return (np.empty(0, np.int64),) * 5
@@ -166,19 +168,19 @@ class Quarantine:
         from plantguard.domain.readings import RawBatch
 
         pid, ts, value, quality, src_ts = held
-        tags = [self._p.registry.tag(int(p)) for p in pid.tolist()]
+        tags = [self._points.tag(int(p)) for p in pid.tolist()]
         n = 0
         for lo in range(0, len(tags), ADMIT_CHUNK):
             hi = lo + ADMIT_CHUNK
             b = RawBatch.build(tags[lo:hi], ts[lo:hi], value[lo:hi], quality[lo:hi], src_ts[lo:hi], source="quarantine")
-            res = self._p.services.telemetry.submit(b, [], timeout=30).result(120)
+            res = self._submit(b, [], timeout=30).result(120)
             n += res.accepted
         return n
 
     def _delete(self, pids: list[int]) -> None:
         if pids:
             marks = ",".join("?" * len(pids))
-            self._p.store.execute([(f"DELETE FROM quarantine_readings WHERE pid IN ({marks})", tuple(pids))])
+            self._store.execute([(f"DELETE FROM quarantine_readings WHERE pid IN ({marks})", tuple(pids))])
 
     # -- the policy ------------------------------------------------------------------------------------------------
     def on_security_event(self, ev, rules: list[str]) -> None:

@@ -1,9 +1,11 @@
-"""What every service shares: it reads the platform's parts (store, registry, pipeline, processors, the current
-model and its index) through the platform, and a few lookups several services need."""
+"""What the platform's own services share: the parts of the running platform they read (`Core`, named one by
+one: no service reaches back into the platform), the store view of the protocols each declares, and a few lookups
+several services need."""
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Callable
 
 import numpy as np
 
@@ -13,17 +15,54 @@ from plantguard.store.base import Series
 MAX_HISTORY_ROWS = 20_000_000  # a state point at 1 Hz for 93 days is 8 M rows
 
 
-class PlatformPart:
-    """A service over one Platform. Attributes it does not define are the platform's (store, registry,
-    pipeline, cfg, index, clock, alarms, analytics...): services are views of the composed platform, not copies."""
+@dataclass(frozen=True)
+class Core:
+    """The running parts the platform's services read. `model` and `index` are functions: they follow the
+    current plant model."""
 
-    def __init__(self, platform) -> None:
-        self._p = platform
+    points: Any                      # PointRegistry
+    pipeline: Any                    # Pipeline (submit, latest, stats, lag)
+    clock: Callable[[], int]
+    model: Callable[[], Any]         # the current PlantConfig
+    index: Callable[[], Any]         # its PlantIndex
+    retention: dict
+    bus: Any
 
-    def __getattr__(self, name: str) -> Any:
-        if name.startswith("__"):
-            raise AttributeError(name)
-        return getattr(self._p, name)
+
+class CoreService:
+    """A service over the core parts and a store view with only the protocols in STORES."""
+
+    STORES: tuple[type, ...] = ()
+
+    def __init__(self, core: Core, store) -> None:
+        from plantguard.capabilities import store_view
+
+        self.core = core
+        self.store = store_view(store, self.STORES)
+
+    @property
+    def index(self):
+        return self.core.index()
+
+    @property
+    def cfg(self):
+        return self.core.model()
+
+    @property
+    def registry(self):
+        return self.core.points
+
+    @property
+    def clock(self):
+        return self.core.clock
+
+    def pid_of(self, tag: str) -> int:
+        from plantguard.errors import NotFound
+
+        pid = self.core.points.pid(tag)
+        if pid is None:
+            raise NotFound(f"unknown point {tag!r}")
+        return pid
 
     def _state_gate(self, tag: str, point) -> tuple[str, np.ndarray, int] | None:
         """(state point tag, allowed state codes, lookback us) when the point's analytics run only in some

@@ -6,16 +6,33 @@ from __future__ import annotations
 import numpy as np
 
 from plantguard.errors import InvalidInput, NotFound, PlantguardError
-from plantguard.services._base import MAX_HISTORY_ROWS, PlatformPart, _plain
+from plantguard.services._base import MAX_HISTORY_ROWS, Core, CoreService, _plain
+from plantguard.store.protocols import AnalyticsStore, ReadingsStore
 from plantguard.services.telemetry import MAX_BUCKETS, MAX_RAW_POINTS
 
 
-class AnalyticsService(PlatformPart):
+class AnalyticsService(CoreService):
+    """`processor` None: analytics are off on this platform (live state is empty; stored results still read)."""
+
+    STORES = (ReadingsStore, AnalyticsStore)
+
+    def __init__(self, core: Core, store, processor=None) -> None:
+        super().__init__(core, store)
+        self.processor = processor
+
+    @property
+    def enabled(self) -> bool:
+        return self.processor is not None
+
     def live(self) -> dict:
         """SPC status and limits per point, anomaly state per point and asset, latest RUL per asset (in memory)."""
-        if self.analytics is None:
+        if self.processor is None:
             return {"spc": {}, "anomaly": {}, "assets": {}}
-        return self.analytics.live()
+        return self.processor.live()
+
+    def stats(self) -> dict:
+        """The processor's counters (metrics); empty when analytics are off."""
+        return dict(self.processor.stats) if self.processor is not None else {}
 
     def series(self, key: str, start: int, end: int, *, buckets: int | None = None, agg: str = "max") -> dict:
         if end <= start:
@@ -34,14 +51,14 @@ class AnalyticsService(PlatformPart):
     def spc_report(self, tag: str, start: int, end: int) -> dict:
         """A point's SPC: status and limits (live), the capability over [start, end) against its spec limits,
         and the violations recorded in that window."""
-        from plantguard.analytics.spc.capability import capability
+        from plantguard.analytics.spc.process_capability import capability
 
         pid = self.pid_of(tag)
         point = self._point_cfg(tag)
         spc = point.analytics.spc if point is not None and point.analytics is not None else None
         if spc is None:
             raise NotFound(f"point {tag!r} has no SPC configured (analytics.spc in the plant model)")
-        live = self.analytics_live()["spc"].get(tag, {})
+        live = self.live()["spc"].get(tag, {})
         out = {"tag": tag, "unit": point.unit, "settings": spc.model_dump(mode="json"), **live, "capability": None,
                "capability_error": None}
         if spc.lsl is not None or spc.usl is not None:

@@ -13,8 +13,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from plantguard.domain.alarms import AlarmRecord
-from plantguard.domain.partition import in_partition, partition_key
-from plantguard.services._base import PlatformPart
+from plantguard.domain.partition import analytics_checkpoint, in_partition, partition_key
+from plantguard.services._base import CoreService
+from plantguard.store.protocols import AlarmStore, CheckpointStore, ReadingsStore
 
 
 @dataclass(frozen=True)
@@ -25,7 +26,9 @@ class PartitionSnapshot:
     analytics: bytes | None = None
 
 
-class PartitionService(PlatformPart):
+class PartitionService(CoreService):
+    STORES = (ReadingsStore, AlarmStore, CheckpointStore)
+
     def keys(self) -> list[str]:
         """The partition keys of the current model (every point's and asset's), sorted."""
         by = self.cfg.ingest.partition_by
@@ -36,8 +39,6 @@ class PartitionService(PlatformPart):
         return partition_key(path, self.cfg.ingest.partition_by)
 
     def snapshot(self, key: str) -> PartitionSnapshot:
-        from plantguard.plant_analytics.processor import CHECKPOINT_NAME
-
         pid, ts, _v, _q = self.store.watermarks()
         marks = {}
         for p, t in zip(pid.tolist(), ts.tolist()):
@@ -48,4 +49,4 @@ class PartitionService(PlatformPart):
             if in_partition(tag, key):
                 marks[tag] = int(t)
         alarms = tuple(r for r in self.store.load_alarms() if in_partition(r.tag, key))
-        return PartitionSnapshot(key, marks, alarms, self.store.load_checkpoint(f"{CHECKPOINT_NAME}@{key}"))
+        return PartitionSnapshot(key, marks, alarms, self.store.load_checkpoint(analytics_checkpoint(key)))

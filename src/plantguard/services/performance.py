@@ -5,12 +5,15 @@ from __future__ import annotations
 import numpy as np
 
 from plantguard.errors import InvalidInput, NotFound
-from plantguard.services._base import PlatformPart, _plain
+from plantguard.services._base import CoreService, _plain
+from plantguard.store.protocols import ReadingsStore
 
 MAX_OEE_WINDOW_US = 93 * 86400 * 1_000_000
 
 
-class PerformanceService(PlatformPart):
+class PerformanceService(CoreService):
+    STORES = (ReadingsStore,)
+
     def oee(self, line_path: str, start: int, end: int, by: str = "shift") -> dict:
         """OEE of a line per shift, day, hour or for the whole window ('total'), with the six big losses."""
         from dataclasses import asdict

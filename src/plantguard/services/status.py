@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
-from plantguard.services._base import PlatformPart
+from plantguard.services._base import Core
 from plantguard.timeutil import now_us
 
 
@@ -21,19 +22,29 @@ class IngestStatus:
     processor_errors: int
 
 
-class StatusService(PlatformPart):
+class StatusService:
+    def __init__(self, core: Core, *, store_kind: str, sources: Callable[[], list], restarts: dict,
+                 lag_degraded_us: int, started_at: int) -> None:
+        self.core = core
+        self._store_kind = store_kind
+        self._sources = sources
+        self.supervisor_restarts = restarts
+        self.lag_degraded_us = lag_degraded_us
+        self.started_at = started_at
+
     def health(self) -> dict:
-        st = self.pipeline.stats
-        writer_alive = self.pipeline.alive
+        pl = self.core.pipeline
+        st = pl.stats
+        writer_alive = pl.alive
         sources = {}
-        for s in self.sources:
+        for s in self._sources():
             try:
                 sources[getattr(s, "name", type(s).__name__)] = s.health()
             except Exception as e:  # noqa: BLE001
                 sources[getattr(s, "name", type(s).__name__)] = {"ok": False, "error": str(e)}
         for name, v in sources.items():
             v["supervisor_restarts"] = self.supervisor_restarts.get(name, 0)
-        lag_now = self.pipeline.current_lag_us()
+        lag_now = pl.current_lag_us()
         lagging = lag_now > self.lag_degraded_us
         problems = []
         if not writer_alive:
@@ -47,9 +58,9 @@ class StatusService(PlatformPart):
         return {
             "status": "ok" if ok else "degraded",
             "problems": problems,
-            "store": self.store.kind,
+            "store": self._store_kind,
             "writer_alive": writer_alive,
-            "points": len(self.registry),
+            "points": len(self.core.points),
             "pipeline": {
                 "accepted": st.accepted, "rejected": st.rejected, "duplicates": st.duplicates,
                 "queued_readings": st.queued_readings, "lag_ms_last": st.lag_us_last / 1000, "lag_ms_max": st.lag_us_max / 1000,
@@ -62,7 +73,7 @@ class StatusService(PlatformPart):
 
 
     def ingest(self) -> IngestStatus:
-        pl = self._p.pipeline
+        pl = self.core.pipeline
         st = pl.stats
         return IngestStatus(readings_per_s=pl.readings_per_s(), lag_ms=pl.current_lag_us() / 1000.0,
                             accepted=st.accepted, rejected=st.rejected, duplicates=st.duplicates,
@@ -71,14 +82,18 @@ class StatusService(PlatformPart):
 
     def pipeline_stats(self):
         """The pipeline's counters (for the metrics endpoint, which exposes each of them)."""
-        return self._p.pipeline.stats
+        return self.core.pipeline.stats
 
     def store_kind(self) -> str:
-        return self._p.store.kind
+        return self._store_kind
 
     def points(self) -> int:
-        return len(self._p.registry)
+        return len(self.core.points)
+
+    def event_bus(self) -> dict:
+        """Per subscriber: delivered, dropped, failed, queued (metrics)."""
+        return self.core.bus.stats()
 
     def compact(self) -> None:
         """Merges the rollup partials an import wrote, so long charts stay fast."""
-        self._p.pipeline.compact()
+        self.core.pipeline.compact()

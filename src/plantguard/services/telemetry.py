@@ -8,8 +8,9 @@ import numpy as np
 
 from plantguard.domain.readings import DeadLetter, RawBatch
 from plantguard.errors import InvalidInput, NotFound
-from plantguard.services._base import PlatformPart
-from plantguard.store.rollup import AGGREGATES, choose_tier
+from plantguard.services._base import CoreService
+from plantguard.store.protocols import DeadLetterStore, ReadingsStore
+from plantguard.store.rollup import AGGREGATES, choose_tier  # noqa: F401 - AGGREGATES: what queries offer, for the shells
 from plantguard.store.base import Series  # noqa: F401 - the query result type, re-exported for the shells
 
 
@@ -31,18 +32,14 @@ class DeadLetterRow:
     payload: str | None
 
 
-class TelemetryService(PlatformPart):
+class TelemetryService(CoreService):
     """Readings in (submit), readings out (raw, downsampled, latest), which points exist, dead letters."""
+
+    STORES = (ReadingsStore, DeadLetterStore)
 
     def auto_points(self, prefix: str | None = None) -> list[tuple[str, dict]]:
         """Points registered by the auto_register policy (not in the plant model), as (tag, meta)."""
         return [(tag, meta) for _, tag, meta in self.registry.rows(prefix, auto_only=True)]
-
-    def pid_of(self, tag: str) -> int:
-        pid = self.registry.pid(tag)
-        if pid is None:
-            raise NotFound(f"unknown point {tag!r}")
-        return pid
 
     def query_raw(self, tag: str, start: int, end: int, limit: int = 10_000) -> Series:
         if end <= start:
@@ -68,13 +65,13 @@ class TelemetryService(PlatformPart):
             # span / width of them: widen until at most `buckets` are touched (two steps at most in practice).
             for k in range(buckets, max(0, buckets - 10), -1):
                 width = max(1, -(-(end - start) // k))
-                tier, eff = choose_tier(width, start, now, self.retention)
+                tier, eff = choose_tier(width, start, now, self.core.retention)
                 if (end - 1) // eff - start // eff + 1 <= buckets:
                     break
             else:  # a few buckets over a range that straddles a boundary: widen until it fits
                 for _ in range(64):
                     width *= 2
-                    tier, eff = choose_tier(width, start, now, self.retention)
+                    tier, eff = choose_tier(width, start, now, self.core.retention)
                     if (end - 1) // eff - start // eff + 1 <= buckets:
                         break
             return self.store.downsample(self.pid_of(tag), start, end, eff, agg, tier), tier, eff
@@ -82,13 +79,13 @@ class TelemetryService(PlatformPart):
             raise InvalidInput("bucket width must be positive")
         if (end - start) // width > MAX_BUCKETS:
             raise InvalidInput(f"at most {MAX_BUCKETS} buckets per query")
-        tier, eff = choose_tier(width, start, now, self.retention)
+        tier, eff = choose_tier(width, start, now, self.core.retention)
         return self.store.downsample(self.pid_of(tag), start, end, eff, agg, tier), tier, eff
 
     def latest(self, tags: list[str]) -> dict[str, dict | None]:
         """Newest reading of each tag, served from the pipeline's in-memory state (exact: it only ever
         advances after a durable write). Vectorised: 10,000 tags cost a few milliseconds."""
-        lt = self.pipeline.latest
+        lt = self.core.pipeline.latest
         ts_a, v_a, q_a = lt.ts, lt.value, lt.quality  # one snapshot of the references
         pid = self.registry.resolve(tags)
         ok = (pid >= 0) & (pid < len(ts_a))
@@ -108,7 +105,7 @@ class TelemetryService(PlatformPart):
         before anything is stored."""
         if device is not None:
             self.check_scope(batch, dead, device)
-        return self._p.pipeline.submit(batch, dead, timeout=timeout)
+        return self.core.pipeline.submit(batch, dead, timeout=timeout)
 
     def check_scope(self, batch: RawBatch, dead: list[DeadLetter], device: str, principal: str | None = None) -> None:
         """Forbidden unless every reading (and every unreadable one that names a point) is under `device`; a
@@ -122,7 +119,7 @@ class TelemetryService(PlatformPart):
         if bad is not None:
             from plantguard.events import ScopeViolation
 
-            self._p.bus.publish(ScopeViolation(device, bad[:200], principal))
+            self.core.bus.publish(ScopeViolation(device, bad[:200], principal))
             raise Forbidden(f"{device} may only send its own points; the payload has {bad[:200]!r}")
 
     def latest_stored(self, tags: list[str]) -> dict[str, dict | None]:
@@ -140,19 +137,28 @@ class TelemetryService(PlatformPart):
                     out[tag] = {"ts": t, "value": v, "quality": q}
         return out
 
+    def import_csv(self, file, options, *, max_problems: int, progress=None):
+        """Imports a historian CSV export through the pipeline, then merges the rollup partials the import wrote
+        (so months of charts stay fast). Returns the import report (plantguard.connectors.csv)."""
+        from plantguard.connectors.csv import import_csv as _import
+
+        rep = _import(self.core.pipeline, file, options, max_problems=max_problems, progress=progress)
+        self.core.pipeline.compact()
+        return rep
+
     def unknown_points(self, tags: list[str]) -> list[str]:
         """The tags no point is registered under."""
         if not tags:
             return []
-        pids = self._p.registry.resolve(tags).tolist()
+        pids = self.registry.resolve(tags).tolist()
         return [t for t, pid in zip(tags, pids) if pid < 0]
 
     def dead_letters(self, *, limit: int = 100, since: int | None = None, source: str | None = None,
                      code: str | None = None) -> list[DeadLetterRow]:
-        rows = self._p.store.dead_letters(limit=limit, since=since, source=source, code=code)
+        rows = self.store.dead_letters(limit=limit, since=since, source=source, code=code)
         return [DeadLetterRow(r["id"], r["received_at"], r.get("source"), r.get("point"), r.get("ts"), r.get("value"),
                               r["reason"], r.get("code") or "other", r.get("payload")) for r in rows]
 
     def dead_letter_counts(self, since: int | None = None) -> list[dict]:
         """Dead letters per (source, code), counted in the store over every row: [{source, code, count}]."""
-        return self._p.store.dead_letter_counts(since)
+        return self.store.dead_letter_counts(since)

@@ -145,7 +145,7 @@ def _serve(platform: Platform, host: str, port: int):
 
     from plantguard.api.app import create_app
 
-    server = uvicorn.Server(uvicorn.Config(create_app(platform), host=host, port=port, log_level="warning",
+    server = uvicorn.Server(uvicorn.Config(create_app(platform.services), host=host, port=port, log_level="warning",
                                            access_log=False))
     th = threading.Thread(target=server.run, name="plantguard-http", daemon=True)
     th.start()
@@ -164,9 +164,9 @@ def _login_link(platform: Platform) -> str:
     and PLANTGUARD_ADMIN_PASSWORD sets a password instead) and a one-time login link for it."""
     import os
 
-    platform.security.ensure_admin(os.environ.get("PLANTGUARD_ADMIN_PASSWORD"))
-    admin = next(u.name for u in platform.security.users() if u.role.value == "admin" and not u.disabled)
-    return platform.security.login_link(admin)
+    platform.services.accounts.ensure_admin(os.environ.get("PLANTGUARD_ADMIN_PASSWORD"))
+    admin = next(u.name for u in platform.services.accounts.users() if u.role.value == "admin" and not u.disabled)
+    return platform.services.accounts.login_link(admin)
 
 
 def _tour_token(platform: Platform, data_dir: Path) -> Path:
@@ -176,8 +176,8 @@ def _tour_token(platform: Platform, data_dir: Path) -> Path:
 
     from plantguard.domain.actor import Actor
 
-    admin = next(u.name for u in platform.security.users() if u.role.value == "admin" and not u.disabled)
-    secret, _ = platform.security.create_token(admin, "demo-tour", scopes=["read", "ingest", "alarms.operate", "security.read"], days=1,
+    admin = next(u.name for u in platform.services.accounts.users() if u.role.value == "admin" and not u.disabled)
+    secret, _ = platform.services.accounts.create_token(admin, "demo-tour", scopes=["read", "ingest", "alarms.operate", "security.read"], days=1,
                                                actor=Actor.system("demo"))
     path = data_dir / "api-token"
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -205,15 +205,15 @@ class _Status:
         if t - t0 >= 0.5:
             self.rate = (n - n0) / (t - t0)
             self._last = (t, n)
-        alarms = self.platform.alarms.list(active=True) if self.platform.alarms is not None else None
-        latest = self.platform.latest([PUMP_VIBRATION, PUMP_BEARING_TEMP, PUMP_PRESSURE])
+        alarms = self.platform.services.alarms.list(active=True) if self.platform.services.alarms.enabled else None
+        latest = self.platform.services.telemetry.latest([PUMP_VIBRATION, PUMP_BEARING_TEMP, PUMP_PRESSURE])
         sim = self.sim
         if sim.caught_up_wall_us is not None:
             phase = "live (real time)"
         else:
             span = max(1, self.history_end_us - sim.start_us)
             phase = f"backfilling history {min(100.0, max(0.0, 100.0 * (sim.time_us - sim.start_us) / span)):.0f}%"
-        live = self.platform.analytics_live()
+        live = self.platform.services.analytics.live()
         rul = (live["assets"].get(PUMP) or {}).get("rul")
         oee = self._oee(max(sim.time_us, sim.start_us))
         return {"sim_time": iso(max(sim.time_us, sim.start_us)), "phase": phase, "generated": sim.readings,

@@ -102,3 +102,8 @@ class SqlStore(Protocol):
 
 PROTOCOLS: tuple[type, ...] = (ReadingsStore, RollupStore, PointsStore, ModelStore, AlarmStore, DeadLetterStore,
                                AnalyticsStore, CheckpointStore, SchemaStore, SqlStore)
+
+
+def methods(protocol: type) -> list[str]:
+    """The method names a protocol declares (what a store view bound to it exposes)."""
+    return sorted(n for n, v in vars(protocol).items() if callable(v) and not n.startswith("_"))

@@ -9,10 +9,15 @@ from plantguard.errors import Conflict
 PASSWORD = "a test password, not a real one"
 
 
+def _accounts(owner):
+    """The accounts service of a platform (tests hold one) or of its services (what an app is given)."""
+    return getattr(owner, "services", owner).accounts
+
+
 def user(platform, role: str = "admin", name: str | None = None) -> str:
     name = name or f"{role}-tests"
     try:
-        platform.security.create_user(name, role, PASSWORD, Actor.system("tests"))
+        _accounts(platform).create_user(name, role, PASSWORD, Actor.system("tests"))
     except Conflict:
         pass
     return name
@@ -21,8 +26,9 @@ def user(platform, role: str = "admin", name: str | None = None) -> str:
 def auth_headers(platform, role: str = "admin", *, name: str | None = None, scopes: list[str] | None = None,
                  device: str | None = None) -> dict[str, str]:
     owner = user(platform, role, name)
-    secret, _ = platform.security.create_token(owner, f"t{len(platform.security.tokens()) + 1}", scopes=scopes, days=30,
-                                               device=device, actor=Actor.system("tests"))
+    acc = _accounts(platform)
+    secret, _ = acc.create_token(owner, f"t{len(acc.tokens()) + 1}", scopes=scopes, days=30, device=device,
+                                 actor=Actor.system("tests"))
     return {"Authorization": f"Bearer {secret}"}
 
 

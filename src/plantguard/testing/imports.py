@@ -14,7 +14,11 @@ def imports(path: Path) -> Iterator[tuple[int, str]]:
             for a in node.names:
                 yield node.lineno, a.name
         elif isinstance(node, ast.ImportFrom):
-            yield node.lineno, node.module if node.module and node.level == 0 else "."
+            if node.module == "plantguard" and node.level == 0:  # `from plantguard import capabilities`: a module
+                for a in node.names:
+                    yield node.lineno, f"plantguard.{a.name}" if a.name != "__version__" else "plantguard"
+            else:
+                yield node.lineno, node.module if node.module and node.level == 0 else "."
 
 
 def attributes(path: Path) -> Iterator[tuple[int, str]]:

@@ -11,6 +11,8 @@ it stops, so an endless stream would hold up `plantguard serve` and the demo.
 
 from __future__ import annotations
 
+from plantguard.services import Services
+
 import asyncio
 import json
 import threading
@@ -22,12 +24,10 @@ from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
 from plantguard.errors import InvalidInput, NotFound
-from plantguard.events import AlarmChanged
-from plantguard.runtime import Platform
 
 from plantguard.api.errors import ERROR_RESPONSES
 from plantguard.api.permissions import require
-from plantguard.security.roles import Permission
+from plantguard.domain.roles import Permission
 
 router = APIRouter(tags=["live"], dependencies=[require(Permission.READ)])
 
@@ -69,11 +69,11 @@ def _sse(event: str, data: Any, event_id: int | None = None) -> str:
     return f"{head}event: {event}\ndata: {json.dumps(data, separators=(',', ':'), allow_nan=False)}\n\n"
 
 
-def _parse_points(platform: Platform, points: str | None) -> list[str]:
+def _parse_points(svc: Services, points: str | None) -> list[str]:
     tags = list(dict.fromkeys(t.strip() for t in (points or "").split(",") if t.strip()))
     if len(tags) > MAX_POINTS:
         raise InvalidInput(f"at most {MAX_POINTS} points per stream (got {len(tags)})")
-    unknown = platform.services.telemetry.unknown_points(tags)
+    unknown = svc.telemetry.unknown_points(tags)
     if unknown:
         raise NotFound(f"unknown point(s): {', '.join(unknown[:5])}{' ...' if len(unknown) > 5 else ''}")
     return tags
@@ -89,8 +89,8 @@ def _since(request: Request, since: int | None) -> int | None:
 class _Reader:
     """What one stream has already sent, so that each tick sends only changes."""
 
-    def __init__(self, platform: Platform, tags: list[str], since_us: int | None) -> None:
-        self.platform, self.tags = platform, tags
+    def __init__(self, svc: Services, tags: list[str], since_us: int | None) -> None:
+        self.svc, self.tags = svc, tags
         self.values: dict[str, tuple] = {}
         self.alarm_seen: dict[str, int] = {}
         self.cursor = since_us or 0
@@ -99,9 +99,9 @@ class _Reader:
         self._dirty: set[str] = set()
         self._dirty_lock = threading.Lock()
         self._sub = f"sse-{id(self)}"
-        platform.bus.subscribe(self._sub, self._on_alarm, AlarmChanged, inline=True)
-        if platform.alarms is not None:
-            for r in platform.alarms.list():
+        svc.alarms.subscribe_changes(self._sub, self._on_alarm)
+        if svc.alarms.enabled:
+            for r in svc.alarms.list():
                 # Without a cursor the page already shows the current alarms; with one, what changed after it is owed.
                 if since_us is None or r.updated_at <= since_us:
                     self.alarm_seen[r.id] = r.updated_at
@@ -111,7 +111,7 @@ class _Reader:
 
     def latest(self) -> dict:
         out = {}
-        for tag, v in self.platform.latest(self.tags).items():
+        for tag, v in self.svc.telemetry.latest(self.tags).items():
             if v is None:
                 continue
             key = (v["ts"], v["value"], v["quality"])
@@ -119,40 +119,40 @@ class _Reader:
                 self.values[tag] = key
                 value = v["value"]
                 out[tag] = {"ts": _ms(v["ts"]), "value": value if value == value else None, "quality": v["quality"]}
-        return {"ts": _ms(self.platform.clock()), "values": out}
+        return {"ts": _ms(self.svc.clock()), "values": out}
 
-    def _on_alarm(self, event: AlarmChanged) -> None:
+    def _on_alarm(self, event) -> None:  # an AlarmChanged
         with self._dirty_lock:
             self._dirty.add(event.record.id)
 
     def close(self) -> None:
-        self.platform.bus.unsubscribe(self._sub)
+        self.svc.alarms.unsubscribe_changes(self._sub)
 
     def alarms(self) -> list[dict]:
-        if self.platform.alarms is None:
+        if not self.svc.alarms.enabled:
             return []
-        from plantguard.api.alarms import _public
+        from plantguard.api.views import alarm_public
 
         with self._dirty_lock:
             dirty, self._dirty = self._dirty, set()
         changed = []
         for rid in sorted(dirty):
             try:
-                r = self.platform.services.alarms.get(rid)
+                r = self.svc.alarms.get(rid)
             except NotFound:  # an alarm whose rule left the plant model
                 continue
             if self.alarm_seen.get(r.id) != r.updated_at:
                 self.alarm_seen[r.id] = r.updated_at
-                changed.append(_public(r))
+                changed.append(alarm_public(r))
             self.cursor = max(self.cursor, r.updated_at)
         return changed
 
     def health(self) -> dict:
-        p = self.platform
-        st = p.services.status.pipeline_stats()
-        ing = p.services.status.ingest()
-        active = p.alarms.active_count() if p.alarms is not None else None
-        h = p.health()
+        p = self.svc
+        st = p.status.pipeline_stats()
+        ing = p.status.ingest()
+        active = p.alarms.active_count() if p.alarms.enabled else None
+        h = p.status.health()
         return {"ts": _ms(p.clock()), "status": h["status"], "readings_per_s": ing.readings_per_s, "accepted": ing.accepted,
                 "rejected": ing.rejected, "queued_readings": ing.queued_readings, "lag_ms_last": st.lag_us_last / 1000,
                 "writer_alive": ing.writer_alive, "active_alarms": active,
@@ -166,18 +166,16 @@ def _read(reader: _Reader, with_health: bool) -> tuple:
 def _still_allowed(request: Request) -> bool:
     """The stream's credential, checked again (the one checked at its start may since have been revoked, expired,
     logged out or lost its role's read permission)."""
-    from plantguard.api.permissions import SESSION_COOKIE
-    from plantguard.security.roles import Permission as P
+    from plantguard.api.permissions import credential
+    from plantguard.errors import Unauthenticated
+    from plantguard.domain.roles import Permission as P
 
-    accounts = getattr(request.app.state.platform, "security", None)
-    if accounts is None:
+    if request.app.state.services.accounts is None:
         return True
-    auth = request.headers.get("authorization", "")
-    if auth:
-        p = accounts.authenticate_token(auth.partition(" ")[2].strip())
-    else:
-        p = accounts.session(request.cookies.get(SESSION_COOKIE), touch=False)
-    return p is not None and p.can(P.READ)
+    try:
+        return credential(request, touch=False).can(P.READ)
+    except Unauthenticated:
+        return False
 
 
 async def event_stream(request: Request, make_reader) -> AsyncIterator[str]:
@@ -215,7 +213,7 @@ async def _ticks(request: Request, reader: _Reader, tick: float, server, lifetim
         if latest is not None:
             yield _sse("latest", latest, eid)
         if alarms:
-            yield _sse("alarms", {"ts": _ms(reader.platform.clock()), "data": alarms, "count": len(alarms)}, eid)
+            yield _sse("alarms", {"ts": _ms(reader.svc.clock()), "data": alarms, "count": len(alarms)}, eid)
         if health is not None:
             yield _sse("health", health, eid)
         if time.monotonic() - last_beat >= HEARTBEAT_S:
@@ -240,8 +238,8 @@ async def live_stream(
 ) -> StreamingResponse:
     """Live updates for the dashboard (text/event-stream): `latest` every second for the requested points (changed
     readings only), `alarms` with the records that changed, `health` every 5 s."""
-    platform: Platform = request.app.state.platform
-    tags = _parse_points(platform, points)
+    svc: Services = request.app.state.services
+    tags = _parse_points(svc, points)
     since_us = _since(request, since)
-    return StreamingResponse(event_stream(request, lambda: _Reader(platform, tags, since_us)), media_type="text/event-stream",
+    return StreamingResponse(event_stream(request, lambda: _Reader(svc, tags, since_us)), media_type="text/event-stream",
                              headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})

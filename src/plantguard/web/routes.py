@@ -7,6 +7,8 @@ which are short store queries.
 
 from __future__ import annotations
 
+from plantguard.services import Services
+
 import logging
 from dataclasses import asdict
 from datetime import datetime, timezone
@@ -23,13 +25,12 @@ from markupsafe import Markup
 
 from plantguard.domain.alarms import PRIORITY_RANK, AlarmState
 from plantguard.errors import NotFound, PlantguardError
-from plantguard.runtime import Platform
 from plantguard.domain.model import us_of
 
 
 from plantguard.domain.readings import REJECT_CODES
 from plantguard.api.permissions import require
-from plantguard.security.roles import Permission
+from plantguard.domain.roles import Permission
 
 log = logging.getLogger(__name__)
 
@@ -134,22 +135,22 @@ templates.env.filters.update(number=fmt_number, value=fmt_value, unit=unit_symbo
 
 
 # -- shared page context ------------------------------------------------------------------------------------------
-def site_timezones(platform: Platform) -> dict[str, str]:
-    return {s.id: s.timezone for s in platform.cfg.sites}
+def site_timezones(svc: Services) -> dict[str, str]:
+    return {s.id: s.timezone for s in svc.model.current().sites}
 
 
-def tz_of(platform: Platform, path: str) -> str:
+def tz_of(svc: Services, path: str) -> str:
     """The time zone of the site a tag, asset or device path belongs to (the first site's for anything else)."""
-    zones = site_timezones(platform)
-    return zones.get(path.split("/", 1)[0]) or plant_timezone(platform)
+    zones = site_timezones(svc)
+    return zones.get(path.split("/", 1)[0]) or plant_timezone(svc)
 
 
-def plant_timezone(platform: Platform) -> str:
-    return platform.cfg.sites[0].timezone if platform.cfg.sites else "UTC"
+def plant_timezone(svc: Services) -> str:
+    return svc.model.current().sites[0].timezone if svc.model.current().sites else "UTC"
 
 
-def plant_name(platform: Platform) -> str:
-    sites = platform.cfg.sites
+def plant_name(svc: Services) -> str:
+    sites = svc.model.current().sites
     if not sites:
         return "plantguard"
     return sites[0].name or sites[0].id if len(sites) == 1 else f"{sites[0].name or sites[0].id} (+{len(sites) - 1} sites)"
@@ -165,12 +166,12 @@ def _who(request: Request) -> dict:
 
 
 def render(request: Request, template: str, page: str, status_code: int = 200, **ctx) -> HTMLResponse:
-    platform: Platform = request.app.state.platform
-    tz = ctx.pop("tz", None) or plant_timezone(platform)
-    since = max((a.updated_at for a in _alarms(platform)), default=0)
+    svc: Services = request.app.state.services
+    tz = ctx.pop("tz", None) or plant_timezone(svc)
+    since = max((a.updated_at for a in _alarms(svc)), default=0)
     who = _who(request)
-    base = {"page": page, "nav": [n for n in NAV if n[0] not in NAV_NEEDS or who["permissions"] >= {NAV_NEEDS[n[0]]}], "since_us": since, "plant_name": plant_name(platform), "tz": tz, "plant_tz": plant_timezone(platform),
-            "now": local_time(platform.clock(), tz), **who}
+    base = {"page": page, "nav": [n for n in NAV if n[0] not in NAV_NEEDS or who["permissions"] >= {NAV_NEEDS[n[0]]}], "since_us": since, "plant_name": plant_name(svc), "tz": tz, "plant_tz": plant_timezone(svc),
+            "now": local_time(svc.clock(), tz), **who}
     return templates.TemplateResponse(request, template, {**base, **ctx}, status_code=status_code)
 
 
@@ -178,15 +179,15 @@ def not_found(request: Request, message: str) -> HTMLResponse:
     return render(request, "not_found.html", "not-found", status_code=404, message=message)
 
 
-def _point_units(platform: Platform) -> dict[str, str]:
-    return {tag: p.unit for tag, *_r, p in platform.cfg.iter_points()}
+def _point_units(svc: Services) -> dict[str, str]:
+    return {tag: p.unit for tag, *_r, p in svc.model.current().iter_points()}
 
 
-def alarm_view(rec, units: dict[str, str], platform: Platform) -> dict:
+def alarm_view(rec, units: dict[str, str], svc: Services) -> dict:
     """An alarm record as the pages show it: times in the site's zone, value with its unit."""
     d = rec.as_dict()
     d.pop("extra", None)
-    tz = tz_of(platform, rec.tag)
+    tz = tz_of(svc, rec.tag)
     unit = (rec.extra or {}).get("unit") or units.get(rec.tag, "")
     parts = rec.tag.split("/")
     d.update(asset=parts[3] if len(parts) >= 4 else "", asset_path="/".join(parts[:4]) if len(parts) >= 4 else "",
@@ -198,8 +199,8 @@ def alarm_view(rec, units: dict[str, str], platform: Platform) -> dict:
     return d
 
 
-def _alarms(platform: Platform, **kw) -> list:
-    return platform.services.alarms.list(**kw)
+def _alarms(svc: Services, **kw) -> list:
+    return svc.alarms.list(**kw)
 
 
 # -- overview -----------------------------------------------------------------------------------------------------
@@ -209,13 +210,13 @@ def _worst(statuses) -> str:
     return next((s for s in order if s in present), "nodata")
 
 
-def overview_data(platform: Platform) -> dict:
-    now = platform.clock()
-    active = [a for a in _alarms(platform, active=True) if a.state != AlarmState.shelved.value]
-    tags = [t for t, *_ in platform.cfg.iter_points()]
-    latest = platform.latest(tags) if tags else {}
+def overview_data(svc: Services) -> dict:
+    now = svc.clock()
+    active = [a for a in _alarms(svc, active=True) if a.state != AlarmState.shelved.value]
+    tags = [t for t, *_ in svc.model.current().iter_points()]
+    latest = svc.telemetry.latest(tags) if tags else {}
     sites = []
-    for s in platform.cfg.sites:
+    for s in svc.model.current().sites:
         site = {"id": s.id, "name": s.name or s.id, "timezone": s.timezone, "areas": []}
         for a in s.areas:
             area = {"id": a.id, "name": a.name or a.id, "lines": []}
@@ -235,7 +236,7 @@ def overview_data(platform: Platform) -> dict:
                 line["status"] = _worst(x["status"] for x in line["assets"])
                 if ln.oee is not None:
                     try:
-                        line["oee"] = platform.services.performance.oee(lpath, now - OEE_WINDOW_US, now, "total")["total"]
+                        line["oee"] = svc.performance.oee(lpath, now - OEE_WINDOW_US, now, "total")["total"]
                     except PlantguardError as e:
                         line["oee_error"] = str(e)
                     except Exception:  # noqa: BLE001 - one line's bad history must not take the overview down
@@ -251,22 +252,22 @@ def overview_data(platform: Platform) -> dict:
 
 @router.get("/", response_class=HTMLResponse)
 def overview_page(request: Request) -> HTMLResponse:
-    platform: Platform = request.app.state.platform
-    data = overview_data(platform)
-    units = _point_units(platform)
-    health = platform.health()
+    svc: Services = request.app.state.services
+    data = overview_data(svc)
+    units = _point_units(svc)
+    health = svc.status.health()
     return render(request, "overview.html", "overview", sites=data["sites"],
-                  alarms=[alarm_view(a, units, platform) for a in data["active"][:10]], active_count=len(data["active"]),
-                  health=health, rate=platform.services.status.ingest().readings_per_s, alarms_enabled=platform.alarms is not None)
+                  alarms=[alarm_view(a, units, svc) for a in data["active"][:10]], active_count=len(data["active"]),
+                  health=health, rate=svc.status.ingest().readings_per_s, alarms_enabled=svc.alarms.enabled)
 
 
 # -- asset ----------------------------------------------------------------------------------------------------------
-def asset_context(platform: Platform, path: str) -> dict:
+def asset_context(svc: Services, path: str) -> dict:
     """What the asset page needs about one asset (path 'site/area/line/asset'); NotFound for an unknown one."""
     parts = path.strip("/").split("/")
     if len(parts) != 4:
         raise NotFound(f"no asset {path!r} (give 'site/area/line/asset')")
-    ref = platform.index.asset("/".join(parts))
+    ref = svc.model.index().asset("/".join(parts))
     if ref is None:
         raise NotFound(f"no asset {path!r} in the plant model")
     asset, apath = ref.asset, ref.path
@@ -296,9 +297,9 @@ def asset_context(platform: Platform, path: str) -> dict:
 
 @router.get("/asset/{path:path}", response_class=HTMLResponse)
 def asset_page(request: Request, path: str) -> HTMLResponse:
-    platform: Platform = request.app.state.platform
+    svc: Services = request.app.state.services
     try:
-        asset = asset_context(platform, path)
+        asset = asset_context(svc, path)
     except NotFound:
         return not_found(request, f"There is no asset {path!r} in the plant model (expected site/area/line/asset).")
     return render(request, "asset.html", "asset", asset=asset, tz=asset["timezone"])
@@ -312,7 +313,7 @@ def _flag(v: str | None) -> bool | None:
 @router.get("/alarms", response_class=HTMLResponse)
 def alarms_page(request: Request, state: str | None = None, priority: str | None = None, active: str | None = None,
                 prefix: str | None = None) -> HTMLResponse:
-    platform: Platform = request.app.state.platform
+    svc: Services = request.app.state.services
     # An unknown filter value is shown as "any" rather than an error page: the form only offers valid ones.
     # No state filter hides the normal ones (the ISA-18.2 alarm summary); "all" shows them too.
     shown_state = state if state in STATE_WORDS or state == "all" else ""
@@ -320,17 +321,17 @@ def alarms_page(request: Request, state: str | None = None, priority: str | None
     priority = priority if priority in PRIORITY_RANK else None
     act = _flag(active)
     prefix = (prefix or "").strip()[:MAX_TEXT] or None
-    units = _point_units(platform)
-    recs = _alarms(platform, state=state, priority=priority, active=act, tag_prefix=prefix)
+    units = _point_units(svc)
+    recs = _alarms(svc, state=state, priority=priority, active=act, tag_prefix=prefix)
     if not shown_state:
         recs = [a for a in recs if a.state != AlarmState.normal.value]
-    rows = [alarm_view(a, units, platform) for a in recs]
+    rows = [alarm_view(a, units, svc) for a in recs]
     # Units of every alarmable tag, for rows the live stream adds without a reload.
     live_units = {t: u for t, u in units.items() if u}
     return render(request, "alarms.html", "alarms", alarms=rows, states=STATE_WORDS, priorities=PRIORITIES,
                   filters={"state": shown_state, "priority": priority or "", "active": "" if act is None else str(act).lower(),
-                           "prefix": prefix or ""}, units=live_units, zones=site_timezones(platform),
-                  alarms_enabled=platform.alarms is not None)
+                           "prefix": prefix or ""}, units=live_units, zones=site_timezones(svc),
+                  alarms_enabled=svc.alarms.enabled)
 
 
 # -- devices --------------------------------------------------------------------------------------------------------
@@ -348,14 +349,14 @@ def _find_key(d: Any, key: str):
     return None
 
 
-def devices_data(platform: Platform, gateways: dict) -> dict:
-    now = platform.clock()
-    offline = {a.tag for a in _alarms(platform, active=True) if a.condition == "OFFLINE"}
+def devices_data(svc: Services, gateways: dict) -> dict:
+    now = svc.clock()
+    offline = {a.tag for a in _alarms(svc, active=True) if a.condition == "OFFLINE"}
     devices = []
-    for dpath, d in platform.cfg.iter_devices():
-        tz = tz_of(platform, dpath)
+    for dpath, d in svc.model.current().iter_devices():
+        tz = tz_of(svc, dpath)
         tags = [f"{dpath}/{p.id}" for p in d.points]
-        latest = platform.latest(tags) if tags else {}
+        latest = svc.telemetry.latest(tags) if tags else {}
         seen = [v["ts"] for v in latest.values() if v]
         last = max(seen) if seen else None
         period = max((us_of(p.period) for p in d.points), default=1_000_000)
@@ -368,9 +369,9 @@ def devices_data(platform: Platform, gateways: dict) -> dict:
         devices.append({"path": dpath, "name": d.name or d.id, "protocol": d.protocol, "mode": d.mode, "points": len(d.points),
                         "reporting": len(seen), "state": state, "last_seen": local_time(last, tz), "last_seen_iso": iso_time(last),
                         "age_s": None if last is None else max(0.0, (now - last) / 1e6), "tags": tags})
-    tz = plant_timezone(platform)
+    tz = plant_timezone(svc)
     sources = []
-    for name, h in platform.health()["sources"].items():
+    for name, h in svc.status.health()["sources"].items():
         links = []
         for lname, ln in (h.get("links") or {}).items():
             row = {k: ln.get(k) for k in LINK_FIELDS}
@@ -393,8 +394,8 @@ def devices_data(platform: Platform, gateways: dict) -> dict:
 def devices_page(request: Request) -> HTMLResponse:
     from plantguard.api.gateway import tracker_of
 
-    platform: Platform = request.app.state.platform
-    data = devices_data(platform, dict(tracker_of(request).gateways))
+    svc: Services = request.app.state.services
+    data = devices_data(svc, dict(tracker_of(request).gateways))
     return render(request, "devices.html", "devices", **data)
 
 
@@ -404,15 +405,15 @@ QUALITY_ROWS = 1000
 
 @router.get("/quality", response_class=HTMLResponse)
 def quality_page(request: Request, reason: str | None = None, source: str | None = None, code: str | None = None) -> HTMLResponse:
-    platform: Platform = request.app.state.platform
+    svc: Services = request.app.state.services
     reason = (reason or "").strip()[:MAX_TEXT]
     source = (source or "").strip()[:MAX_TEXT] or None
     code = (code or "").strip()[:MAX_TEXT] or None
     if code is not None and code not in REJECT_CODES:
         code = None  # an unknown code filters nothing out rather than everything
-    tz = plant_timezone(platform)
+    tz = plant_timezone(svc)
     # counted in the store over every dead letter, grouped by the closed set of reason codes
-    counts = platform.services.telemetry.dead_letter_counts()
+    counts = svc.telemetry.dead_letter_counts()
     by_code: dict[str, dict] = {}
     for c in counts:
         g = by_code.setdefault(c["code"], {"code": c["code"], "label": REJECT_CODES.get(c["code"], c["code"]), "count": 0, "sources": {}})
@@ -420,20 +421,12 @@ def quality_page(request: Request, reason: str | None = None, source: str | None
         g["sources"][c["source"] or "—"] = g["sources"].get(c["source"] or "—", 0) + c["count"]
     groups = sorted(by_code.values(), key=lambda g: -g["count"])
     total = sum(g["count"] for g in groups)
-    rows = [asdict(r) for r in platform.services.telemetry.dead_letters(limit=QUALITY_ROWS, source=source, code=code)]
+    rows = [asdict(r) for r in svc.telemetry.dead_letters(limit=QUALITY_ROWS, source=source, code=code)]
     shown = [r for r in rows if reason.lower() in (r["reason"] or "").lower()] if reason else rows
-    units = _point_units(platform)
+    units = _point_units(svc)
     view = [{**r, "value_text": "—" if r["value"] is None else f"{r['value']} {unit_symbol(units.get(r['point'] or '', ''))}".strip(),
              "received_local": local_time(r["received_at"], tz), "received_iso": iso_time(r["received_at"]),
-             "ts_local": local_time(r["ts"], tz_of(platform, r["point"] or "")) if r["ts"] is not None else "—",
+             "ts_local": local_time(r["ts"], tz_of(svc, r["point"] or "")) if r["ts"] is not None else "—",
              "kind": r.get("code") or "other"} for r in shown[:200]]
     return render(request, "quality.html", "quality", rows=view, total=total, fetched=len(rows), matching=len(shown),
                   groups=groups, reason=reason, source=source or "", code=code or "", codes=REJECT_CODES, limit=QUALITY_ROWS)
-
-
-# -- security ---------------------------------------------------------------------------------------------------------
-@router.get("/security", response_class=HTMLResponse, dependencies=[require(Permission.SECURITY_READ)])
-def security_page(request: Request) -> HTMLResponse:
-    from plantguard.web.security_pages import security_page as page
-
-    return page(request)

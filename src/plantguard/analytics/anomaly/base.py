@@ -27,7 +27,8 @@ from typing import Any, Self
 
 from plantguard.errors import InvalidInput
 
-_MAGIC = b"PGDET1\n"
+_LEGACY_MAGIC = b"PGDET1\n"  # detector checkpoints before the one versioned format
+DETECTOR_KIND = "detector"
 
 
 def is_missing(x: Any) -> bool:
@@ -84,17 +85,25 @@ class Detector(abc.ABC):
         self.__dict__.update({**defaults, **state})
 
     def checkpoint(self) -> bytes:
-        """The detector and its learned state as bytes (store them; `restore` gives the detector back)."""
-        return _MAGIC + pickle.dumps(self, protocol=pickle.HIGHEST_PROTOCOL)
+        """The detector and its learned state as bytes in the platform's one checkpoint format (plantguard.checkpoints,
+        kind "detector", unsealed: whoever stores it seals it); `restore` gives the detector back."""
+        from plantguard import checkpoints
+
+        return checkpoints.dumps(self, DETECTOR_KIND)
 
     @staticmethod
     def restore(blob: bytes) -> Detector:
-        """Inverse of `checkpoint`. Only restore blobs this platform wrote: unpickling runs code."""
-        if not blob.startswith(_MAGIC):
-            raise InvalidInput("not a plantguard detector checkpoint (bad header)")
-        from plantguard.checkpoints import unpickle  # follows classes that moved since the blob was written
+        """Inverse of `checkpoint`; detector checkpoints of the former format (PGDET1) still load. Only state
+        classes are unpickled (plantguard.checkpoints.unpickle)."""
+        from plantguard import checkpoints
 
-        det = unpickle(blob[len(_MAGIC):])
+        try:
+            if isinstance(blob, (bytes, bytearray)) and bytes(blob[:len(_LEGACY_MAGIC)]) == _LEGACY_MAGIC:
+                det = checkpoints.unpickle(bytes(blob[len(_LEGACY_MAGIC):]))
+            else:
+                det = checkpoints.loads(blob, DETECTOR_KIND)
+        except (checkpoints.CheckpointError, pickle.UnpicklingError, EOFError, ValueError) as e:
+            raise InvalidInput(f"not a plantguard detector checkpoint ({e})") from None
         if not isinstance(det, Detector):
             raise InvalidInput(f"checkpoint holds a {type(det).__name__}, not a detector")
         return det

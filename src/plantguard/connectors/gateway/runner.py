@@ -133,6 +133,3 @@ class Gateway:
         self._http = ThreadingHTTPServer((self.settings.health_host, self.settings.health_port), Handler)
         threading.Thread(target=self._http.serve_forever, name="gateway-health", daemon=True).start()
 
-    @property
-    def health_address(self) -> tuple[str, int] | None:
-        return self._http.server_address[:2] if self._http is not None else None

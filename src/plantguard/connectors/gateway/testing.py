@@ -23,7 +23,7 @@ def gateway_app(platform):
     from plantguard.api.app import API_PREFIX, create_app
     from plantguard.api.gateway import router
 
-    app = create_app(platform)
+    app = create_app(platform.services)
     if not any(getattr(r, "path", "").startswith(API_PREFIX + "/gateway") for r in app.routes):
         app.include_router(router, prefix=API_PREFIX)
     return app

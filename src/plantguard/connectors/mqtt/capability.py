@@ -3,7 +3,7 @@ enabled the platform starts that connector with the other sources (supervised li
 
 from __future__ import annotations
 
-from plantguard.capabilities import Capability, Parts, register
+from plantguard.capabilities import Capability, Context, Parts
 from plantguard.connectors.mqtt.config import MqttConfig, MqttConnectorConfig
 
 
@@ -11,16 +11,16 @@ def as_connector(cfg: MqttConfig) -> MqttConnectorConfig:
     return MqttConnectorConfig(name="mqtt", **cfg.model_dump())
 
 
-def build(platform) -> Parts:
-    cfg: MqttConfig = platform.cfg.section("mqtt") or MqttConfig()
+def build(ctx: Context) -> Parts:
+    cfg: MqttConfig = ctx.config or MqttConfig()
 
     def start() -> None:
         if cfg.enabled:
             from plantguard.connectors.mqtt.connector import MqttConnector
 
-            platform.add_source(MqttConnector(as_connector(cfg), platform.pipeline, clock=platform.clock))
+            ctx.add_source(MqttConnector(as_connector(cfg), ctx.sink, clock=ctx.clock))
 
     return Parts(on_start=[start])
 
 
-register(Capability("mqtt", section=MqttConfig, build=build))
+CAPABILITY = Capability("mqtt", section=MqttConfig, build=build)

@@ -134,9 +134,6 @@ class Topics:
         self._cache: dict[str, str | None] = {}
         self._cache_size = cache_size
 
-    def device_topic(self, device_path: str) -> str:
-        return self.device_root + device_path
-
     def point_prefix(self, topic: str) -> str | None:
         """None for the ingest topic, else the device path. Raises ValueError for a topic outside the scheme."""
         try:

@@ -15,7 +15,7 @@ from plantguard.domain.actor import Actor
 from plantguard.errors import Conflict, InvalidInput, TooManyAttempts, Unauthenticated
 from plantguard.runtime import Platform
 from plantguard.security.passwords import hash_password, password_problem, verify_password
-from plantguard.security.roles import Permission
+from plantguard.domain.roles import Permission
 from plantguard.testing.factories import plant_dict
 
 S = 1_000_000
@@ -60,7 +60,7 @@ def test_password_rules_never_raise(pw):
 
 
 def test_login_failures_lock_the_user_name_then_the_address(plat):
-    acc = plat.security
+    acc = plat.services.accounts
     acc.create_user("ann", "operator", PW, ADMIN)
     for _ in range(3):
         with pytest.raises(Unauthenticated):
@@ -80,7 +80,7 @@ def test_login_failures_lock_the_user_name_then_the_address(plat):
 
 
 def test_a_role_that_requires_a_second_factor_cannot_log_in_without_one(plat):
-    acc = plat.security
+    acc = plat.services.accounts
     acc.settings.login_max_failures = 10  # this test fails on purpose more often than the fixture's lockout
     acc.create_user("root", "admin", PW, ADMIN)
     with pytest.raises(Unauthenticated):
@@ -101,7 +101,7 @@ def test_a_role_that_requires_a_second_factor_cannot_log_in_without_one(plat):
 
 
 def test_sessions_end_when_idle_when_old_and_when_the_password_changes(plat):
-    acc, clock = plat.security, plat.clock_
+    acc, clock = plat.services.accounts, plat.clock_
     acc.create_user("ann", "operator", PW, ADMIN)
     s1, _ = acc.login("ann", PW)
     clock.t += 500 * S
@@ -125,7 +125,7 @@ def test_sessions_end_when_idle_when_old_and_when_the_password_changes(plat):
 
 
 def test_tokens_expire_are_revoked_and_never_exceed_the_owner(plat):
-    acc, clock = plat.security, plat.clock_
+    acc, clock = plat.services.accounts, plat.clock_
     acc.create_user("ops", "operator", PW, ADMIN)
     with pytest.raises(InvalidInput, match="cannot grant"):
         acc.create_token("ops", "too-much", scopes=["model.write"], days=1, actor=ADMIN)
@@ -146,7 +146,7 @@ def test_tokens_expire_are_revoked_and_never_exceed_the_owner(plat):
 
 
 def test_the_last_admin_cannot_be_demoted_or_disabled(plat):
-    acc = plat.security
+    acc = plat.services.accounts
     acc.create_user("root", "admin", PW, ADMIN)
     with pytest.raises(Conflict):
         acc.set_role("root", "viewer", ADMIN)
@@ -155,7 +155,7 @@ def test_the_last_admin_cannot_be_demoted_or_disabled(plat):
 
 
 def test_first_start_creates_the_admin_once_and_refuses_a_weak_password(plat):
-    acc = plat.security
+    acc = plat.services.accounts
     acc.settings.mfa_roles = []  # with admin in mfa_roles, the first admin enrols with `plantguard users mfa` first
     with pytest.raises(InvalidInput, match="refused"):
         acc.ensure_admin("changeme")
@@ -167,8 +167,8 @@ def test_first_start_creates_the_admin_once_and_refuses_a_weak_password(plat):
 # -- over HTTP: CSRF, session fixation, the login form ------------------------------------------------------------
 @pytest.fixture
 def client(plat):
-    plat.security.create_user("ann", "operator", PW, ADMIN)
-    with TestClient(create_app(plat), base_url="http://127.0.0.1") as c:
+    plat.services.accounts.create_user("ann", "operator", PW, ADMIN)
+    with TestClient(create_app(plat.services), base_url="http://127.0.0.1") as c:
         yield c
 
 
@@ -212,7 +212,7 @@ def test_the_login_form_refuses_a_post_from_another_site_and_logs_in_from_its_ow
 
 
 def test_a_one_time_login_link_works_once(client, plat):
-    link = plat.security.login_link("ann")
+    link = plat.services.accounts.login_link("ann")
     r = client.get(f"/login?link={link}", follow_redirects=False)
     assert r.status_code == 303 and r.cookies.get("pg_session")
     client.cookies.clear()
@@ -232,7 +232,7 @@ def test_model_edits_and_alarm_actions_are_in_the_audit_log(plat, client):
 
     r = client.post("/api/auth/login", json={"user": "ann", "password": PW})
     client.headers["X-CSRF-Token"] = r.json()["csrf"]
-    plat.security.create_user("eng", "engineer", PW, ADMIN)
+    plat.services.accounts.create_user("eng", "engineer", PW, ADMIN)
     from plantguard.testing.auth import auth_headers
 
     h = auth_headers(plat, "engineer", name="eng")
@@ -250,23 +250,23 @@ def test_a_device_token_sends_only_its_own_points(plat):
     plat.start()
     a = auth_headers(plat, "engineer", name="fleet", scopes=["ingest"], device="s1/a1/l1/pump1/plc1")
     ts = (plat.clock() // 1000) - 1000
-    with TestClient(create_app(plat), base_url="http://127.0.0.1", headers={"content-type": "application/json", **a}) as c:
+    with TestClient(create_app(plat.services), base_url="http://127.0.0.1", headers={"content-type": "application/json", **a}) as c:
         mine = {"readings": [{"point": "s1/a1/l1/pump1/plc1/p0", "ts": ts, "value": 1.0}]}
         assert c.post("/api/ingest", json=mine).json()["accepted"] == 1
         other = {"readings": [{"point": "s1/a1/l1/pump1/plc1/p1", "ts": ts, "value": 2.0},
                               {"point": "s1/a1/l1/pump1/plc2/p0", "ts": ts, "value": 3.0}]}
         r = c.post("/api/ingest", json=other)
         assert r.status_code == 403 and "plc2/p0" in r.json()["detail"]
-        assert plat.latest(["s1/a1/l1/pump1/plc1/p1"])["s1/a1/l1/pump1/plc1/p1"] is None  # nothing half-stored
+        assert plat.services.telemetry.latest(["s1/a1/l1/pump1/plc1/p1"])["s1/a1/l1/pump1/plc1/p1"] is None  # nothing half-stored
         sneaky = {"readings": [{"point": "s1/a1/l1/pump1/plc1/../plc2/p0", "ts": ts, "value": 3.0}]}
         assert c.post("/api/ingest", json=sneaky).json()["accepted"] == 0  # not a point of the model: rejected
         r = c.post("/api/gateway/gw1/batches", json={"seq": 1, "readings": other["readings"]})
         assert r.status_code == 403 and "plc2/p0" in r.json()["detail"]  # nor through the gateway route
         assert c.get("/api/model").status_code == 403  # scope ingest only
     with pytest.raises(InvalidInput, match="ingest"):
-        plat.security.create_token("fleet", "wide", scopes=["ingest", "read"], device="s1/a1/l1/pump1/plc1", actor=ADMIN)
+        plat.services.accounts.create_token("fleet", "wide", scopes=["ingest", "read"], device="s1/a1/l1/pump1/plc1", actor=ADMIN)
     with pytest.raises(InvalidInput, match="not a path"):
-        plat.security.create_token("fleet", "nowhere", scopes=["ingest"], device="s9/x", actor=ADMIN)
+        plat.services.accounts.create_token("fleet", "nowhere", scopes=["ingest"], device="s9/x", actor=ADMIN)
 
 
 def test_a_gateway_forwards_only_the_devices_under_its_path(plat):
@@ -275,7 +275,7 @@ def test_a_gateway_forwards_only_the_devices_under_its_path(plat):
     plat.start()
     g = auth_headers(plat, "engineer", name="edge", scopes=["ingest"], device="s1/a1/l1")  # the gateway's line
     ts = (plat.clock() // 1000) - 1000
-    with TestClient(create_app(plat), base_url="http://127.0.0.1", headers={"content-type": "application/json", **g}) as c:
+    with TestClient(create_app(plat.services), base_url="http://127.0.0.1", headers={"content-type": "application/json", **g}) as c:
         mine = [{"point": "s1/a1/l1/pump1/plc1/p0", "ts": ts, "value": 1.0}]
         assert c.post("/api/gateway/edge/batches", json={"seq": 1, "readings": mine}).json()["accepted"] == 1
         r = c.post("/api/gateway/edge/batches", json={"seq": 2, "readings": [{"point": "s2/a1/l1/x/d/p0", "ts": ts, "value": 2.0}]})

@@ -190,10 +190,10 @@ def test_access_events_from_a_device_token_and_from_login_failures(tmp_path):
     try:
         other = "s1/a1/l1/pump1/plc2"
         h = auth_headers(p, "engineer", scopes=["ingest"], device=DEV)
-        with TestClient(create_app(p), base_url="http://127.0.0.1", headers=h) as c:
+        with TestClient(create_app(p.services), base_url="http://127.0.0.1", headers=h) as c:
             r = c.post("/api/ingest", json={"readings": [{"point": f"{other}/p0", "ts": p.clock() // 1000, "value": 1.0}]})
             assert r.status_code == 403
-        with TestClient(create_app(p), base_url="http://127.0.0.1") as c:
+        with TestClient(create_app(p.services), base_url="http://127.0.0.1") as c:
             for _ in range(5):
                 c.post("/api/auth/login", json={"user": "mallory", "password": "guess number n, long enough"})
         from plantguard.testing.wait import wait_for
@@ -252,7 +252,7 @@ def test_a_replayed_request_stores_nothing_twice(tmp_path):
         h = auth_headers(p, "engineer", scopes=["ingest"], device=DEV)
         now_ms = p.clock() // 1000
         body = {"readings": [{"point": f"{DEV}/p0", "ts": now_ms - 1000 * i, "value": float(i)} for i in range(50)]}
-        with TestClient(create_app(p), base_url="http://127.0.0.1", headers=h) as c:
+        with TestClient(create_app(p.services), base_url="http://127.0.0.1", headers=h) as c:
             first = c.post("/api/ingest", json=body).json()
             again = c.post("/api/ingest", json=body).json()
         assert first["accepted"] == 50 and again["accepted"] == 0 and again["duplicates"] == 50, (first, again)

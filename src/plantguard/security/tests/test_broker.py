@@ -77,7 +77,7 @@ def secured(tmp_path, monkeypatch):
                                 "auth_failures": 5}}
     cfg = parse_config(d)
     p = Platform(cfg)
-    creds = p.broker_credentials
+    creds = p.services.broker_credentials
     a = creds.issue(A, ADMIN)
     b = creds.issue(B, ADMIN)
     try:
@@ -90,7 +90,7 @@ def secured(tmp_path, monkeypatch):
                  "password": INGEST_PW, "reconnect_min": 0.05, "reconnect_max": 0.5}
     p.stop()
     p = Platform(parse_config(d)).start()
-    wait_for(lambda: p.health()["sources"]["mqtt"]["connected"], "the ingest client to connect with its credentials")
+    wait_for(lambda: p.services.status.health()["sources"]["mqtt"]["connected"], "the ingest client to connect with its credentials")
     yield p, broker, a, b
     p.stop()
     broker.close()
@@ -121,15 +121,15 @@ def test_a_device_publishes_under_its_own_topic_and_nowhere_else(secured):
     publish_once(broker, ua, pa, f"{PREFIX}/dev/{B}", reading("p0", t, 66.0))  # as device B: denied by the ACL
     publish_once(broker, ua, pa, f"{PREFIX}/ingest", orjson.dumps({"readings": [{"point": f"{B}/p1", "ts": t, "value": 66.0}]}))
     publish_once(broker, ub, pb, f"{PREFIX}/dev/{B}", reading("p1", t, 2.0))
-    wait_for(lambda: p.latest([f"{B}/p1"])[f"{B}/p1"] is not None, "device B's own reading")
-    wait_for(lambda: p.latest([f"{A}/p0"])[f"{A}/p0"] is not None, "device A's own reading")
-    assert p.latest([f"{B}/p0"])[f"{B}/p0"] is None  # A never wrote as B
-    assert p.latest([f"{B}/p1"])[f"{B}/p1"]["value"] == 2.0  # nor through the ingest topic
+    wait_for(lambda: p.services.telemetry.latest([f"{B}/p1"])[f"{B}/p1"] is not None, "device B's own reading")
+    wait_for(lambda: p.services.telemetry.latest([f"{A}/p0"])[f"{A}/p0"] is not None, "device A's own reading")
+    assert p.services.telemetry.latest([f"{B}/p0"])[f"{B}/p0"] is None  # A never wrote as B
+    assert p.services.telemetry.latest([f"{B}/p1"])[f"{B}/p1"]["value"] == 2.0  # nor through the ingest topic
 
 
 def test_revoked_and_rotated_keys_at_the_broker(secured):
     p, broker, (ua, pa), (ub, pb) = secured
-    creds = p.broker_credentials
+    creds = p.services.broker_credentials
     new_user, new_pw = creds.rotate(A, ADMIN, overlap_s=3600)
     wait_for(lambda: accepted(broker, new_user, new_pw), "the new key to work after the reload")
     assert accepted(broker, ua, pa)  # the old one too, during the overlap
@@ -151,7 +151,7 @@ def test_an_unknown_device_gets_no_credential(secured):
     from plantguard.errors import NotFound
 
     with pytest.raises(NotFound):
-        p.broker_credentials.issue("s1/a1/l1/pump1/nope", ADMIN)
+        p.services.broker_credentials.issue("s1/a1/l1/pump1/nope", ADMIN)
 
 
 def test_the_brokers_refusals_become_security_events(secured):

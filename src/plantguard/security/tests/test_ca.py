@@ -53,7 +53,7 @@ def csr(key, cn="anything") -> str:
 
 
 def test_a_device_certificate_chains_to_the_ca_and_names_the_device(platform):
-    ca = platform.ca
+    ca = platform.services.ca
     cert = ca.issue(A, ADMIN)
     c = x509.load_pem_x509_certificate(cert.cert_pem.encode())
     assert c.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value == A
@@ -66,7 +66,7 @@ def test_a_device_certificate_chains_to_the_ca_and_names_the_device(platform):
 
 
 def test_a_csr_keeps_the_key_on_the_device_and_weak_or_forged_ones_are_refused(platform):
-    ca = platform.ca
+    ca = platform.services.ca
     key = ec.generate_private_key(ec.SECP256R1())
     cert = ca.issue(A, ADMIN, csr_pem=csr(key))
     assert cert.key_pem is None
@@ -98,7 +98,7 @@ def test_a_csr_keeps_the_key_on_the_device_and_weak_or_forged_ones_are_refused(p
 
 
 def test_revocation_hold_and_rotation_in_the_crl(platform):
-    ca = platform.ca
+    ca = platform.services.ca
     now = [platform.clock()]
     ca.clock = lambda: now[0]
     a1 = ca.issue(A, ADMIN)
@@ -139,7 +139,7 @@ def test_a_certificate_of_another_ca_is_refused(platform, tmp_path):
 
     other = CertificateAuthority(tmp_path / "other", platform.store, clock=platform.clock, devices=lambda: {A})
     forged = other.issue(A, ADMIN)
-    assert verify_chain(forged.cert_pem, platform.ca.ca_pem(), platform.ca.crl(), at_us=platform.clock()).startswith("not issued")
+    assert verify_chain(forged.cert_pem, platform.services.ca.ca_pem(), platform.services.ca.crl(), at_us=platform.clock()).startswith("not issued")
 
 
 def test_long_device_paths_and_odd_names_are_refused_for_certificates(platform):
@@ -148,7 +148,7 @@ def test_long_device_paths_and_odd_names_are_refused_for_certificates(platform):
     with pytest.raises(InvalidInput, match="64"):
         _check_cn("s/" * 40)
     with pytest.raises(InvalidInput):
-        platform.ca.client("ingest\ntopic write #")
+        platform.services.ca.client("ingest\ntopic write #")
 
 
 # -- on a real Mosquitto -----------------------------------------------------------------------------------------
@@ -183,7 +183,7 @@ def mtls(tmp_path):
     security = {"broker": {"password_file": str(bdir / "passwd"), "acl_file": str(bdir / "acl"), "pid_file": str(bdir / "mosquitto.pid")}}
     d = two_devices(tmp_path, **security)
     p = Platform(parse_config(d))
-    ca = p.ca
+    ca = p.services.ca
     a, b = ca.issue(A, ADMIN), ca.issue(B, ADMIN)
     server_cert, server_key = ca.server("broker", ["127.0.0.1", "localhost"])
     (bdir / "server.pem").write_text(server_cert)
@@ -205,7 +205,7 @@ def mtls(tmp_path):
                  "reconnect_max": 0.5, "tls": {"ca_file": str(ca.cert_path), "cert_file": str(bdir / "ingest.pem"),
                                                "key_file": str(bdir / "ingest.key")}}
     p = Platform(parse_config(d)).start()
-    wait_for(lambda: p.health()["sources"]["mqtt"]["connected"], "the ingest client to connect over TLS with its certificate")
+    wait_for(lambda: p.services.status.health()["sources"]["mqtt"]["connected"], "the ingest client to connect over TLS with its certificate")
     yield p, broker, tls_port, a, b, tmp_path
     p.stop()
     broker.close()
@@ -220,7 +220,7 @@ def publish(client, topic, point, t, v):
 
 def test_devices_over_mutual_tls_own_topic_only_and_revocation_at_the_broker(mtls):
     p, broker, port, a, b, tmp = mtls
-    ca_file = p.ca.cert_path
+    ca_file = p.services.ca.cert_path
     t = int(time.time() * 1000) - 60_000
     ca_, ok = tls_client(port, ca_file, a.cert_pem, a.key_pem, tmp)
     assert ok
@@ -233,9 +233,9 @@ def test_devices_over_mutual_tls_own_topic_only_and_revocation_at_the_broker(mtl
     publish(cb, f"{PREFIX}/dev/{B}", "p1", t, 2.0)
     cb.disconnect()
     cb.loop_stop()
-    wait_for(lambda: p.latest([f"{A}/p0"])[f"{A}/p0"] is not None, "device A's own reading over TLS")
-    wait_for(lambda: p.latest([f"{B}/p1"])[f"{B}/p1"] is not None, "device B's own reading over TLS")
-    assert p.latest([f"{B}/p0"])[f"{B}/p0"] is None  # A never wrote as B
+    wait_for(lambda: p.services.telemetry.latest([f"{A}/p0"])[f"{A}/p0"] is not None, "device A's own reading over TLS")
+    wait_for(lambda: p.services.telemetry.latest([f"{B}/p1"])[f"{B}/p1"] is not None, "device B's own reading over TLS")
+    assert p.services.telemetry.latest([f"{B}/p0"])[f"{B}/p0"] is None  # A never wrote as B
     # a certificate from another CA
     from plantguard.security.ca import CertificateAuthority
 
@@ -243,7 +243,7 @@ def test_devices_over_mutual_tls_own_topic_only_and_revocation_at_the_broker(mtl
     p.store.execute([("DELETE FROM device_certificates WHERE serial = ?", (rogue.serial,))])
     assert not tls_client(port, ca_file, rogue.cert_pem, rogue.key_pem, tmp)[1]
     # revoked: the CRL is rewritten and the broker reloads it
-    p.ca.revoke(A, ADMIN, reason="key_compromise")
+    p.services.ca.revoke(A, ADMIN, reason="key_compromise")
     wait_for(lambda: not tls_client(port, ca_file, a.cert_pem, a.key_pem, tmp)[1], "the revoked certificate to be refused")
     c, ok = tls_client(port, ca_file, b.cert_pem, b.key_pem, tmp)
     assert ok  # the other device is untouched
@@ -253,7 +253,7 @@ def test_devices_over_mutual_tls_own_topic_only_and_revocation_at_the_broker(mtl
 
 def test_quarantine_holds_the_certificate_and_release_lifts_it(mtls):
     p, broker, port, a, b, tmp = mtls
-    ca_file = p.ca.cert_path
+    ca_file = p.services.ca.cert_path
     p.services.quarantine.quarantine(B, Actor.user("ann"), "unexpected firmware")
     wait_for(lambda: not tls_client(port, ca_file, b.cert_pem, b.key_pem, tmp)[1], "a quarantined device to be refused")
     assert "s1/a1/l1/pump1/plc2" not in (Path(broker.dir) / "acl").read_text()
@@ -271,8 +271,8 @@ def test_quarantine_holds_the_certificate_and_release_lifts_it(mtls):
 
 def test_a_rotated_certificate_works_for_its_overlap_only(mtls):
     p, broker, port, a, b, tmp = mtls
-    ca_file = p.ca.cert_path
-    new = p.ca.rotate(A, ADMIN, overlap_s=1)
+    ca_file = p.services.ca.cert_path
+    new = p.services.ca.rotate(A, ADMIN, overlap_s=1)
 
     def works(cert) -> bool:
         c, ok = tls_client(port, ca_file, cert.cert_pem, cert.key_pem, tmp)
@@ -284,7 +284,7 @@ def test_a_rotated_certificate_works_for_its_overlap_only(mtls):
     assert works(new)
 
     def old_refused() -> bool:
-        p.ca.on_tick(p.clock())  # what the platform's checkpoint loop does every audit_checkpoint_every
+        p.services.ca.on_tick(p.clock())  # what the platform's checkpoint loop does every audit_checkpoint_every
         return not works(a)
 
     wait_for(old_refused, "the superseded certificate to be refused once its overlap ended")
@@ -327,7 +327,7 @@ def test_the_api_issues_from_a_csr_and_refuses_hostile_input(platform):
 
     base = "/api/security/devices"
     key = ec.generate_private_key(ec.SECP256R1())
-    with TestClient(create_app(platform), base_url="http://127.0.0.1", headers=auth_headers(platform, "admin")) as c:
+    with TestClient(create_app(platform.services), base_url="http://127.0.0.1", headers=auth_headers(platform, "admin")) as c:
         r = c.post(f"{base}/{A}/certificates", json={"csr": csr(key)})
         assert r.status_code == 201 and r.json()["key_pem"] is None and r.json()["device"] == A, r.text
         serial = r.json()["serial"]
@@ -343,7 +343,7 @@ def test_the_api_issues_from_a_csr_and_refuses_hostile_input(platform):
         r = c.post(f"{base}/{A}/certificates/rotate", json={"overlap_s": 60})
         assert r.status_code == 201 and "PRIVATE KEY" in r.json()["key_pem"]
         assert c.delete(f"{base}/{A}/certificates", params={"serial": serial}).json()["revoked"] == 1
-    with TestClient(create_app(platform), base_url="http://127.0.0.1", headers=auth_headers(platform, "viewer")) as c:
+    with TestClient(create_app(platform.services), base_url="http://127.0.0.1", headers=auth_headers(platform, "viewer")) as c:
         assert c.post(f"{base}/{A}/certificates", json={}).status_code == 403
         assert c.delete(f"{base}/{A}/certificates").status_code == 403
 
@@ -351,11 +351,11 @@ def test_the_api_issues_from_a_csr_and_refuses_hostile_input(platform):
 def test_a_damaged_ca_is_a_clear_refusal_not_a_crash(platform):
     from plantguard.errors import Unavailable
 
-    platform.ca.issue(A, ADMIN)  # made on first use
+    platform.services.ca.issue(A, ADMIN)  # made on first use
     key = Path(platform.cfg.storage.data_dir) / "ca" / "ca.key"
     key.write_text("-----BEGIN PRIVATE KEY-----\ngarbage\n-----END PRIVATE KEY-----\n")
-    platform.ca._ca = None  # as after a restart
+    platform.services.ca._ca = None  # as after a restart
     with pytest.raises(Unavailable, match="certificate authority"):
-        platform.ca.issue(B, ADMIN)
-    platform.ca.on_tick(platform.clock())  # the periodic renewal only logs it
-    assert platform.health()["status"] in ("ok", "degraded")
+        platform.services.ca.issue(B, ADMIN)
+    platform.services.ca.on_tick(platform.clock())  # the periodic renewal only logs it
+    assert platform.services.status.health()["status"] in ("ok", "degraded")

@@ -137,7 +137,7 @@ def test_the_audit_over_a_platform_through_the_api(tmp_path):
     d["security"] = {"advisories_dir": str(FIXTURES)}
     p = Platform(parse_config(d))
     try:
-        app = create_app(p)
+        app = create_app(p.services)
         with TestClient(app, base_url="http://127.0.0.1") as c:
             eng, adm, viewer = (auth_headers(p, r) for r in ("engineer", "admin", "viewer"))
             assert c.get("/api/security/findings", headers=viewer).status_code == 403

@@ -45,18 +45,18 @@ def test_a_quarantined_device_is_held_aside_and_released_by_another_user(plat):
     q.quarantine(DEV, ann, "firmware changed without a work order")
     res = send(p, [f"{DEV}/p0", f"{DEV}/p1", f"{OTHER}/p0"], t0 + 10 * S, [66.0, 67.0, 3.0])
     assert res.accepted == 3 and res.rejected == 0  # stored, so the sender's messages are acknowledged
-    assert p.latest([f"{DEV}/p0"])[f"{DEV}/p0"]["value"] == 1.0  # the main store never saw the held reading
-    assert p.latest([f"{OTHER}/p0"])[f"{OTHER}/p0"]["value"] == 3.0  # other devices flow as before
-    assert p.query_raw(f"{DEV}/p1", t0, t0 + 3600 * S).ts.tolist() == []
+    assert p.services.telemetry.latest([f"{DEV}/p0"])[f"{DEV}/p0"]["value"] == 1.0  # the main store never saw the held reading
+    assert p.services.telemetry.latest([f"{OTHER}/p0"])[f"{OTHER}/p0"]["value"] == 3.0  # other devices flow as before
+    assert p.services.telemetry.query_raw(f"{DEV}/p1", t0, t0 + 3600 * S).ts.tolist() == []
     [rec] = q.list()
     assert (rec.device, rec.by, rec.held_readings) == (DEV, "user:ann", 2)
     with pytest.raises(Forbidden, match="four eyes"):
         q.release(DEV, ann, "checked", "admit")
     out = q.release(DEV, bob, "the change was planned: work order 4711", "admit")
     assert out == {"device": DEV, "disposition": "admit", "held": 2, "admitted": 2}
-    assert p.latest([f"{DEV}/p0"])[f"{DEV}/p0"]["value"] == 66.0 and q.list() == []
+    assert p.services.telemetry.latest([f"{DEV}/p0"])[f"{DEV}/p0"]["value"] == 66.0 and q.list() == []
     send(p, [f"{DEV}/p0"], t0 + 100 * S, [5.0])  # flowing again
-    assert p.latest([f"{DEV}/p0"])[f"{DEV}/p0"]["value"] == 5.0
+    assert p.services.telemetry.latest([f"{DEV}/p0"])[f"{DEV}/p0"]["value"] == 5.0
     from plantguard.security.audit import read_entries
 
     actions = [(e.action, e.actor) for e in read_entries(p.store)]
@@ -66,7 +66,7 @@ def test_a_quarantined_device_is_held_aside_and_released_by_another_user(plat):
 def test_discarding_what_was_held_and_the_api(plat):
     p = plat
     t0 = p.clock() - 3600 * S
-    with TestClient(create_app(p), base_url="http://127.0.0.1", headers=auth_headers(p, "admin", name="ann")) as c:
+    with TestClient(create_app(p.services), base_url="http://127.0.0.1", headers=auth_headers(p, "admin", name="ann")) as c:
         assert c.post(f"/api/security/quarantine/{DEV}", json={"reason": ""}).status_code == 422
         r = c.post(f"/api/security/quarantine/{DEV}", json={"reason": "flood from the device"})
         assert r.status_code == 201 and r.json()["by"] == "token:ann/t1"
@@ -75,12 +75,12 @@ def test_discarding_what_was_held_and_the_api(plat):
         assert c.get("/api/security/quarantine").json()[0]["held_readings"] == 1
         r = c.post(f"/api/security/quarantine/{DEV}/release", json={"reason": "x", "disposition": "discard"})
         assert r.status_code == 403  # the same token that quarantined it
-    with TestClient(create_app(p), base_url="http://127.0.0.1") as c2:
+    with TestClient(create_app(p.services), base_url="http://127.0.0.1") as c2:
         login(c2, p, "admin", "bob")
         r = c2.post(f"/api/security/quarantine/{DEV}/release", json={"reason": "a test device", "disposition": "discard"},
                     headers={"content-type": "application/json"})
         assert r.status_code == 200 and r.json()["held"] == 1 and r.json()["admitted"] == 0
-    assert p.latest([f"{DEV}/p0"])[f"{DEV}/p0"] is None and p.services.quarantine.list() == []
+    assert p.services.telemetry.latest([f"{DEV}/p0"])[f"{DEV}/p0"] is None and p.services.quarantine.list() == []
 
 
 def test_a_policy_quarantines_on_a_behavioural_event(tmp_path):
@@ -97,7 +97,7 @@ def test_a_policy_quarantines_on_a_behavioural_event(tmp_path):
         wait_for(lambda: [r.device for r in p.services.quarantine.list()] == [DEV], "the policy to quarantine the device")
         assert p.services.quarantine.list()[0].by == "system:policy"
         send(p, [f"{DEV}/p0"], t0 + 101 * S, [11.0])
-        assert p.latest([f"{DEV}/p0"])[f"{DEV}/p0"]["value"] == -995.0  # held aside from now on
+        assert p.services.telemetry.latest([f"{DEV}/p0"])[f"{DEV}/p0"]["value"] == -995.0  # held aside from now on
     finally:
         p.stop()
 
@@ -107,10 +107,10 @@ def test_security_signals_are_in_the_metrics(plat):
     p.services.quarantine.quarantine(DEV, Actor.user("ann"), "a test")
     send(p, [f"{DEV}/p0"], p.clock() - 600 * S, [1.0])
     try:
-        p.security.login("nobody", "wrong password, long enough")
+        p.services.accounts.login("nobody", "wrong password, long enough")
     except Exception:  # noqa: BLE001 - the failure is the point
         pass
-    with TestClient(create_app(p), base_url="http://127.0.0.1", headers=auth_headers(p, "viewer")) as c:
+    with TestClient(create_app(p.services), base_url="http://127.0.0.1", headers=auth_headers(p, "viewer")) as c:
         text = c.get("/metrics").text
     assert "plantguard_quarantined_devices 1.0" in text and "plantguard_ingest_quarantined_total 1.0" in text
     assert "plantguard_login_failures_total 1.0" in text and "plantguard_security_events_total 0.0" in text

@@ -37,6 +37,7 @@ def test_csv_export_has_one_row_per_device():
 
 
 def test_the_register_over_the_api_keeps_history_and_trend(tmp_path):
+    """Reading the register writes nothing; running the audit (or the platform's background run) records it."""
     from fastapi.testclient import TestClient
 
     from plantguard.api.app import create_app
@@ -57,9 +58,12 @@ def test_the_register_over_the_api_keeps_history_and_trend(tmp_path):
                         "devices": [{"device": "s1/a1/l1/pump1/plc1", "points": [{"id": "p0", "address": 0}]}]}]
     p = Platform(parse_config(d), clock=clock)
     try:
-        with TestClient(create_app(p), base_url="http://127.0.0.1", headers=auth_headers(p, "engineer")) as c:
+        with TestClient(create_app(p.services), base_url="http://127.0.0.1", headers=auth_headers(p, "engineer")) as c:
             [first] = c.get("/api/security/risks").json()
             assert first["device"] == "s1/a1/l1/pump1/plc1" and first["trend"] == "new" and first["score"] > 1
+            assert c.get("/api/security/risks/s1/a1/l1/pump1/plc1/history").json() == []  # a read recorded nothing
+            assert p.store.fetch("SELECT count(*) FROM device_identity") == [(0,)]
+            p.services.risks.record()  # what the background run does
             clock.t += 10**6
             [again] = c.get("/api/security/risks").json()
             assert again["trend"] == "steady" and again["previous"] == first["score"]
@@ -69,6 +73,7 @@ def test_the_register_over_the_api_keeps_history_and_trend(tmp_path):
             clock.t += 10**6
             [up] = c.get("/api/security/risks").json()
             assert up["trend"] == "up" and up["score"] > first["score"]
+            p.services.risks.record()
             hist = c.get("/api/security/risks/s1/a1/l1/pump1/plc1/history").json()
             assert [h["score"] for h in hist] == [up["score"], first["score"]]  # only changes are kept
             r = c.get("/api/security/risks", params={"format": "csv"})

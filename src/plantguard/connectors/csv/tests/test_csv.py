@@ -140,7 +140,7 @@ def test_import_is_idempotent_and_records_dead_letters(tmp_path):
         assert platform.store.counts()["raw"] == 50
         dead = platform.store.dead_letters(limit=10)
         assert any(d["payload"] == "line 52: 1735689700000,p0,oops" for d in dead)
-        assert len(platform.query_raw(tag(1), T0, T0 + 10**9).ts) == 25
+        assert len(platform.services.telemetry.query_raw(tag(1), T0, T0 + 10**9).ts) == 25
     finally:
         platform.stop()
 

@@ -38,7 +38,7 @@ def test_router_stores_once_answers_after_write_and_reports_gaps(central):
     r = post(central, frame(1, 2))
     assert r.status_code == 200, r.text
     assert r.json() == {"gateway_id": "gw1", "seq": 2, "first_seq": 1, "batches": 2, "accepted": 60, "duplicates": 0, "rejected": 0}
-    s = central.platform.query_raw(f"{DEVICE}/p0", T0_US, T0_US + 10**9)
+    s = central.platform.services.telemetry.query_raw(f"{DEVICE}/p0", T0_US, T0_US + 10**9)
     assert s.ts.tolist() == [T0_US + i * 1000 for i in range(6)]  # stored before the answer, original timestamps
     r = post(central, frame(2))  # a resend after a lost answer
     assert r.json()["accepted"] == 0 and r.json()["duplicates"] == 30

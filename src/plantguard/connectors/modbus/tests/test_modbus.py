@@ -98,7 +98,7 @@ def start(doc: dict, cdoc: dict, audit=None) -> tuple[Platform, ModbusConnector]
 
 
 def rows(platform, tag):
-    return platform.query_raw(tag, 0, time.time_ns() // 1000 + 10**9)
+    return platform.services.telemetry.query_raw(tag, 0, time.time_ns() // 1000 + 10**9)
 
 
 @pytest.fixture(scope="module")
@@ -127,7 +127,7 @@ def running(server, tmp_path_factory):
 
 def test_all_types_and_orders_stored_with_their_values(running):
     platform, conn, _ = running
-    latest = platform.latest([f"{DEV}/plc1/{p[0]}" for p in POINTS1])
+    latest = platform.services.telemetry.latest([f"{DEV}/plc1/{p[0]}" for p in POINTS1])
     for pid, *_, expected in POINTS1:
         got = latest[f"{DEV}/plc1/{pid}"]
         if expected is None:
@@ -140,7 +140,7 @@ def test_all_types_and_orders_stored_with_their_values(running):
 
 def test_exception_response_becomes_bad_quality(running):
     platform, conn, _ = running
-    got = platform.latest([f"{DEV}/plc1/gone"])[f"{DEV}/plc1/gone"]
+    got = platform.services.telemetry.latest([f"{DEV}/plc1/gone"])[f"{DEV}/plc1/gone"]
     assert got is not None and got["quality"] == 2
     h = conn.health()["links"][f"{DEV}/plc1"]
     assert h["modbus_exceptions"].get("2 illegal data address", 0) >= 1 and h["bad_readings"] >= 1
@@ -165,10 +165,10 @@ def test_report_by_exception_sends_unchanged_values_once(running):
 
 def test_shadow_device_stores_data_but_raises_no_alarm(running):
     platform, _, _ = running
-    wait_for(lambda: platform.latest([f"{DEV}/pilot/v"])[f"{DEV}/pilot/v"] is not None, what="pilot reading")
-    assert platform.latest([f"{DEV}/pilot/v"])[f"{DEV}/pilot/v"]["value"] == 222
-    wait_for(lambda: any(a.tag == f"{DEV}/plc2/v" and a.active for a in platform.alarms.list()), what="live alarm")
-    assert not any(a.tag.startswith(f"{DEV}/pilot/") for a in platform.alarms.list())
+    wait_for(lambda: platform.services.telemetry.latest([f"{DEV}/pilot/v"])[f"{DEV}/pilot/v"] is not None, what="pilot reading")
+    assert platform.services.telemetry.latest([f"{DEV}/pilot/v"])[f"{DEV}/pilot/v"]["value"] == 222
+    wait_for(lambda: any(a.tag == f"{DEV}/plc2/v" and a.active for a in platform.services.alarms.engine.list()), what="live alarm")
+    assert not any(a.tag.startswith(f"{DEV}/pilot/") for a in platform.services.alarms.engine.list())
 
 
 def test_writes_refused_unless_writable_and_always_audited(running):
@@ -182,8 +182,8 @@ def test_writes_refused_unless_writable_and_always_audited(running):
     asyncio.run(conn.write(f"{DEV}/plc1/coil", 0, user="bob"))
     assert [(a["user"], a["point"].rsplit("/", 1)[1], a["result"].split(":")[0]) for a in audit] == [
         ("alice", "i16", "refused"), ("alice", "nope", "refused"), ("bob", "sp", "ok"), ("bob", "coil", "ok")]
-    wait_for(lambda: platform.latest([f"{DEV}/plc1/sp"])[f"{DEV}/plc1/sp"]["value"] == 750, what="written value read back")
-    wait_for(lambda: platform.latest([f"{DEV}/plc1/coil"])[f"{DEV}/plc1/coil"]["value"] == 0, what="coil read back")
+    wait_for(lambda: platform.services.telemetry.latest([f"{DEV}/plc1/sp"])[f"{DEV}/plc1/sp"]["value"] == 750, what="written value read back")
+    wait_for(lambda: platform.services.telemetry.latest([f"{DEV}/plc1/coil"])[f"{DEV}/plc1/coil"]["value"] == 0, what="coil read back")
     assert [r for r in rows(platform, f"{DEV}/plc1/sp").value.tolist()] == [500, 750]  # the change, not every poll
 
 
@@ -253,8 +253,8 @@ def test_rtu_over_a_pseudo_terminal_pair(tmp_path):
     platform, conn = start(plant_doc(tmp_path / "data"), cdoc)
     try:
         tags = [f"{DEV}/plc1/f_bb", f"{DEV}/plc1/i32", f"{DEV}/plc2/v"]
-        wait_for(lambda: all(platform.latest(tags).values()), what="RTU readings")
-        got = platform.latest(tags)
+        wait_for(lambda: all(platform.services.telemetry.latest(tags).values()), what="RTU readings")
+        got = platform.services.telemetry.latest(tags)
         assert [got[t]["value"] for t in tags] == [21.5, -100000, 222]
     finally:
         platform.stop()

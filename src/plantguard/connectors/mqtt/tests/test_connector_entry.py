@@ -31,14 +31,14 @@ def test_two_connector_entries_ingest_their_own_prefixes(mosquitto, tmp_path):
     d["connectors"] = [entry(mosquitto, "line_a", "plant/a"), entry(mosquitto, "line_b", "plant/b")]
     p = Platform(parse_config(d)).start()
     try:
-        wait_for(lambda: all(p.health()["sources"][n]["connected"] for n in ("line_a", "line_b")), "both entries to connect")
+        wait_for(lambda: all(p.services.status.health()["sources"][n]["connected"] for n in ("line_a", "line_b")), "both entries to connect")
         t = now_us() // 1000 - 60_000
         with Publisher(mosquitto.host, mosquitto.port) as pub:
             pub.publish("plant/a/dev/s1/a1/l1/pump1/plc1", orjson.dumps({"readings": [{"p": "p1", "t": t, "v": 1.5}]}))
             pub.publish("plant/b/dev/s1/a1/l1/pump1/plc1", orjson.dumps({"readings": [{"p": "p2", "t": t, "v": 2.5}]}))
             assert pub.wait_all(10)
-        wait_for(lambda: all(p.latest([tag(i)])[tag(i)] is not None for i in (1, 2)), "a reading through each entry")
-        h = p.health()["sources"]
+        wait_for(lambda: all(p.services.telemetry.latest([tag(i)])[tag(i)] is not None for i in (1, 2)), "a reading through each entry")
+        h = p.services.status.health()["sources"]
         assert h["line_a"]["type"] == "mqtt" and h["line_a"]["messages"] == 1 and h["line_b"]["messages"] == 1
         assert h["line_a"]["links"][f"{mosquitto.host}:{mosquitto.port}"]["state"] == "online"
     finally:

@@ -50,12 +50,12 @@ def plant(data_dir, broker, n_points: int = 5, **ingest) -> dict:
 
 def start(d: dict) -> Platform:
     p = Platform(parse_config(d)).start()
-    wait_for(lambda: p.health()["sources"]["mqtt"]["connected"], "the MQTT source to connect")
+    wait_for(lambda: p.services.status.health()["sources"]["mqtt"]["connected"], "the MQTT source to connect")
     return p
 
 
 def mqtt_health(p: Platform) -> dict:
-    return p.health()["sources"]["mqtt"]
+    return p.services.status.health()["sources"]["mqtt"]
 
 
 def settled(p: Platform, n_messages: int) -> bool:
@@ -65,7 +65,7 @@ def settled(p: Platform, n_messages: int) -> bool:
 
 
 def raw_count(p: Platform, i: int) -> int:
-    return len(p.query_raw(tag(i), 0, FAR).ts)
+    return len(p.services.telemetry.query_raw(tag(i), 0, FAR).ts)
 
 
 @pytest.fixture
@@ -125,10 +125,10 @@ def test_both_topic_forms_and_key_styles_are_stored(mosquitto, pub, data_dir_mqt
         pub.publish(DEVICE, orjson.dumps([{"p": "p2", "t": t0 + i, "v": float(i)} for i in range(100)]))
         assert pub.wait_all()
         wait_for(lambda: settled(p, 2), "both messages to be stored")
-        assert p.latest([tag(0)])[tag(0)] == {"ts": t0 * 1000, "value": 50.5, "quality": 0}
-        s1 = p.query_raw(tag(1), 0, FAR)
+        assert p.services.telemetry.latest([tag(0)])[tag(0)] == {"ts": t0 * 1000, "value": 50.5, "quality": 0}
+        s1 = p.services.telemetry.query_raw(tag(1), 0, FAR)
         assert list(s1.value) == [1.0] and list(s1.quality) == [1]
-        s2 = p.query_raw(tag(2), 0, FAR)
+        s2 = p.services.telemetry.query_raw(tag(2), 0, FAR)
         assert list(s2.ts) == [(t0 + i) * 1000 for i in range(100)] and list(s2.value) == [float(i) for i in range(100)]
         h = mqtt_health(p)
         assert h["ok"] and h["acked"] == 2 and h["rejected_payloads"] == 0
@@ -203,7 +203,7 @@ def test_broker_restart_and_messages_sent_while_offline(mosquitto, data_dir_mqtt
     p = start(d)
     try:
         wait_for(lambda: raw_count(p, 4) == 3, "the reading published while plantguard was offline")
-        assert list(p.query_raw(tag(4), 0, FAR).value) == [0.0, 1.0, 2.0]
+        assert list(p.services.telemetry.query_raw(tag(4), 0, FAR).value) == [0.0, 1.0, 2.0]
         assert mqtt_health(p)["session_lost"] == 0
     finally:
         p.stop()
@@ -249,7 +249,7 @@ def test_stop_during_a_stream_then_restart_stores_everything_once(mosquitto, pub
     assert pub.wait_all()
     p = start(d)
     try:
-        wait_for(lambda: p.latest([tag(49)])[tag(49)] is not None and p.latest([tag(49)])[tag(49)]["ts"] == (t0 + n - 1) * 1000,
+        wait_for(lambda: p.services.telemetry.latest([tag(49)])[tag(49)] is not None and p.services.telemetry.latest([tag(49)])[tag(49)]["ts"] == (t0 + n - 1) * 1000,
                  "the rest of the stream after the restart")
         wait_for(lambda: mqtt_health(p)["in_flight"] == 0, "the redelivered messages to be acknowledged")
         assert p.store.counts()["raw"] == n * 50

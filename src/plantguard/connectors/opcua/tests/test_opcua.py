@@ -158,7 +158,7 @@ def start_platform(data_dir, conn: dict) -> Platform:
 
 
 def link(p: Platform) -> dict:
-    return next(iter(p.health()["sources"]["ua1"]["links"].values()))
+    return next(iter(p.services.status.health()["sources"]["ua1"]["links"].values()))
 
 
 def tasks(p: Platform) -> int:
@@ -171,7 +171,7 @@ def tasks(p: Platform) -> int:
 
 
 def series(p: Platform, point: str):
-    return p.query_raw(f"{DEVICE}/{point}", 0, FAR)
+    return p.services.telemetry.query_raw(f"{DEVICE}/{point}", 0, FAR)
 
 
 def has_value(p: Platform, point: str, v: float) -> bool:

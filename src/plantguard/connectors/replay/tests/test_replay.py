@@ -238,5 +238,5 @@ def test_platform_starts_replay_from_the_configuration(tmp_path):
     with Platform(parse_config(doc), alarms=False) as platform:
         (conn,) = [s for s in platform.sources if isinstance(s, ReplayConnector)]
         assert conn.finished.wait(20)
-        assert platform.health()["sources"]["pump-rec"]["replay"]["rows_played"] == 300
+        assert platform.services.status.health()["sources"]["pump-rec"]["replay"]["rows_played"] == 300
     assert all(len(a) == 300 for a in stored(tmp_path).values())

@@ -53,7 +53,7 @@ def config(data_dir, broker, **extra) -> dict:
 def platform(mosquitto, tmp_path):
     p = Platform(parse_config(config(tmp_path / "data", mosquitto))).start()
     try:
-        wait_for(lambda: p.health()["sources"]["spb"]["connected"], "the Sparkplug connector to connect")
+        wait_for(lambda: p.services.status.health()["sources"]["spb"]["connected"], "the Sparkplug connector to connect")
         yield p
     finally:
         p.stop()
@@ -76,7 +76,7 @@ def connector(p: Platform) -> SparkplugConnector:
 
 
 def health(p: Platform) -> dict:
-    return p.health()["sources"]["spb"]
+    return p.services.status.health()["sources"]["spb"]
 
 
 def settled(p: Platform, messages: int) -> bool:
@@ -87,7 +87,7 @@ def settled(p: Platform, messages: int) -> bool:
 
 
 def values(p: Platform, tag: str) -> list[tuple[int, float, int]]:
-    s = p.query_raw(tag, 0, FAR)
+    s = p.services.telemetry.query_raw(tag, 0, FAR)
     return list(zip(s.ts.tolist(), s.value.tolist(), s.quality.tolist()))
 
 
@@ -195,7 +195,7 @@ def test_death_marks_offline_and_latest_values_bad(platform, edge):
     node = health(platform)["nodes"]["G1/N1"]
     assert node["online"] and not node["devices"]["Drive"]["online"]
     assert values(platform, f"{DEV_PATH}/Motor_Speed")[-1] == ((t0 + 20) * 1000, 900.0, 2)
-    assert platform.latest([f"{DEV_PATH}/Running"])[f"{DEV_PATH}/Running"]["quality"] == 2
+    assert platform.services.telemetry.latest([f"{DEV_PATH}/Running"])[f"{DEV_PATH}/Running"]["quality"] == 2
 
     edge.send("DBIRTH", [Metric(name="Motor/Speed", alias=10, datatype=T.Int32, value=950)], device="Drive", ts=t0 + 30)
     edge.bd_seq = 7  # the will of an older session must not kill the current one
@@ -207,7 +207,7 @@ def test_death_marks_offline_and_latest_values_bad(platform, edge):
     wait_for(lambda: settled(platform, 7), "messages stored")
     node = health(platform)["nodes"]["G1/N1"]
     assert not node["online"] and not node["devices"]["Drive"]["online"] and node["deaths"] == 1
-    latest = platform.latest([f"{NODE_PATH}/p0", f"{NODE_PATH}/p1", f"{DEV_PATH}/Motor_Speed", f"{DEV_PATH}/Running"])
+    latest = platform.services.telemetry.latest([f"{NODE_PATH}/p0", f"{NODE_PATH}/p1", f"{DEV_PATH}/Motor_Speed", f"{DEV_PATH}/Running"])
     assert latest[f"{NODE_PATH}/p0"] == {"ts": (t0 + 50) * 1000, "value": 20.5, "quality": 2}
     assert latest[f"{DEV_PATH}/Motor_Speed"] == {"ts": (t0 + 50) * 1000, "value": 950.0, "quality": 2}
     assert all(v["quality"] == 2 for v in latest.values())

@@ -3,6 +3,8 @@ login page. Thin: everything is in plantguard.security."""
 
 from __future__ import annotations
 
+from plantguard.services import Services
+
 import hmac
 
 
@@ -12,12 +14,12 @@ from fastapi import APIRouter, Form, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from plantguard.api.deps import ActorDep, PlatformDep
+from plantguard.api.deps import ActorDep, ServicesDep
 from plantguard.api.errors import ERROR_RESPONSES
 from plantguard.api.permissions import CSRF_HEADER, SESSION_COOKIE, principal_of, require
 from plantguard.errors import TooManyAttempts, Unauthenticated, Unavailable
 from plantguard.security.accounts import User
-from plantguard.security.roles import Permission, Role
+from plantguard.domain.roles import Permission, Role
 
 router = APIRouter(tags=["security"])
 pages = APIRouter(include_in_schema=False)
@@ -77,8 +79,8 @@ class TokenPublic(BaseModel):
     token: str | None = Field(None, description="the secret, shown once when the token is created")
 
 
-def _accounts(platform):
-    acc = getattr(platform, "security", None)
+def _accounts(svc):
+    acc = svc.accounts
     if acc is None:
         raise Unavailable("security is not set up on this platform")
     return acc
@@ -88,8 +90,8 @@ def _address(request: Request) -> str:
     return request.client.host if request.client else "unknown"
 
 
-def _set_session(response: Response, request: Request, secret: str, platform) -> None:
-    s = _accounts(platform).settings
+def _set_session(response: Response, request: Request, secret: str, svc) -> None:
+    s = _accounts(svc).settings
     response.set_cookie(SESSION_COOKIE, secret, max_age=int(s.session_max), httponly=True, samesite="lax",
                         secure=request.url.scheme == "https", path="/")
 
@@ -104,28 +106,28 @@ def _me(p) -> dict:
 # -- sessions -------------------------------------------------------------------------------------------------------
 @router.post("/auth/login", response_model=MePublic, responses={**ERROR_RESPONSES, 401: {}, 429: {}},
              dependencies=[require(Permission.PUBLIC)])
-def login(body: LoginBody, request: Request, platform: PlatformDep) -> Any:
+def login(body: LoginBody, request: Request, svc: ServicesDep) -> Any:
     """Starts a dashboard session (an HttpOnly cookie); the answer carries the CSRF token state-changing
     requests must send in X-CSRF-Token."""
-    secret, p = _accounts(platform).login(body.user, body.password, totp=body.totp, address=_address(request))
+    secret, p = _accounts(svc).login(body.user, body.password, totp=body.totp, address=_address(request))
     resp = JSONResponse(_me(p))
-    _set_session(resp, request, secret, platform)
+    _set_session(resp, request, secret, svc)
     return resp
 
 
 @router.post("/auth/logout", status_code=204, response_class=Response, dependencies=[require(Permission.PUBLIC)])
-def logout(request: Request, platform: PlatformDep) -> Response:
-    _end_session(request, platform, request.headers.get(CSRF_HEADER) or "")
+def logout(request: Request, svc: ServicesDep) -> Response:
+    _end_session(request, svc, request.headers.get(CSRF_HEADER) or "")
     resp = Response(status_code=204)
     resp.delete_cookie(SESSION_COOKIE, path="/")
     return resp
 
 
-def _end_session(request: Request, platform, csrf_sent: str) -> None:
+def _end_session(request: Request, svc, csrf_sent: str) -> None:
     """Ends the request's session when it carries that session's CSRF token (another site cannot log you out)."""
     p = principal_of(request)
     if p.via == "session" and p.csrf and hmac.compare_digest(csrf_sent, p.csrf):
-        _accounts(platform).logout(request.cookies.get(SESSION_COOKIE))
+        _accounts(svc).logout(request.cookies.get(SESSION_COOKIE))
 
 
 @router.get("/auth/me", response_model=MePublic, dependencies=[require(Permission.PUBLIC)])
@@ -138,18 +140,18 @@ ADMIN = [require(Permission.USERS_MANAGE)]
 
 
 @router.get("/users", response_model=list[User], dependencies=ADMIN)
-def list_users(platform: PlatformDep) -> Any:
-    return _accounts(platform).users()
+def list_users(svc: ServicesDep) -> Any:
+    return _accounts(svc).users()
 
 
 @router.post("/users", response_model=User, status_code=201, responses=ERROR_RESPONSES, dependencies=ADMIN)
-def create_user(body: UserCreate, platform: PlatformDep, actor: ActorDep) -> Any:
-    return _accounts(platform).create_user(body.name, body.role, body.password, actor)
+def create_user(body: UserCreate, svc: ServicesDep, actor: ActorDep) -> Any:
+    return _accounts(svc).create_user(body.name, body.role, body.password, actor)
 
 
 @router.patch("/users/{name}", response_model=User, responses=ERROR_RESPONSES, dependencies=ADMIN)
-def update_user(name: str, body: UserUpdate, platform: PlatformDep, actor: ActorDep) -> Any:
-    acc = _accounts(platform)
+def update_user(name: str, body: UserUpdate, svc: ServicesDep, actor: ActorDep) -> Any:
+    acc = _accounts(svc)
     if body.password is not None:
         acc.set_password(name, body.password, actor)
     if body.role is not None:
@@ -166,20 +168,20 @@ def _token(t, secret: str | None = None) -> dict:
 
 
 @router.get("/tokens", response_model=list[TokenPublic], dependencies=ADMIN)
-def list_tokens(platform: PlatformDep, owner: Annotated[str | None, Query(max_length=64)] = None) -> Any:
-    return [_token(t) for t in _accounts(platform).tokens(owner)]
+def list_tokens(svc: ServicesDep, owner: Annotated[str | None, Query(max_length=64)] = None) -> Any:
+    return [_token(t) for t in _accounts(svc).tokens(owner)]
 
 
 @router.post("/tokens", response_model=TokenPublic, status_code=201, responses=ERROR_RESPONSES, dependencies=ADMIN)
-def create_token(body: TokenCreate, platform: PlatformDep, actor: ActorDep) -> Any:
-    secret, t = _accounts(platform).create_token(body.owner, body.name, scopes=[s.value for s in body.scopes] if body.scopes else None,
+def create_token(body: TokenCreate, svc: ServicesDep, actor: ActorDep) -> Any:
+    secret, t = _accounts(svc).create_token(body.owner, body.name, scopes=[s.value for s in body.scopes] if body.scopes else None,
                                                  days=body.days, device=body.device, actor=actor)
     return _token(t, secret)
 
 
 @router.delete("/tokens/{token_id}", response_model=TokenPublic, responses=ERROR_RESPONSES, dependencies=ADMIN)
-def revoke_token(token_id: Annotated[str, Field(max_length=32)], platform: PlatformDep, actor: ActorDep) -> Any:
-    return _token(_accounts(platform).revoke_token(token_id, actor))
+def revoke_token(token_id: Annotated[str, Field(max_length=32)], svc: ServicesDep, actor: ActorDep) -> Any:
+    return _token(_accounts(svc).revoke_token(token_id, actor))
 
 
 # -- the audit log ----------------------------------------------------------------------------------------------------
@@ -194,74 +196,74 @@ class AuditEntryPublic(BaseModel):
 
 
 @router.get("/audit", response_model=list[AuditEntryPublic], dependencies=[require(Permission.AUDIT_READ)])
-def audit_entries(platform: PlatformDep, since: Annotated[int, Query(ge=0, le=2**62)] = 0,
+def audit_entries(svc: ServicesDep, since: Annotated[int, Query(ge=0, le=2**62)] = 0,
                   limit: Annotated[int, Query(ge=1, le=10_000)] = 1000) -> Any:
     """Entries from sequence number `since`, oldest first."""
-    return [e.as_dict() for e in platform.services.audit.entries(since, limit)]
+    return [e.as_dict() for e in svc.audit.entries(since, limit)]
 
 
 @router.get("/audit/verify", dependencies=[require(Permission.AUDIT_READ)])
-def audit_verify(platform: PlatformDep) -> Any:
+def audit_verify(svc: ServicesDep) -> Any:
     """Checks the stored log against its witness file now (as `plantguard audit verify` does offline)."""
-    return platform.services.audit.verify_now().__dict__
+    return svc.audit.verify_now().__dict__
 
 
 # -- the login page ---------------------------------------------------------------------------------------------------
 @pages.get("/login", response_class=HTMLResponse, dependencies=[require(Permission.PUBLIC)])
-def login_page(request: Request, platform: PlatformDep, link: Annotated[str | None, Query(max_length=128)] = None,
+def login_page(request: Request, svc: ServicesDep, link: Annotated[str | None, Query(max_length=128)] = None,
                next: Annotated[str, Query(max_length=2048)] = "/") -> Response:
     """The login form; `?link=pgl_...` redeems a one-time login link (the demo prints one) instead."""
     target = next if next.startswith("/") and not next.startswith("//") else "/"
     if link:
         try:
-            secret, _p = _accounts(platform).redeem_link(link, address=_address(request))
+            secret, _p = _accounts(svc).redeem_link(link, address=_address(request))
         except Unauthenticated as e:
-            return _login_form(request, platform, target, str(e), status_code=401)
+            return _login_form(request, svc, target, str(e), status_code=401)
         resp = RedirectResponse(target, status_code=303)
-        _set_session(resp, request, secret, platform)
+        _set_session(resp, request, secret, svc)
         return resp
-    return _login_form(request, platform, target)
+    return _login_form(request, svc, target)
 
 
 @pages.post("/login", response_class=HTMLResponse, dependencies=[require(Permission.PUBLIC)])
-def login_form_post(request: Request, platform: PlatformDep, user: Annotated[str, Form(max_length=64)],
+def login_form_post(request: Request, svc: ServicesDep, user: Annotated[str, Form(max_length=64)],
                     password: Annotated[str, Form(max_length=MAX_TEXT)], csrf: Annotated[str, Form(max_length=128)],
                     totp: Annotated[str | None, Form(max_length=16)] = None,
                     next: Annotated[str, Form(max_length=2048)] = "/") -> Response:
     target = next if next.startswith("/") and not next.startswith("//") else "/"
     cookie = request.cookies.get(LOGIN_CSRF_COOKIE) or ""
     if not cookie or not hmac.compare_digest(cookie, csrf):  # login CSRF: the form must come from this site
-        return _login_form(request, platform, target, "the form expired: try again", status_code=400)
+        return _login_form(request, svc, target, "the form expired: try again", status_code=400)
     try:
-        secret, _p = _accounts(platform).login(user, password, totp=totp or None, address=_address(request))
+        secret, _p = _accounts(svc).login(user, password, totp=totp or None, address=_address(request))
     except TooManyAttempts as e:
-        return _login_form(request, platform, target, f"{e} (in {e.retry_after} s)", status_code=429)
+        return _login_form(request, svc, target, f"{e} (in {e.retry_after} s)", status_code=429)
     except Unauthenticated as e:  # the form again, with the reason (a page, not an API answer)
-        return _login_form(request, platform, target, str(e))
+        return _login_form(request, svc, target, str(e))
     resp = RedirectResponse(target, status_code=303)
-    _set_session(resp, request, secret, platform)  # always a new session id: a planted cookie is replaced
+    _set_session(resp, request, secret, svc)  # always a new session id: a planted cookie is replaced
     resp.delete_cookie(LOGIN_CSRF_COOKIE, path="/login")
     return resp
 
 
 @pages.post("/logout", dependencies=[require(Permission.PUBLIC)])
-async def logout_form(request: Request, platform: PlatformDep) -> Response:
+async def logout_form(request: Request, svc: ServicesDep) -> Response:
     """The dashboard's log-out button (a form with the session's CSRF token)."""
     form = await request.form()
-    _end_session(request, platform, str(form.get("csrf") or ""))
+    _end_session(request, svc, str(form.get("csrf") or ""))
     resp = RedirectResponse("/login", status_code=303)
     resp.delete_cookie(SESSION_COOKIE, path="/")
     return resp
 
 
-def _login_form(request: Request, platform, target: str, error: str | None = None, status_code: int = 200) -> Response:
+def _login_form(request: Request, svc, target: str, error: str | None = None, status_code: int = 200) -> Response:
     import secrets
 
     from plantguard.web.routes import templates, plant_name
 
     token = secrets.token_urlsafe(24)
     resp = templates.TemplateResponse(request, "login.html", {"error": error, "next": target, "csrf": token,
-                                                              "plant_name": plant_name(platform)}, status_code=status_code)
+                                                              "plant_name": plant_name(svc)}, status_code=status_code)
     resp.set_cookie(LOGIN_CSRF_COOKIE, token, max_age=3600, httponly=True, samesite="strict",
                     secure=request.url.scheme == "https", path="/login")
     return resp

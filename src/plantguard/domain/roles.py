@@ -9,7 +9,10 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from enum import Enum
+
+from plantguard.domain.actor import Actor
 
 
 class Permission(str, Enum):
@@ -54,3 +57,26 @@ def parse_scopes(scopes: list[str] | tuple[str, ...] | None, role: Role | str) -
         extra = ", ".join(sorted(p.value for p in wanted - allowed))
         raise ValueError(f"a {Role(role).value} cannot grant {extra}")
     return frozenset(wanted)
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who a request comes from, and what they may do."""
+
+    actor: Actor
+    role: Role | None
+    permissions: frozenset[Permission]
+    via: str  # session, token, none
+    csrf: str | None = None  # a session's CSRF token (state-changing requests must echo it)
+    device: str | None = None
+    session_hash: str | None = None
+
+    def can(self, p: Permission) -> bool:
+        return p is Permission.PUBLIC or p in self.permissions
+
+    @property
+    def name(self) -> str:
+        return self.actor.name
+
+
+ANONYMOUS = Principal(Actor.system("anonymous"), None, frozenset(), "none")

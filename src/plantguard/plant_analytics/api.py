@@ -7,6 +7,8 @@ responses are ISO 8601 UTC with epoch milliseconds alongside, as in /telemetry.
 
 from __future__ import annotations
 
+from plantguard.services import Services
+
 from typing import Annotated, Any, Literal
 
 import numpy as np
@@ -14,13 +16,13 @@ import orjson
 from fastapi import APIRouter, Query, Response
 from pydantic import BaseModel, Field
 
-from plantguard.api.deps import PlatformDep
+from plantguard.api.deps import ServicesDep
 from plantguard.api.errors import ERROR_RESPONSES
 from plantguard.api.timeparams import iso, iso_array, ms, ms_array, time_range
 from plantguard.domain.analytics import KINDS
 from plantguard.services._base import _plain
 from plantguard.api.permissions import require
-from plantguard.security.roles import Permission
+from plantguard.domain.roles import Permission
 
 router = APIRouter(prefix="/analytics", tags=["analytics"], dependencies=[require(Permission.READ)])
 
@@ -71,15 +73,15 @@ def _event(e) -> dict:
 
 
 @router.get("", responses=ERROR_RESPONSES)
-def analytics_overview(platform: PlatformDep) -> Any:
+def analytics_overview(svc: ServicesDep) -> Any:
     """Live state of every configured analytic: SPC status and limits per point, anomaly state per point and
     asset, and the latest remaining-useful-life estimate per asset."""
-    return _json(platform.analytics_live())
+    return _json(svc.analytics.live())
 
 
 @router.get("/events", response_model=AnalyticsEventListPublic, responses=ERROR_RESPONSES)
 def list_analytics_events(
-    platform: PlatformDep,
+    svc: ServicesDep,
     kind: Annotated[Literal[KINDS] | None, Query(description="spc, anomaly or rul")] = None,  # type: ignore[valid-type]
     key: Annotated[str | None, Query(description="a result key, or a prefix ending at a path boundary (e.g. anomaly/site/area/line/asset)")] = None,
     start: StartQ = None,
@@ -87,14 +89,14 @@ def list_analytics_events(
     limit: Annotated[int, Query(ge=1, le=10_000)] = 200,
 ) -> Any:
     """Rule violations, anomaly starts and ends, predictive alerts: newest first."""
-    s, e = time_range(start, end, platform.clock(), default_start="now-30d")
-    rows = [_event(x) for x in platform.services.analytics.events(kind=kind, key=key, since=s, until=e, limit=limit)]
+    s, e = time_range(start, end, svc.clock(), default_start="now-30d")
+    rows = [_event(x) for x in svc.analytics.events(kind=kind, key=key, since=s, until=e, limit=limit)]
     return _json({"data": rows, "count": len(rows)})
 
 
 @router.get("/series", response_model=DerivedSeriesPublic, responses=ERROR_RESPONSES)
 def get_analytics_series(
-    platform: PlatformDep,
+    svc: ServicesDep,
     key: Annotated[str, Query(description="ewma/<tag>, anomaly/<tag or asset>, rul/<asset>")],
     start: StartQ = None,
     end: EndQ = None,
@@ -102,8 +104,8 @@ def get_analytics_series(
     agg: Literal["max", "min", "avg", "last"] = "max",
 ) -> Any:
     """A derived series: anomaly scores (0..1), EWMA statistics, RUL estimates in seconds with their interval."""
-    s, e = time_range(start, end, platform.clock(), default_start="now-24h")
-    d = platform.services.analytics.series(key, s, e, buckets=buckets, agg=agg)
+    s, e = time_range(start, end, svc.clock(), default_start="now-24h")
+    d = svc.analytics.series(key, s, e, buckets=buckets, agg=agg)
 
     def nz(a):
         return [None if not np.isfinite(x) else float(x) for x in a]
@@ -115,25 +117,25 @@ def get_analytics_series(
 
 @router.get("/spc", responses=ERROR_RESPONSES)
 def get_spc(
-    platform: PlatformDep,
+    svc: ServicesDep,
     point: Annotated[str, Query(description="the point's tag")],
     start: StartQ = None,
     end: EndQ = None,
 ) -> Any:
     """A point's SPC: status, control limits (individuals, EWMA, CUSUM), process capability (Cp, Cpk, Pp, Ppk
     with confidence intervals) over the window against its spec limits, and the violations in the window."""
-    s, e = time_range(start, end, platform.clock(), default_start="now-24h")
-    out = platform.services.analytics.spc_report(point, s, e)
+    s, e = time_range(start, end, svc.clock(), default_start="now-24h")
+    out = svc.analytics.spc_report(point, s, e)
     out["violations"] = [{**v, "ts": iso(v["ts"]), "ts_ms": ms(v["ts"])} for v in out["violations"]]
     out.update(start=iso(s), end=iso(e))
     return _json(out)
 
 
 @router.get("/rul", responses=ERROR_RESPONSES)
-def get_rul(platform: PlatformDep, asset: Annotated[str, Query(description="asset path site/area/line/asset")]) -> Any:
+def get_rul(svc: ServicesDep, asset: Annotated[str, Query(description="asset path site/area/line/asset")]) -> Any:
     """The asset's latest remaining-useful-life estimate (seconds, with its interval) and whether the predictive
     maintenance alert is on."""
-    a = platform.analytics_live()["assets"].get(asset)
+    a = svc.analytics.live()["assets"].get(asset)
     if a is None or "rul" not in a:
         from plantguard.errors import NotFound
 
@@ -146,7 +148,7 @@ def get_rul(platform: PlatformDep, asset: Annotated[str, Query(description="asse
 
 @router.get("/oee", responses=ERROR_RESPONSES)
 def get_oee(
-    platform: PlatformDep,
+    svc: ServicesDep,
     line: Annotated[str, Query(description="line path site/area/line")],
     start: StartQ = None,
     end: EndQ = None,
@@ -154,8 +156,8 @@ def get_oee(
 ) -> Any:
     """OEE = availability x performance x quality per period, with the six big losses in seconds; planned stops
     excluded; periods follow the site's shift calendar and time zone."""
-    s, e = time_range(start, end, platform.clock(), default_start="now-24h")
-    out = platform.services.performance.oee(line, s, e, by)
+    s, e = time_range(start, end, svc.clock(), default_start="now-24h")
+    out = svc.performance.oee(line, s, e, by)
     for r in out["periods"] + [out["total"]]:
         r["start"], r["end"] = iso(r["start_us"]), iso(r["end_us"])
     return _json(out)
@@ -163,12 +165,12 @@ def get_oee(
 
 @router.get("/kpi", responses=ERROR_RESPONSES)
 def get_kpi(
-    platform: PlatformDep,
+    svc: ServicesDep,
     asset: Annotated[str, Query(description="asset path site/area/line/asset")],
     start: StartQ = None,
     end: EndQ = None,
 ) -> Any:
     """Maintenance KPIs (MTBF, MTTR, availability; MTBF as a lower bound while nothing failed) and quality KPIs
     (defect rate, first-pass yield) of one machine."""
-    s, e = time_range(start, end, platform.clock(), default_start="now-30d")
-    return _json({**platform.services.performance.maintenance_kpis(asset, s, e), "start": iso(s), "end": iso(e)})
+    s, e = time_range(start, end, svc.clock(), default_start="now-30d")
+    return _json({**svc.performance.maintenance_kpis(asset, s, e), "start": iso(s), "end": iso(e)})

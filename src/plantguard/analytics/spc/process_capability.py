@@ -36,7 +36,7 @@ class Interval:
 
 
 @dataclass(frozen=True)
-class Capability:
+class ProcessCapability:
     n: int
     mean: float
     sigma_within: float
@@ -108,7 +108,7 @@ def within_sigma(values, subgroup_size: int = 1, method: str = "r") -> tuple[flo
 
 def capability(values, lsl: float | None = None, usl: float | None = None, *, subgroup_size: int = 1,
                method: str = "r", sigma_within: float | None = None, target: float | None = None,
-               level: float = 0.95) -> Capability:
+               level: float = 0.95) -> ProcessCapability:
     """Capability indices of `values` (1-D individual values, or a (k, n) array of subgroups) against spec limits.
 
     Raises InvalidInput when no spec limit is given, USL <= LSL, fewer than 2 valid values, or the spread is 0."""
@@ -137,6 +137,6 @@ def capability(values, lsl: float | None = None, usl: float | None = None, *, su
     cpm = None
     if target is not None and lsl is not None and usl is not None:
         cpm = (usl - lsl) / (6 * math.sqrt(so * so + (mean - target) ** 2))
-    return Capability(n, mean, sw, so, how, lsl, usl, target, cp, cpu, cpl, cpk, pp, ppu, ppl, ppk, cpm,
+    return ProcessCapability(n, mean, sw, so, how, lsl, usl, target, cp, cpu, cpl, cpk, pp, ppu, ppl, ppk, cpm,
                       cp_interval(cp, n, level) if cp is not None else None, cpk_interval(cpk, n, level),
                       cp_interval(pp, n, level) if pp is not None else None, cpk_interval(ppk, n, level))

@@ -6,6 +6,8 @@ Alarm ids are '<tag>:<condition>' and contain slashes, hence the ':path' paramet
 
 from __future__ import annotations
 
+from plantguard.services import Services
+
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Path, Query
@@ -14,14 +16,14 @@ from pydantic import BaseModel, Field
 from plantguard.domain.actor import Actor
 from plantguard.domain.alarms import AlarmRecord, AlarmState
 from plantguard.errors import Forbidden, InvalidInput
-from plantguard.runtime import Platform
 from plantguard.timeutil import parse_duration_us
 
-from plantguard.api.deps import ActorDep, PlatformDep
+from plantguard.api.deps import ActorDep, ServicesDep
 from plantguard.api.permissions import require
-from plantguard.security.roles import Permission
+from plantguard.domain.roles import Permission
 from plantguard.api.errors import ERROR_RESPONSES, ErrorPublic, Unavailable
 from plantguard.api.timeparams import iso
+from plantguard.api.views import alarm_public
 
 router = APIRouter(prefix="/alarms", tags=["alarms"])
 READ = [require(Permission.READ)]  # per route: a router-wide READ would also bind the operator-only routes
@@ -94,74 +96,63 @@ def _as(actor: Actor, named: str | None) -> Actor:
     return actor
 
 
-_TIMES = ("raised_at", "returned_at", "acked_at", "shelved_at", "shelved_until", "updated_at")
+def _alarms(svc: Services):
+    return svc.alarms
 
 
-def _public(rec: AlarmRecord) -> dict:
-    d = rec.as_dict()
-    d.pop("extra", None)
-    for k in _TIMES:
-        d[k] = iso(d[k]) if d[k] else None
-    return d
+def alarm_events(svc: Services, alarm_id: str, limit: int) -> list[dict]:
+    return [{**ev.__dict__, "at": iso(ev.at)} for ev in _alarms(svc).history(alarm_id, limit)]
 
 
-def _alarms(platform: Platform):
-    return platform.services.alarms
-
-
-def alarm_events(platform: Platform, alarm_id: str, limit: int) -> list[dict]:
-    return [{**ev.__dict__, "at": iso(ev.at)} for ev in _alarms(platform).history(alarm_id, limit)]
-
-
-def shelve(platform: Platform, alarm_id: str, body: AlarmShelve, actor: Actor) -> AlarmRecord:
+def shelve(svc: Services, alarm_id: str, body: AlarmShelve, actor: Actor) -> AlarmRecord:
     try:
         duration_us = parse_duration_us(body.duration)
     except ValueError as e:
         raise InvalidInput(f"duration: {e}") from None
-    return _alarms(platform).shelve(alarm_id, actor, duration_us, body.reason)
+    return _alarms(svc).shelve(alarm_id, actor, duration_us, body.reason)
 
 
 @router.get("", response_model=AlarmsPublic, responses=ALARM_ERRORS, dependencies=READ)
 def list_alarms(
-    platform: PlatformDep,
+    svc: ServicesDep,
     state: AlarmState | None = None,
     priority: Literal["low", "medium", "high", "urgent"] | None = None,
     active: bool | None = None,
     prefix: Annotated[str | None, Query(description="only alarms of tags starting with this")] = None,
 ) -> Any:
     """Alarms, most urgent first, then newest first."""
-    if not _alarms(platform).enabled:
+    if not _alarms(svc).enabled:
         raise Unavailable("the alarm engine is disabled on this platform")
-    rows = [_public(r) for r in _alarms(platform).list(state=state, priority=priority, active=active, tag_prefix=prefix)]
+    rows = [alarm_public(r) for r in _alarms(svc).list(state=state, priority=priority, active=active, tag_prefix=prefix)]
     return {"data": rows, "count": len(rows)}
 
 
 @router.get("/{alarm_id:path}/events", response_model=AlarmEventsPublic, responses=ALARM_ERRORS, dependencies=READ)
-def list_alarm_events(platform: PlatformDep, alarm_id: AlarmId,
+def list_alarm_events(svc: ServicesDep, alarm_id: AlarmId,
                       limit: Annotated[int, Query(ge=1, le=MAX_EVENTS)] = 1000) -> Any:
     """The alarm's history, newest first."""
-    rows = alarm_events(platform, alarm_id, limit)
+    rows = alarm_events(svc, alarm_id, limit)
     return {"data": rows, "count": len(rows)}
 
 
 @router.post("/{alarm_id:path}/ack", response_model=AlarmPublic, responses=ALARM_ERRORS, dependencies=OPERATE)
-def acknowledge_alarm(platform: PlatformDep, alarm_id: AlarmId, body: AlarmAck, actor: ActorDep) -> Any:
+def acknowledge_alarm(svc: ServicesDep, alarm_id: AlarmId, body: AlarmAck, actor: ActorDep) -> Any:
     """Acknowledges an unacknowledged (or returned-to-normal) alarm."""
-    return _public(_alarms(platform).acknowledge(alarm_id, _as(actor, body.user), body.note))
+    return alarm_public(_alarms(svc).acknowledge(alarm_id, _as(actor, body.user), body.note))
 
 
 @router.post("/{alarm_id:path}/shelve", response_model=AlarmPublic, responses=ALARM_ERRORS, dependencies=OPERATE)
-def shelve_alarm(platform: PlatformDep, alarm_id: AlarmId, body: AlarmShelve, actor: ActorDep) -> Any:
+def shelve_alarm(svc: ServicesDep, alarm_id: AlarmId, body: AlarmShelve, actor: ActorDep) -> Any:
     """Suppresses an alarm for a while (it unshelves itself when the time is up)."""
-    return _public(shelve(platform, alarm_id, body, _as(actor, body.user)))
+    return alarm_public(shelve(svc, alarm_id, body, _as(actor, body.user)))
 
 
 @router.post("/{alarm_id:path}/unshelve", response_model=AlarmPublic, responses=ALARM_ERRORS, dependencies=OPERATE)
-def unshelve_alarm(platform: PlatformDep, alarm_id: AlarmId, body: AlarmUnshelve, actor: ActorDep) -> Any:
+def unshelve_alarm(svc: ServicesDep, alarm_id: AlarmId, body: AlarmUnshelve, actor: ActorDep) -> Any:
     """Ends a shelve early."""
-    return _public(_alarms(platform).unshelve(alarm_id, _as(actor, body.user)))
+    return alarm_public(_alarms(svc).unshelve(alarm_id, _as(actor, body.user)))
 
 
 @router.get("/{alarm_id:path}", response_model=AlarmPublic, responses=ALARM_ERRORS, dependencies=READ)
-def get_alarm(platform: PlatformDep, alarm_id: AlarmId) -> Any:
-    return _public(_alarms(platform).get(alarm_id))
+def get_alarm(svc: ServicesDep, alarm_id: AlarmId) -> Any:
+    return alarm_public(_alarms(svc).get(alarm_id))

@@ -10,30 +10,11 @@ from typing import Optional
 
 import typer
 
-from typing import Annotated
-
+from plantguard.cli.common import EXIT_FAILED, EXIT_USAGE, ConfigOpt, DataDirOpt, _errors, _fail, _load, _services
 from plantguard.domain.actor import Actor
 
 users_app = typer.Typer(help="User accounts and API tokens (see docs/security.md).", no_args_is_help=True)
 audit_app = typer.Typer(help="The tamper-evident audit log.", no_args_is_help=True)
-ConfigOpt = Annotated[Optional[Path], typer.Option("--config", "-c", help="Configuration file naming the store.")]
-DataDirOpt = Annotated[Optional[Path], typer.Option(help="Embedded store directory (instead of --config).")]
-EXIT_FAILED, EXIT_USAGE = 1, 2
-
-
-def _m():
-    """The shared command helpers (imported late: plantguard.cli.main registers these commands)."""
-    from plantguard.cli import main
-
-    return main
-
-
-def _platform(config, data_dir):
-    return _m()._platform(config, data_dir)
-
-
-def _fail(message: str, code: int = EXIT_FAILED):
-    return _m()._fail(message, code)
 
 
 def _password(env: Optional[str]) -> str:
@@ -51,16 +32,16 @@ def users_add(name: str = typer.Argument(..., help="User name."),
               password_env: Optional[str] = typer.Option(None, help="Read the password from this environment variable (else it is asked)."),
               config: ConfigOpt = None, data_dir: DataDirOpt = None) -> None:
     """Create a user."""
-    with _platform(config, data_dir) as p:
-        u = p.security.create_user(name, role, _password(password_env), Actor.cli())
+    with _services(config, data_dir) as p:
+        u = p.accounts.create_user(name, role, _password(password_env), Actor.cli())
     typer.echo(f"created {u.name} ({u.role.value})")
 
 
 @users_app.command("list")
 def users_list(config: ConfigOpt = None, data_dir: DataDirOpt = None) -> None:
     """Users with their role, second factor and state."""
-    with _platform(config, data_dir) as p:
-        for u in p.security.users():
+    with _services(config, data_dir) as p:
+        for u in p.accounts.users():
             typer.echo(f"{u.name}\t{u.role.value}\t{'mfa' if u.mfa else 'no-mfa'}\t{'disabled' if u.disabled else 'enabled'}")
 
 
@@ -68,8 +49,8 @@ def users_list(config: ConfigOpt = None, data_dir: DataDirOpt = None) -> None:
 def users_passwd(name: str = typer.Argument(...), password_env: Optional[str] = typer.Option(None),
                  config: ConfigOpt = None, data_dir: DataDirOpt = None) -> None:
     """Set a user's password (ends the user's sessions)."""
-    with _platform(config, data_dir) as p:
-        p.security.set_password(name, _password(password_env), Actor.cli())
+    with _services(config, data_dir) as p:
+        p.accounts.set_password(name, _password(password_env), Actor.cli())
     typer.echo(f"password of {name} changed")
 
 
@@ -77,10 +58,10 @@ def users_passwd(name: str = typer.Argument(...), password_env: Optional[str] = 
 def users_mfa(name: str = typer.Argument(...), config: ConfigOpt = None, data_dir: DataDirOpt = None) -> None:
     """Enrol a user's TOTP second factor at the machine (needed before a user of a role in security.mfa_roles,
     the first admin included, can log in): shows the otpauth URI for the authenticator app, then asks a code."""
-    with _platform(config, data_dir) as p:
-        uri = p.security.start_totp(name, Actor.cli())
+    with _services(config, data_dir) as p:
+        uri = p.accounts.start_totp(name, Actor.cli())
         typer.echo(f"add this to the authenticator app (or make a QR code of it):\n  {uri}")
-        p.security.confirm_totp(name, typer.prompt("code shown by the app"), Actor.cli())
+        p.accounts.confirm_totp(name, typer.prompt("code shown by the app"), Actor.cli())
     typer.echo(f"second factor of {name} enabled")
 
 
@@ -92,8 +73,8 @@ def users_token(owner: str = typer.Argument(..., help="The user the token acts f
                 device: Optional[str] = typer.Option(None, help="A device path, or the asset/line/area/site a gateway serves: the token may only send readings under it."),
                 config: ConfigOpt = None, data_dir: DataDirOpt = None) -> None:
     """Create an API token; its secret is printed once."""
-    with _platform(config, data_dir) as p:
-        secret, t = p.security.create_token(owner, name, scopes=scope or None, days=days, device=device, actor=Actor.cli())
+    with _services(config, data_dir) as p:
+        secret, t = p.accounts.create_token(owner, name, scopes=scope or None, days=days, device=device, actor=Actor.cli())
     typer.echo(secret)
     typer.echo(f"token {t.id} for {t.owner} ({', '.join(t.scopes)}), valid {days} days; shown only now", err=True)
 
@@ -109,10 +90,10 @@ def audit_verify(config: ConfigOpt = None, data_dir: DataDirOpt = None,
 
     if (config is None) == (data_dir is None):
         _fail("give either --config FILE or --data-dir DIR", EXIT_USAGE)
-    with _m()._errors():
+    with _errors():
         storage = witness_default = None
         if config is not None:
-            cfg = _m()._load(config)
+            cfg = _load(config)
             storage = cfg.storage
             sec = cfg.section("security")
             witness_default = sec.audit_witness if sec is not None else None
@@ -146,8 +127,8 @@ def audit_devices(config: ConfigOpt = None, data_dir: DataDirOpt = None,
     for name, v in (("--min-severity", min_severity), ("--fail-on", fail_on)):
         if v is not None and v not in SEVERITY_ORDER:
             _fail(f"{name} is one of {', '.join(SEVERITY_ORDER)}", EXIT_USAGE)
-    with _platform(config, data_dir) as p:
-        r = p.services.posture.run(Actor.cli(), advisories_dir=advisories)
+    with _services(config, data_dir) as p:
+        r = p.posture.run(Actor.cli(), advisories_dir=advisories)
     floor = SEVERITY_ORDER.index(min_severity)
     shown = [f for f in r.findings if SEVERITY_ORDER.index(f.severity) >= floor]
     if fmt == "json":
@@ -182,8 +163,8 @@ def device_credential(action: str = typer.Argument(..., help="issue, rotate, rev
         _fail("the action is issue, rotate, revoke or list", EXIT_USAGE)
     if action != "list" and not device:
         _fail("give the device path", EXIT_USAGE)
-    with _platform(config, data_dir) as p:
-        creds = p.services.broker_credentials
+    with _services(config, data_dir) as p:
+        creds = p.broker_credentials
         if action == "list":
             for c in creds.credentials(device):
                 state = "revoked" if c.revoked_at else "suspended" if c.suspended else "live"
@@ -223,8 +204,8 @@ def device_certificate(action: str = typer.Argument(..., help="issue, rotate, re
     if action != "list" and not device:
         _fail("give the device path", EXIT_USAGE)
     csr_pem = csr.read_bytes() if csr is not None else None
-    with _platform(config, data_dir) as p:
-        ca = p.services.ca
+    with _services(config, data_dir) as p:
+        ca = p.ca
         if action == "list":
             now = p.clock()
             for c in ca.certificates(device):
@@ -250,8 +231,8 @@ def ca_show(config: ConfigOpt = None, data_dir: DataDirOpt = None) -> None:
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes
 
-    with _platform(config, data_dir) as p:
-        ca = p.services.ca
+    with _services(config, data_dir) as p:
+        ca = p.ca
         cert = x509.load_pem_x509_certificate(ca.ca_pem().encode())
         if not ca.crl_path.exists():
             ca.apply()
@@ -268,8 +249,8 @@ def ca_server_cert(name: str = typer.Argument(..., help="A name for the server, 
                    out: Path = typer.Option(Path("."), help="Directory to write <name>.pem and <name>.key to."),
                    config: ConfigOpt = None, data_dir: DataDirOpt = None) -> None:
     """A TLS server certificate for the broker's listener or the API (api.tls_cert / api.tls_key)."""
-    with _platform(config, data_dir) as p:
-        cert, key = p.services.ca.server(name, host)
+    with _services(config, data_dir) as p:
+        cert, key = p.ca.server(name, host)
     _write_secret(out, name, cert, key)
 
 
@@ -278,8 +259,8 @@ def ca_client_cert(name: str = typer.Argument("plantguard-ingest", help="The cli
                    out: Path = typer.Option(Path("."), help="Directory to write <name>.pem and <name>.key to."),
                    config: ConfigOpt = None, data_dir: DataDirOpt = None) -> None:
     """A client certificate for plantguard's own MQTT connector on a mutual-TLS listener (its `tls:` settings)."""
-    with _platform(config, data_dir) as p:
-        cert, key = p.services.ca.client(name)
+    with _services(config, data_dir) as p:
+        cert, key = p.ca.client(name)
     _write_secret(out, name, cert, key)
 
 
@@ -291,8 +272,8 @@ def ca_listener(port: int = typer.Option(8883, min=1, max=65535), host: str = ty
     """Prints the mosquitto.conf lines of a mutual-TLS listener that takes this CA's device certificates and CRL."""
     from plantguard.security.broker import listener_conf
 
-    with _platform(config, data_dir) as p:
-        ca = p.services.ca
+    with _services(config, data_dir) as p:
+        ca = p.ca
         if not ca.crl_path.exists():
             ca.apply()
         typer.echo(listener_conf(port=port, host=host, ca_file=str(ca.cert_path), cert_file=str(cert.resolve()),
@@ -303,17 +284,17 @@ keys_app = typer.Typer(help="The keys that seal secrets and learned state at res
 
 
 def _rings(p):
-    from plantguard.keys import secrets_ring, state_ring
+    from plantguard.keys import state_ring
 
-    st = p.cfg.storage
-    return {"secrets": secrets_ring(st.data_dir, st.key_dir), "state": state_ring(st.data_dir, st.key_dir)}
+    st = p.model.current().storage
+    return {"secrets": p.accounts.key_ring(), "state": state_ring(st.data_dir, st.key_dir)}
 
 
 @keys_app.command("show")
 def keys_show(config: ConfigOpt = None, data_dir: DataDirOpt = None) -> None:
     """Each key ring: where it is, its key ids (primary first) and which of them stored values use."""
-    with _platform(config, data_dir) as p:
-        in_use = p.security.keys_in_use()
+    with _services(config, data_dir) as p:
+        in_use = p.accounts.keys_in_use()
         for name, ring in _rings(p).items():
             where = ring.path or "the environment"
             ids = ", ".join(f"{k}{' (primary)' if i == 0 else ''}{' in use' if k in in_use else ''}" for i, k in enumerate(ring.kids()))
@@ -324,14 +305,10 @@ def keys_show(config: ConfigOpt = None, data_dir: DataDirOpt = None) -> None:
 def keys_rotate(config: ConfigOpt = None, data_dir: DataDirOpt = None) -> None:
     """A new primary key for each ring; the second-factor secrets are sealed again under it, checkpoints at their
     next save. Older keys stay (backups sealed with them still open) until `keys retire`."""
-    from plantguard.security.sealed import SecretBox
-
-    with _platform(config, data_dir) as p:
-        rings = _rings(p)
-        for name, ring in rings.items():
-            typer.echo(f"{name}: new primary key {ring.rotate()}")
-        p.security.box = SecretBox(rings["secrets"])
-        n = p.security.seal_secrets()
+    with _services(config, data_dir) as p:
+        kid, n = p.accounts.rotate_key()
+        typer.echo(f"secrets: new primary key {kid}")
+        typer.echo(f"state: new primary key {_rings(p)['state'].rotate()}")
         p.audit.record(Actor.cli(), "keys.rotate", "secrets,state", detail={"resealed": n})
     typer.echo(f"sealed {n} second-factor secret(s) again under the new key")
 
@@ -340,8 +317,8 @@ def keys_rotate(config: ConfigOpt = None, data_dir: DataDirOpt = None) -> None:
 def keys_retire(config: ConfigOpt = None, data_dir: DataDirOpt = None) -> None:
     """Drops the older secrets keys that no stored secret uses any more (checkpoint keys stay: a partition's
     checkpoint may not have been saved since the rotation)."""
-    with _platform(config, data_dir) as p:
+    with _services(config, data_dir) as p:
         ring = _rings(p)["secrets"]
-        gone = ring.retire(p.security.keys_in_use())
+        gone = ring.retire(p.accounts.keys_in_use())
         p.audit.record(Actor.cli(), "keys.retire", "secrets", detail={"retired": gone})
     typer.echo(f"retired {len(gone)} key(s){': ' + ', '.join(gone) if gone else ''}")

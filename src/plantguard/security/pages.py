@@ -13,7 +13,7 @@ from fastapi.responses import HTMLResponse
 
 from plantguard.api.permissions import principal_of, require
 from plantguard.errors import PlantguardError
-from plantguard.security.roles import Permission, Role
+from plantguard.domain.roles import Permission, Role
 
 router = APIRouter(include_in_schema=False, dependencies=[require(Permission.READ)])
 SEVERITY_ORDER = ("critical", "high", "medium", "low", "info")
@@ -39,28 +39,33 @@ def _status(e: PlantguardError) -> int:
 
 # -- the security page -----------------------------------------------------------------------------------------------
 def security_context(request: Request) -> dict[str, Any]:
-    platform = request.app.state.platform
+    svc = request.app.state.services
     who = principal_of(request)
-    report = platform.services.posture.run()
+    report = svc.posture.run()
     findings = [{**asdict(f), "evidence_text": json.dumps(f.evidence, default=str)[:400]} for f in report.findings[:500]]
-    facts = platform.services.posture.last_facts  # gathered by the run above, not a second time
+    facts = svc.posture.last_facts  # gathered by the run above, not a second time
     devices = [{"path": f.path, "links": ", ".join(sorted({f"{x['type']} ({x['name']})" for x in f.links})) or "—",
                 "product": " / ".join(str(f.inventory.get(k)) for k in ("vendor", "product", "firmware") if f.inventory.get(k)) or "—",
                 "owner": f.inventory.get("owner") or "—", "criticality": f.inventory.get("criticality") or "—",
                 "keys": sum(1 for c in f.credentials if c.get("revoked_at") is None)} for f in facts[:2000]]
-    audit = platform.services.audit.verify_now() if who.can(Permission.AUDIT_READ) else None
+    audit = svc.audit.verify_now() if who.can(Permission.AUDIT_READ) else None
     counts = report.by_severity()
-    risks = platform.services.risks.recompute(report)[:10]
-    triage = platform.services.posture.triage()
+    risks = svc.risks.register(report)[:10]  # reading the page records nothing
+    triage = svc.posture.triage()
     events = [{"device": e.device, "rule": e.rule, "at": e.at, "message": e.message,
                "evidence_text": json.dumps(e.evidence, default=str)[:400], "muted": (e.rule, e.device) in triage}
-              for e in platform.services.posture.events(limit=100)]
-    quarantined = platform.services.quarantine.list()
+              for e in svc.posture.events(limit=100)]
+    quarantined = svc.quarantine.list()
     held = {q.device for q in quarantined}
     return {"report": report, "findings": findings, "devices": devices, "audit": audit, "risks": risks, "events": events,
             "severities": [(s, counts[s]) for s in SEVERITY_ORDER], "quarantined": quarantined,
             "quarantinable": [d["path"] for d in devices if d["path"] not in held],
             "can_security": who.can(Permission.SECURITY_OPERATE), "me": str(who.actor)}
+
+
+@router.get("/security", response_class=HTMLResponse, dependencies=[require(Permission.SECURITY_READ)])
+def security_page_route(request: Request) -> HTMLResponse:
+    return security_page(request)
 
 
 def security_page(request: Request, *, message: str | None = None, error: str | None = None, status_code: int = 200) -> HTMLResponse:
@@ -70,10 +75,10 @@ def security_page(request: Request, *, message: str | None = None, error: str | 
 
 async def _security_action(request: Request, do) -> HTMLResponse:
     f = await _form(request)
-    platform = request.app.state.platform
+    svc = request.app.state.services
     actor = principal_of(request).actor
     try:
-        message = do(platform, actor, f)
+        message = do(svc, actor, f)
     except PlantguardError as e:
         return security_page(request, error=str(e), status_code=_status(e))
     return security_page(request, message=message)
@@ -82,8 +87,8 @@ async def _security_action(request: Request, do) -> HTMLResponse:
 @router.post("/security/triage", response_class=HTMLResponse, dependencies=[require(Permission.SECURITY_OPERATE)])
 async def triage_form(request: Request) -> HTMLResponse:
     """Mute (noise) or accept (a known risk) a finding or a behavioural rule for a device, with a reason."""
-    def do(platform, actor, f):
-        platform.services.posture.decide(f.get("check", ""), f.get("device", ""), f.get("decision", ""), f.get("reason", ""), actor)
+    def do(svc, actor, f):
+        svc.posture.decide(f.get("check", ""), f.get("device", ""), f.get("decision", ""), f.get("reason", ""), actor)
         verb = {"mute": "muted", "accept": "accepted", "reopen": "reopened"}.get(f.get("decision", ""), f.get("decision", ""))
         return f"{f.get('check')} on {f.get('device')}: {verb}"
     return await _security_action(request, do)
@@ -91,8 +96,8 @@ async def triage_form(request: Request) -> HTMLResponse:
 
 @router.post("/security/quarantine", response_class=HTMLResponse, dependencies=[require(Permission.SECURITY_OPERATE)])
 async def quarantine_form(request: Request) -> HTMLResponse:
-    def do(platform, actor, f):
-        r = platform.services.quarantine.quarantine(f.get("device", ""), actor, f.get("reason", ""))
+    def do(svc, actor, f):
+        r = svc.quarantine.quarantine(f.get("device", ""), actor, f.get("reason", ""))
         return f"{r.device} quarantined: its readings are held aside, its credentials suspended"
     return await _security_action(request, do)
 
@@ -100,8 +105,8 @@ async def quarantine_form(request: Request) -> HTMLResponse:
 @router.post("/security/release", response_class=HTMLResponse, dependencies=[require(Permission.SECURITY_OPERATE)])
 async def release_form(request: Request) -> HTMLResponse:
     """Four eyes: the user who quarantined a device cannot release it."""
-    def do(platform, actor, f):
-        out = platform.services.quarantine.release(f.get("device", ""), actor, f.get("reason", ""), f.get("disposition", ""))
+    def do(svc, actor, f):
+        out = svc.quarantine.release(f.get("device", ""), actor, f.get("reason", ""), f.get("disposition", ""))
         return f"{out['device']} released: {out['held']} held reading(s), {out['admitted']} admitted"
     return await _security_action(request, do)
 
@@ -109,9 +114,9 @@ async def release_form(request: Request) -> HTMLResponse:
 # -- users and tokens (admins) ---------------------------------------------------------------------------------------
 def users_page(request: Request, *, message: str | None = None, error: str | None = None, secret: str | None = None,
                status_code: int = 200) -> HTMLResponse:
-    platform = request.app.state.platform
-    acc = platform.security
-    now = platform.clock()
+    svc = request.app.state.services
+    acc = svc.accounts
+    now = svc.clock()
     tokens = [{**{k: getattr(t, k) for k in ("id", "name", "owner", "created_at", "expires_at", "revoked_at", "last_used_at", "device")},
                "role": t.role.value, "scopes": ", ".join(t.scopes),
                "state": "revoked" if t.revoked_at else "expired" if t.expires_at <= now else "live"} for t in acc.tokens()]
@@ -122,10 +127,10 @@ def users_page(request: Request, *, message: str | None = None, error: str | Non
 
 async def _users_action(request: Request, do) -> HTMLResponse:
     f = await _form(request)
-    platform = request.app.state.platform
+    svc = request.app.state.services
     actor = principal_of(request).actor
     try:
-        message, secret = do(platform.security, actor, f, await request.form())
+        message, secret = do(svc.accounts, actor, f, await request.form())
     except PlantguardError as e:
         return users_page(request, error=str(e), status_code=_status(e))
     return users_page(request, message=message, secret=secret)

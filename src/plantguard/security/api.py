@@ -9,12 +9,13 @@ from fastapi import APIRouter, Path, Query
 from fastapi.responses import PlainTextResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from plantguard.api.deps import ActorDep, PlatformDep
+from plantguard.api.deps import ActorDep, ServicesDep
 from plantguard.api.errors import ERROR_RESPONSES
 from plantguard.api.permissions import require
 from plantguard.errors import Unavailable
 from plantguard.security.posture import Finding
-from plantguard.security.roles import Permission
+from plantguard.services import Services
+from plantguard.domain.roles import Permission
 
 router = APIRouter(prefix="/security", tags=["security"])
 READ = [require(Permission.SECURITY_READ)]
@@ -50,11 +51,11 @@ class RotateBody(BaseModel):
     overlap_s: float = Field(86400, ge=0, le=90 * 86400, description="how long the old keys keep working")
 
 
-def _svc(platform, name: str):
-    svc = getattr(platform.services, name, None)
-    if svc is None:
+def _svc(svc: Services, name: str):
+    out = svc.of(name)
+    if out is None:
         raise Unavailable("security is not set up on this platform")
-    return svc
+    return out
 
 
 def _report(r) -> dict:
@@ -63,46 +64,49 @@ def _report(r) -> dict:
 
 
 @router.get("/findings", response_model=ReportPublic, dependencies=READ)
-def findings(platform: PlatformDep, severity: Annotated[str | None, Query(max_length=16)] = None,
+def findings(svc: ServicesDep, severity: Annotated[str | None, Query(max_length=16)] = None,
              device: Annotated[str | None, Query(max_length=512, description="only devices under this path")] = None) -> Any:
     """The posture audit of every device now (muted and accepted findings left out)."""
-    out = _report(_svc(platform, "posture").run())
+    out = _report(_svc(svc, "posture").run())
     out["findings"] = [f for f in out["findings"] if (severity is None or f["severity"] == severity)
                        and (device is None or f["device"].startswith(device))]
     return out
 
 
 @router.post("/audit", response_model=ReportPublic, dependencies=OPERATE)
-def run_audit(platform: PlatformDep, actor: ActorDep) -> Any:
-    """Runs the posture audit and records the run (who, how many findings) in the audit log."""
-    return _report(_svc(platform, "posture").run(actor))
+def run_audit(svc: ServicesDep, actor: ActorDep) -> Any:
+    """Runs the posture audit and records it: the run (who, how many findings) in the audit log, the identities
+    seen for the first time, and each changed risk score in the register's history."""
+    report = _svc(svc, "posture").run(actor)
+    _svc(svc, "risks").record(report)
+    return _report(report)
 
 
 @router.post("/triage", status_code=204, dependencies=OPERATE, responses=ERROR_RESPONSES)
-def triage(body: TriageBody, platform: PlatformDep, actor: ActorDep) -> None:
+def triage(body: TriageBody, svc: ServicesDep, actor: ActorDep) -> None:
     """Mutes (noise) or accepts (a known risk) one finding of a device, with a reason; reopen undoes it."""
-    _svc(platform, "posture").decide(body.check, body.device, body.decision, body.reason, actor)
+    _svc(svc, "posture").decide(body.check, body.device, body.decision, body.reason, actor)
 
 
 @router.post("/devices/{device:path}/credentials", response_model=CredentialPublic, status_code=201, dependencies=OPERATE,
              responses=ERROR_RESPONSES)
-def issue_credential(device: DevicePath, platform: PlatformDep, actor: ActorDep) -> Any:
+def issue_credential(device: DevicePath, svc: ServicesDep, actor: ActorDep) -> Any:
     """A new broker credential for the device (it may publish only under its own topic); the password is shown once."""
-    user, pw = _svc(platform, "broker_credentials").issue(device, actor)
+    user, pw = _svc(svc, "broker_credentials").issue(device, actor)
     return {"device": device, "username": user, "password": pw}
 
 
 @router.post("/devices/{device:path}/credentials/rotate", response_model=CredentialPublic, status_code=201, dependencies=OPERATE,
              responses=ERROR_RESPONSES)
-def rotate_credential(device: DevicePath, body: RotateBody, platform: PlatformDep, actor: ActorDep) -> Any:
-    user, pw = _svc(platform, "broker_credentials").rotate(device, actor, body.overlap_s)
+def rotate_credential(device: DevicePath, body: RotateBody, svc: ServicesDep, actor: ActorDep) -> Any:
+    user, pw = _svc(svc, "broker_credentials").rotate(device, actor, body.overlap_s)
     return {"device": device, "username": user, "password": pw}
 
 
 @router.delete("/devices/{device:path}/credentials", dependencies=OPERATE, responses=ERROR_RESPONSES)
-def revoke_credentials(device: DevicePath, platform: PlatformDep, actor: ActorDep) -> Any:
+def revoke_credentials(device: DevicePath, svc: ServicesDep, actor: ActorDep) -> Any:
     """Revokes every broker credential of the device (the broker reloads its files at once)."""
-    return {"device": device, "revoked": _svc(platform, "broker_credentials").revoke(device, actor)}
+    return {"device": device, "revoked": _svc(svc, "broker_credentials").revoke(device, actor)}
 
 
 class CertificateBody(BaseModel):
@@ -141,77 +145,80 @@ class CertificatePublic(BaseModel):
 
 
 @router.get("/ca.pem", dependencies=READ, response_class=PlainTextResponse, responses={200: {"content": {"application/x-pem-file": {}}}})
-def ca_certificate(platform: PlatformDep) -> Any:
+def ca_certificate(svc: ServicesDep) -> Any:
     """The CA certificate devices and clients trust (public)."""
-    return PlainTextResponse(_svc(platform, "ca").ca_pem(), media_type="application/x-pem-file")
+    return PlainTextResponse(_svc(svc, "ca").ca_pem(), media_type="application/x-pem-file")
 
 
 @router.get("/crl.pem", dependencies=READ, response_class=PlainTextResponse, responses={200: {"content": {"application/x-pem-file": {}}}})
-def crl(platform: PlatformDep) -> Any:
+def crl(svc: ServicesDep) -> Any:
     """The current certificate revocation list (revoked, held and superseded certificates)."""
     from cryptography.hazmat.primitives import serialization
 
-    return PlainTextResponse(_svc(platform, "ca").crl().public_bytes(serialization.Encoding.PEM).decode(),
+    return PlainTextResponse(_svc(svc, "ca").crl().public_bytes(serialization.Encoding.PEM).decode(),
                              media_type="application/x-pem-file")
 
 
 @router.get("/devices/{device:path}/certificates", response_model=list[CertificatePublic], dependencies=READ)
-def list_certificates(device: DevicePath, platform: PlatformDep) -> Any:
-    return [asdict(c) for c in _svc(platform, "ca").certificates(device)]
+def list_certificates(device: DevicePath, svc: ServicesDep) -> Any:
+    return [asdict(c) for c in _svc(svc, "ca").certificates(device)]
 
 
 @router.post("/devices/{device:path}/certificates", response_model=IssuedPublic, status_code=201, dependencies=OPERATE,
              responses=ERROR_RESPONSES)
-def issue_certificate(device: DevicePath, body: CertificateBody, platform: PlatformDep, actor: ActorDep) -> Any:
+def issue_certificate(device: DevicePath, body: CertificateBody, svc: ServicesDep, actor: ActorDep) -> Any:
     """An X.509 client certificate from the built-in CA (common name = the device path: on the broker's TLS listener
     it may publish only under its own topic)."""
-    return asdict(_svc(platform, "ca").issue(device, actor, csr_pem=body.csr, days=body.days))
+    return asdict(_svc(svc, "ca").issue(device, actor, csr_pem=body.csr, days=body.days))
 
 
 @router.post("/devices/{device:path}/certificates/rotate", response_model=IssuedPublic, status_code=201, dependencies=OPERATE,
              responses=ERROR_RESPONSES)
-def rotate_certificate(device: DevicePath, body: CertificateRotateBody, platform: PlatformDep, actor: ActorDep) -> Any:
+def rotate_certificate(device: DevicePath, body: CertificateRotateBody, svc: ServicesDep, actor: ActorDep) -> Any:
     """A new certificate; the device's other ones go on the CRL when the overlap ends."""
-    return asdict(_svc(platform, "ca").rotate(device, actor, overlap_s=body.overlap_s, csr_pem=body.csr))
+    return asdict(_svc(svc, "ca").rotate(device, actor, overlap_s=body.overlap_s, csr_pem=body.csr))
 
 
 @router.delete("/devices/{device:path}/certificates", dependencies=OPERATE, responses=ERROR_RESPONSES)
-def revoke_certificates(device: DevicePath, platform: PlatformDep, actor: ActorDep,
+def revoke_certificates(device: DevicePath, svc: ServicesDep, actor: ActorDep,
                         serial: Annotated[str | None, Query(max_length=64, pattern="^[0-9a-f]+$")] = None,
                         reason: Annotated[Literal["unspecified", "key_compromise", "superseded", "cessation_of_operation"],
                                           Query()] = "unspecified") -> Any:
     """Revokes the device's certificates (or one, by serial): on the CRL at once, the broker reloads it."""
-    return {"device": device, "revoked": _svc(platform, "ca").revoke(device, actor, serial=serial, reason=reason)}
+    return {"device": device, "revoked": _svc(svc, "ca").revoke(device, actor, serial=serial, reason=reason)}
 
 
-class RiskPublic(BaseModel):
-    device: str
-    likelihood: float
-    impact: float
-    score: float
-    level: str
-    findings: int
-    top_finding: str | None
-    reasons: list[str]
-    previous: float | None
-    trend: str
+def _risk_public():
+    """The register's JSON form: the fields of RiskEntry (declared once, in security/risk.py) and its trend."""
+    from dataclasses import fields
+    from typing import get_type_hints
+
+    from pydantic import create_model
+
+    from plantguard.security.risk import RiskEntry
+
+    hints = get_type_hints(RiskEntry)
+    return create_model("RiskPublic", **{f.name: (hints[f.name], ...) for f in fields(RiskEntry)}, trend=(str, ...))
+
+
+RiskPublic = _risk_public()
 
 
 def _risk(e) -> dict:
-    return {**{k: getattr(e, k) for k in ("device", "likelihood", "impact", "score", "level", "findings", "top_finding",
-                                           "reasons", "previous")}, "trend": e.trend}
+    return {**asdict(e), "trend": e.trend}
 
 
 @router.get("/risks", response_model=list[RiskPublic], dependencies=READ,
             responses={200: {"content": {"text/csv": {}}, "description": "JSON, or CSV with format=csv"}})
-def risks(platform: PlatformDep, format: Annotated[Literal["json", "csv"], Query()] = "json",
+def risks(svc: ServicesDep, format: Annotated[Literal["json", "csv"], Query()] = "json",
           limit: Annotated[int, Query(ge=1, le=100_000)] = 1000) -> Any:
-    """The risk register (likelihood x impact per device), highest first; recomputed now, each change kept."""
+    """The risk register (likelihood x impact per device), highest first, computed now; each entry's `previous` is
+    the score last recorded (the platform records the register in the background: reading it writes nothing)."""
     from fastapi.responses import Response
 
     from plantguard.security.risk import to_csv
 
-    entries = _svc(platform, "risks").recompute()[:limit]
+    entries = _svc(svc, "risks").register()[:limit]
     if format == "csv":
         return Response(to_csv(entries), media_type="text/csv",
                         headers={"Content-Disposition": 'attachment; filename="plantguard-risks.csv"'})
@@ -226,9 +233,9 @@ class RiskPoint(BaseModel):
 
 
 @router.get("/risks/{device:path}/history", response_model=list[RiskPoint], dependencies=READ)
-def risk_history(device: DevicePath, platform: PlatformDep, limit: Annotated[int, Query(ge=1, le=100_000)] = 1000) -> Any:
+def risk_history(device: DevicePath, svc: ServicesDep, limit: Annotated[int, Query(ge=1, le=100_000)] = 1000) -> Any:
     """A device's score each time it changed, newest first."""
-    return [{"at": a, "likelihood": lk, "impact": im, "score": sc} for a, lk, im, sc in _svc(platform, "risks").history(device, limit)]
+    return [{"at": a, "likelihood": lk, "impact": im, "score": sc} for a, lk, im, sc in _svc(svc, "risks").history(device, limit)]
 
 
 class SecurityEventPublic(BaseModel):
@@ -240,12 +247,12 @@ class SecurityEventPublic(BaseModel):
 
 
 @router.get("/events", response_model=list[SecurityEventPublic], dependencies=READ)
-def security_events(platform: PlatformDep, device: Annotated[str | None, Query(max_length=512)] = None,
+def security_events(svc: ServicesDep, device: Annotated[str | None, Query(max_length=512)] = None,
                     rule: Annotated[str | None, Query(max_length=100)] = None,
                     since: Annotated[int | None, Query(ge=0, le=2**62)] = None,
                     limit: Annotated[int, Query(ge=1, le=10_000)] = 1000) -> Any:
     """Behavioural security events, newest first, each with the readings that triggered it."""
-    return [asdict(e) for e in _svc(platform, "posture").events(device=device, rule=rule, since=since, limit=limit)]
+    return [asdict(e) for e in _svc(svc, "posture").events(device=device, rule=rule, since=since, limit=limit)]
 
 
 class QuarantineBody(BaseModel):
@@ -260,20 +267,20 @@ class ReleaseBody(BaseModel):
 
 
 @router.get("/quarantine", dependencies=READ)
-def quarantined(platform: PlatformDep) -> Any:
+def quarantined(svc: ServicesDep) -> Any:
     """Quarantined devices with who set them aside, why, and how many readings are held."""
-    return [asdict(r) for r in _svc(platform, "quarantine").list()]
+    return [asdict(r) for r in _svc(svc, "quarantine").list()]
 
 
 @router.post("/quarantine/{device:path}/release", dependencies=OPERATE, responses=ERROR_RESPONSES)
-def release(device: DevicePath, body: ReleaseBody, platform: PlatformDep, actor: ActorDep) -> Any:
+def release(device: DevicePath, body: ReleaseBody, svc: ServicesDep, actor: ActorDep) -> Any:
     """Four eyes: a user other than the one who quarantined the device releases it, admitting or discarding what
     was held."""
-    return _svc(platform, "quarantine").release(device, actor, body.reason, body.disposition)
+    return _svc(svc, "quarantine").release(device, actor, body.reason, body.disposition)
 
 
 @router.post("/quarantine/{device:path}", status_code=201, dependencies=OPERATE, responses=ERROR_RESPONSES)
-def quarantine(device: DevicePath, body: QuarantineBody, platform: PlatformDep, actor: ActorDep) -> Any:
+def quarantine(device: DevicePath, body: QuarantineBody, svc: ServicesDep, actor: ActorDep) -> Any:
     """Sets a device aside: its readings are kept in the quarantine store, out of the main store and analytics;
     its broker credentials are suspended."""
-    return asdict(_svc(platform, "quarantine").quarantine(device, actor, body.reason))
+    return asdict(_svc(svc, "quarantine").quarantine(device, actor, body.reason))
