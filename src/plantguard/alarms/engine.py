@@ -199,6 +199,8 @@ class AlarmEngine:
         self._dev_of = np.concatenate([self._dev_of, np.full(n - old, -1, np.int32)])
 
     def _build(self, cfg: PlantConfig, now: int, ch: _Changes) -> None:
+        # Long on purpose: the rule arrays of every condition are rebuilt together so that a reload is all or nothing
+        # (no condition's arrays may describe another model than its neighbours').
         self._grow(self._n_pids(), now)
         n = len(self._seen)
         old_levels = {lv.condition: lv for lv in self._levels + ([self._roc] if self._roc else [])}

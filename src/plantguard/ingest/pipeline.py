@@ -398,6 +398,8 @@ class Pipeline:
         reasons[code] = reasons.get(code, 0) + k
 
     def _prepare_and_write(self, items: list[_Item]):
+        # Long on purpose: one writer turn, read top to bottom in the order of docs/architecture.md's steps (resolve,
+        # validate, dedupe, write); its pure steps are in ingest/steps.py, what stays here is their wiring.
         now = self.clock()
         sub = np.repeat(np.arange(len(items), dtype=np.int32), [len(it.batch) for it in items])
         ts = np.concatenate([it.batch.ts for it in items]) if items else np.empty(0, np.int64)

@@ -286,112 +286,8 @@ class AnalyticsProcessor(SpcPart, AnomalyPart, AssetPart):
         with self._lock:
             st = self._st
             n = max(self.registry.tags, default=-1) + 1
-            spc_of = np.full(n, -1, np.int64)
-            rz_of = np.full(n, -1, np.int64)
-            det_of: dict[int, str] = {}
-            shadow = np.zeros(n, bool)
-            spc_tag: dict[int, str] = {}
-            rz_tag: dict[int, str] = {}
-            spc_cfg: dict[int, SpcSettings] = {}
-            anom_cfg: dict[int, Any] = {}
-            keep_spc, keep_rz, keep_det = {}, {}, {}
-            for tag, _s, _a, _l, _asset, device, point in cfg.iter_points():
-                pid = self.registry.pid(tag)
-                if pid is None or point.analytics is None:
-                    continue
-                shadow[pid] = device.mode == "shadow"
-                an = point.analytics
-                if an.spc is not None:
-                    settings = _digest(an.spc)
-                    old = st.spc_keys.get(tag)
-                    if old is not None and old[1] == settings:
-                        slot = old[0]
-                    else:
-                        slot = st.spc.add(_spc_slot_settings(an.spc, us_of(point.period)))
-                        if an.spc.center is not None:
-                            from plantguard.analytics.spc.limits import individuals_limits
-                            from plantguard.analytics.spc.constants import D2_MR
-
-                            st.spc.set_limits(slot, individuals_limits(an.spc.center, an.spc.sigma * D2_MR, 0, 0, ()))
-                    keep_spc[tag] = (slot, settings)
-                    spc_of[pid] = slot
-                    spc_tag[slot] = tag
-                    spc_cfg[slot] = an.spc
-                if an.anomaly is not None:
-                    settings = _digest(an.anomaly)
-                    if an.anomaly.detector in ("default", "robust_z"):
-                        old = st.rz_keys.get(tag)
-                        if old is not None and old[1] == settings:
-                            slot = old[0]
-                        elif an.anomaly.detector == "default":
-                            slot = st.rz.add(**bank_params({**an.anomaly.params, "threshold": an.anomaly.threshold}))
-                        else:
-                            params = dict(an.anomaly.params)
-                            params.setdefault("persistence", 1)
-                            slot = st.rz.add(threshold=an.anomaly.threshold, **params)
-                        keep_rz[tag] = (slot, settings)
-                        rz_of[pid] = slot
-                        rz_tag[slot] = tag
-                        anom_cfg[slot] = an.anomaly
-                    else:
-                        old = st.dets.get(tag)
-                        if old is not None and old[1] == settings:
-                            det = old[0]
-                        else:
-                            det = Thresholded(load_detector(an.anomaly.detector)(**an.anomaly.params), threshold=an.anomaly.threshold)
-                        keep_det[tag] = (det, settings)
-                        det_of[pid] = tag
-                        anom_cfg[tag] = an.anomaly
-            st.spc_keys, st.rz_keys, st.dets = keep_spc, keep_rz, keep_det
-
-            assets: dict[str, _Asset] = {}
-            keep_mv, keep_rul = {}, {}
-            for ref in PlantIndex(cfg).assets():
-                asset = ref.asset
-                if asset.analytics is None:
-                    continue
-                key = ref.path
-                devs = {d.id: d for d in asset.devices}
-                ax = _Asset(key, shadow=any(d.mode == "shadow" for d in asset.devices))
-                mv = asset.analytics.anomaly
-                if mv is not None:
-                    settings = _digest(mv)
-                    old = st.assets_mv.get(key)
-                    if old is not None and old[1] == settings:
-                        ax.mv = old[0]
-                    elif mv.detector == "default":
-                        ax.mv = default_asset_detector(mv.threshold, **mv.params)
-                    else:
-                        ax.mv = Thresholded(load_detector(mv.detector)(**mv.params), threshold=mv.threshold)
-                    keep_mv[key] = (ax.mv, settings)
-                    ax.mv_settings = mv.model_dump(mode="json")
-                    for path in mv.points:
-                        pid = self.registry.pid(f"{key}/{path}")
-                        dev_id, pt_id = path.split("/", 1)
-                        point = next(p for p in devs[dev_id].points if p.id == pt_id)
-                        ax.mv_pids.append(pid)
-                        ax.mv_names.append(path)
-                        ax.mv_period.append(us_of(point.period))
-                    ax.mv_clock = ax.mv_pids[int(np.argmax(ax.mv_period))]
-                    ax.mv_active = self._alarm_active(f"{key}:ANOMALY")
-                rul = asset.analytics.rul
-                if rul is not None:
-                    settings = _digest(rul)
-                    old = st.assets_rul.get(key)
-                    if old is not None and old[1] == settings:
-                        ax.rul = old[0]
-                    else:
-                        from plantguard.analytics.rul.trend import DegradationTrend
-
-                        ax.rul = DegradationTrend(rul.failure_threshold, **rul.params)
-                    keep_rul[key] = (ax.rul, settings)
-                    ax.rul_settings = rul.model_dump(mode="json")
-                    ax.rul_pid = self.registry.pid(f"{key}/{rul.point}")
-                    ax.rul_lead_s = us_of(rul.lead_time) / _S
-                    ax.rul_alert = self._alarm_active(f"{key}:RUL")
-                assets[key] = ax
-            st.assets_mv, st.assets_rul = keep_mv, keep_rul
-
+            spc_of, rz_of, det_of, shadow, spc_tag, rz_tag, spc_cfg, anom_cfg = self._point_slots(cfg, st, n)
+            assets = self._asset_parts(cfg, st)
             self._spc_of, self._rz_of, self._det_of, self._shadow = spc_of, rz_of, det_of, shadow
             self._build_gates(cfg, n)
             self._spc_tag, self._rz_tag, self._spc_cfg, self._anom_cfg = spc_tag, rz_tag, spc_cfg, anom_cfg
@@ -401,43 +297,160 @@ class AnalyticsProcessor(SpcPart, AnomalyPart, AssetPart):
                 for pid in set(ax.mv_pids + ([ax.rul_pid] if ax.rul is not None else [])):
                     self._asset_of_pid.setdefault(pid, []).append(ax)
             self._any = bool(spc_tag or rz_tag or det_of or assets)
-            ns = len(st.spc)
-            self._spc_thin = Thinner(self.store_interval)
-            self._rz_thin = Thinner(self.store_interval)
-            # SPC alarm bookkeeping per slot (arrays kept across reloads: slots are never reused)
-            if not hasattr(self, "_spc_mask"):
-                self._spc_mask = np.zeros(0, np.uint64)  # violation bits of the last 64 points, bit 0 the newest
-                self._spc_vidx = np.zeros(0, np.int64)  # point index the mask is aligned to
-                self._spc_alarm = np.zeros(0, bool)
-                self._spc_status = np.zeros(0, np.int16)
-                self._spc_dirty = np.zeros(0, bool)
-                self._spc_rulebits = np.zeros(0, np.int64)
-                self._spc_min = np.zeros(0, np.int64)
-                self._spc_clear = np.zeros(0, np.int64)
-                self._spc_prev = np.zeros((0, _N_CODES), np.int64)  # newest index each rule code fired at
-                self._spc_ewma_keys: list[str | None] = []
-                self._spc_last_rule: dict[int, str] = {}
-                self._spc_state_at = np.iinfo(np.int64).min
-            self._spc_grow(ns)
-            for slot, c in spc_cfg.items():
-                self._spc_rulebits[slot] = _rule_bits(c.alarm_rules)
-                self._spc_min[slot], self._spc_clear[slot] = c.alarm_min_points, c.clear_after
-                self._spc_alarm[slot] = self._alarm_active(f"{spc_tag[slot]}:SPC")
-                self._spc_ewma_keys[slot] = f"ewma/{spc_tag[slot]}"
-            mem = getattr(st, "spc_memory", None)  # a checkpoint from before the field existed has none
-            if mem:
-                for slot, tag in spc_tag.items():
-                    if tag in mem:
-                        m, vidx, prev = mem[tag]
-                        self._spc_mask[slot], self._spc_vidx[slot] = np.uint64(m), vidx
-                        self._spc_prev[slot] = prev
-            st.spc_memory = {}
-            nr = len(st.rz)
-            self._rz_anom = np.zeros(nr, bool)
+            self._spc_bookkeeping(st, spc_tag, spc_cfg)
+            self._rz_anom = np.zeros(len(st.rz), bool)
             for slot, tag in rz_tag.items():
                 self._rz_anom[slot] = self._alarm_active(f"{tag}:ANOMALY")
             self._det_anom = {tag: self._alarm_active(f"{tag}:ANOMALY") for tag in det_of.values()}
             self._declare_alarms(cfg)
+
+    def _point_slots(self, cfg: PlantConfig, st, n: int) -> tuple:
+        """Per point: its SPC slot, robust-z slot or detector (kept when its settings did not change)."""
+        spc_of = np.full(n, -1, np.int64)
+        rz_of = np.full(n, -1, np.int64)
+        det_of: dict[int, str] = {}
+        shadow = np.zeros(n, bool)
+        spc_tag: dict[int, str] = {}
+        rz_tag: dict[int, str] = {}
+        spc_cfg: dict[int, SpcSettings] = {}
+        anom_cfg: dict[int, Any] = {}
+        keep_spc, keep_rz, keep_det = {}, {}, {}
+        for tag, _s, _a, _l, _asset, device, point in cfg.iter_points():
+            pid = self.registry.pid(tag)
+            if pid is None or point.analytics is None:
+                continue
+            shadow[pid] = device.mode == "shadow"
+            an = point.analytics
+            if an.spc is not None:
+                settings = _digest(an.spc)
+                old = st.spc_keys.get(tag)
+                if old is not None and old[1] == settings:
+                    slot = old[0]
+                else:
+                    slot = st.spc.add(_spc_slot_settings(an.spc, us_of(point.period)))
+                    if an.spc.center is not None:
+                        from plantguard.analytics.spc.limits import individuals_limits
+                        from plantguard.analytics.spc.constants import D2_MR
+
+                        st.spc.set_limits(slot, individuals_limits(an.spc.center, an.spc.sigma * D2_MR, 0, 0, ()))
+                keep_spc[tag] = (slot, settings)
+                spc_of[pid] = slot
+                spc_tag[slot] = tag
+                spc_cfg[slot] = an.spc
+            if an.anomaly is not None:
+                settings = _digest(an.anomaly)
+                if an.anomaly.detector in ("default", "robust_z"):
+                    old = st.rz_keys.get(tag)
+                    if old is not None and old[1] == settings:
+                        slot = old[0]
+                    elif an.anomaly.detector == "default":
+                        slot = st.rz.add(**bank_params({**an.anomaly.params, "threshold": an.anomaly.threshold}))
+                    else:
+                        params = dict(an.anomaly.params)
+                        params.setdefault("persistence", 1)
+                        slot = st.rz.add(threshold=an.anomaly.threshold, **params)
+                    keep_rz[tag] = (slot, settings)
+                    rz_of[pid] = slot
+                    rz_tag[slot] = tag
+                    anom_cfg[slot] = an.anomaly
+                else:
+                    old = st.dets.get(tag)
+                    if old is not None and old[1] == settings:
+                        det = old[0]
+                    else:
+                        det = Thresholded(load_detector(an.anomaly.detector)(**an.anomaly.params), threshold=an.anomaly.threshold)
+                    keep_det[tag] = (det, settings)
+                    det_of[pid] = tag
+                    anom_cfg[tag] = an.anomaly
+        st.spc_keys, st.rz_keys, st.dets = keep_spc, keep_rz, keep_det
+
+        return spc_of, rz_of, det_of, shadow, spc_tag, rz_tag, spc_cfg, anom_cfg
+
+    def _asset_parts(self, cfg: PlantConfig, st) -> dict:
+        """Per asset: its multivariate detector and RUL model (kept when their settings did not change)."""
+        assets: dict[str, _Asset] = {}
+        keep_mv, keep_rul = {}, {}
+        for ref in PlantIndex(cfg).assets():
+            asset = ref.asset
+            if asset.analytics is None:
+                continue
+            key = ref.path
+            devs = {d.id: d for d in asset.devices}
+            ax = _Asset(key, shadow=any(d.mode == "shadow" for d in asset.devices))
+            mv = asset.analytics.anomaly
+            if mv is not None:
+                settings = _digest(mv)
+                old = st.assets_mv.get(key)
+                if old is not None and old[1] == settings:
+                    ax.mv = old[0]
+                elif mv.detector == "default":
+                    ax.mv = default_asset_detector(mv.threshold, **mv.params)
+                else:
+                    ax.mv = Thresholded(load_detector(mv.detector)(**mv.params), threshold=mv.threshold)
+                keep_mv[key] = (ax.mv, settings)
+                ax.mv_settings = mv.model_dump(mode="json")
+                for path in mv.points:
+                    pid = self.registry.pid(f"{key}/{path}")
+                    dev_id, pt_id = path.split("/", 1)
+                    point = next(p for p in devs[dev_id].points if p.id == pt_id)
+                    ax.mv_pids.append(pid)
+                    ax.mv_names.append(path)
+                    ax.mv_period.append(us_of(point.period))
+                ax.mv_clock = ax.mv_pids[int(np.argmax(ax.mv_period))]
+                ax.mv_active = self._alarm_active(f"{key}:ANOMALY")
+            rul = asset.analytics.rul
+            if rul is not None:
+                settings = _digest(rul)
+                old = st.assets_rul.get(key)
+                if old is not None and old[1] == settings:
+                    ax.rul = old[0]
+                else:
+                    from plantguard.analytics.rul.trend import DegradationTrend
+
+                    ax.rul = DegradationTrend(rul.failure_threshold, **rul.params)
+                keep_rul[key] = (ax.rul, settings)
+                ax.rul_settings = rul.model_dump(mode="json")
+                ax.rul_pid = self.registry.pid(f"{key}/{rul.point}")
+                ax.rul_lead_s = us_of(rul.lead_time) / _S
+                ax.rul_alert = self._alarm_active(f"{key}:RUL")
+            assets[key] = ax
+        st.assets_mv, st.assets_rul = keep_mv, keep_rul
+
+        return assets
+
+    def _spc_bookkeeping(self, st, spc_tag: dict, spc_cfg: dict) -> None:
+        """The SPC alarm memory per slot, grown to the bank and restored from a checkpoint's memory."""
+        ns = len(st.spc)
+        self._spc_thin = Thinner(self.store_interval)
+        self._rz_thin = Thinner(self.store_interval)
+        # SPC alarm bookkeeping per slot (arrays kept across reloads: slots are never reused)
+        if not hasattr(self, "_spc_mask"):
+            self._spc_mask = np.zeros(0, np.uint64)  # violation bits of the last 64 points, bit 0 the newest
+            self._spc_vidx = np.zeros(0, np.int64)  # point index the mask is aligned to
+            self._spc_alarm = np.zeros(0, bool)
+            self._spc_status = np.zeros(0, np.int16)
+            self._spc_dirty = np.zeros(0, bool)
+            self._spc_rulebits = np.zeros(0, np.int64)
+            self._spc_min = np.zeros(0, np.int64)
+            self._spc_clear = np.zeros(0, np.int64)
+            self._spc_prev = np.zeros((0, _N_CODES), np.int64)  # newest index each rule code fired at
+            self._spc_ewma_keys: list[str | None] = []
+            self._spc_last_rule: dict[int, str] = {}
+            self._spc_state_at = np.iinfo(np.int64).min
+        self._spc_grow(ns)
+        for slot, c in spc_cfg.items():
+            self._spc_rulebits[slot] = _rule_bits(c.alarm_rules)
+            self._spc_min[slot], self._spc_clear[slot] = c.alarm_min_points, c.clear_after
+            self._spc_alarm[slot] = self._alarm_active(f"{spc_tag[slot]}:SPC")
+            self._spc_ewma_keys[slot] = f"ewma/{spc_tag[slot]}"
+        mem = getattr(st, "spc_memory", None)  # a checkpoint from before the field existed has none
+        if mem:
+            for slot, tag in spc_tag.items():
+                if tag in mem:
+                    m, vidx, prev = mem[tag]
+                    self._spc_mask[slot], self._spc_vidx[slot] = np.uint64(m), vidx
+                    self._spc_prev[slot] = prev
+        st.spc_memory = {}
 
     def _alarm_active(self, rid: str) -> bool:
         return self.alarms is not None and self.alarms.is_active(rid)

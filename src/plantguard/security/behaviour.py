@@ -157,6 +157,7 @@ class BehaviourProcessor:
             log.exception("behavioural detection failed on %s", label)
 
     def _run_batch(self, b, now: int) -> None:
+        # Long on purpose: one pass over the batch on the writer's hot path (bench/pipeline_ingest.py --behaviour-ab).
         # Work per group (a point's readings in the batch) where it can be, and per reading only for the readings a
         # cheap test leaves as candidates: most readings of most batches cannot fire any rule.
         s = self.settings

@@ -123,12 +123,14 @@ def audit_devices(config: ConfigOpt = None, data_dir: DataDirOpt = None,
                   fail_on: Optional[str] = typer.Option(None, help="Exit 1 when a finding of this severity or above remains (for scheduled checks)."),
                   fmt: str = typer.Option("text", "--format", help="text or json")) -> None:
     """The posture audit of every device: protocol security, credentials, silence, ownership, identity changes and
-    known vulnerabilities from advisories. The run is recorded in the audit log."""
+    known vulnerabilities from advisories. The run is recorded in the audit log, and the changed risk scores in the
+    register's history."""
     for name, v in (("--min-severity", min_severity), ("--fail-on", fail_on)):
         if v is not None and v not in SEVERITY_ORDER:
             _fail(f"{name} is one of {', '.join(SEVERITY_ORDER)}", EXIT_USAGE)
     with _services(config, data_dir) as p:
         r = p.posture.run(Actor.cli(), advisories_dir=advisories)
+        p.risks.record(r)
     floor = SEVERITY_ORDER.index(min_severity)
     shown = [f for f in r.findings if SEVERITY_ORDER.index(f.severity) >= floor]
     if fmt == "json":

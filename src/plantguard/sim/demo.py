@@ -385,7 +385,6 @@ def run_demo(duration: float | None = None, speed: float = 1.0, history: float =
     platform = Platform(cfg, clock=clock, alarms=alarms_on).start()
     clock.pipeline = platform.pipeline
     sim = sink = served = None
-    connectors_started = False
     wall0 = time.monotonic()
     try:
         fault, timeline = demo_fault(now, time_to_failure)
@@ -396,20 +395,7 @@ def run_demo(duration: float | None = None, speed: float = 1.0, history: float =
                         chunk_ticks=10 if mqtt_host and field is None else 120)
         sim.inject(fault)
         clock.sim = sim
-        if mqtt_host and field is not None:
-            # the history is backfilled in-process (as a historian import would be); live, the wireless sensors publish
-            sink = MqttSink(mqtt_host, mqtt_port, topic_prefix=cfg.section("mqtt").topic_prefix, client_id=f"plantguard-demo-sim-{os.getpid()}")
-            sink.start()
-            sim.add_sink(_Route(PipelineSink(platform.pipeline, max_in_flight=1), field, live=False))
-            sim.add_sink(_Route(sink, field, backfill=False))
-        elif mqtt_host:
-            sink = MqttSink(mqtt_host, mqtt_port, topic_prefix=cfg.section("mqtt").topic_prefix, client_id=f"plantguard-demo-sim-{os.getpid()}")
-            sink.start()
-            sim.add_sink(_Route(sink, field))
-            sim.add_sink(_Throttle(clock, sim))
-        else:
-            sink = PipelineSink(platform.pipeline, max_in_flight=1)
-            sim.add_sink(_Route(sink, field))
+        sink = _wire_sinks(sim, platform, cfg, clock, field, mqtt_host, mqtt_port)
         if field is not None:
             sim.add_sink(field)
         # the admin, its login link and the tour's token exist before the server answers: a login in the first
@@ -418,72 +404,16 @@ def run_demo(duration: float | None = None, speed: float = 1.0, history: float =
         tour_token = _tour_token(platform, Path(data_dir))
         served = _serve(platform, host, port)
 
-        say(f"plantguard demo: bottling line 1, {len(sim.model.tags)} points on {len(sim.model.devices)} devices, seed {seed}")
-        say(f"  data: {Path(data_dir).resolve()} (embedded store)")
-        if field is not None:
-            say(f"  PLC: Modbus TCP server on 127.0.0.1:{field.modbus_port}, read by the Modbus connector")
-            say(f"  filler and capper: OPC UA server at {field.endpoint}, subscribed by the OPC UA connector")
-        wsn = f"MQTT via {'a private Mosquitto on ' if broker else ''}{mqtt_host}:{mqtt_port}" if mqtt_host else \
-            "in-process (no MQTT broker: install mosquitto or give --mqtt-host to publish them over MQTT)"
-        say(f"  {'wireless sensors' if field is not None else 'all devices'}: {wsn}")
-        say(f"  configuration: {config_path.resolve()}"
-            + (f"  (try: .venv/bin/plantguard assess --config {config_path})" if field is not None else ""))
-        if served is None:
-            say("  the HTTP API module (plantguard.api.app) is not available: running without the web server")
-        else:
-            base = f"http://{host}:{port}"
-            say(f"  log in (one click, valid once for 24 h): {base}/login?link={link}")
-            say(f"  API token for curl (read, ingest, alarms, security findings; 1 day): {tour_token}")
-            say(f"  dashboard {base}/   API docs {base}/docs   alarms {base}/api/alarms   metrics {base}/metrics")
-        if not alarms_on:
-            say("  the alarm engine (plantguard.alarms.engine) is not available: alarms are off")
-        say(f"  history: {history:g} h backfilled {'as fast as possible' if speed <= 1 else f'at {speed:g}x'}, then live")
-        for line in timeline.lines(now):
-            say("  " + line)
-
+        _announce(say, sim, seed, data_dir, field, broker, mqtt_host, mqtt_port, config_path, served, host, port, link,
+                  tour_token, alarms_on, history, speed, timeline, now)
         sim.start()
         status = _Status(platform, sim, now)
-        end = None if duration is None else wall0 + duration
-        try:
-            if interactive:
-                from rich.live import Live
-
-                with Live(status.rich(), console=console, refresh_per_second=2, transient=False) as live:
-                    while _keep_going(sim, end):
-                        time.sleep(min(1.0, _left(end)))
-                        connectors_started = connectors_started or _start_connectors(platform, sim, clock, connector_cfgs)
-                        live.update(status.rich())
-            else:
-                next_line = 0.0
-                while _keep_going(sim, end):
-                    connectors_started = connectors_started or _start_connectors(platform, sim, clock, connector_cfgs)
-                    if time.monotonic() >= next_line:
-                        print(status.plain(), flush=True)
-                        next_line = time.monotonic() + 5
-                    time.sleep(min(0.5, _left(end)))
-        except KeyboardInterrupt:
-            say("stopping ...")
+        _run_live(say, console, interactive, status, platform, sim, clock, connector_cfgs,
+                  None if duration is None else wall0 + duration)
         if sim.error is not None:
             say(f"the simulator stopped on an error: {sim.error}")
     finally:
-        if sim is not None:
-            sim.stop()
-        if sink is not None and hasattr(sink, "close"):
-            try:
-                sink.close()
-            except Exception:  # noqa: BLE001 - shutting down anyway
-                log.exception("sink failed to close")
-        if served is not None:
-            server, th = served
-            server.should_exit = True
-            th.join(10)
-        if sim is not None and isinstance(sink, MqttSink):
-            time.sleep(0.5)  # let the subscriber hand the last messages to the pipeline before it stops
-        platform.stop()
-        if field is not None:
-            field.stop()
-        if broker is not None:
-            broker.stop()
+        _shutdown(sim, sink, served, platform, field, broker)
 
     summary = _summary(cfg, sim, timeline, alarms_on, time.monotonic() - wall0)
     say(f"demo stopped: {summary['readings']:,} readings generated, {summary['accepted']:,} stored, "
@@ -493,6 +423,100 @@ def run_demo(duration: float | None = None, speed: float = 1.0, history: float =
         say(f"predictive maintenance alert for the pump bearing at {pa['at']}, {pa['hours_before_failure']:.1f} h before "
             f"the simulated failure: {pa['message']}")
     return summary
+
+
+def _shutdown(sim, sink, served, platform, field, broker) -> None:
+    """In order: the simulator, its sink, the web server, the platform (sources, drain, store), the field devices, the broker."""
+    if sim is not None:
+        sim.stop()
+    if sink is not None and hasattr(sink, "close"):
+        try:
+            sink.close()
+        except Exception:  # noqa: BLE001 - shutting down anyway
+            log.exception("sink failed to close")
+    if served is not None:
+        server, th = served
+        server.should_exit = True
+        th.join(10)
+    if sim is not None and isinstance(sink, MqttSink):
+        time.sleep(0.5)  # let the subscriber hand the last messages to the pipeline before it stops
+    platform.stop()
+    if field is not None:
+        field.stop()
+    if broker is not None:
+        broker.stop()
+
+
+def _wire_sinks(sim, platform, cfg, clock, field, mqtt_host, mqtt_port):
+    """Where the simulated readings go: in-process, over MQTT, or both (history in-process, live over MQTT)."""
+    if mqtt_host and field is not None:
+        # the history is backfilled in-process (as a historian import would be); live, the wireless sensors publish
+        sink = MqttSink(mqtt_host, mqtt_port, topic_prefix=cfg.section("mqtt").topic_prefix, client_id=f"plantguard-demo-sim-{os.getpid()}")
+        sink.start()
+        sim.add_sink(_Route(PipelineSink(platform.pipeline, max_in_flight=1), field, live=False))
+        sim.add_sink(_Route(sink, field, backfill=False))
+    elif mqtt_host:
+        sink = MqttSink(mqtt_host, mqtt_port, topic_prefix=cfg.section("mqtt").topic_prefix, client_id=f"plantguard-demo-sim-{os.getpid()}")
+        sink.start()
+        sim.add_sink(_Route(sink, field))
+        sim.add_sink(_Throttle(clock, sim))
+    else:
+        sink = PipelineSink(platform.pipeline, max_in_flight=1)
+        sim.add_sink(_Route(sink, field))
+    return sink
+
+
+def _announce(say, sim, seed, data_dir, field, broker, mqtt_host, mqtt_port, config_path, served, host, port, link,
+              tour_token, alarms_on, history, speed, timeline, now) -> None:
+    """What the demo runs and where: the devices, the store, the login link, the token, the fault's timeline."""
+    say(f"plantguard demo: bottling line 1, {len(sim.model.tags)} points on {len(sim.model.devices)} devices, seed {seed}")
+    say(f"  data: {Path(data_dir).resolve()} (embedded store)")
+    if field is not None:
+        say(f"  PLC: Modbus TCP server on 127.0.0.1:{field.modbus_port}, read by the Modbus connector")
+        say(f"  filler and capper: OPC UA server at {field.endpoint}, subscribed by the OPC UA connector")
+    wsn = f"MQTT via {'a private Mosquitto on ' if broker else ''}{mqtt_host}:{mqtt_port}" if mqtt_host else \
+        "in-process (no MQTT broker: install mosquitto or give --mqtt-host to publish them over MQTT)"
+    say(f"  {'wireless sensors' if field is not None else 'all devices'}: {wsn}")
+    say(f"  configuration: {config_path.resolve()}"
+        + (f"  (try: .venv/bin/plantguard assess --config {config_path})" if field is not None else ""))
+    if served is None:
+        say("  the HTTP API module (plantguard.api.app) is not available: running without the web server")
+    else:
+        base = f"http://{host}:{port}"
+        say(f"  log in (one click, valid once for 24 h): {base}/login?link={link}")
+        say(f"  API token for curl (read, ingest, alarms, security findings; 1 day): {tour_token}")
+        say(f"  dashboard {base}/   API docs {base}/docs   alarms {base}/api/alarms   metrics {base}/metrics")
+    if not alarms_on:
+        say("  the alarm engine (plantguard.alarms.engine) is not available: alarms are off")
+    say(f"  history: {history:g} h backfilled {'as fast as possible' if speed <= 1 else f'at {speed:g}x'}, then live")
+    for line in timeline.lines(now):
+        say("  " + line)
+
+
+
+def _run_live(say, console, interactive, status, platform, sim, clock, connector_cfgs, end) -> None:
+    """Until Ctrl-C, the end of `duration` or the simulator's end: the status (live on a terminal, a line every 5 s
+    otherwise), and the connectors started once the simulation runs live."""
+    connectors_started = False
+    try:
+        if interactive:
+            from rich.live import Live
+
+            with Live(status.rich(), console=console, refresh_per_second=2, transient=False) as live:
+                while _keep_going(sim, end):
+                    time.sleep(min(1.0, _left(end)))
+                    connectors_started = connectors_started or _start_connectors(platform, sim, clock, connector_cfgs)
+                    live.update(status.rich())
+        else:
+            next_line = 0.0
+            while _keep_going(sim, end):
+                connectors_started = connectors_started or _start_connectors(platform, sim, clock, connector_cfgs)
+                if time.monotonic() >= next_line:
+                    print(status.plain(), flush=True)
+                    next_line = time.monotonic() + 5
+                time.sleep(min(0.5, _left(end)))
+    except KeyboardInterrupt:
+        say("stopping ...")
 
 
 def _start_connectors(platform: Platform, sim: Simulator, clock: DemoClock, connector_cfgs: list) -> bool:

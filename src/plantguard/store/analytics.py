@@ -10,6 +10,7 @@ import numpy as np
 
 from plantguard.domain.analytics import AnalyticsEvent, AnalyticsWrite, DerivedSeries
 from plantguard.errors import InvalidInput
+from plantguard.store.base import where_clause
 
 
 def migration(blob: str, f8: str = "DOUBLE", indexes: bool = True) -> list[str]:
@@ -99,20 +100,9 @@ class SqlAnalytics:
         """Newest first. `key` matches exactly or as a prefix ending at a '/' boundary (an asset's key finds its
         points' events too)."""
         ph = self._ph
-        conds, params = [], []
-        if kind is not None:
-            conds.append(f"kind = {ph}")
-            params.append(kind)
-        if key is not None:
-            conds.append(f"(key = {ph} OR key LIKE {ph} ESCAPE '\\')")
-            params += [key, key.replace("%", r"\%").replace("_", r"\_").rstrip("/") + "/%"]
-        if since is not None:
-            conds.append(f"ts >= {ph}")
-            params.append(since)
-        if until is not None:
-            conds.append(f"ts < {ph}")
-            params.append(until)
-        where = ("WHERE " + " AND ".join(conds)) if conds else ""
+        under = None if key is None else (key, key.replace("%", r"\%").replace("_", r"\_").rstrip("/") + "/%")
+        where, params = where_clause(ph, [("kind = ?", kind), ("(key = ? OR key LIKE ? ESCAPE '\\')", under),
+                                          ("ts >= ?", since), ("ts < ?", until)])
         sql = f"SELECT id, ts, kind, key, rule, message, detail FROM analytics_events {where} ORDER BY ts DESC, id DESC LIMIT {ph}"
         rows = self._run(lambda c: c.execute(sql, params + [limit]).fetchall())
         return [AnalyticsEvent(ts=r[1], kind=r[2], key=r[3], rule=r[4], message=r[5] or "",

@@ -99,13 +99,41 @@ class Store(ABC):
         raise NotImplementedError
 
     # -- lifecycle --------------------------------------------------------------------------------------
-    @abstractmethod
     def migrate(self) -> list[str]:
-        """Applies pending named migrations in order, each in its own transaction; returns the names applied."""
+        """Applies pending named migrations in order, each in its own transaction (checked again inside it, so two
+        processes migrating one database apply each once); returns the names applied. Both backends run this."""
+        from plantguard.store import migrations
+        from plantguard.timeutil import now_us
 
-    @abstractmethod
+        def ensure(cur):
+            self._migration_lock(cur)
+            cur.execute("CREATE TABLE IF NOT EXISTS schema_migrations (name TEXT PRIMARY KEY, applied_at BIGINT NOT NULL)")
+
+        self._tx(ensure)
+        applied = []
+        seen, record = self._dialect_sql("SELECT 1 FROM schema_migrations WHERE name = ?"), \
+            self._dialect_sql("INSERT INTO schema_migrations VALUES (?, ?)")
+        for name, stmts in migrations.plan(self.kind):
+
+            def apply(cur, stmts=stmts, name=name) -> bool:
+                self._migration_lock(cur)
+                if cur.execute(seen, [name]).fetchone():
+                    return False
+                for s in stmts:
+                    cur.execute(s)
+                cur.execute(record, [name, now_us()])
+                return True
+
+            if self._tx(apply):
+                applied.append(name)
+        return applied
+
+    def _migration_lock(self, cur) -> None:
+        """Serialises migrations between processes (PostgreSQL: an advisory lock); one process per embedded file."""
+
     def applied_migrations(self) -> list[tuple[str, int]]:
         """(name, applied_at) of every migration recorded."""
+        return self._run(lambda c: [tuple(r) for r in c.execute("SELECT name, applied_at FROM schema_migrations ORDER BY name").fetchall()])
 
     @abstractmethod
     def close(self) -> None: ...
@@ -248,6 +276,18 @@ def dead_letter_columns(ws: "WriteSet") -> dict[str, list | np.ndarray] | None:
     return cols
 
 
+def where_clause(ph: str, conditions: list[tuple[str, object]]) -> tuple[str, list]:
+    """`WHERE a AND b ...` of the conditions whose value is not None (each `?` becomes the driver's placeholder
+    `ph`; a tuple value fills several), and their parameters; empty when none applies."""
+    conds, params = [], []
+    for sql, value in conditions:
+        if value is None:
+            continue
+        conds.append(sql.replace("?", ph))
+        params += list(value) if isinstance(value, tuple) else [value]
+    return ("WHERE " + " AND ".join(conds)) if conds else "", params
+
+
 class SqlMetadataReads:
     """Metadata reads written once for both SQL backends; `_ph` is the driver's placeholder ('?' or '%s') and
     `_run(fn)` runs fn(cursor) with the backend's error translation."""
@@ -298,16 +338,7 @@ class SqlMetadataReads:
     def dead_letters(self, limit: int = 100, since: int | None = None, source: str | None = None,
                      code: str | None = None) -> list[dict]:
         ph = self._ph
-        conds, params = [], []
-        if since is not None:
-            conds.append(f"received_at >= {ph}")
-            params.append(since)
-        if source is not None:
-            conds.append(f"source = {ph}")
-            params.append(source)
-        if code is not None:
-            conds.append(f"coalesce(code, 'other') = {ph}")
-            params.append(code)
-        where = ("WHERE " + " AND ".join(conds)) if conds else ""
+        where, params = where_clause(ph, [("received_at >= ?", since), ("source = ?", source),
+                                          ("coalesce(code, 'other') = ?", code)])
         sql = f"SELECT {', '.join(DEAD_LETTER_COLUMNS)} FROM dead_letters {where} ORDER BY id DESC LIMIT {ph}"
         return [dict(zip(DEAD_LETTER_COLUMNS, r)) for r in self._run(lambda c: c.execute(sql, params + [limit]).fetchall())]

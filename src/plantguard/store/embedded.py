@@ -18,12 +18,10 @@ import pyarrow as pa
 from plantguard.domain.alarms import ALARM_COLUMNS, AlarmEvent, AlarmRecord
 from plantguard.domain.readings import NO_TS, PointBatch
 from plantguard.errors import StoreError, StoreUnavailable
-from plantguard.store import migrations
 from plantguard.store.downsample import EMBEDDED, downsample_sql
 from plantguard.store.analytics import ANALYTICS_TABLES, SqlAnalytics
 from plantguard.store.base import DEAD_LETTER_INSERT, SqlMetadataReads, PointRow, Series, Store, WriteSet, dead_letter_columns
 from plantguard.store.rollup import ROLLUP_COLUMNS, TIERS
-from plantguard.timeutil import now_us
 
 
 
@@ -94,29 +92,6 @@ class EmbeddedStore(SqlAnalytics, SqlMetadataReads, Store):
                 raise
 
     # -- lifecycle --------------------------------------------------------------------------------------
-    def migrate(self) -> list[str]:
-        def ensure(cur):
-            cur.execute("CREATE TABLE IF NOT EXISTS schema_migrations (name VARCHAR PRIMARY KEY, applied_at BIGINT NOT NULL)")
-
-        self._tx(ensure)
-        done = {n for n, _ in self.applied_migrations()}
-        applied = []
-        for name, stmts in migrations.plan("embedded"):
-            if name in done:
-                continue
-
-            def apply(cur, stmts=stmts, name=name):
-                for s in stmts:
-                    cur.execute(s)
-                cur.execute("INSERT INTO schema_migrations VALUES (?, ?)", [name, now_us()])
-
-            self._tx(apply)
-            applied.append(name)
-        return applied
-
-    def applied_migrations(self) -> list[tuple[str, int]]:
-        return self._run(lambda c: [tuple(r) for r in c.execute("SELECT name, applied_at FROM schema_migrations ORDER BY name").fetchall()])
-
     def close(self) -> None:
         if self._closed:
             return

@@ -22,12 +22,10 @@ from psycopg.adapt import Dumper
 from plantguard.domain.alarms import ALARM_COLUMNS, AlarmEvent, AlarmRecord
 from plantguard.domain.readings import NO_TS, PointBatch
 from plantguard.errors import StoreError, StoreUnavailable
-from plantguard.store import migrations
 from plantguard.store.downsample import POSTGRES, downsample_sql
 from plantguard.store.analytics import ANALYTICS_TABLES, SqlAnalytics
 from plantguard.store.base import DEAD_LETTER_INSERT, dead_letter_columns, SqlMetadataReads, PointRow, Series, Store, WriteSet
 from plantguard.store.rollup import ROLLUP_COLUMNS, TIERS
-from plantguard.timeutil import now_us
 
 log = logging.getLogger(__name__)
 _F8 = "DOUBLE PRECISION"
@@ -251,30 +249,8 @@ class PostgresStore(SqlAnalytics, SqlMetadataReads, Store):
         return cols
 
     # -- lifecycle --------------------------------------------------------------------------------------
-    def migrate(self) -> list[str]:
-        def ensure(cur):
-            cur.execute("SELECT pg_advisory_xact_lock(%s)", [_MIGRATION_LOCK])
-            cur.execute("CREATE TABLE IF NOT EXISTS schema_migrations (name TEXT PRIMARY KEY, applied_at BIGINT NOT NULL)")
-
-        self._tx(ensure)
-        applied = []
-        for name, stmts in migrations.plan("postgres"):
-
-            def apply(cur, stmts=stmts, name=name):
-                cur.execute("SELECT pg_advisory_xact_lock(%s)", [_MIGRATION_LOCK])
-                if cur.execute("SELECT 1 FROM schema_migrations WHERE name = %s", [name]).fetchone():
-                    return False
-                for s in stmts:
-                    cur.execute(s)
-                cur.execute("INSERT INTO schema_migrations VALUES (%s, %s)", [name, now_us()])
-                return True
-
-            if self._tx(apply):
-                applied.append(name)
-        return applied
-
-    def applied_migrations(self) -> list[tuple[str, int]]:
-        return self._run(lambda c: [tuple(r) for r in c.execute("SELECT name, applied_at FROM schema_migrations ORDER BY name").fetchall()])
+    def _migration_lock(self, cur) -> None:
+        cur.execute("SELECT pg_advisory_xact_lock(%s)", [_MIGRATION_LOCK])
 
     def close(self) -> None:
         with self._wlock:

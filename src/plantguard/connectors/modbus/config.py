@@ -113,6 +113,7 @@ class ModbusConfig(ConnectorConfig):
 
 def check_config(cfg: ModbusConfig) -> list[ConfigProblem]:
     """Register maths and cross-field rules; returns every problem found (empty list: valid)."""
+    # Long on purpose: a flat list of independent rules, each a few lines, read and reviewed as one checklist.
     probs: list[ConfigProblem] = []
     add = lambda path, msg: probs.append(ConfigProblem(path, msg))  # noqa: E731
     paths: dict[str, int] = {}

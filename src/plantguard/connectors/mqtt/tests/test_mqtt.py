@@ -8,7 +8,6 @@ import random
 import signal
 import subprocess
 import sys
-import time
 
 import duckdb
 import httpx
@@ -23,6 +22,7 @@ from plantguard.errors import ConfigError, StoreError
 from plantguard.runtime import Platform
 from plantguard.testing.factories import plant_dict, tag
 from plantguard.testing.mosquitto import free_port
+from plantguard.testing.wait import wait_for
 from plantguard.timeutil import now_us
 
 PREFIX = "plantguard/v1"
@@ -30,13 +30,6 @@ INGEST = f"{PREFIX}/ingest"
 DEVICE = f"{PREFIX}/dev/s1/a1/l1/pump1/plc1"
 FAR = 10**18
 
-
-def wait_for(cond, what: str, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.01)
 
 
 def plant(data_dir, broker, n_points: int = 5, **ingest) -> dict:

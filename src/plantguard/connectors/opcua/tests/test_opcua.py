@@ -20,6 +20,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import ExtendedKeyUsageOID
 from cryptography import x509
 
+from plantguard.testing.wait import wait_for
 from plantguard.connectors.opcua.browse import browse, to_yaml
 from plantguard.connectors.opcua.config import OpcUaConfig
 from plantguard.connectors.opcua.connector import OpcUaConnector, quality_of, to_number
@@ -41,14 +42,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def wait_for(cond, what: str, timeout: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.02)
 
 
 class UaServer:

@@ -7,6 +7,8 @@ import time
 
 import pytest
 
+from plantguard.testing.wait import wait_for
+
 from plantguard.connectors.sparkplug.codec import DataType as T
 from plantguard.connectors.sparkplug.codec import Metric
 from plantguard.connectors.sparkplug.connector import SparkplugConnector
@@ -22,13 +24,6 @@ NODE_PATH = "s1/a1/l1/pump1/plc1"
 DEV_PATH = "s1/a1/l1/pump1/drive"
 FAR = 10**18
 
-
-def wait_for(cond, what: str, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.01)
 
 
 def config(data_dir, broker, **extra) -> dict:
