@@ -46,6 +46,8 @@ def flat(d, prefix: str, out: dict) -> None:
         for k, v in d.items():
             if k not in ("machine", "at", "bench"):
                 flat(v, f"{prefix}{k}.", out)
+    elif isinstance(d, list) and d and all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in d):
+        flat(statistics.median(d), prefix, out)  # a figure per repeat: its median
     elif isinstance(d, (int, float)) and not isinstance(d, bool):
         key = prefix.rstrip(".")
         n = 2
@@ -67,10 +69,14 @@ def main() -> int:
         name, _, argline = spec.partition("=")
         args = argline.split()
         sides: dict[str, list[tuple[dict, float]]] = {"before": [], "after": []}
-        for r in range(a.rounds):
-            for side, tree in (("before", a.before.resolve()), ("after", a.after.resolve())):
-                sides[side].append(run(tree, name, args))
-                print(f"  {name} round {r + 1} {side}: {sides[side][-1][1]:.1f} s", flush=True)
+        try:
+            for r in range(a.rounds):
+                for side, tree in (("before", a.before.resolve()), ("after", a.after.resolve())):
+                    sides[side].append(run(tree, name, args))
+                    print(f"  {name} round {r + 1} {side}: {sides[side][-1][1]:.1f} s", flush=True)
+        except SystemExit as e:  # one benchmark failing must not lose the others' rounds
+            print(f"{name}: {e}", file=sys.stderr, flush=True)
+            continue
         keys = sorted(set.intersection(*(set(f) for f, _ in sides["before"] + sides["after"])))
         rows = {"wall_s": (statistics.median(w for _, w in sides["before"]), statistics.median(w for _, w in sides["after"]))}
         for k in keys:

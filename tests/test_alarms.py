@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from plantguard.alarms.engine import AlarmEngine
 from plantguard.alarms.notify import WebhookNotifier
 from plantguard.domain.alarms import AlarmEvent, AlarmRecord
-from plantguard.domain.model import Webhook
+from plantguard.domain.settings import Webhook
 from plantguard.config import parse_config
 from plantguard.domain.readings import PointBatch, RawBatch
 from plantguard.errors import Conflict, InvalidInput, NotFound

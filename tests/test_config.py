@@ -122,7 +122,7 @@ def test_durations_are_parsed_once_at_load_and_written_back_as_given(tmp_path):
     """Every duration of the model carries its microseconds from the load (defaults included); the document
     keeps the text or number it was given."""
     from plantguard.config import dump_config
-    from plantguard.domain.model import us_of
+    from plantguard.domain.fields import us_of
 
     d = plant_dict(2, data_dir=str(tmp_path))
     d["sites"][0]["areas"][0]["lines"][0]["assets"][0]["devices"][0]["points"][0]["period"] = "250ms"

@@ -13,7 +13,7 @@ import httpx
 import numpy as np
 import pytest
 
-from plantguard.domain.model import DataType
+from plantguard.domain.fields import DataType
 from plantguard.config import parse_config
 from plantguard.ingest.parse import parse_payload
 from plantguard.runtime import Platform

@@ -1,7 +1,8 @@
 """The running platform, the composition root: configuration, store, point registry, pipeline, event bus,
 processors, sources and services, wired once, started and stopped in order.
 
-The API, the dashboard and the CLI are thin shells over `platform.services` (plantguard.services).
+Each capability is built from its Context and returns its Parts (plantguard.capabilities); the API, the dashboard and
+the CLI are thin shells over the typed `Services` this assembles (plantguard.services).
 """
 
 from __future__ import annotations
@@ -15,14 +16,15 @@ from plantguard.domain.actor import Actor
 from plantguard.domain.index import PlantIndex
 from plantguard.events import EventBus, ModelChanged
 from plantguard.supervisor import Supervisor
-from plantguard.domain.model import PlantConfig, us_of
+from plantguard.domain.fields import us_of
+from plantguard.domain.model import PlantConfig
 from plantguard.config import parse_config
 from plantguard.errors import ConfigError, ConfigProblem
 from plantguard.model_source import ModelFile, _has_file_version, model_document, resolve_model
 from plantguard.ingest.pipeline import Pipeline
 from plantguard.ingest.registry import PointRegistry
 from plantguard.store import open_store
-from plantguard.store.base import Series, Store
+from plantguard.store.base import Store
 from plantguard.timeutil import Clock, now_us
 
 log = logging.getLogger(__name__)

@@ -20,7 +20,8 @@ import numpy as np
 
 from plantguard.domain.actor import Actor
 from plantguard.domain.alarms import PRIORITY_RANK, AlarmEvent, AlarmRecord, AlarmState
-from plantguard.domain.model import PlantConfig, where as describe, us_of
+from plantguard.domain.fields import us_of
+from plantguard.domain.model import PlantConfig, where as describe
 from plantguard.domain.readings import PointBatch, Quality
 from plantguard.events import AlarmChanged, ConditionChange, ConditionsChanged, EventBus, ExternalRule, ExternalRulesDeclared
 from plantguard.errors import Conflict, InvalidInput, NotFound

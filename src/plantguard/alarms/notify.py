@@ -20,7 +20,7 @@ import httpx
 
 from plantguard.domain.addresses import check_url
 from plantguard.domain.alarms import PRIORITY_RANK, AlarmEvent, AlarmRecord
-from plantguard.domain.model import Webhook
+from plantguard.domain.settings import Webhook
 
 log = logging.getLogger(__name__)
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from plantguard.config.loading import parse_yaml
 from plantguard.domain.actor import Actor
-from plantguard.domain.model import TAG_SEP
+from plantguard.domain.fields import TAG_SEP
 from plantguard.errors import ConfigError, ConfigProblem, Conflict, InvalidInput, NotFound
 
 from plantguard.api.deps import parse_json

@@ -15,18 +15,8 @@ from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 from starlette.convertors import Convertor, register_url_convertor
 
-from plantguard.domain.model import (
-    Area,
-    Asset,
-    Criticality,
-    DataType,
-    Device,
-    Line,
-    Point,
-    PointAlarms,
-    Range,
-    Site,
-)
+from plantguard.domain.fields import Criticality, DataType
+from plantguard.domain.model import Area, Asset, Device, Line, Point, PointAlarms, Range, Site
 
 from plantguard.errors import NotFound
 

@@ -103,15 +103,15 @@ def import_csv_cmd(
         _fail("; ".join(f"--{'-'.join(str(x) for x in err['loc']).replace('_', '-')}: {err['msg']}" for err in e.errors()), EXIT_USAGE)
     with _errors():
         # history is not alarmed (alarms concern the present) and not analysed as if it were arriving live
-        platform = launch.open_config(cfg, alarms=False, analytics=False)
+        run = launch.open_config(cfg, alarms=False, analytics=False)
     try:
         with _errors(), Progress(TextColumn("importing"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
                                  TimeRemainingColumn(), console=Console(stderr=True), transient=True) as bar:
             task = bar.add_task("import", total=file.stat().st_size)
-            rep = platform.services.telemetry.import_csv(file, opt, max_problems=max_errors,
+            rep = run.services.telemetry.import_csv(file, opt, max_problems=max_errors,
                              progress=lambda done: bar.update(task, completed=done))
     finally:
-        platform.stop()
+        run.stop()
     rate = rep.rows / rep.seconds if rep.seconds > 0 else 0.0
     typer.echo(f"{file}: {rep.rows:,} rows, {rep.readings:,} readings in {rep.seconds:.2f} s ({rate:,.0f} rows/s)")
     typer.echo(f"  accepted   {rep.accepted:,}")

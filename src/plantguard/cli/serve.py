@@ -84,30 +84,30 @@ def serve(
                   "in clear. Set api.tls_cert and api.tls_key (see docs/security.md#tls), or listen on 127.0.0.1 behind a "
                   "proxy that terminates TLS.")
         with _errors():
-            platform = launch.open_config(cfg, model_file=ModelFile.of(config, force=force_config, version=model_version))
-        for line in platform.services.model.messages:
+            run = launch.open_config(cfg, model_file=ModelFile.of(config, force=force_config, version=model_version))
+        for line in run.services.model.messages:
             typer.echo(line, err=True)
         with _errors():
             try:
-                password = platform.services.accounts.ensure_admin(os.environ.get("PLANTGUARD_ADMIN_PASSWORD"))
+                password = run.services.accounts.ensure_admin(os.environ.get("PLANTGUARD_ADMIN_PASSWORD"))
             except PlantguardError:
-                platform.stop()
+                run.stop()
                 raise
         if password is not None:
             typer.echo(f"plantguard: first start: created the user 'admin' with the password {password}\n"
                        "  It is shown only this once: log in and change it, or set PLANTGUARD_ADMIN_PASSWORD before the first start.",
                        err=True)
         if login_link:
-            admin = next(u.name for u in platform.services.accounts.users() if u.role.value == "admin" and not u.disabled)
+            admin = next(u.name for u in run.services.accounts.users() if u.role.value == "admin" and not u.disabled)
             typer.echo(f"plantguard: one-time login link (24 h): http{'s' if tls else ''}://{host}:{port}/login?link="
-                       f"{platform.services.accounts.login_link(admin)}", err=True)
+                       f"{run.services.accounts.login_link(admin)}", err=True)
         try:
-            platform.start()
-            server = uvicorn.Server(uvicorn.Config(create_app(platform.services), host=host, port=port, log_level=log_level, lifespan="on",
+            run.start()
+            server = uvicorn.Server(uvicorn.Config(create_app(run.services), host=host, port=port, log_level=log_level, lifespan="on",
                                                    ssl_certfile=cfg.api.tls_cert if tls else None,
                                                    ssl_keyfile=cfg.api.tls_key if tls else None))
             n = sum(1 for _ in cfg.iter_points())
-            typer.echo(f"plantguard: {n} points, store {platform.services.status.store_kind()}, serving on http{'s' if tls else ''}://{host}:{port}", err=True)
+            typer.echo(f"plantguard: {n} points, store {run.services.status.store_kind()}, serving on http{'s' if tls else ''}://{host}:{port}", err=True)
             if not received:
                 try:
                     server.run()
@@ -117,7 +117,7 @@ def serve(
             else:
                 started = True
         finally:
-            platform.stop()  # sources stop, the pipeline drains, the store closes
+            run.stop()  # sources stop, the pipeline drains, the store closes
     finally:
         for s, h in previous.items():
             signal.signal(s, h)

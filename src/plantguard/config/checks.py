@@ -1,12 +1,12 @@
 """The plant model's checks that need a capability's code: detectors that must exist and build with their
 parameters, RUL models, shift calendars. The domain walks the document and calls these through its
-`ModelChecks` hooks (domain/model.py), so the domain itself imports no capability."""
+`ModelChecks` hooks (domain/checks.py), so the domain itself imports no capability."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from plantguard.domain.model import ModelChecks
+from plantguard.domain.checks import ModelChecks
 from plantguard.errors import ConfigError, ConfigProblem
 
 

@@ -17,7 +17,8 @@ from pydantic import ValidationError
 from plantguard import capabilities
 from plantguard.config.checks import CHECKS
 from plantguard.config.loading import read_yaml_file, validation_problems
-from plantguard.domain.model import PlantConfig, semantic_problems
+from plantguard.domain.checks import semantic_problems
+from plantguard.domain.model import PlantConfig
 from plantguard.errors import ConfigError, ConfigProblem
 
 

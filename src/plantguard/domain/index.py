@@ -14,7 +14,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from plantguard.domain.model import TAG_SEP, Area, Asset, Device, Line, PlantConfig, Point, Site
+from plantguard.domain.fields import TAG_SEP
+from plantguard.domain.model import Area, Asset, Device, Line, PlantConfig, Point, Site
 from plantguard.errors import NotFound
 
 

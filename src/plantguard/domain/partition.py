@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from plantguard.domain.model import TAG_SEP
+from plantguard.domain.fields import TAG_SEP
 
 PartitionBy = Literal["site", "area", "line", "asset"]
 LEVELS: dict[str, int] = {"site": 1, "area": 2, "line": 3, "asset": 4}

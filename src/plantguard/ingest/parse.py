@@ -16,7 +16,7 @@ from operator import itemgetter
 import numpy as np
 import orjson
 
-from plantguard.domain.model import TAG_SEP
+from plantguard.domain.fields import TAG_SEP
 from plantguard.domain.readings import NO_TS, QUALITY_BY_NAME, DeadLetter, RawBatch
 from plantguard.errors import InvalidInput
 from plantguard.timeutil import to_us

@@ -13,7 +13,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from plantguard.domain.model import DataType, PlantConfig, us_of
+from plantguard.domain.fields import DataType, us_of
+from plantguard.domain.model import PlantConfig
 from plantguard.store.base import PointRow, Store
 
 

@@ -35,7 +35,8 @@ from plantguard.analytics.anomaly.threshold import Thresholded
 from plantguard.analytics.spc.bank import IN_CONTROL, INSUFFICIENT_DATA, NO_VARIATION, OUT_OF_CONTROL, SpcBank, SlotSettings
 from plantguard.domain.analytics import AnalyticsWrite
 from plantguard.domain.index import PlantIndex
-from plantguard.domain.model import PlantConfig, SpcSettings, state_gate, us_of
+from plantguard.domain.fields import us_of
+from plantguard.domain.model import PlantConfig, SpcSettings, state_gate
 from plantguard.domain.partition import partition_key
 from plantguard.domain.readings import PointBatch, Quality
 from plantguard.events import ConditionChange, ConditionsChanged, ExternalRule, ExternalRulesDeclared

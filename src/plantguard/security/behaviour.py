@@ -115,7 +115,7 @@ class BehaviourProcessor:
 
     def reload(self, cfg) -> None:
         from plantguard.domain.index import PlantIndex
-        from plantguard.domain.model import us_of
+        from plantguard.domain.fields import us_of
 
         with self._lock:
             idx = PlantIndex(cfg)

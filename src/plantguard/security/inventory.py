@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 from collections import defaultdict
 
-from plantguard.domain.model import us_of
+from plantguard.domain.fields import us_of
 from plantguard.security.posture import DeviceFacts
 
 

@@ -9,7 +9,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from plantguard.domain.model import TAG_SEP
+from plantguard.domain.fields import TAG_SEP
 from plantguard.store.base import Series
 
 MAX_HISTORY_ROWS = 20_000_000  # a state point at 1 Hz for 93 days is 8 M rows

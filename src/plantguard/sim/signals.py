@@ -17,7 +17,8 @@ from functools import lru_cache
 
 import numpy as np
 
-from plantguard.domain.model import DataType, PlantConfig, us_of
+from plantguard.domain.fields import DataType, us_of
+from plantguard.domain.model import PlantConfig
 from plantguard.timeutil import US
 
 # Machine state codes shared by every state point of the simulated plant.

@@ -25,7 +25,7 @@ from markupsafe import Markup
 
 from plantguard.domain.alarms import PRIORITY_RANK, AlarmState
 from plantguard.errors import NotFound, PlantguardError
-from plantguard.domain.model import us_of
+from plantguard.domain.fields import us_of
 
 
 from plantguard.domain.readings import REJECT_CODES

@@ -39,7 +39,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
 from plantguard.connectors.csv.config import CsvOptions
-from plantguard.domain.model import TAG_SEP
+from plantguard.domain.fields import TAG_SEP
 from plantguard.domain.readings import DeadLetter, RawBatch
 from plantguard.errors import InvalidInput
 from plantguard.ingest.parse import MAX_POINT_NAME, TS_LIMIT_US

@@ -19,7 +19,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from plantguard.connectors.base import ConnectorConfig
-from plantguard.domain.model import TAG_SEP
+from plantguard.domain.fields import TAG_SEP
 from plantguard.errors import ConfigError, ConfigProblem
 
 __all__ = ["MqttConfig", "MqttConnectorConfig", "MqttTuning", "Topics", "backoff_delay", "check_config"]

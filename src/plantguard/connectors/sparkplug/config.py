@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from plantguard.connectors.mqtt.config import MqttTls
 from plantguard.connectors.base import ConnectorConfig
-from plantguard.domain.model import TAG_SEP
+from plantguard.domain.fields import TAG_SEP
 from plantguard.errors import ConfigProblem
 
 NAMESPACE = "spBv1.0"
