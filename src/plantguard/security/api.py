@@ -13,7 +13,7 @@ from plantguard.api.deps import ActorDep, ServicesDep
 from plantguard.api.errors import ERROR_RESPONSES
 from plantguard.api.permissions import require
 from plantguard.errors import Unavailable
-from plantguard.security.posture import Finding
+from plantguard.security.posture import SEVERITIES, Finding
 from plantguard.services import Services
 from plantguard.domain.roles import Permission
 
@@ -64,7 +64,7 @@ def _report(r) -> dict:
 
 
 @router.get("/findings", response_model=ReportPublic, dependencies=READ)
-def findings(svc: ServicesDep, severity: Annotated[str | None, Query(max_length=16)] = None,
+def findings(svc: ServicesDep, severity: Annotated[Literal[SEVERITIES] | None, Query(description="only findings of this severity")] = None,
              device: Annotated[str | None, Query(max_length=512, description="only devices under this path")] = None) -> Any:
     """The posture audit of every device now (muted and accepted findings left out)."""
     out = _report(_svc(svc, "posture").run())

@@ -80,3 +80,21 @@ def test_the_register_over_the_api_keeps_history_and_trend(tmp_path):
             assert r.headers["content-type"].startswith("text/csv") and "s1/a1/l1/pump1/plc1" in r.text
     finally:
         p.stop()
+
+
+def test_an_unknown_severity_filter_is_refused_not_ignored(tmp_path):
+    from fastapi.testclient import TestClient
+
+    from plantguard.api.app import create_app
+    from plantguard.config import parse_config
+    from plantguard.runtime import Platform
+    from plantguard.testing.auth import auth_headers
+    from plantguard.testing.factories import plant_dict
+
+    p = Platform(parse_config(plant_dict(1, data_dir=str(tmp_path))))
+    try:
+        with TestClient(create_app(p.services), base_url="http://127.0.0.1", headers=auth_headers(p, "engineer")) as c:
+            assert c.get("/api/security/findings", params={"severity": "absurd"}).status_code in (400, 422)
+            assert c.get("/api/security/findings", params={"severity": "high"}).status_code == 200
+    finally:
+        p.stop()
