@@ -66,6 +66,13 @@ STATE_NAMES = {INSUFFICIENT_DATA: "insufficient_data", IN_CONTROL: "in_control",
                NO_VARIATION: "no_variation"}
 
 
+def _kept(table: dict, key: str, settings: str):
+    """What `table` kept for `key` (a slot, a detector, a model) when it was built with the same `settings`, else
+    None: a reload keeps the learned state of what did not change."""
+    old = table.get(key)
+    return old[0] if old is not None and old[1] == settings else None
+
+
 class Thinner:
     """Keeps one row per key and interval for derived series: the maximum of the interval (with its time), so
     a spike survives thinning. Vectorised over slots; a batch must hold each slot's readings in time order."""
@@ -324,9 +331,9 @@ class AnalyticsProcessor(SpcPart, AnomalyPart, AssetPart):
             an = point.analytics
             if an.spc is not None:
                 settings = _digest(an.spc)
-                old = st.spc_keys.get(tag)
-                if old is not None and old[1] == settings:
-                    slot = old[0]
+                kept = _kept(st.spc_keys, tag, settings)
+                if kept is not None:
+                    slot = kept
                 else:
                     slot = st.spc.add(_spc_slot_settings(an.spc, us_of(point.period)))
                     if an.spc.center is not None:
@@ -341,9 +348,9 @@ class AnalyticsProcessor(SpcPart, AnomalyPart, AssetPart):
             if an.anomaly is not None:
                 settings = _digest(an.anomaly)
                 if an.anomaly.detector in ("default", "robust_z"):
-                    old = st.rz_keys.get(tag)
-                    if old is not None and old[1] == settings:
-                        slot = old[0]
+                    kept = _kept(st.rz_keys, tag, settings)
+                    if kept is not None:
+                        slot = kept
                     elif an.anomaly.detector == "default":
                         slot = st.rz.add(**bank_params({**an.anomaly.params, "threshold": an.anomaly.threshold}))
                     else:
@@ -355,9 +362,9 @@ class AnalyticsProcessor(SpcPart, AnomalyPart, AssetPart):
                     rz_tag[slot] = tag
                     anom_cfg[slot] = an.anomaly
                 else:
-                    old = st.dets.get(tag)
-                    if old is not None and old[1] == settings:
-                        det = old[0]
+                    kept = _kept(st.dets, tag, settings)
+                    if kept is not None:
+                        det = kept
                     else:
                         det = Thresholded(load_detector(an.anomaly.detector)(**an.anomaly.params), threshold=an.anomaly.threshold)
                     keep_det[tag] = (det, settings)
@@ -381,9 +388,9 @@ class AnalyticsProcessor(SpcPart, AnomalyPart, AssetPart):
             mv = asset.analytics.anomaly
             if mv is not None:
                 settings = _digest(mv)
-                old = st.assets_mv.get(key)
-                if old is not None and old[1] == settings:
-                    ax.mv = old[0]
+                kept = _kept(st.assets_mv, key, settings)
+                if kept is not None:
+                    ax.mv = kept
                 elif mv.detector == "default":
                     ax.mv = default_asset_detector(mv.threshold, **mv.params)
                 else:
@@ -402,9 +409,9 @@ class AnalyticsProcessor(SpcPart, AnomalyPart, AssetPart):
             rul = asset.analytics.rul
             if rul is not None:
                 settings = _digest(rul)
-                old = st.assets_rul.get(key)
-                if old is not None and old[1] == settings:
-                    ax.rul = old[0]
+                kept = _kept(st.assets_rul, key, settings)
+                if kept is not None:
+                    ax.rul = kept
                 else:
                     from plantguard.analytics.rul.trend import DegradationTrend
 

@@ -92,3 +92,17 @@ class AccountsBase:
                 self.audit.record(actor, action, target, result, detail)
             except Exception:  # noqa: BLE001 - an audit failure is logged loudly, never turned into a login failure
                 log.exception("the audit log could not record %s %s", action, target)
+
+    # -- the short cache of credential checks (a few seconds: a revocation shows within CACHE_US) --------------
+    def _cached(self, key: str, now: int) -> tuple[Principal | None] | None:
+        """(principal,) when `key` was checked less than CACHE_US ago (the principal may be None: refused)."""
+        hit = self._cache.get(key)
+        return (hit[1],) if hit is not None and now - hit[0] < CACHE_US else None
+
+    def _remember(self, key: str, now: int, p: Principal | None) -> None:
+        if len(self._cache) > 10_000:
+            self._cache.clear()
+        self._cache[key] = (now, p)
+
+    def _forget(self) -> None:
+        self._cache.clear()

@@ -8,7 +8,7 @@ import time
 from plantguard.domain.actor import Actor
 from plantguard.domain.roles import Principal, Role, grants
 from plantguard.errors import NotFound, TooManyAttempts, Unauthenticated
-from plantguard.security.accounts._base import CACHE_US, LINK_RE, NAME_RE, SESSION_RE, US, _h, log
+from plantguard.security.accounts._base import LINK_RE, NAME_RE, SESSION_RE, US, _h, log
 from plantguard.security.passwords import DUMMY_HASH, hash_password, needs_rehash, verify_password
 
 
@@ -90,9 +90,9 @@ class Sessions:
             return None
         key = _h(secret)
         now = self.clock()
-        hit = self._cache.get(key)
-        if hit is not None and now - hit[0] < CACHE_US:
-            return hit[1]
+        hit = self._cached(key, now)
+        if hit is not None:
+            return hit[0]
         rows = self.store.fetch("SELECT s.user_name, s.csrf, s.created_at, s.last_seen, u.role, u.disabled FROM sessions s "
                                 "JOIN users u ON u.name = s.user_name WHERE s.id_hash = ?", (key,))
         p = None
@@ -115,13 +115,6 @@ class Sessions:
         self._forget()
         self._record(p.actor, "logout", p.name)
 
-    def _remember(self, key: str, now: int, p: Principal | None) -> None:
-        if len(self._cache) > 10_000:
-            self._cache.clear()
-        self._cache[key] = (now, p)
-
-    def _forget(self) -> None:
-        self._cache.clear()
 
 
     # -- one-time login links (the demo's first click) -------------------------------------------------------------

@@ -8,7 +8,7 @@ import secrets
 from plantguard.domain.actor import Actor, ActorKind
 from plantguard.domain.roles import Permission, Principal, Role, grants, parse_scopes
 from plantguard.errors import InvalidInput, NotFound
-from plantguard.security.accounts._base import CACHE_US, NAME_RE, TOKEN_RE, TokenInfo, US, _h
+from plantguard.security.accounts._base import NAME_RE, TOKEN_RE, TokenInfo, US, _h
 
 
 class Tokens:
@@ -90,9 +90,9 @@ class Tokens:
         tid, secret = m.groups()
         now = self.clock()
         key = "t:" + _h(text)
-        hit = self._cache.get(key)
-        if hit is not None and now - hit[0] < CACHE_US:
-            return hit[1]
+        hit = self._cached(key, now)
+        if hit is not None:
+            return hit[0]
         rows = self.store.fetch("SELECT t.secret_hash, t.name, t.owner, t.scopes, t.expires_at, t.revoked_at, t.device, u.role, u.disabled "
                                 "FROM api_tokens t JOIN users u ON u.name = t.owner WHERE t.id = ?", (tid,))
         p = None
