@@ -1,0 +1,1 @@
+"""Business continuity: the dependency graph to business services, impact, incidents, playbooks, drills (docs/continuity.md)."""
