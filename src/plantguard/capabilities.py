@@ -43,7 +43,7 @@ if TYPE_CHECKING:  # pragma: no cover
 log = logging.getLogger(__name__)
 
 GROUP = "plantguard.capabilities"
-BUILTIN_ORDER = ("security", "alarms", "analytics", "mqtt")
+BUILTIN_ORDER = ("security", "alarms", "analytics", "mqtt", "continuity")
 
 
 class AuditSink(Protocol):
@@ -75,6 +75,8 @@ class Context:
     add_source: Callable[[Any], None]            # a connector the capability starts (supervised like the others)
     submit: Callable[..., Any]                   # readings into the pipeline (RawBatch, dead letters, timeout=)
     ingest_lag_us: Callable[[], int]             # how far the writer is behind now
+    write_point: Callable[[str, float, str], dict] | None = None   # a device write through its source (gated, audited)
+    writable: Callable[[str], str | None] | None = None            # why a tag may not be written by configuration, or None
 
     def uses(self, name: str) -> Any:
         return self.services.get(name)
@@ -103,6 +105,7 @@ class Capability:
     routers: Callable[[], list] | None = None                      # FastAPI routers under /api, imported lazily
     pages: Callable[[], list] | None = None                        # dashboard routers (HTML) at the root
     commands: Callable[[], list] | None = None                     # (name, typer app): `plantguard <name> ...`
+    check: Callable[[Any, Any], list] | None = None                # (section, PlantConfig) -> [(path in section, message)]
 
 
 def store_view(store, protocols: tuple[type, ...]) -> Any:
@@ -157,7 +160,8 @@ def _discover() -> None:
 
 
 _BUILTIN_MODULES = {"security": "plantguard.security.capability", "alarms": "plantguard.alarms.capability",
-                    "analytics": "plantguard.plant_analytics.capability", "mqtt": "plantguard.connectors.mqtt.capability"}
+                    "analytics": "plantguard.plant_analytics.capability", "mqtt": "plantguard.connectors.mqtt.capability",
+                    "continuity": "plantguard.continuity.capability"}
 
 
 def register(cap: Capability) -> None:

@@ -81,12 +81,28 @@ class Platform:
             tick_us=us_of(cfg.alarms.check_interval),
             clock=clock,
         )
+        self._spill = self._open_spill(cfg)
         self.bus = EventBus()  # typed in-process events: alarm changes, analytics conditions (plantguard.events)
         self.sources: list = []  # objects with start() / stop() / health() -> dict, optionally alive() / restart()
         self._supervisor = Supervisor(lambda: self.sources)
         self.started_at = now_us()  # wall time: an injected (simulation) clock must not distort uptime
         self._model_lock = threading.Lock()
         self._build_capabilities(skip={n for n, on in (("alarms", alarms), ("analytics", analytics)) if not on})
+
+    def _open_spill(self, cfg: PlantConfig):
+        """The disk buffer for a store outage: the gateway's checksummed queue, replayed by the writer."""
+        on = cfg.ingest.spill == "on" or (cfg.ingest.spill == "auto" and self.store.kind == "postgres")
+        if not on:
+            return None
+        from pathlib import Path
+
+        from plantguard.connectors.gateway.codec import decode_batch
+        from plantguard.connectors.gateway.queue import GatewayQueue
+
+        q = GatewayQueue(Path(cfg.storage.data_dir) / "spill", max_bytes=cfg.ingest.spill_max_bytes, overflow="reject_new",
+                         min_free_bytes=16 << 20)
+        self.pipeline.spill, self.pipeline.spill_decode = q, decode_batch
+        return q
 
     def _build_capabilities(self, skip: set[str]) -> None:
         """Each capability in order gets its Context and returns its Parts; the platform wires them (processors
@@ -125,7 +141,8 @@ class Platform:
                           store=store_view(self.store, cap.stores), audit=built.get("audit") or audit,
                           data_dir=Path(cfg.storage.data_dir), key_dir=Path(cfg.storage.key_dir) if cfg.storage.key_dir else None,
                           services=frozen({**own, **built}), sink=self.pipeline, add_source=self.add_source, submit=telemetry.submit,
-                          ingest_lag_us=self.pipeline.current_lag_us)
+                          ingest_lag_us=self.pipeline.current_lag_us, write_point=self.write_point,
+                          writable=self.writable)
             parts = cap.build(ctx)
             for proc in parts.processors:
                 self.pipeline.add_processor(proc)
@@ -181,6 +198,29 @@ class Platform:
         source.start()
         self._supervisor.ensure_running()
 
+    def write_point(self, point: str, value: float, actor: str) -> dict:
+        """A write to a device through the source that owns the point: gated (quarantine, write windows) and
+        audited by that source like any other write."""
+        import asyncio
+
+        for s in list(self.sources):
+            owns = getattr(s, "writes_point", None)
+            if callable(owns) and owns(point):
+                return asyncio.run(s.write(point, value, actor))
+        raise ConfigError([ConfigProblem("", f"no running source writes {point}")])
+
+    def writable(self, point: str) -> str | None:
+        """Why the configuration does not allow writes to this tag, or None."""
+        from plantguard.connectors.registry import validate as validate_connectors
+
+        if self.index.point(point) is None:
+            return f"{point} is not a point of the plant model"
+        for cls, ccfg in validate_connectors(self.cfg.connectors):
+            allowed = getattr(cls, "writable_points", None)
+            if callable(allowed) and point in allowed(ccfg):
+                return None
+        return "no connector configures it writable (writable: true)"
+
     def stop(self) -> None:
         """Sources first (nothing new arrives), then the pipeline drains what is queued, then the store closes."""
         self._supervisor.stop()
@@ -191,6 +231,8 @@ class Platform:
                 log.exception("source failed to stop")
         self.sources.clear()
         self.pipeline.stop(drain=True)
+        if self._spill is not None:
+            self._spill.close()  # what is left replays at the next start
         self.bus.close()
         for hook in reversed(self._on_stop):
             try:

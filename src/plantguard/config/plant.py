@@ -66,6 +66,10 @@ def parse_config(data: Any, source: str | None = None) -> PlantConfig:
         for i, c in enumerate(data["connectors"]):
             if getattr(mqtt, "enabled", False) and isinstance(c, dict) and c.get("name") == "mqtt":
                 problems.append(ConfigProblem(f"connectors[{i}].name", "'mqtt' is the connector the enabled `mqtt:` section starts: rename this one or move the section into it"))
+    if not problems and cfg is not None:  # checks a capability makes across its section and the plant model
+        for cap in capabilities.registered():
+            if cap.check is not None and cap.name in sections:
+                problems += [ConfigProblem(f"{cap.name}.{p}" if p else cap.name, m) for p, m in cap.check(sections[cap.name], cfg)]
     if problems:
         raise ConfigError(problems, source)
     for name, model in owned.items():  # a capability's defaults apply when the file has no section for it

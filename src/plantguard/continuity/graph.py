@@ -27,6 +27,7 @@ from typing import Iterable, Mapping
 INF = math.inf
 DATA_KINDS = frozenset({"device", "gateway"})
 PLANT_KINDS = frozenset({"asset", "device"})
+ROOT_KINDS_EXCLUDED = frozenset({"process", "service"})  # they fail through what they depend on, not on their own
 MAX_SCAN = 20_000  # nodes examined per service for single points and estimates (one impact each)
 
 
@@ -361,6 +362,8 @@ class Graph:
         """Nodes whose failure alone takes the service below its MBCO, with when and the path."""
         out = []
         for j in self.closure(sid):
+            if self.kind[j] in ROOT_KINDS_EXCLUDED:
+                continue
             imp = self.impact({self.ids[j]: 0})
             s = imp.services.get(sid)
             if s is not None and s.disrupted_at < INF:
@@ -377,6 +380,8 @@ class Graph:
         members = self.closure(sid)
         data_nodes = [j for j in members if self.kind[j] in DATA_KINDS]
         for j in members:
+            if self.kind[j] in ROOT_KINDS_EXCLUDED:
+                continue
             if self.backup_every[j] is not None and self.backup_every[j] > rpo:
                 rpo, rpo_path = self.backup_every[j], [sid, self.ids[j], "(destroyed: data since the last backup)"]
             r = self.recovery[j]

@@ -2,9 +2,9 @@
 (api/permissions.py), and a role grants only what it lists.
 
     viewer    sees the plant: model, telemetry, alarms, analytics, the dashboard
-    operator  + acknowledges and shelves alarms
-    engineer  + edits the plant model, sends readings, reads security findings and the audit log
-    admin     + manages users and tokens, quarantines and releases devices
+    operator  + acknowledges and shelves alarms, responds to incidents
+    engineer  + edits the plant model, sends readings, reads security findings and the audit log, runs playbooks
+    admin     + manages users and tokens, quarantines and releases devices, edits the dependency graph
 """
 
 from __future__ import annotations
@@ -25,6 +25,9 @@ class Permission(str, Enum):
     SECURITY_OPERATE = "security.operate"
     AUDIT_READ = "audit.read"
     USERS_MANAGE = "users.manage"
+    INCIDENTS_RESPOND = "incidents.respond"    # acknowledge, assign, mitigate, resolve, review an incident
+    PLAYBOOKS_RUN = "playbooks.run"            # start, approve (as the step's role allows) and cancel playbook runs
+    CONTINUITY_EDIT = "continuity.edit"        # the dependency graph and business impact analysis
 
 
 class Role(str, Enum):
@@ -35,8 +38,9 @@ class Role(str, Enum):
 
 
 _VIEWER = frozenset({Permission.READ})
-_OPERATOR = _VIEWER | {Permission.ALARMS_OPERATE}
-_ENGINEER = _OPERATOR | {Permission.MODEL_WRITE, Permission.INGEST, Permission.SECURITY_READ, Permission.AUDIT_READ}
+_OPERATOR = _VIEWER | {Permission.ALARMS_OPERATE, Permission.INCIDENTS_RESPOND}
+_ENGINEER = _OPERATOR | {Permission.MODEL_WRITE, Permission.INGEST, Permission.SECURITY_READ, Permission.AUDIT_READ,
+                         Permission.PLAYBOOKS_RUN}
 _ADMIN = frozenset(Permission) - {Permission.PUBLIC}
 
 GRANTS: dict[Role, frozenset[Permission]] = {Role.viewer: _VIEWER, Role.operator: _OPERATOR,

@@ -36,6 +36,9 @@ class IngestConfig(_Strict):
     lag_degraded: DurationValue = Field("30s", description="health is degraded while a write waited longer than this in the queue")
     partition_by: Literal["site", "area", "line", "asset"] = Field(
         "line", description="the unit of learned state (dedupe watermarks, alarm and analytics state) one worker owns")
+    spill: Literal["auto", "on", "off"] = Field(
+        "auto", description="buffer readings on disk (<data_dir>/spill) while the store is unavailable and replay them in order; auto: with PostgreSQL")
+    spill_max_bytes: int = Field(1 << 30, ge=1 << 20, le=1 << 40, description="disk the spill may use; beyond it writes fail (nothing acknowledged is dropped)")
 
     _v = field_validator("max_future")(_duration(36_500 * DAY_US))
     _lag = field_validator("lag_degraded")(_duration(DAY_US, min_us=100_000))

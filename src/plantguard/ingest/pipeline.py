@@ -20,7 +20,7 @@ from typing import Callable
 import numpy as np
 
 from plantguard.domain.readings import DeadLetter, IngestResult, PointBatch, RawBatch, RejectColumns, reject_code
-from plantguard.errors import Overloaded, PlantguardError, ShuttingDown, StoreError
+from plantguard.errors import Overloaded, PlantguardError, ShuttingDown, StoreError, StoreUnavailable
 from plantguard.ingest.processors import Processor
 from plantguard.ingest.registry import PointRegistry
 from plantguard.ingest.steps import CHECK_TEXT, Check, dedupe, validate, write_rows
@@ -52,6 +52,9 @@ class PipelineStats:
     lag_us_max: int = 0
     write_us_last: int = 0
     rejected_by_reason: dict = field(default_factory=dict)
+    spilled: int = 0           # readings buffered on disk while the store was unavailable
+    replayed: int = 0          # of those, written to the store since
+    spill_lost: int = 0        # records that could not be written even with the store back (logged)
 
 
 @dataclass
@@ -118,6 +121,12 @@ class Pipeline:
         self.max_batch_readings = max_batch_readings
         self.max_payload_bytes = max_payload_bytes  # the largest payload a source should parse (its own limit may be lower)
         self.diverter = None  # set by the security capability: .held(pid) -> bool mask, .store(PointBatch, now)
+        # Set by the platform: a checksummed disk queue (the gateway's) that takes batches while the store is
+        # unavailable, and its decoder; the writer replays it, in order, once the store answers again.
+        self.spill = None
+        self.spill_decode: Callable | None = None
+        self.spill_retry_s = 1.0
+        self._spill_next_try = 0.0
         # A submission above this is written one chunk per writer turn (see _submit_chunked).
         self.chunk_readings = max(1000, max_batch_readings // 4)
         self._busy_since: int | None = None  # enqueue time of the oldest batch the writer is working on
@@ -329,6 +338,7 @@ class Pipeline:
                     self._process(items)
                 finally:
                     self._busy_since = None
+            self._replay()
             self._housekeeping()
         self._housekeeping(final=True)
 
@@ -357,16 +367,84 @@ class Pipeline:
             except StoreError:
                 log.exception("retention failed; will retry")
 
-    def _process(self, items: list[_Item]) -> None:
+    # -- the store is out: batches to disk, replayed in order ------------------------------------------------
+    def spill_pending(self) -> int:
+        """Records on the disk queue not yet written to the store."""
+        sp = self.spill
+        return 0 if sp is None else max(0, sp.next_seq() - 1 - sp.confirmed_seq())
+
+    def _to_spill(self, items: list[_Item], why: str) -> bool:
+        """Durable on disk, so acknowledged: the submitter's future resolves as accepted."""
         try:
-            results, accepted, dead, rejects = self._prepare_and_write(items)
+            for it in items:
+                self.spill.append(it.batch, it.dead)
+        except Exception:  # noqa: BLE001 - the disk failed too: the submitters hear the store's error
+            log.exception("the store is unavailable and the disk buffer refused the batch")
+            return False
+        n = sum(len(it.batch) for it in items)
+        if not self.stats.spilled or self.spill_pending() == len(items):
+            log.warning("store unavailable (%s): buffering readings on disk until it answers", why)
+        self.stats.spilled += n
+        for it in items:
+            _resolve(it.future, IngestResult(accepted=len(it.batch)))
+        return True
+
+    def _replay(self) -> None:
+        """Writes what the disk queue holds, oldest first, a bounded amount per writer turn; stops at the first
+        sign the store is still out. A record that fails for another reason is logged, counted and passed over,
+        so one bad record cannot hold the rest back."""
+        if self.spill is None or time.monotonic() < self._spill_next_try or not self.spill_pending():
+            return
+        budget = self.max_batch_readings
+        for seq, _n, payload in self.spill.read(self.spill.confirmed_seq(), max_records=64):
+            try:
+                batch, dead = self.spill_decode(payload)
+            except Exception:  # noqa: BLE001 - a record the codec cannot read (checksums passed): pass it over
+                log.exception("spilled record %d cannot be decoded; passed over", seq)
+                self.stats.spill_lost += 1
+                self.spill.confirm(seq)
+                continue
+            item = _Item(batch, dead, Future(), time.monotonic_ns() // 1000)
+            try:
+                self._write_items([item])
+            except StoreUnavailable:
+                self._spill_next_try = time.monotonic() + self.spill_retry_s
+                return
+            except Exception:  # noqa: BLE001
+                log.exception("spilled record %d could not be written; passed over", seq)
+                self.stats.spill_lost += 1
+            else:
+                self.stats.replayed += len(batch)
+            self.spill.confirm(seq)
+            budget -= len(batch)
+            if budget <= 0:
+                return
+        if not self.spill_pending():
+            log.warning("the disk buffer is written to the store: %d readings replayed", self.stats.replayed)
+
+    def _process(self, items: list[_Item]) -> None:
+        if self.spill is not None and self.spill_pending():
+            if self._to_spill(items, "older readings are still being replayed"):  # order kept: behind what waits
+                return
+        try:
+            self._write_items(items)
+        except StoreUnavailable as e:
+            self.stats.write_errors += 1
+            if self.spill is not None and self._to_spill(items, str(e)):
+                self._spill_next_try = time.monotonic() + self.spill_retry_s
+                return
+            for it in items:
+                _resolve(it.future, exc=e)
         except Exception as e:  # noqa: BLE001 - every submitter must hear about the failure
             self.stats.write_errors += 1
             log.error("write failed for %d batch(es): %s", len(items), e)
             err = e if isinstance(e, PlantguardError) else StoreError(str(e))
             for it in items:
                 _resolve(it.future, exc=err)
-            return
+
+    def _write_items(self, items: list[_Item]) -> None:
+        """Writes and resolves the futures; raises when the write failed (the caller decides what that means)."""
+        results, accepted, dead, rejects = self._prepare_and_write(items)
         now = self.clock()
         lag = time.monotonic_ns() // 1000 - min(it.enqueued for it in items)
         self.stats.lag_us_last = lag

@@ -34,6 +34,7 @@ if TYPE_CHECKING:  # pragma: no cover - the security capability's types, for rea
     from plantguard.security.quarantine import Quarantine
     from plantguard.security.service import PostureService, RiskService
     from plantguard.security.writes import WriteGate
+    from plantguard.continuity.service import ContinuityService
 
 
 @dataclass
@@ -58,6 +59,8 @@ class Services:
     ca: "CertificateAuthority | None" = None
     write_gate: "WriteGate | None" = None
     broker_log: Any = None
+    # the continuity capability's (None without it)
+    continuity: "ContinuityService | None" = None
     # other capabilities' services, by name
     plugins: Mapping[str, Any] = field(default_factory=dict)
 

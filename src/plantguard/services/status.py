@@ -52,6 +52,9 @@ class StatusService:
         if lagging:
             problems.append(f"ingest lags: the oldest waiting reading has waited {lag_now / 1e6:.1f} s "
                             f"(threshold ingest.lag_degraded {self.lag_degraded_us / 1e6:g} s)")
+        spill = pl.spill_pending()
+        if spill:
+            problems.append(f"the store is unavailable or catching up: {spill} batch(es) buffered on disk, replayed in order when it answers")
         problems += [f"source {n} is not healthy" + (": its thread or loop died" if v.get("thread_alive") is False else "")
                      for n, v in sources.items() if not v.get("ok", True)]
         ok = not problems
@@ -66,6 +69,7 @@ class StatusService:
                 "queued_readings": st.queued_readings, "lag_ms_last": st.lag_us_last / 1000, "lag_ms_max": st.lag_us_max / 1000,
                 "lag_ms_now": lag_now / 1000, "lagging": lagging, "lag_degraded_ms": self.lag_degraded_us / 1000,
                 "write_errors": st.write_errors, "processor_errors": st.processor_errors,
+                "spill": {"pending_batches": spill, "spilled": st.spilled, "replayed": st.replayed, "lost": st.spill_lost},
             },
             "sources": sources,
             "uptime_s": (now_us() - self.started_at) / 1e6,

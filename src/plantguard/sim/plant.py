@@ -187,6 +187,53 @@ def demo_signals() -> dict[str, SignalSpec]:
     return {f"{a['id']}/{d['id']}/{p['id']}": spec for a in ASSETS for d in a["devices"] for p, spec in d["points"]}
 
 
+# The continuity plan of the demo line: what "line 1 output" and the order fulfilment behind it depend on, their
+# business impact analysis, and the playbook for a predicted bearing failure (docs/continuity.md).
+def demo_continuity(smtp_port: int | None = None) -> dict:
+    section = {
+        "services": [
+            {"id": "line1-output", "name": "Line 1 output", "depends_on": ["bottling"], "mtpd": "12h", "rto": "2h",
+             "rpo": "15m", "mbco": 0.8, "cost_per_hour": 9000, "priority": 1},
+            {"id": "order-fulfilment", "name": "Customer order fulfilment", "depends_on": ["line1-output"], "mtpd": "48h",
+             "rto": "24h", "rpo": "1h", "mbco": 0.6, "cost_per_hour": 25000, "priority": 1,
+             "workaround": {"description": "ship from finished-goods stock", "capacity": 0.7, "limit": "24h"}},
+            {"id": "condition-monitoring", "name": "Condition monitoring", "depends_on": ["pump-sensor", "conveyor-sensor", "platform"],
+             "mtpd": "72h", "rto": "8h", "rpo": "1h", "mbco": 0.5, "cost_per_hour": 200, "priority": 3},
+        ],
+        "nodes": [
+            {"id": "bottling", "kind": "process", "name": "Bottling", "depends_on": ["feed", "conveyor", f"{LINE_PATH}/filler", f"{LINE_PATH}/capper"]},
+            {"id": "feed", "kind": "process", "name": "Filler feed", "depends_on": ["pump"]},
+            {"id": "pump", "kind": "asset", "ref": PUMP, "depends_on": ["pump-io"], "recovery": "3h",
+             "name": "Filler feed pump P-101 (swap to the standby pump: 3 h)"},
+            {"id": "pump-io", "kind": "device", "ref": f"{PUMP}/plc", "depends_on": ["cell-network", "power"], "recovery": "1h"},
+            {"id": "conveyor", "kind": "asset", "ref": f"{LINE_PATH}/conveyor", "depends_on": ["conveyor-io"], "recovery": "4h"},
+            {"id": "conveyor-io", "kind": "device", "ref": f"{LINE_PATH}/conveyor/plc", "depends_on": ["cell-network", "power"], "recovery": "1h"},
+            {"id": "pump-sensor", "kind": "device", "ref": PUMP_SENSOR, "depends_on": ["wsn-gateway"], "recovery": "30m"},
+            {"id": "conveyor-sensor", "kind": "device", "ref": f"{LINE_PATH}/conveyor/wsn", "depends_on": ["wsn-gateway"], "recovery": "30m"},
+            {"id": "wsn-gateway", "kind": "gateway", "name": "Wireless sensor gateway", "depends_on": ["cell-network"],
+             "buffer": "4h", "recovery": "1h"},
+            {"id": "cell-network", "kind": "network", "name": "Cell network (line 1)", "depends_on": ["power"], "recovery": "2h"},
+            {"id": "power", "kind": "power", "name": "Line 1 power", "recovery": "1h"},
+            {"id": "platform", "kind": "platform", "name": "plantguard", "depends_on": ["database"], "buffer": "24h", "recovery": "15m"},
+            {"id": "database", "kind": "database", "backup_every": "1h", "recovery": "30m"},
+        ],
+        "playbooks": [{
+            "id": "bearing-failure-predicted", "name": "Pump bearing failure predicted", "on": ["predictive"],
+            "nodes": ["pump"], "auto_start": True, "steps": [
+                {"id": "notify-maintenance", "type": "notify", "approval": {"role": "engineer", "ttl": "8h", "on_expiry": "fail"},
+                 "params": {"email": "maintenance@plant.local", "subject": "plantguard: {title}",
+                            "message": "{title}. Incident {incident}: plan the swap to the standby pump."}},
+                {"id": "open-work-order", "type": "work_order",
+                 "params": {"title": "Inspect P-101 drive-end bearing (incident {incident})", "asset": PUMP, "priority": "high"}},
+                {"id": "schedule-swap", "type": "work_order",
+                 "params": {"title": "Swap P-101 to the standby pump before the predicted failure", "asset": PUMP, "due_in": "before failure"}},
+            ]}],
+    }
+    if smtp_port:
+        section["smtp"] = {"host": "127.0.0.1", "port": smtp_port, "sender": "plantguard-demo@localhost"}
+    return section
+
+
 def demo_config(data_dir: str = "./data/demo", *, mqtt_host: str | None = None, mqtt_port: int = 1883,
                 topic_prefix: str = "plantguard/v1", api_host: str = "127.0.0.1", api_port: int = 8000) -> dict:
     """The demo plant as a config dict for parse_config: the bottling line, an embedded store in `data_dir`, and
@@ -198,6 +245,7 @@ def demo_config(data_dir: str = "./data/demo", *, mqtt_host: str | None = None, 
                 {"id": LINE, "name": "Bottling line 1", "assets": _assets_config(), "oee": LINE_OEE}]}]}],
         "storage": {"backend": "embedded", "data_dir": str(data_dir)},
         "api": {"host": api_host, "port": api_port},
+        "continuity": demo_continuity(),
     }
     if mqtt_host:
         cfg["mqtt"] = {"enabled": True, "host": mqtt_host, "port": mqtt_port, "topic_prefix": topic_prefix,

@@ -336,6 +336,17 @@ class ModbusConnector(Connector):
         return out
 
     # -- writes ---------------------------------------------------------------------------------------------------
+    @classmethod
+    def writable_points(cls, cfg: ModbusConfig) -> set[str]:
+        """Tags this configuration allows writes to (`writable: true`)."""
+        return {f"{d.device}/{p.id}" for d in cfg.devices for p in d.points if p.writable}
+
+    def writes_point(self, point: str) -> bool:
+        dev_path, _, pid = point.rpartition("/")
+        d = self._by_path.get(dev_path)
+        spec = d.by_id.get(pid) if d else None
+        return spec is not None and spec.writable
+
     async def write(self, point: str, value: float, user: str) -> dict:
         """Writes `value` to `point` ('site/area/line/asset/device/point'). Refused (WriteRefused) unless the point
         is configured writable; every attempt, accepted or not, is handed to the audit callback."""

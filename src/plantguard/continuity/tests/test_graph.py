@@ -93,7 +93,7 @@ def test_estimates_rpo_from_buffer_and_backups_with_paths():
     # the network outage: down after 4 h, back after 8 h -> 4 h; the PLC: 2 h from its failure
     assert est["estimated_rto_s"] == 4 * H and est["rto_path"][-1] == "net"
     spof = {d["node"] for d in g.single_points("out")}
-    assert spof == {"fill", "plc", "gw", "net"}                  # not the pumps: they back each other up
+    assert spof == {"plc", "gw", "net"}                          # not the pumps: they back each other up
 
 
 def test_validation_reports_field_paths():
