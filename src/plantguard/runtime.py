@@ -96,12 +96,12 @@ class Platform:
             return None
         from pathlib import Path
 
-        from plantguard.connectors.gateway.codec import decode_batch
+        from plantguard.connectors.gateway.codec import decode_record
         from plantguard.connectors.gateway.queue import GatewayQueue
 
         q = GatewayQueue(Path(cfg.storage.data_dir) / "spill", max_bytes=cfg.ingest.spill_max_bytes, overflow="reject_new",
-                         min_free_bytes=16 << 20)
-        self.pipeline.spill, self.pipeline.spill_decode = q, decode_batch
+                         min_free_bytes=16 << 20, clock=self.clock)
+        self.pipeline.spill, self.pipeline.spill_decode = q, decode_record
         return q
 
     def _build_capabilities(self, skip: set[str]) -> None:

@@ -163,7 +163,7 @@ class ContinuityService:
             if self.rebuild(new):
                 raise ConfigError([ConfigProblem(f"continuity.{p}", m) for p, m in self.problems])
             v = self._save_graph(doc, hashlib.sha256(doc.encode()).hexdigest(), "api", str(actor))
-        self._audit.record(str(actor), "continuity.graph_replaced", f"graph version {v}",
+        self._record(str(actor), "continuity.graph_replaced", f"graph version {v}",
                            detail={"nodes": len(new.nodes), "services": len(new.services)})
         return v
 
@@ -403,7 +403,7 @@ class ContinuityService:
         self._by_root[key] = inc.id
         self._note(inc, inc.detected_at, "system", f"opened ({category}) at {root}: {sig.title}")
         self._assess(inc, ahead_s=(sig.hours or 0) * 3600 if category == "predictive" else 0.0)
-        self._audit.record("system", "incident.opened", f"incident {inc.id}", detail={"root": root, "severity": inc.severity})
+        self._record("system", "incident.opened", f"incident {inc.id}", detail={"root": root, "severity": inc.severity})
         self._suggest(inc)
         self._trim()
         return inc
@@ -452,7 +452,7 @@ class ContinuityService:
         inc.predicted_breach = breach
         for b in new:
             self._note(inc, self.clock(), "system", f"predicted RTO breach for {b}: expected recovery exceeds its RTO")
-            self._audit.record("system", "incident.rto_breach_predicted", f"incident {inc.id}", detail={"service": b})
+            self._record("system", "incident.rto_breach_predicted", f"incident {inc.id}", detail={"service": b})
 
     def _suggest(self, inc: Incident) -> None:
         """Playbooks that match: started when they auto-start, else listed on the incident."""
@@ -470,6 +470,13 @@ class ContinuityService:
                     self._note(inc, self.clock(), "system", f"playbook {pb.id} started: run {run.id}")
                 except InvalidInput as e:
                     self._note(inc, self.clock(), "system", f"playbook {pb.id} not started: {e}")
+
+    def _record(self, actor: str, action: str, target: str | None = None, result: str = "ok", detail: dict | None = None) -> None:
+        """Into the audit log; a store outage must not lose the incident itself (it is kept and written later)."""
+        try:
+            self._audit.record(actor, action, target, result=result, detail=detail)
+        except Exception:  # noqa: BLE001
+            log.exception("audit record %s %s failed", action, target)
 
     def _under(self, root: str, node: str) -> bool:
         """The root is the node or something it depends on."""
@@ -545,7 +552,7 @@ class ContinuityService:
                 if target is None:
                     raise InvalidInput("action is acknowledge, assign, mitigate, resolve, review or started")
                 self._transition(inc, target, who, note=note)
-            self._audit.record(who, f"incident.{action}", f"incident {iid}", detail={"note": note[:200]} if note else None)
+            self._record(who, f"incident.{action}", f"incident {iid}", detail={"note": note[:200]} if note else None)
             self._dirty.add(inc.id)
         self.flush()
         return inc
@@ -642,7 +649,7 @@ class ContinuityService:
         self._store.execute([("DELETE FROM continuity_switches WHERE grp = ?", (group,)),
                              ("INSERT INTO continuity_switches (grp, active, at_us, by_actor) VALUES (?, ?, ?, ?)",
                               (group, to, self.clock(), actor))])
-        self._audit.record(actor, "continuity.switch", group, detail={"from": before, "to": to})
+        self._record(actor, "continuity.switch", group, detail={"from": before, "to": to})
         return {"detail": f"{group} switched to {to or 'its default'}", "changed": True, "before": before}
 
     def switches(self) -> dict[str, str]:
@@ -709,7 +716,7 @@ class ContinuityService:
               "priority": params.get("priority", "high"), "state": "open"}
         self._store.execute([("INSERT INTO continuity_work_orders (id, at_us, data) VALUES (?, ?, ?)",
                               (wid, self.clock(), json.dumps(wo)))])
-        self._audit.record("playbook", "continuity.work_order", f"work order {wid}", detail={"title": wo["title"]})
+        self._record("playbook", "continuity.work_order", f"work order {wid}", detail={"title": wo["title"]})
         return {"detail": f"work order {wid} opened: {wo['title']}", "work_order": wid}
 
     def work_orders(self, limit: int = 200) -> list[dict]:

@@ -290,7 +290,14 @@ class Pipeline:
             oldest = self._q[0].enqueued if self._q else None
         busy = self._busy_since
         cands = [t for t in (oldest, busy) if t is not None]
-        return max(0, now - min(cands)) if cands else 0
+        lag = max(0, now - min(cands)) if cands else 0
+        if self.spill is not None and self.spill_pending():
+            # buffered on disk during a store outage: delayed, not missing (the disk queue runs on the platform's
+            # clock, so the alarm engine does not call its devices silent)
+            first = self.spill.oldest_appended_us
+            if first is not None:
+                lag = max(lag, self.clock() - first)
+        return lag
 
     def ingest(self, batch: RawBatch, dead_letters: list[DeadLetter] | None = None, timeout: float | None = None) -> IngestResult:
         """Synchronous submit: returns once the batch is durably written (the pipeline must be started)."""
@@ -336,9 +343,17 @@ class Pipeline:
                 self._busy_since = min(it.enqueued for it in items)
                 try:
                     self._process(items)
+                except Exception as e:  # noqa: BLE001 - nothing may kill the writer; each submitter hears why
+                    log.exception("the writer failed on %d batch(es); it goes on", len(items))
+                    for it in items:
+                        _resolve(it.future, exc=StoreError(f"internal error while writing: {e}"))
                 finally:
                     self._busy_since = None
-            self._replay()
+            try:
+                self._replay()
+            except Exception:  # noqa: BLE001
+                log.exception("replaying the disk buffer failed; retried")
+                self._spill_next_try = time.monotonic() + self.spill_retry_s
             self._housekeeping()
         self._housekeeping(final=True)
 
@@ -371,7 +386,7 @@ class Pipeline:
     def spill_pending(self) -> int:
         """Records on the disk queue not yet written to the store."""
         sp = self.spill
-        return 0 if sp is None else max(0, sp.next_seq() - 1 - sp.confirmed_seq())
+        return 0 if sp is None else max(0, sp.next_seq - 1 - sp.confirmed_seq)
 
     def _to_spill(self, items: list[_Item], why: str) -> bool:
         """Durable on disk, so acknowledged: the submitter's future resolves as accepted."""
@@ -396,7 +411,7 @@ class Pipeline:
         if self.spill is None or time.monotonic() < self._spill_next_try or not self.spill_pending():
             return
         budget = self.max_batch_readings
-        for seq, _n, payload in self.spill.read(self.spill.confirmed_seq(), max_records=64):
+        for seq, _n, payload in self.spill.read(self.spill.confirmed_seq, max_records=64):
             try:
                 batch, dead = self.spill_decode(payload)
             except Exception:  # noqa: BLE001 - a record the codec cannot read (checksums passed): pass it over

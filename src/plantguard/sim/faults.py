@@ -2,6 +2,7 @@
 
     BearingWear    a rolling-element bearing degrading over hours: vibration RMS grows slowly, then faster;
                    bearing and motor temperature and motor current follow; at the failure time the asset trips
+    Drift          a point's reading walks away from the truth at a steady rate
     StuckSensor    a point keeps reporting the value it had when the fault began (quality stays good)
     Spikes         isolated single-sample spikes on a point
     DeviceOffline  a device sends nothing
@@ -82,6 +83,15 @@ class Spikes(Fault):
 
 
 @dataclass(frozen=True, kw_only=True)
+class Drift(Fault):
+    """A sensor whose reading walks away from the truth: `per_hour` of the engineering span per hour (a fouled
+    or decalibrated transmitter), clipped to the range; quality stays good."""
+
+    point: str
+    per_hour: float = 0.2
+
+
+@dataclass(frozen=True, kw_only=True)
 class DeviceOffline(Fault):
     device: str
 
@@ -102,7 +112,7 @@ class LineStop(Fault):
     line: str
 
 
-KINDS = {"bearing": BearingWear, "stuck": StuckSensor, "spikes": Spikes, "offline": DeviceOffline, "flood": MessageFlood,
+KINDS = {"bearing": BearingWear, "stuck": StuckSensor, "drift": Drift, "spikes": Spikes, "offline": DeviceOffline, "flood": MessageFlood,
          "stop": LineStop}
 
 

@@ -76,6 +76,15 @@ class Simulator:
         """A Clock that follows the simulation, for a Platform fed by it faster than real time."""
         return self.time_us
 
+    def end_fault(self, fault: F.Fault, at_us: int | None = None) -> F.Fault:
+        """Ends an injected fault now (or at `at_us`): the rollback of a drill."""
+        from dataclasses import replace
+
+        n = self.faults.index(fault)
+        end = max(fault.start_us + 1, self.time_us + self.tick_us if at_us is None else int(at_us))
+        self.faults[n] = replace(fault, end_us=end if fault.end_us is None else min(fault.end_us, end))
+        return self.faults[n]
+
     def add_sink(self, sink) -> "Simulator":
         """A sink has send(batch, live) (and optionally flush(), close()), or is a callable taking a batch."""
         self.sinks.append(sink)
@@ -87,7 +96,7 @@ class Simulator:
             fault = F.make_fault(fault, **kw)
         if isinstance(fault, F.BearingWear):
             target = self.model.find(fault.asset, "asset")
-        elif isinstance(fault, (F.StuckSensor, F.Spikes)):
+        elif isinstance(fault, (F.StuckSensor, F.Spikes, F.Drift)):
             target = self.model.find(fault.point, "point")
         elif isinstance(fault, (F.DeviceOffline, F.MessageFlood)):
             target = self.model.find(fault.device, "device")
@@ -192,6 +201,11 @@ class Simulator:
                     vals[act, i] = held
                 if not act[-1]:
                     self._stuck.pop(n, None)
+            elif isinstance(f, F.Drift):
+                act = f.active(t)
+                if act.any():
+                    off = (t[act] - f.start_us) / (3600.0 * US) * f.per_hour * m.span[i]
+                    vals[act, i] = np.clip(vals[act, i] + off, m.low[i], m.high[i])
             elif isinstance(f, F.Spikes):
                 act = f.active(t)
                 if not act.any():

@@ -115,3 +115,11 @@ def unpack_frame(body: bytes) -> list[tuple[int, int, memoryview]]:
         out.append((seq, at, payload))
         off += plen
     return out
+
+
+def decode_record(record: bytes) -> tuple[RawBatch, list[DeadLetter]]:
+    """One queued record (header and payload, as GatewayQueue.read returns it), checksum verified, decoded."""
+    frames = unpack_frame(record)
+    if len(frames) != 1:
+        raise InvalidInput(f"a record holds one batch, not {len(frames)}")
+    return decode_batch(frames[0][2])

@@ -365,6 +365,12 @@ class GatewayQueue:
                 self._remove(seg)
 
     @property
+    def oldest_appended_us(self) -> int | None:
+        """When the oldest unconfirmed record was appended (by the queue's clock), or None when all are confirmed."""
+        with self.changed:
+            return self._recs[0].appended_us if self._recs else None
+
+    @property
     def confirmed_seq(self) -> int:
         return self._confirmed
 
