@@ -12,13 +12,18 @@ from __future__ import annotations
 
 import sys
 
+import typer
+
 from plantguard import capabilities
 from plantguard.cli import data, edge, performance, serve  # noqa: F401 - each registers its commands on the app
 from plantguard.cli.common import app
 
 for _cap in capabilities.registered():
     for _name, _sub in (_cap.commands() if _cap.commands is not None else []):
-        app.add_typer(_sub, name=_name)
+        if isinstance(_sub, typer.Typer):
+            app.add_typer(_sub, name=_name)      # a group: `plantguard users add ...`
+        else:
+            app.command(name=_name)(_sub)        # one command: `plantguard impact NODE...`
 
 
 def main() -> None:  # pragma: no cover - console entry for `python -m plantguard.cli.main`

@@ -337,8 +337,12 @@ class ContinuityService:
 
     def tick(self) -> None:
         """Quarantines as signals, and incidents whose signals all cleared long enough ago resolved."""
+        now_q = self._quarantined
         if self._quarantine is not None:
-            now_q = {r.device for r in self._quarantine.list()}
+            try:
+                now_q = {r.device for r in self._quarantine.list()}
+            except Exception:  # noqa: BLE001 - the store is out: keep what was known, look again next tick
+                log.debug("quarantine list unavailable", exc_info=True)
             for d in now_q - self._quarantined:
                 self.offer(Signal("security", f"quarantine:{d}", d, True, self.clock(), f"{d} quarantined"))
             for d in self._quarantined - now_q:

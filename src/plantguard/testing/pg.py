@@ -134,7 +134,7 @@ class PostgresServer:
                 r = self._cmd([str(bindir / "pg_ctl"), "-D", str(self.datadir), "-l", str(self.logfile), "-o", " ".join(opts),
                                "-w", "-t", str(int(self.start_timeout)), "start"], check=False, timeout=self.start_timeout + 30)
                 if r.returncode == 0 and self._ready():
-                    self._bindir = bindir
+                    self._bindir, self._opts = bindir, opts
                     return self
                 last = self._log_tail()
                 self._kill_leftovers()
@@ -188,6 +188,14 @@ class PostgresServer:
             (self.datadir / "postmaster.pid").unlink()
         except OSError:
             pass
+
+    def pause(self) -> None:
+        """Stops the server and keeps its data (a database outage); resume() starts it again on the same port."""
+        self._cmd([str(self._bindir / "pg_ctl"), "-D", str(self.datadir), "-m", "fast", "-w", "-t", "30", "stop"], timeout=60)
+
+    def resume(self) -> None:
+        self._cmd([str(self._bindir / "pg_ctl"), "-D", str(self.datadir), "-l", str(self.logfile), "-o", " ".join(self._opts),
+                   "-w", "-t", str(int(self.start_timeout)), "start"], timeout=self.start_timeout + 30)
 
     def stop(self) -> None:
         if self.tmp is None:
