@@ -35,7 +35,7 @@ class Redundancy(_Strict):
     """Members standing in for each other: the group holds while `at_least` of them are up (or exactly `exactly`
     of them are active); below `degraded_below` up members it works without a spare (degraded)."""
 
-    members: list[NodeId] = Field(min_length=1, max_length=1000)
+    members: list[NodeId] = Field(min_length=1, max_length=1000, description="the nodes standing in for each other")
     at_least: int | None = Field(None, ge=1, description="the group is down when fewer members are up")
     exactly: int | None = Field(None, ge=1, description="exactly this many members must be active (one master of an HA pair)")
     degraded_below: int | None = Field(None, ge=1, description="degraded when fewer members are up (default: all of them)")
@@ -55,20 +55,20 @@ class Redundancy(_Strict):
 class Workaround(_Strict):
     """A manual way to keep a node going while what it depends on is down."""
 
-    description: str = Field("", max_length=500)
+    description: str = Field("", max_length=500, description="what people do (shown with the impact)")
     capacity: float = Field(gt=0, le=1, description="share of normal output the workaround gives")
     limit: Seconds = Field(gt=0, description="how long the workaround can be sustained")
 
 
 class Node(_Strict):
-    id: NodeId
-    name: str | None = Field(None, max_length=200)
-    kind: NodeKind = "infrastructure"
+    id: NodeId = Field(description="unique among services and nodes; other nodes name it in depends_on")
+    name: str | None = Field(None, max_length=200, description="display name")
+    kind: NodeKind = Field("infrastructure", description="service, process, asset, device, gateway, network, power, platform, database or infrastructure")
     ref: str | None = Field(None, max_length=300, description="plant path of the asset or device this node stands for")
     depends_on: list[NodeId] = Field(default_factory=list, max_length=1000, description="all of these are required")
-    redundancy: list[Redundancy] = Field(default_factory=list, max_length=100)
+    redundancy: list[Redundancy] = Field(default_factory=list, max_length=100, description="groups of members standing in for each other, each with its rule")
     buffer: Seconds = Field(0, ge=0, description="how long the node keeps working after what it depends on fails (a gateway's disk buffer, a tank)")
-    workaround: Workaround | None = None
+    workaround: Workaround | None = Field(None, description="a manual way to keep going while what it depends on is down")
     recovery: Seconds | None = Field(None, gt=0, description="time to restore the node after it fails (repair, swap)")
     backup_every: Seconds | None = Field(None, gt=0, description="a store: data since its last backup is lost if it is destroyed")
     active_point: str | None = Field(None, max_length=300, description="tag whose non-zero value means the member is active (exactly-n rules)")
@@ -77,7 +77,7 @@ class Node(_Strict):
 class Service(Node):
     """A business service and its business impact analysis (ISO 22301 / ISO/TS 22317 terms)."""
 
-    kind: Literal["service"] = "service"
+    kind: Literal["service"] = Field("service", description="always service")
     mtpd: Seconds = Field(gt=0, description="maximum tolerable period of disruption")
     rto: Seconds = Field(gt=0, description="recovery time objective: back to the MBCO within this, inside the MTPD")
     rpo: Seconds = Field(0, ge=0, description="recovery point objective: the most data the service may lose")
@@ -96,7 +96,6 @@ class IncidentSettings(_Strict):
     open_on_priority: Literal["low", "medium", "high", "urgent"] = Field("high", description="alarms at or above this priority open incidents")
     conditions: list[str] = Field(["OFFLINE", "STALE", "HIHI", "LOLO", "HI", "LO", "ROC", "RUL", "ANOMALY", "SPC"], max_length=50,
                                   description="alarm conditions that open incidents")
-    correlation_window: Seconds = Field(600, gt=0, description="signals this close in time may share one incident")
     root_share: float = Field(0.5, gt=0, le=1, description="share of a node's devices that must signal for it to be taken as the common root")
     resolve_after: Seconds = Field(300, ge=0, description="an incident whose signals have all cleared resolves after this long")
     max_open: int = Field(10_000, ge=10, le=1_000_000, description="open incidents kept in memory")
@@ -106,52 +105,51 @@ StepType = Literal["quarantine", "switch", "safe_state", "notify", "work_order",
 
 
 class Approval(_Strict):
-    role: Literal["operator", "engineer", "admin"] = "engineer"
+    role: Literal["operator", "engineer", "admin"] = Field("engineer", description="the least role that may approve (or reject)")
     ttl: Seconds = Field(3600, gt=0, description="how long the approval request stays open")
     on_expiry: Literal["skip", "fail", "approve"] = Field("fail", description="what happens when nobody answered in time")
 
 
 class Step(_Strict):
-    id: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_\-]{0,63}$")]
-    type: StepType
-    params: dict[str, Any] = Field(default_factory=dict)
+    id: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_\-]{0,63}$", description="unique in the playbook")]
+    type: StepType = Field(description="quarantine, switch, safe_state, notify, work_order, wait or verify (docs/continuity.md)")
+    params: dict[str, Any] = Field(default_factory=dict, description="the step type's parameters")
     approval: Approval | None = Field(None, description="run only after someone with this role approves")
-    timeout: Seconds = Field(60, gt=0)
-    retries: int = Field(0, ge=0, le=10)
+    timeout: Seconds = Field(60, gt=0, description="the step fails when it takes longer")
+    retries: int = Field(0, ge=0, le=10, description="attempts after the first before the step fails")
     compensate: bool = Field(True, description="undo this step when a later one fails (where the step type can be undone)")
 
 
 class Playbook(_Strict):
-    id: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_\-]{0,63}$")]
-    name: str | None = Field(None, max_length=200)
-    on: list[Literal["alarm", "predictive", "security", "quarantine", "manual"]] = Field(["manual"], min_length=1)
+    id: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_\-]{0,63}$", description="the playbook's name in runs and the API")]
+    name: str | None = Field(None, max_length=200, description="display name")
+    on: list[Literal["alarm", "predictive", "security", "quarantine", "manual"]] = Field(
+        ["manual"], min_length=1, description="the incidents it answers: alarm (outages), predictive, security, quarantine; manual: started by a person")
     nodes: list[NodeId] = Field(default_factory=list, description="incidents rooted at or under these nodes (empty: any)")
     auto_start: bool = Field(False, description="start a run when a matching incident opens (steps with an approval still wait)")
-    steps: list[Step] = Field(min_length=1, max_length=100)
+    steps: list[Step] = Field(min_length=1, max_length=100, description="run in order; a failure stops the run and compensates")
 
 
 class SmtpSettings(_Strict):
-    host: str = "127.0.0.1"
-    port: int = Field(25, ge=1, le=65535)
-    sender: str = "plantguard@localhost"
-    starttls: bool = False
-    username: str | None = None
+    host: str = Field("127.0.0.1", description="SMTP server")
+    port: int = Field(25, ge=1, le=65535, description="SMTP port")
+    sender: str = Field("plantguard@localhost", description="From address")
+    starttls: bool = Field(False, description="upgrade the connection with STARTTLS")
+    username: str | None = Field(None, description="log in as this user (with password_env)")
     password_env: str | None = Field(None, description="environment variable holding the SMTP password")
 
 
 class DrillSettings(_Strict):
-    plant: Literal["simulated", "real"] = Field("simulated", description="what drills run against; on a real plant only non-intrusive scenarios run")
-    schedule_every: Seconds | None = Field(None, gt=0, description="run the non-intrusive scenarios this often (real plants)")
     reports_dir: str | None = Field(None, description="where reports are written (default: <data dir>/drills)")
 
 
 class ContinuitySettings(_Strict):
     """The `continuity:` section."""
 
-    services: list[Service] = Field(default_factory=list, max_length=10_000)
-    nodes: list[Node] = Field(default_factory=list, max_length=MAX_NODES)
-    incidents: IncidentSettings = Field(default_factory=IncidentSettings)
-    playbooks: list[Playbook] = Field(default_factory=list, max_length=1000)
-    smtp: SmtpSettings | None = None
+    services: list[Service] = Field(default_factory=list, max_length=10_000, description="business services with their business impact analysis")
+    nodes: list[Node] = Field(default_factory=list, max_length=MAX_NODES, description="processes, assets, devices, gateways, infrastructure")
+    incidents: IncidentSettings = Field(default_factory=IncidentSettings, description="which signals open incidents and how they are correlated")
+    playbooks: list[Playbook] = Field(default_factory=list, max_length=1000, description="declarative response plans")
+    smtp: SmtpSettings | None = Field(None, description="the mail server notify steps send email through")
     webhook_allowed_networks: list[str] = Field(default_factory=list, description="networks notify webhooks may reach besides public ones")
-    drills: DrillSettings = Field(default_factory=DrillSettings)
+    drills: DrillSettings = Field(default_factory=DrillSettings, description="drill reports")
