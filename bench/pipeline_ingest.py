@@ -10,6 +10,7 @@ keyed table, both from ../shared/peers/run_storage.sh.
 
     python bench/pipeline_ingest.py [--backend embedded|postgres|both] [--repeats 3] [--no-peers]
     python bench/pipeline_ingest.py --behaviour-ab --repeats 5    # behavioural detection on vs off, alternating
+    python bench/pipeline_ingest.py --continuity-ab --repeats 5   # the continuity capability on vs off, alternating
 """
 
 from __future__ import annotations
@@ -40,7 +41,9 @@ def plant(n: int, storage: dict, behaviour: bool = True) -> dict:
         points.append(p)
     return {"sites": [{"id": "b", "areas": [{"id": "a", "lines": [{"id": "l", "assets": [{"id": "x", "devices": [
         {"id": "d", "points": points}]}]}]}]}], "storage": storage, "ingest": {"max_future": "3650d"},
-        "security": {"behaviour": {"enabled": behaviour}}}
+        "security": {"behaviour": {"enabled": behaviour}},
+        # the continuity capability with a graph over the device: the alarms its limit rules raise become signals
+        "continuity": {"services": [{"id": "out", "depends_on": ["b/a/l/x"], "mtpd": "8h", "rto": "1h"}]}}
 
 
 def workload():
@@ -82,11 +85,28 @@ def main() -> None:
     ap.add_argument("--backend", choices=["embedded", "postgres", "both"], default="both")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--no-peers", action="store_true", help="skip InfluxDB / plain COPY peers")
+    ap.add_argument("--continuity-ab", action="store_true",
+                    help="embedded only: the continuity capability on and off, alternating, per-round ratios")
     ap.add_argument("--behaviour-ab", action="store_true",
                     help="embedded only: the security capability's behavioural detection on and off, alternating, per-round ratios")
     a = ap.parse_args()
     m = print_machine()
     data = workload()
+    if a.continuity_ab:
+        from plantguard import capabilities
+        from plantguard.continuity.capability import CAPABILITY
+
+        def one_c(flag):
+            if not flag:
+                capabilities.unregister("continuity")
+            try:
+                with tempfile.TemporaryDirectory() as d:
+                    return run_once({"backend": "embedded", "data_dir": d}, data)["points_per_s"]
+            finally:
+                capabilities.register(CAPABILITY)
+
+        record("pipeline_ingest_continuity_ab", ab_rounds(one_c, a.repeats, "continuity capability", m))
+        return
     if a.behaviour_ab:
         def one(flag):
             with tempfile.TemporaryDirectory() as d:
