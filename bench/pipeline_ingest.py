@@ -39,11 +39,15 @@ def plant(n: int, storage: dict, behaviour: bool = True) -> dict:
         if i % 10 == 0:  # 100 points carry limit rules, as a plant's critical tags would
             p["alarms"] = {"limits": {"hihi": 45, "hi": 40, "lo": 0, "lolo": -5, "deadband": 1}}
         points.append(p)
-    return {"sites": [{"id": "b", "areas": [{"id": "a", "lines": [{"id": "l", "assets": [{"id": "x", "devices": [
+    from plantguard import capabilities
+
+    doc = {"sites": [{"id": "b", "areas": [{"id": "a", "lines": [{"id": "l", "assets": [{"id": "x", "devices": [
         {"id": "d", "points": points}]}]}]}]}], "storage": storage, "ingest": {"max_future": "3650d"},
-        "security": {"behaviour": {"enabled": behaviour}},
+        "security": {"behaviour": {"enabled": behaviour}}}
+    if "continuity" in capabilities.sections():
         # the continuity capability with a graph over the device: the alarms its limit rules raise become signals
-        "continuity": {"services": [{"id": "out", "depends_on": ["b/a/l/x"], "mtpd": "8h", "rto": "1h"}]}}
+        doc["continuity"] = {"services": [{"id": "out", "depends_on": ["b/a/l/x"], "mtpd": "8h", "rto": "1h"}]}
+    return doc
 
 
 def workload():

@@ -40,6 +40,7 @@ from pydantic import BaseModel, ConfigDict, Field
 log = logging.getLogger(__name__)
 US = 1_000_000
 MINUTE = 60 * US
+LATE_US = 2 * 60 * 1_000_000  # readings older than this on arrival are a backlog, not this minute's rate
 RULES = ("behaviour.flood", "behaviour.frozen", "behaviour.implausible_jump", "behaviour.far_timestamp", "behaviour.timing",
          "behaviour.new_point", "behaviour.out_of_range", "access.scope_violation", "access.auth_failures",
          "access.broker_auth_failures", "access.acl_denied", "access.write_outside_window", "behaviour.sequence_reset")
@@ -178,9 +179,16 @@ class BehaviourProcessor:
         if minute != self._cur_minute:
             self._close_minute(out, now)
             self._cur_minute = minute
-        if gknown.any():
+        # Late readings (a gateway's or the store outage's backlog replayed) are not arrivals of this minute: a
+        # backlog forwarded at once is not a flood. Only readings at most LATE_US old count towards the rate.
+        fresh = b.ts >= now - LATE_US
+        if gknown.any() and fresh.all():
             self._cur_count += np.bincount(gdev[gknown], weights=lens[gknown], minlength=len(self._cur_count)
                                            )[:len(self._cur_count)].astype(np.int64)
+        elif gknown.any() and fresh.any():
+            dev = np.repeat(gdev, lens)[fresh]
+            dev = dev[dev >= 0]
+            self._cur_count += np.bincount(dev, minlength=len(self._cur_count))[:len(self._cur_count)].astype(np.int64)
         known = np.bool_(True) if gknown.all() else np.repeat(gknown, lens)
         # the previous reading of each: the one before it in the batch, or the point's last one for a group's first
         prev_v = np.empty(len(pid))

@@ -259,3 +259,21 @@ def test_a_replayed_request_stores_nothing_twice(tmp_path):
         assert p.store.counts()["raw"] == 50
     finally:
         p.stop()
+
+
+def test_a_backlog_forwarded_at_once_is_not_a_flood(plat):
+    """A gateway's buffer or the store outage's disk buffer replayed in one go: ten minutes of readings arrive
+    within a minute. They are late, not many: no flood (before the fix, every device of a drill raised one)."""
+    feed(plat, 0, signals(1800, 2))
+    sig = signals(600, 6)
+    tags, ts, vs = [], [], []
+    for i, arr in sig.items():
+        for k in range(600):
+            tags.append(f"{DEV}/p{i}")
+            ts.append(T0 + (1800 + k) * S)
+            vs.append(float(arr[k]))
+    plat.clock_.t = T0 + (1800 + 600 + 5) * S          # arriving now, up to ten minutes late
+    plat.pipeline.process_now(RawBatch.build(tags, ts, vs))
+    plat.clock_.t += 120 * S
+    plat.pipeline.process_now(RawBatch.build([f"{DEV}/p3"], [plat.clock_.t - S], [7.0]))
+    assert "behaviour.flood" not in rules(plat), [e.message for e in list_events(plat.store)]
