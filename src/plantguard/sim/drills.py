@@ -80,11 +80,13 @@ def _take(b: RawBatch, mask: np.ndarray) -> RawBatch:
 
 
 class DrillPlant:
-    def __init__(self, data_dir: str | Path, *, seed: int = 7, warmup_s: float = 900, config: dict | None = None,
+    def __init__(self, data_dir: str | Path, *, seed: int = 7, warmup_s: float = 3900, config: dict | None = None,
                  db: DbControl | None = None) -> None:
         self.dir = Path(data_dir)
         cfg = config or demo_config(str(self.dir / "store"))
-        cfg = {**cfg, "ingest": {**cfg.get("ingest", {}), "spill": "on"}}
+        cfg = {**cfg, "ingest": {**cfg.get("ingest", {}), "spill": "on"},
+               # the platform's answer to a flooding device: quarantine (its readings are held, not analysed)
+               "security": {**cfg.get("security", {}), "quarantine_on": ["behaviour.flood"]}}
         self.cfg = parse_config(cfg)
         start = now_us() - 6 * 3600 * US  # the drill's hours stay in the past: no reading lies in the future
         self.sim = Simulator(self.cfg, seed=seed, start_us=start, speed=math.inf)
@@ -97,7 +99,8 @@ class DrillPlant:
         self.generated: dict[str, int] = {}
         self.window_start = 0
         self.disrupted: dict[str, float] = {}
-        self.step(warmup_s)
+        for _ in range(int(warmup_s // 60)):  # live, a minute at a time: the platform learns the plant's rhythm
+            self.step(60)
 
     def _open(self) -> Platform:
         store = None
@@ -244,8 +247,16 @@ class DrillPlant:
 
     def _device_flood(self) -> D.Experiment:
         inj, end = self._fault(F.MessageFlood(device=PUMP_SENSOR, factor=50, start_us=self.sim.time_us + self.sim.tick_us))
-        exp = D.Experiment("", SCENARIOS["device-flood"], [], [inj], [end], hold_s=600,
-                           detect=lambda: bool(self.services.posture.events(device=PUMP_SENSOR, limit=5)))
+
+        def release():
+            from plantguard.domain.actor import Actor
+
+            q = self.services.quarantine
+            if any(r.device == PUMP_SENSOR for r in q.list()):  # the flood's held readings are discarded
+                q.release(PUMP_SENSOR, Actor.user("drill-officer"), "drill over: the device is clean again", "discard")
+            self.settle()
+        exp = D.Experiment("", SCENARIOS["device-flood"], [], [inj], [end, D.Action("release the device", release)], hold_s=600,
+                           detect=lambda: any(r.device == PUMP_SENSOR for r in self.services.quarantine.list()))
         exp.exclude = (PUMP_SENSOR + "/",)  # the flood's own surplus is refused on purpose; every other point must be whole
         return exp
 
