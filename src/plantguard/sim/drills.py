@@ -284,11 +284,15 @@ class DrillPlant:
                 self.db.start()
             elif self._outage_store is not None:
                 self._outage_store.down = False
-            self.platform.pipeline.spill_retry_s = 0.0
-            for _ in range(600):  # the writer replays the disk buffer; settle until it is empty
+            import time
+
+            self.platform.pipeline.spill_retry_s = 0.2
+            # the writer replays the disk buffer once the database answers (a real server may take a while to
+            # accept connections again): wait for that in wall time, bounded, without advancing the plant's clock
+            deadline = time.monotonic() + 180
+            while self.platform.pipeline.spill_pending() and time.monotonic() < deadline:
                 self.settle()
-                if not self.platform.pipeline.spill_pending():
-                    break
+                time.sleep(0.05)
         return D.Experiment("", SCENARIOS["database-outage"], [], [D.Action("stop the database", stop)],
                             [D.Action("start the database", start)], hold_s=600,
                             detect=lambda: self.services.status.health()["pipeline"]["spill"]["pending_batches"] > 0,
