@@ -96,6 +96,7 @@ class IncidentSettings(_Strict):
     open_on_priority: Literal["low", "medium", "high", "urgent"] = Field("high", description="alarms at or above this priority open incidents")
     conditions: list[str] = Field(["OFFLINE", "STALE", "HIHI", "LOLO", "HI", "LO", "ROC", "RUL", "ANOMALY", "SPC"], max_length=50,
                                   description="alarm conditions that open incidents")
+    open_after: Seconds = Field(60, ge=0, description="an outage signal opens an incident only once active this long (a blip that clears sooner opens none)")
     root_share: float = Field(0.5, gt=0, le=1, description="share of a node's devices that must signal for it to be taken as the common root")
     resolve_after: Seconds = Field(300, ge=0, description="an incident whose signals have all cleared resolves after this long")
     max_open: int = Field(10_000, ge=10, le=1_000_000, description="open incidents kept in memory")

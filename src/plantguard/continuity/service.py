@@ -66,6 +66,7 @@ class ContinuityService:
         self._incidents: dict[int, Incident] = {}
         self._by_root: dict[tuple[str, str], int] = {}
         self._dirty: set[int] = set()
+        self._pending: dict[str, Signal] = {}          # outage signals waiting out open_after
         self._quarantined: set[str] = set()
         self._estimates: dict[str, dict] = {}
         self.problems: list[tuple[str, str]] = []
@@ -283,7 +284,9 @@ class ContinuityService:
             self.offer(Signal("predictive", rec.id, rec.tag, rec.active, rec.raised_at or ev.event.at, rec.message or "predictive alert",
                               hours=float(rec.value) if rec.value is not None and math.isfinite(rec.value) else None))
         else:
-            self.offer(Signal("outage", rec.id, rec.tag, rec.active, rec.raised_at or ev.event.at,
+            # silence is the device's (or its link's); a limit, rate or statistical alarm is the asset's condition
+            path = rec.tag if rec.condition in ("OFFLINE", "STALE") else "/".join(rec.tag.split("/")[:4])
+            self.offer(Signal("outage", rec.id, path, rec.active, rec.raised_at or ev.event.at,
                               f"{rec.condition} on {rec.tag}"))
 
     def on_security(self, ev) -> None:
@@ -349,6 +352,18 @@ class ContinuityService:
                 self.offer(Signal("security", f"quarantine:{d}", d, False, self.clock(), f"{d} released"))
             self._quarantined = now_q
         now = self.clock()
+        delay = int(self.settings.incidents.open_after * US)
+        for key, sig in list(self._pending.items()):
+            if now - sig.at >= delay:
+                del self._pending[key]
+                node = self.graph.node_of_path(sig.path)
+                if node is not None:  # counted once: handle() counts it again
+                    with self._lock:
+                        self.correlator.signal(sig.category, node, False)
+                try:
+                    self.handle(sig, waited=True)
+                except Exception:  # noqa: BLE001
+                    log.exception("signal %s could not be handled", key)
         wait = int(self.settings.incidents.resolve_after * US)
         with self._lock:
             for inc in list(self._incidents.values()):
@@ -356,8 +371,14 @@ class ContinuityService:
                     self._transition(inc, "resolved", "system", at=inc.last_signal_at, note="all signals cleared")
         self.flush()
 
-    def handle(self, sig: Signal) -> Incident | None:
+    def handle(self, sig: Signal, *, waited: bool = False) -> Incident | None:
         g = self.graph
+        if not sig.active and self._pending.pop(sig.key, None) is not None:
+            node = g.node_of_path(sig.path)  # cleared before it opened anything: the correlator forgets it
+            if node is not None:
+                with self._lock:
+                    self.correlator.signal(sig.category, node, False)
+            return None
         node = g.node_of_path(sig.path)
         with self._lock:
             if node is None:
@@ -367,6 +388,11 @@ class ContinuityService:
                 root_id, moved = g.ids[r], [g.ids[m] for m in moved_nodes]
             key = (sig.category, root_id)
             inc = self._open(key)
+            delay = int(self.settings.incidents.open_after * US)
+            if inc is None and sig.active and sig.category == "outage" and not waited and self.clock() - sig.at < delay:
+                if sig.key not in self._pending:
+                    self._pending[sig.key] = sig  # tick() opens it if it is still active after open_after
+                return None
             if inc is None:
                 if not sig.active:
                     for other in self._incidents.values():  # a clear for a signal whose incident was re-rooted

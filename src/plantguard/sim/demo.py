@@ -333,6 +333,31 @@ def _private_broker(data_dir: Path):
         return None
 
 
+def _mailbox(directory: Path):
+    """A local SMTP server (aiosmtpd) on a free loopback port that writes each message to `directory` as .eml;
+    None when aiosmtpd is not installed (the playbook's e-mail step then fails, recorded)."""
+    try:
+        from aiosmtpd.controller import Controller
+    except ImportError:
+        return None
+    import socket
+
+    directory.mkdir(parents=True, exist_ok=True)
+
+    class Box:
+        async def handle_DATA(self, server, session, envelope):
+            name = directory / f"{time.time_ns()}.eml"
+            name.write_bytes(envelope.original_content or envelope.content)
+            return "250 OK"
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        free = s.getsockname()[1]
+    ctl = Controller(Box(), hostname="127.0.0.1", port=free)
+    ctl.start()
+    return ctl
+
+
 def write_demo_config(cfg_dict: dict, data_dir: str | Path) -> Path:
     """The demo's configuration, connectors included, where `plantguard assess --config` can read it."""
     import yaml
@@ -368,6 +393,11 @@ def run_demo(duration: float | None = None, speed: float = 1.0, history: float =
         if broker is not None:
             mqtt_host, mqtt_port = broker.host, broker.port
     cfg_dict = demo_config(str(data_dir), mqtt_host=mqtt_host, mqtt_port=mqtt_port, api_host=host, api_port=port)
+    mailbox = _mailbox(Path(data_dir) / "mail")
+    if mailbox is not None:  # the playbook's e-mail goes to a local SMTP server that files it under <data>/mail
+        from plantguard.sim.plant import demo_continuity
+
+        cfg_dict["continuity"] = demo_continuity(smtp_port=mailbox.port)
     connector_cfgs: list = []
     if field_devices:
         from plantguard.sim.field import FieldDevices
@@ -414,6 +444,8 @@ def run_demo(duration: float | None = None, speed: float = 1.0, history: float =
             say(f"the simulator stopped on an error: {sim.error}")
     finally:
         _shutdown(sim, sink, served, platform, field, broker)
+        if mailbox is not None:
+            mailbox.stop()
 
     summary = _summary(cfg, sim, timeline, alarms_on, time.monotonic() - wall0)
     say(f"demo stopped: {summary['readings']:,} readings generated, {summary['accepted']:,} stored, "
@@ -486,6 +518,7 @@ def _announce(say, sim, seed, data_dir, field, broker, mqtt_host, mqtt_port, con
         say(f"  log in (one click, valid once for 24 h): {base}/login?link={link}")
         say(f"  API token for curl (read, ingest, alarms, security findings; 1 day): {tour_token}")
         say(f"  dashboard {base}/   API docs {base}/docs   alarms {base}/api/alarms   metrics {base}/metrics")
+        say(f"  continuity (business services, incidents, playbooks): {base}/continuity; e-mails land in {Path(data_dir).resolve() / 'mail'}")
     if not alarms_on:
         say("  the alarm engine (plantguard.alarms.engine) is not available: alarms are off")
     say(f"  history: {history:g} h backfilled {'as fast as possible' if speed <= 1 else f'at {speed:g}x'}, then live")

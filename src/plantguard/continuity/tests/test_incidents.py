@@ -146,3 +146,20 @@ def test_notify_sends_email_through_a_real_smtp_server(tmp_path):
         ctl.stop()
     assert got and got[0]["Subject"] == "about pump" and got[0]["To"] == "ops@plant.local"
     assert "pump now" in got[0].get_payload()
+
+
+def test_a_blip_shorter_than_open_after_opens_nothing(platform):
+    from plantguard.continuity.service import Signal
+
+    svc = platform.services.continuity
+    now = platform.clock()
+    dev = "site1/packaging/bottling-line-1/conveyor/plc"
+    svc.offer(Signal("outage", f"{dev}:OFFLINE", dev, True, now, "offline"))
+    svc.offer(Signal("outage", f"{dev}:OFFLINE", dev, False, now + 5_000_000, "back"))
+    svc.drain()
+    svc.tick()
+    assert svc.incidents(open_only=True) == []
+    svc.offer(Signal("outage", f"{dev}:OFFLINE", dev, True, now - 61 * S, "offline for a minute"))
+    svc.drain()
+    (inc,) = svc.incidents(open_only=True)
+    assert inc.root == "conveyor-io" and inc.severity == "critical"   # the line stops without the conveyor's I/O
