@@ -333,13 +333,16 @@ def _private_broker(data_dir: Path):
         return None
 
 
-def _mailbox(directory: Path):
-    """A local SMTP server (aiosmtpd) on a free loopback port that writes each message to `directory` as .eml;
-    None when aiosmtpd is not installed (the playbook's e-mail step then fails, recorded)."""
+def _mailbox(directory: Path, cfg_dict: dict):
+    """A local SMTP server (aiosmtpd) on a free loopback port that writes each message to `directory` as .eml,
+    set as the continuity section's mail server; None when aiosmtpd is not installed (the playbook's e-mail step
+    then fails, recorded)."""
     try:
         from aiosmtpd.controller import Controller
     except ImportError:
         return None
+    from plantguard.sim.plant import demo_continuity
+
     import socket
 
     directory.mkdir(parents=True, exist_ok=True)
@@ -355,6 +358,7 @@ def _mailbox(directory: Path):
         free = s.getsockname()[1]
     ctl = Controller(Box(), hostname="127.0.0.1", port=free)
     ctl.start()
+    cfg_dict["continuity"] = demo_continuity(smtp_port=free)
     return ctl
 
 
@@ -393,11 +397,7 @@ def run_demo(duration: float | None = None, speed: float = 1.0, history: float =
         if broker is not None:
             mqtt_host, mqtt_port = broker.host, broker.port
     cfg_dict = demo_config(str(data_dir), mqtt_host=mqtt_host, mqtt_port=mqtt_port, api_host=host, api_port=port)
-    mailbox = _mailbox(Path(data_dir) / "mail")
-    if mailbox is not None:  # the playbook's e-mail goes to a local SMTP server that files it under <data>/mail
-        from plantguard.sim.plant import demo_continuity
-
-        cfg_dict["continuity"] = demo_continuity(smtp_port=mailbox.port)
+    mailbox = _mailbox(Path(data_dir) / "mail", cfg_dict)
     connector_cfgs: list = []
     if field_devices:
         from plantguard.sim.field import FieldDevices
@@ -443,9 +443,7 @@ def run_demo(duration: float | None = None, speed: float = 1.0, history: float =
         if sim.error is not None:
             say(f"the simulator stopped on an error: {sim.error}")
     finally:
-        _shutdown(sim, sink, served, platform, field, broker)
-        if mailbox is not None:
-            mailbox.stop()
+        _shutdown(sim, sink, served, platform, field, broker, mailbox)
 
     summary = _summary(cfg, sim, timeline, alarms_on, time.monotonic() - wall0)
     say(f"demo stopped: {summary['readings']:,} readings generated, {summary['accepted']:,} stored, "
@@ -457,8 +455,9 @@ def run_demo(duration: float | None = None, speed: float = 1.0, history: float =
     return summary
 
 
-def _shutdown(sim, sink, served, platform, field, broker) -> None:
-    """In order: the simulator, its sink, the web server, the platform (sources, drain, store), the field devices, the broker."""
+def _shutdown(sim, sink, served, platform, field, broker, mailbox=None) -> None:
+    """In order: the simulator, its sink, the web server, the platform (sources, drain, store), the field devices, the
+    broker, the mailbox."""
     if sim is not None:
         sim.stop()
     if sink is not None and hasattr(sink, "close"):
@@ -477,6 +476,8 @@ def _shutdown(sim, sink, served, platform, field, broker) -> None:
         field.stop()
     if broker is not None:
         broker.stop()
+    if mailbox is not None:
+        mailbox.stop()
 
 
 def _wire_sinks(sim, platform, cfg, clock, field, mqtt_host, mqtt_port):
