@@ -94,3 +94,10 @@ def model_versions(*, storage=None, data_dir: Path | None = None, limit: int = 2
         return store.model_versions(limit=limit)
     finally:
         store.close()
+
+
+def restore_backup(backup_dir, storage_cfg) -> dict:
+    """A store backup (made online by the continuity service) back into an empty store: see plantguard.store."""
+    from plantguard.store import restore_backup as restore
+
+    return restore(backup_dir, storage_cfg)

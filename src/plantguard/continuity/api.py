@@ -171,3 +171,15 @@ def work_orders(svc: ServicesDep) -> list[dict[str, Any]]:
 def drills(svc: ServicesDep) -> list[dict[str, Any]]:
     """Drill journals recorded on this platform (newest first)."""
     return _svc(svc).drill_reports()
+
+
+@router.get("/backups", dependencies=EDIT)
+def backups(svc: ServicesDep) -> list[dict[str, Any]]:
+    return _svc(svc).backups()
+
+
+@router.post("/backups", dependencies=EDIT, status_code=201)
+def backup(svc: ServicesDep, actor: ActorDep) -> dict[str, Any]:
+    """An online backup of the store under <data_dir>/backups, with the RPO it achieved; `plantguard restore`
+    brings it back into an empty store."""
+    return _svc(svc).backup(actor)

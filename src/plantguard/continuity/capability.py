@@ -7,7 +7,7 @@ from pathlib import Path
 from plantguard.capabilities import Capability, Context, Parts
 from plantguard.continuity.config import ContinuitySettings
 from plantguard.store.migrations import Migration
-from plantguard.store.protocols import SqlStore
+from plantguard.store.protocols import BackupStore, SqlStore
 
 TABLES = (
     "CREATE TABLE continuity_incidents (id BIGINT PRIMARY KEY, state TEXT NOT NULL, updated_us BIGINT NOT NULL, data TEXT NOT NULL)",
@@ -56,7 +56,8 @@ def build(ctx: Context) -> Parts:
     svc = ContinuityService(settings, store=ctx.store, clock=ctx.clock, index=ctx.index, audit=ctx.audit,
                             alarms=alarms, quarantine=ctx.uses("quarantine"), telemetry=ctx.uses("telemetry"),
                             write_point=ctx.write_point, writable=ctx.writable,
-                            reports_dir=Path(settings.drills.reports_dir) if settings.drills.reports_dir else ctx.data_dir / "drills")
+                            reports_dir=Path(settings.drills.reports_dir) if settings.drills.reports_dir else ctx.data_dir / "drills",
+                            backups_dir=ctx.data_dir / "backups")
     # inline: the handler only appends to the service's bounded queue, so an alarm flood costs the publisher O(1)
     ctx.bus.subscribe("continuity-alarms", svc.on_alarm, AlarmChanged, inline=True)
     if ctx.uses("behaviour") is not None:
@@ -86,6 +87,6 @@ def commands() -> list:
 
 
 CAPABILITY = Capability(
-    "continuity", section=ContinuitySettings, build=build, stores=(SqlStore,), routers=routers, pages=pages,
+    "continuity", section=ContinuitySettings, build=build, stores=(SqlStore, BackupStore), routers=routers, pages=pages,
     commands=commands, check=check,
     migrations=(Migration("0400_continuity", embedded=TABLES, postgres=TABLES, owner="continuity"),))

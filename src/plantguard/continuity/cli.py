@@ -89,5 +89,17 @@ def drill(scenario: Annotated[Optional[str], typer.Argument(help="scenario name 
         raise typer.Exit(EXIT_FAILED)
 
 
+def restore(backup: Annotated[Path, typer.Argument(help="a backup directory (under <data_dir>/backups)")],
+            config: Annotated[Path, typer.Option("--config", "-c", help="Configuration file naming the (empty) store to restore into.")]) -> None:
+    """Restores a backup into the empty store the configuration names (a new data directory, a new database)."""
+    from plantguard.cli.common import _errors
+    from plantguard.launch import restore_backup
+
+    cfg = _load(config)
+    with _errors():
+        out = restore_backup(backup, cfg.storage)
+    typer.echo(f"restored {out['raw_rows']:,} readings of {out['points']} points from {backup}")
+
+
 def commands() -> list:
-    return [("impact", impact), ("drill", drill)]
+    return [("impact", impact), ("drill", drill), ("restore", restore)]

@@ -103,6 +103,29 @@ class EmbeddedStore(SqlAnalytics, SqlMetadataReads, Store):
                 pass
             self._con.close()
 
+    def backup(self, dest: str) -> dict:
+        """An online, consistent copy of the whole store into `dest`/plantguard.duckdb (writes wait meanwhile);
+        restore: plantguard.store.restore_backup. Returns the newest reading it holds and how long it took."""
+        import time
+
+        out = Path(dest)
+        out.mkdir(mode=0o700, parents=True, exist_ok=True)
+        target = out / self.path.name
+        if target.exists():
+            raise StoreError(f"{target} exists already")
+        t0 = time.monotonic()
+        with self._wlock:
+            def go(c):
+                c.execute(f"ATTACH '{str(target).replace(chr(39), chr(39) * 2)}' AS plantguard_backup")
+                try:
+                    c.execute(f'COPY FROM DATABASE "{self.path.stem}" TO plantguard_backup')
+                finally:
+                    c.execute("DETACH plantguard_backup")
+                return c.execute("SELECT max(ts), count(*) FROM raw").fetchone()
+            newest, rows = self._run(go)
+        return {"kind": "embedded", "path": str(target), "newest_reading_us": newest, "raw_rows": int(rows),
+                "seconds": round(time.monotonic() - t0, 3)}
+
     def checkpoint(self) -> None:
         with self._wlock:
             self._run(lambda c: c.execute("CHECKPOINT"))

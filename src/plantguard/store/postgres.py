@@ -11,6 +11,7 @@ used under a lock, so write transactions are serialised like the embedded store'
 from __future__ import annotations
 
 import json
+from pathlib import Path
 import threading
 
 import numpy as np
@@ -310,6 +311,27 @@ class PostgresStore(SqlAnalytics, SqlMetadataReads, Store):
 
         return self._tx(go)
 
+    # -- backup -----------------------------------------------------------------------------------------
+    def backup(self, dest: str) -> dict:
+        """An online, consistent dump (pg_dump, custom format: one snapshot) into `dest`/plantguard.pgdump; restore:
+        plantguard.store.restore_backup. Needs the PostgreSQL client programs (pg_dump) of the server's version."""
+        import subprocess
+        import time
+
+        out = Path(dest)
+        out.mkdir(mode=0o700, parents=True, exist_ok=True)
+        target = out / "plantguard.pgdump"
+        if target.exists():
+            raise StoreError(f"{target} exists already")
+        newest, rows = self._run(lambda c: c.execute("SELECT max(ts), count(*) FROM raw").fetchone())
+        t0 = time.monotonic()
+        r = subprocess.run([_pg_tool("pg_dump"), "--format=custom", "--no-owner", f"--file={target}", _dsn_of(self._params)],
+                           capture_output=True, text=True, timeout=3600)
+        if r.returncode != 0:
+            raise StoreError(f"pg_dump failed: {r.stderr.strip()[-500:]}")
+        return {"kind": "postgres", "path": str(target), "newest_reading_us": newest, "raw_rows": int(rows),
+                "seconds": round(time.monotonic() - t0, 3)}
+
     # -- write path -------------------------------------------------------------------------------------
     def write(self, ws: WriteSet) -> None:
         raw = _readings_payload(ws.batch) if len(ws.batch) else None
@@ -486,3 +508,23 @@ class PostgresStore(SqlAnalytics, SqlMetadataReads, Store):
         sql = "SELECT " + ", ".join(f"(SELECT count(*) FROM {t})" for t in _TABLES)
         row = self._run(lambda c: c.execute(sql).fetchone())
         return dict(zip(_TABLES, (int(x) for x in row)))
+
+
+def _dsn_of(params: dict) -> str:
+    from psycopg.conninfo import make_conninfo
+
+    return make_conninfo(**{k: v for k, v in params.items() if v is not None})
+
+
+def _pg_tool(name: str) -> str:
+    """A PostgreSQL client program: on the PATH, else the newest under /usr/lib/postgresql."""
+    import glob
+    import shutil
+
+    found = shutil.which(name)
+    if found:
+        return found
+    cands = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"), key=lambda p: int(p.split("/")[4]) if p.split("/")[4].isdigit() else 0)
+    if not cands:
+        raise StoreError(f"{name} is not installed (Debian: apt-get install postgresql-client)")
+    return cands[-1]

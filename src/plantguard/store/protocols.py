@@ -100,8 +100,13 @@ class SqlStore(Protocol):
     def insert_columns(self, table: str, columns: dict, *, skip_existing: bool = True) -> None: ...
 
 
+@runtime_checkable
+class BackupStore(Protocol):
+    def backup(self, dest: str) -> dict: ...
+
+
 PROTOCOLS: tuple[type, ...] = (ReadingsStore, RollupStore, PointsStore, ModelStore, AlarmStore, DeadLetterStore,
-                               AnalyticsStore, CheckpointStore, SchemaStore, SqlStore)
+                               AnalyticsStore, CheckpointStore, SchemaStore, SqlStore, BackupStore)
 
 
 def methods(protocol: type) -> list[str]:
