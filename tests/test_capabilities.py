@@ -161,3 +161,13 @@ def test_two_capabilities_cannot_both_divert_readings(tmp_path):
             Platform(parse_config(plant_dict(1, data_dir=str(tmp_path))))
     finally:
         capabilities.unregister("diverter2")
+
+
+def test_capability_migrations_apply_in_name_order():
+    """Stores record migrations by name; found in entry-point order (alphabetical by capability) the security
+    capability's 0100 came after continuity's 0400, and a store's record no longer matched the plan."""
+    from plantguard.store import migrations
+
+    capabilities.registered()
+    own = [m.name for m in migrations.all_migrations()][len(migrations.BUILTIN):]
+    assert own == sorted(own) and "0400_continuity" in own

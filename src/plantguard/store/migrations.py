@@ -119,7 +119,9 @@ def register(m: Migration) -> None:
 
 
 def all_migrations() -> list[Migration]:
-    return [*BUILTIN, *_registered]
+    """The built-ins, then the capabilities' by name (their numbers order them, whatever order the capabilities
+    were found in: the stores record them by name)."""
+    return [*BUILTIN, *sorted(_registered, key=lambda m: m.name)]
 
 
 def plan(dialect: str) -> list[tuple[str, tuple[str, ...]]]:
