@@ -52,6 +52,7 @@ class Incident:
     review: dict | None = None
     last_signal_at: int = 0
     timeline: list[dict] = field(default_factory=list)          # at, actor, what
+    condition_only: bool = False     # every signal is a process condition (a limit, not silence): a degradation
 
     @property
     def is_open(self) -> bool:

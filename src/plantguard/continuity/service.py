@@ -46,6 +46,7 @@ class Signal:
     at: int              # when it happened (microseconds)
     title: str
     hours: float | None = None   # predictive: remaining life (lower bound), hours
+    condition: bool = False      # a process condition (limit, rate, statistics) rather than a device gone silent
 
 
 class ContinuityService:
@@ -315,9 +316,10 @@ class ContinuityService:
                               hours=float(rec.value) if rec.value is not None and math.isfinite(rec.value) else None))
         else:
             # silence is the device's (or its link's); a limit, rate or statistical alarm is the asset's condition
-            path = rec.tag if rec.condition in ("OFFLINE", "STALE") else "/".join(rec.tag.split("/")[:4])
+            silent = rec.condition in ("OFFLINE", "STALE")
+            path = rec.tag if silent else "/".join(rec.tag.split("/")[:4])
             self.offer(Signal("outage", rec.id, path, rec.active, rec.raised_at or ev.event.at,
-                              f"{rec.condition} on {rec.tag}"))
+                              f"{rec.condition} on {rec.tag}", condition=not silent))
 
     def on_security(self, ev) -> None:
         e = ev.event
@@ -438,6 +440,9 @@ class ContinuityService:
                 if old is not None and old.id != inc.id:
                     self._merge(old, inc)
             was = inc.signals.get(sig.key)
+            if sig.active and not sig.condition and inc.condition_only:
+                inc.condition_only = False  # something went silent too: weigh it as a failure from now on
+                self._assess(inc, 0.0)
             inc.signals[sig.key] = sig.active
             inc.last_signal_at = max(inc.last_signal_at, sig.at)
             if sig.active and was is None and len(inc.signals) <= 50:
@@ -458,7 +463,8 @@ class ContinuityService:
 
     def _new(self, key, sig: Signal) -> Incident:
         category, root = key
-        inc = Incident(self._next("incident"), root, category, sig.title, started_at=sig.at, detected_at=self.clock())
+        inc = Incident(self._next("incident"), root, category, sig.title, started_at=sig.at, detected_at=self.clock(),
+                       condition_only=sig.condition)
         self._incidents[inc.id] = inc
         self._by_root[key] = inc.id
         self._note(inc, inc.detected_at, "system", f"opened ({category}) at {root}: {sig.title}")
@@ -470,6 +476,7 @@ class ContinuityService:
 
     def _merge(self, old: Incident, into: Incident) -> None:
         into.signals.update(old.signals)
+        into.condition_only = into.condition_only and old.condition_only
         into.started_at = min(into.started_at, old.started_at)
         into.detected_at = min(into.detected_at, old.detected_at)
         old.merged_into = into.id
@@ -504,6 +511,8 @@ class ContinuityService:
                 sev = min(sev, 2)
             if rec is not None and s.disrupted_at < INF and (ahead_s + rec) - s.disrupted_at > bia.rto:
                 breach.append(s.id)
+        if inc.condition_only:  # a limit alarm is a degradation: what would stop is "at risk", not "down"
+            sev = max(sev, 1)
         inc.services, inc.severity = svcs, SEVERITIES[sev]
         if inc.category == "predictive" and svcs and svcs[0]["disrupted_in_s"] is not None:
             first = svcs[0]

@@ -163,3 +163,18 @@ def test_a_blip_shorter_than_open_after_opens_nothing(platform):
     svc.drain()
     (inc,) = svc.incidents(open_only=True)
     assert inc.root == "conveyor-io" and inc.severity == "critical"   # the line stops without the conveyor's I/O
+
+
+def test_a_limit_alarm_weighs_as_a_degradation_until_something_goes_silent(platform):
+    from plantguard.continuity.service import Signal
+
+    svc = platform.services.continuity
+    now = platform.clock()
+    pump = "site1/packaging/bottling-line-1/filler-feed-pump"
+    svc.offer(Signal("outage", f"{pump}/wsn/bearing-vibration:HI", pump, True, now - 120 * S, "HI", condition=True))
+    svc.drain()
+    (inc,) = svc.incidents(open_only=True)
+    assert inc.root == "pump" and inc.severity == "major"          # line 1 would stop if it failed: at risk
+    svc.offer(Signal("outage", f"{pump}/plc:OFFLINE", f"{pump}/plc", True, now - 120 * S, "OFFLINE"))
+    svc.drain()
+    assert {i.severity for i in svc.incidents(open_only=True)} == {"major", "critical"}   # the PLC's silence is a failure
