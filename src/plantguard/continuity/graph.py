@@ -114,6 +114,7 @@ class Graph:
         self.recovery: list[float | None] = []
         self.backup_every: list[float | None] = []
         self.ref: list[str | None] = []
+        self.active_point: list[str | None] = []                     # tag: non-zero while the member is active
         self.rank: list[int] = []
         self.services: dict[str, object] = {}                         # id -> Service settings
         self.by_path: dict[str, int] = {}                             # plant path -> node
@@ -121,7 +122,7 @@ class Graph:
     # -- construction ------------------------------------------------------------------------------------
     def add(self, nid: str, kind: str, *, name: str | None = None, ref: str | None = None, buffer: float = 0.0,
             workaround: tuple[float, float] | None = None, recovery: float | None = None,
-            backup_every: float | None = None) -> int:
+            backup_every: float | None = None, active_point: str | None = None) -> int:
         i = len(self.ids)
         self.ids.append(nid)
         self.index[nid] = i
@@ -135,6 +136,7 @@ class Graph:
         self.recovery.append(recovery)
         self.backup_every.append(backup_every)
         self.ref.append(ref)
+        self.active_point.append(active_point)
         if ref:
             self.by_path.setdefault(ref, i)
         return i
@@ -176,7 +178,7 @@ class Graph:
         for n in declared:
             wa = (n.workaround.capacity, n.workaround.limit) if n.workaround else None
             g.add(n.id, n.kind, name=n.name, ref=n.ref, buffer=n.buffer, workaround=wa, recovery=n.recovery,
-                  backup_every=n.backup_every)
+                  backup_every=n.backup_every, active_point=n.active_point)
             if n.kind == "service":
                 g.services[n.id] = n
         pending: list[tuple[int, list[str], list]] = [(g.index[n.id], list(n.depends_on), list(n.redundancy)) for n in declared]
@@ -221,6 +223,13 @@ class Graph:
         if i is None:
             raise ValueError(f"unknown node {name!r}")
         return i
+
+    def exact_groups(self):
+        """(owner node, group) of every exactly-n group whose members report whether they are active."""
+        for i, gs in enumerate(self.groups):
+            for gr in gs:
+                if gr.exact and any(self.active_point[m] for m in gr.members):
+                    yield i, gr
 
     def node_of_path(self, path: str) -> int | None:
         """The node standing for a plant path: the device, else its asset (a point's tag finds its device)."""

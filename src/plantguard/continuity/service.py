@@ -269,7 +269,21 @@ class ContinuityService:
                     put(rec.tag, max(0.0, float(rec.value)) * 3600, f"predicted failure (remaining life {rec.value:.1f} h)")
         for dev in self._quarantined:
             put(dev, 0.0, "quarantined")
+        for owner, gr in g.exact_groups():  # exactly n active (one master of an HA pair): two masters is a failure
+            tags = [g.active_point[m] for m in gr.members if g.active_point[m]]
+            got = self.values(tags)
+            active = sum(1 for t in tags if got.get(t))
+            if active != gr.need:
+                nid = g.ids[owner]
+                if 0.0 < fail.get(nid, INF):
+                    fail[nid], why[nid] = 0.0, f"{active} member(s) active, exactly {gr.need} required"
         return fail, why
+
+    def values(self, tags: list[str]) -> dict[str, float]:
+        """The latest value of each tag that has one."""
+        if self._telemetry is None or not tags:
+            return {}
+        return {t: float(v["value"]) for t, v in self._telemetry.latest(tags).items() if v is not None}
 
     def services_status(self) -> list[dict]:
         fail, why = self.live_failures()

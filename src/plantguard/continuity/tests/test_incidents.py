@@ -178,3 +178,35 @@ def test_a_limit_alarm_weighs_as_a_degradation_until_something_goes_silent(platf
     svc.offer(Signal("outage", f"{pump}/plc:OFFLINE", f"{pump}/plc", True, now - 120 * S, "OFFLINE"))
     svc.drain()
     assert {i.severity for i in svc.incidents(open_only=True)} == {"major", "critical"}   # the PLC's silence is a failure
+
+
+def test_exactly_one_master_is_checked_on_live_data(tmp_path):
+    """Two members of an exactly-one group reporting active (split brain) fail the group now; one is fine."""
+    import numpy as np
+
+    from plantguard.config import parse_config
+    from plantguard.domain.readings import RawBatch
+    from plantguard.runtime import Platform
+    from plantguard.testing.factories import plant_dict
+    from plantguard.timeutil import now_us
+
+    d = plant_dict(2, data_dir=str(tmp_path / "d"))
+    dev = "s1/a1/l1/pump1/plc1"
+    d["continuity"] = {"services": [{"id": "out", "depends_on": ["ha"], "mtpd": "8h", "rto": "1h"}],
+                       "nodes": [{"id": "ha", "kind": "process", "redundancy": [{"members": ["m1", "m2"], "exactly": 1}]},
+                                 {"id": "m1", "kind": "device", "ref": dev, "active_point": f"{dev}/p0"},
+                                 {"id": "m2", "kind": "device", "active_point": f"{dev}/p1"}]}
+    p = Platform(parse_config(d)).start()
+    try:
+        def send(a, b):
+            t = now_us()
+            p.pipeline.submit(RawBatch.build([f"{dev}/p0", f"{dev}/p1"], np.array([t, t]), np.array([a, b], float))).result(30)
+
+        svc = p.services.continuity
+        send(1, 0)
+        assert svc.services_status()[0]["status"] == "ok"
+        send(1, 1)
+        s = svc.services_status()[0]
+        assert s["status"] == "down" and "exactly 1" in s["causes"]["ha"]
+    finally:
+        p.stop()
