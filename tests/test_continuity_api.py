@@ -64,6 +64,8 @@ def test_hostile_input_is_refused_with_its_reason(platform):
         r = c.put("/api/continuity/graph", json={"services": [{"id": "s", "mtpd": "1h", "rto": "2h"}]})
         assert r.status_code == 422 and "within the mtpd" in r.text
         assert c.put("/api/continuity/graph", json={"playbooks": []}).status_code == 422
+        r = c.put("/api/continuity/graph", json={"services": [{"id": "s", "depends_on": ["pump"], "mtpd": "8h", "rto": "1h", "mbco": "NaN"}]})
+        assert r.status_code == 422 and '"continuity.services[0].mbco"' in r.text   # the platform's field-path form
         assert c.get("/api/continuity/graph").json() == before      # nothing changed
 
 

@@ -211,15 +211,11 @@ class Platform:
 
     def writable(self, point: str) -> str | None:
         """Why the configuration does not allow writes to this tag, or None."""
-        from plantguard.connectors.registry import validate as validate_connectors
+        from plantguard.connectors.registry import writable_tags
 
         if self.index.point(point) is None:
             return f"{point} is not a point of the plant model"
-        for cls, ccfg in validate_connectors(self.cfg.connectors):
-            allowed = getattr(cls, "writable_points", None)
-            if callable(allowed) and point in allowed(ccfg):
-                return None
-        return "no connector configures it writable (writable: true)"
+        return None if point in writable_tags(self.cfg.connectors) else "no connector configures it writable (writable: true)"
 
     def stop(self) -> None:
         """Sources first (nothing new arrives), then the pipeline drains what is queued, then the store closes."""

@@ -62,3 +62,14 @@ def validate(items: list, base_path: str = "connectors") -> list:
     if problems:
         raise ConfigError(problems)
     return out
+
+
+def writable_tags(items: list) -> set[str]:
+    """Tags the connector configurations allow writes to (each connector type that writes says which); the
+    configurations are validated first (ConfigError otherwise)."""
+    out: set[str] = set()
+    for cls, ccfg in validate(items):
+        allowed = getattr(cls, "writable_points", None)
+        if callable(allowed):
+            out |= allowed(ccfg)
+    return out

@@ -21,21 +21,18 @@ TABLES = (
 
 def check(section: ContinuitySettings, cfg) -> list[tuple[str, str]]:
     """The graph against the plant model, and the playbooks' writes against the connectors' configuration."""
-    from plantguard.connectors.registry import validate as validate_connectors
+    from plantguard.connectors.registry import writable_tags
     from plantguard.continuity.graph import validate
     from plantguard.continuity.playbooks import check_playbook
     from plantguard.domain.index import PlantIndex
+    from plantguard.errors import ConfigError
 
     index = PlantIndex(cfg)
     out = validate(section, index)
-    allowed: set[str] = set()
     try:
-        for cls, ccfg in validate_connectors(cfg.connectors):
-            w = getattr(cls, "writable_points", None)
-            if callable(w):
-                allowed |= w(ccfg)
-    except Exception:  # noqa: BLE001 - the connectors' own problems are reported by their validation
-        pass
+        allowed = writable_tags(cfg.connectors)
+    except ConfigError:  # the connectors' own problems are reported by their validation
+        allowed = set()
 
     def writable(point: str) -> str | None:
         if index.point(point) is None:

@@ -16,7 +16,7 @@ import smtplib
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from email.message import EmailMessage
 from typing import Any, Callable
 
@@ -156,8 +156,9 @@ class ContinuityService:
             new = ContinuitySettings.model_validate({**self.settings.model_dump(mode="json"),
                                                      "services": body.get("services", []), "nodes": body.get("nodes", [])})
         except ValidationError as e:
-            raise ConfigError([ConfigProblem("continuity." + ".".join(str(x) for x in err["loc"]).replace(".[", "["),
-                                             err["msg"]) for err in e.errors()[:200]]) from None
+            from plantguard.config.loading import validation_problems
+
+            raise ConfigError(validation_problems(e, "continuity")[:200]) from None
         probs = validate(new, self._index())
         if probs:
             raise ConfigError([ConfigProblem(f"continuity.{p}", m) for p, m in probs])
@@ -748,10 +749,7 @@ class ContinuityService:
         return self._write_point(point, value, actor)
 
     def value(self, tag: str) -> float | None:
-        if self._telemetry is None:
-            return None
-        got = self._telemetry.latest([tag]).get(tag)
-        return None if got is None else float(got["value"])
+        return self.values([tag]).get(tag)
 
     def notify(self, params: dict, context: dict) -> dict:
         text = str(params.get("message", "{title}")).format_map(_Safe(context))[:5000]
@@ -823,7 +821,7 @@ class ContinuityService:
         with self._lock:
             dirty, self._dirty = self._dirty, set()
             rows = [(_UPSERT.format(t="continuity_incidents"),
-                     (i.id, i.state, self.clock(), json.dumps(_inc_doc(i), default=str)))
+                     (i.id, i.state, self.clock(), json.dumps(asdict(i), default=str)))
                     for i in (self._incidents.get(k) for k in sorted(dirty)) if i is not None]
         if rows:
             try:
@@ -869,12 +867,6 @@ class ContinuityService:
 class _Safe(dict):
     def __missing__(self, k):
         return "{" + k + "}"
-
-
-def _inc_doc(i: Incident) -> dict:
-    from dataclasses import asdict
-
-    return asdict(i)
 
 
 def _incident(data: str) -> Incident | None:

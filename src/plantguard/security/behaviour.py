@@ -40,7 +40,7 @@ from pydantic import BaseModel, ConfigDict, Field
 log = logging.getLogger(__name__)
 US = 1_000_000
 MINUTE = 60 * US
-LATE_US = 2 * 60 * 1_000_000  # readings older than this on arrival are a backlog, not this minute's rate
+LATE_US = 2 * 60 * 1_000_000  # the least age on arrival (or two periods, if longer) at which a reading is backlog
 RULES = ("behaviour.flood", "behaviour.frozen", "behaviour.implausible_jump", "behaviour.far_timestamp", "behaviour.timing",
          "behaviour.new_point", "behaviour.out_of_range", "access.scope_violation", "access.auth_failures",
          "access.broker_auth_failures", "access.acl_denied", "access.write_outside_window", "behaviour.sequence_reset")
@@ -180,8 +180,9 @@ class BehaviourProcessor:
             self._close_minute(out, now)
             self._cur_minute = minute
         # Late readings (a gateway's or the store outage's backlog replayed) are not arrivals of this minute: a
-        # backlog forwarded at once is not a flood. Only readings at most LATE_US old count towards the rate.
-        fresh = b.ts >= now - LATE_US
+        # backlog forwarded at once is not a flood. A reading counts towards the rate when it is at most
+        # max(LATE_US, two of its point's periods) old: a slow point's reading is late later.
+        fresh = b.ts >= now - np.maximum(LATE_US, 2 * self._period[pid])
         if gknown.any() and fresh.all():
             self._cur_count += np.bincount(gdev[gknown], weights=lens[gknown], minlength=len(self._cur_count)
                                            )[:len(self._cur_count)].astype(np.int64)
