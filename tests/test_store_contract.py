@@ -408,6 +408,41 @@ def test_alarms_round_trip_upsert_and_events(store):
     assert [e.event for e in store.alarm_events("t1:HI", limit=2)] == ["unshelved", "shelved"]
 
 
+def test_alarm_history_columns_in_time_order_and_standing_alarms(store):
+    from plantguard.domain.alarms import HISTORY_EVENTS
+
+    ev = [AlarmEvent("a:HI", T0 - H, "raised"), AlarmEvent("b:LO", T0 - H, "raised"), AlarmEvent("b:LO", T0 - M, "returned"),
+          AlarmEvent("c:HI", T0 - 2 * H, "raised"), AlarmEvent("c:HI", T0 - H, "acknowledged"),
+          AlarmEvent("b:LO", T0 + S, "raised"), AlarmEvent("a:HI", T0 + 2 * S, "shelved", actor="op"),
+          AlarmEvent("b:LO", T0 + 3 * S, "raised", note="while shelved"), AlarmEvent("b:LO", T0 + 4 * S, "escalated"),
+          AlarmEvent("a:HI", T0 + H, "returned")]
+    store.save_alarms([], ev)
+    h = store.alarm_history(T0, T0 + H)  # the end is exclusive
+    got = [(h.names[a], int(t), HISTORY_EVENTS[e], bool(w)) for a, t, e, w in zip(h.alarm, h.at, h.event, h.while_shelved)]
+    assert got == [("b:LO", T0 + S, "raised", False), ("a:HI", T0 + 2 * S, "shelved", False), ("b:LO", T0 + 3 * S, "raised", True)]
+    assert h.active_at_start == {"a:HI": T0 - H, "c:HI": T0 - 2 * H}  # b returned before the window
+    assert h.at.dtype == np.int64 and h.alarm.dtype == np.int32
+    empty = store.alarm_history(T0 + 10 * H, T0 + 11 * H)
+    assert len(empty) == 0 and set(empty.active_at_start) == {"b:LO", "c:HI"}
+
+
+def test_reading_counts_per_bucket_from_every_tier(store):
+    data = dataset(seed=21, n_pids=3, hours=3)
+    write_shuffled(Feed(store), data, n_batches=3, seed=22)
+    pid, ts, _, quality = data
+    for width in (H, 10 * M, 37 * S):
+        start, end = T0 + 5 * M, T0 + 2 * H  # neither on a bucket edge: the buckets they touch count whole
+        p, b, n = store.reading_counts(start, end, width)
+        lo, hi = start - start % width, -(-end // width) * width
+        sel = (ts >= lo) & (ts < hi) & (quality != 2)
+        keys, ref = np.unique(np.stack([pid[sel].astype(np.int64), ts[sel] - ts[sel] % width]), axis=1, return_counts=True)
+        np.testing.assert_array_equal(np.stack([p, b]), keys, err_msg=f"width {width}")
+        np.testing.assert_array_equal(n, ref)
+    p, _, _ = store.reading_counts(T0 - T0 % H, T0 + 2 * H, H, pids=[1])
+    assert set(p.tolist()) == {1}
+    assert len(store.reading_counts(T0, T0 + H, H, pids=[])[0]) == 0
+
+
 def test_dead_letters_with_filters(store):
     feed = Feed(store)
     feed.write([], [], [], dead=[DeadLetter("mqtt", "bad json", payload="{x"), DeadLetter("api", "unknown point", point="p9", ts=T0, value="1.5")],

@@ -43,7 +43,7 @@ if TYPE_CHECKING:  # pragma: no cover
 log = logging.getLogger(__name__)
 
 GROUP = "plantguard.capabilities"
-BUILTIN_ORDER = ("security", "alarms", "analytics", "mqtt", "continuity")
+BUILTIN_ORDER = ("security", "alarms", "analytics", "mqtt", "continuity", "maturity")
 
 
 class AuditSink(Protocol):
@@ -161,7 +161,7 @@ def _discover() -> None:
 
 _BUILTIN_MODULES = {"security": "plantguard.security.capability", "alarms": "plantguard.alarms.capability",
                     "analytics": "plantguard.plant_analytics.capability", "mqtt": "plantguard.connectors.mqtt.capability",
-                    "continuity": "plantguard.continuity.capability"}
+                    "continuity": "plantguard.continuity.capability", "maturity": "plantguard.maturity.capability"}
 
 
 def register(cap: Capability) -> None:

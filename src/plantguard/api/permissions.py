@@ -23,8 +23,9 @@ CSRF_HEADER = "X-CSRF-Token"
 SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
 # the stronger of two permissions a route names (a router's READ and the route's own MODEL_WRITE)
 RANK = {p: i for i, p in enumerate([Permission.PUBLIC, Permission.READ, Permission.INGEST, Permission.ALARMS_OPERATE,
-                                    Permission.INCIDENTS_RESPOND, Permission.SECURITY_READ, Permission.AUDIT_READ,
-                                    Permission.PLAYBOOKS_RUN, Permission.MODEL_WRITE, Permission.SECURITY_OPERATE,
+                                    Permission.INCIDENTS_RESPOND, Permission.IMPROVEMENT_EDIT, Permission.SECURITY_READ,
+                                    Permission.AUDIT_READ, Permission.PLAYBOOKS_RUN, Permission.MATURITY_ASSESS,
+                                    Permission.MODEL_WRITE, Permission.SECURITY_OPERATE,
                                     Permission.CONTINUITY_EDIT, Permission.USERS_MANAGE])}
 
 

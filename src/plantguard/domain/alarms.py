@@ -56,3 +56,25 @@ class AlarmEvent:
     actor: str | None = None
     note: str | None = None
     value: float | None = None
+
+
+# event codes of an AlarmHistory (what the alarm-system performance report needs from the event log)
+HISTORY_EVENTS = ("raised", "returned", "acknowledged", "shelved", "unshelved", "cleared")
+
+
+@dataclass
+class AlarmHistory:
+    """The alarm event log over [start, end) as columns, in time order, plus the condition each alarm was in
+    at `start` (so an alarm raised before the window and still standing counts as standing)."""
+
+    start: int
+    end: int
+    names: list[str]                 # alarm ids; `alarm` indexes this list
+    alarm: "object"                  # np.ndarray int32
+    at: "object"                     # np.ndarray int64, microseconds, ascending
+    event: "object"                  # np.ndarray int8, index into HISTORY_EVENTS
+    while_shelved: "object"          # np.ndarray bool: raised while shelved (recorded, not annunciated)
+    active_at_start: dict[str, int] = field(default_factory=dict)   # alarm id -> when it was raised
+
+    def __len__(self) -> int:
+        return len(self.at)

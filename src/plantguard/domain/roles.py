@@ -2,8 +2,9 @@
 (api/permissions.py), and a role grants only what it lists.
 
     viewer    sees the plant: model, telemetry, alarms, analytics, the dashboard
-    operator  + acknowledges and shelves alarms, responds to incidents
-    engineer  + edits the plant model, sends readings, reads security findings and the audit log, runs playbooks
+    operator  + acknowledges and shelves alarms, responds to incidents, keeps the improvement backlog
+    engineer  + edits the plant model, sends readings, reads security findings and the audit log, runs playbooks,
+                records maturity assessments, attestations and training, runs rollout gates and promotes phases
     admin     + manages users and tokens, quarantines and releases devices, edits the dependency graph
 """
 
@@ -28,6 +29,8 @@ class Permission(str, Enum):
     INCIDENTS_RESPOND = "incidents.respond"    # acknowledge, assign, mitigate, resolve, review an incident
     PLAYBOOKS_RUN = "playbooks.run"            # start, approve (as the step's role allows) and cancel playbook runs
     CONTINUITY_EDIT = "continuity.edit"        # the dependency graph and business impact analysis
+    IMPROVEMENT_EDIT = "improvement.edit"      # add and update improvement actions
+    MATURITY_ASSESS = "maturity.assess"        # record assessments, attestations, training; run rollout gates and promotions
 
 
 class Role(str, Enum):
@@ -38,9 +41,9 @@ class Role(str, Enum):
 
 
 _VIEWER = frozenset({Permission.READ})
-_OPERATOR = _VIEWER | {Permission.ALARMS_OPERATE, Permission.INCIDENTS_RESPOND}
+_OPERATOR = _VIEWER | {Permission.ALARMS_OPERATE, Permission.INCIDENTS_RESPOND, Permission.IMPROVEMENT_EDIT}
 _ENGINEER = _OPERATOR | {Permission.MODEL_WRITE, Permission.INGEST, Permission.SECURITY_READ, Permission.AUDIT_READ,
-                         Permission.PLAYBOOKS_RUN}
+                         Permission.PLAYBOOKS_RUN, Permission.MATURITY_ASSESS}
 _ADMIN = frozenset(Permission) - {Permission.PUBLIC}
 
 GRANTS: dict[Role, frozenset[Permission]] = {Role.viewer: _VIEWER, Role.operator: _OPERATOR,

@@ -35,6 +35,7 @@ if TYPE_CHECKING:  # pragma: no cover - the security capability's types, for rea
     from plantguard.security.service import PostureService, RiskService
     from plantguard.security.writes import WriteGate
     from plantguard.continuity.service import ContinuityService
+    from plantguard.maturity.service import MaturityService
 
 
 @dataclass
@@ -61,6 +62,8 @@ class Services:
     broker_log: Any = None
     # the continuity capability's (None without it)
     continuity: "ContinuityService | None" = None
+    # the maturity capability's (None without it)
+    maturity: "MaturityService | None" = None
     # other capabilities' services, by name
     plugins: Mapping[str, Any] = field(default_factory=dict)
 

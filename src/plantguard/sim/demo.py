@@ -177,13 +177,36 @@ def _tour_token(platform: Platform, data_dir: Path) -> Path:
     from plantguard.domain.actor import Actor
 
     admin = next(u.name for u in platform.services.accounts.users() if u.role.value == "admin" and not u.disabled)
-    secret, _ = platform.services.accounts.create_token(admin, "demo-tour", scopes=["read", "ingest", "alarms.operate", "security.read"], days=1,
+    secret, _ = platform.services.accounts.create_token(admin, "demo-tour", scopes=["read", "ingest", "alarms.operate", "security.read",
+                                                                                                  "maturity.assess", "improvement.edit"], days=1,
                                                actor=Actor.system("demo"))
     path = data_dir / "api-token"
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as f:
         f.write(secret + "\n")
     return path
+
+
+def seed_maturity(platform: Platform) -> None:
+    """The demo's maturity records: the OPC UA rollout's pilot started as the history begins (the filler's server
+    in shadow mode from then on), and training records, one of them expired and one skill never trained."""
+    from plantguard.domain.actor import Actor
+    from plantguard.errors import Conflict
+
+    m = platform.services.maturity
+    if m is None:
+        return
+    who = Actor.system("demo")
+    try:
+        m.start_rollout("opc-ua-integration", who)
+    except Conflict:
+        pass
+    now, day = platform.clock(), 86400 * US
+    if not m.training_records():
+        for person, skill, ago in (("Ann Operator", "alarm response", 100), ("Ann Operator", "line 1 start-up", 200),
+                                   ("Omar Operator", "alarm response", 400), ("Omar Operator", "line 1 start-up", 30),
+                                   ("Tess Technician", "vibration analysis", 60)):
+            m.record_training(person, skill, who, completed_at=now - ago * day)
 
 
 def _short(tag: str) -> str:
@@ -414,6 +437,7 @@ def run_demo(duration: float | None = None, speed: float = 1.0, history: float =
     alarms_on = find_spec("plantguard.alarms.engine") is not None
     platform = Platform(cfg, clock=clock, alarms=alarms_on).start()
     clock.pipeline = platform.pipeline
+    seed_maturity(platform)
     sim = sink = served = None
     wall0 = time.monotonic()
     try:

@@ -123,8 +123,11 @@ ASSETS = [
             _state("Capper state"),
             _counter("good-count", "Bottles capped (good)", 5.85, "medium"),
             _counter("bad-count", "Bottles rejected (cap torque)", 0.05),
+            # a limit set too close to the operating point, no deadband: the kind of alarm every plant has and the
+            # alarm-performance report lists as a bad actor (frequent, fleeting, chattering)
             _p("head-torque", "Mean capping torque", "N.m", 0, 5, "1s", "medium",
-               SignalSpec(kind="torque", levels=(0.0, 2.1, 0.0, 0.0), noise=0.04, tau_s=0.0, decimals=2)),
+               SignalSpec(kind="torque", levels=(0.0, 2.1, 0.0, 0.0), noise=0.04, tau_s=0.0, decimals=2),
+               _limits("low", hi=2.2, deadband=0)),
             _p("motor-current", "Turret motor current", "A", 0, 15, "1s", "low",
                SignalSpec(kind="current", levels=(0.0, 4.2, 2.0, 0.0), noise=0.06, tau_s=0.5, decimals=2)),
         ]},
@@ -234,6 +237,31 @@ def demo_continuity(smtp_port: int | None = None) -> dict:
     return section
 
 
+def demo_maturity() -> dict:
+    """Operator positions, target profile, skills matrix and a phased rollout: the filler's and the capper's OPC UA
+    servers join in two phases, each judged against the established PLCs before it goes live."""
+    plcs = [f"{PUMP}/plc", f"{LINE_PATH}/conveyor/plc"]
+    gate = {"bucket": "1m", "kpis": [{"kpi": "completeness", "critical": True, "tolerance": 0.02}]}
+    return {
+        "positions": [{"name": "Line 1 console", "scope": [LINE_PATH]}],
+        "targets": [{"site": "*", "levels": {a: 3 for a in ("data", "quality", "predictive", "cyber", "continuity", "people",
+                                                          "integration", "improvement")}}],
+        "training": {
+            "roles": [{"name": "operator", "skills": [{"name": "alarm response", "valid_for": "365d"},
+                                                      {"name": "line 1 start-up", "valid_for": "730d"}]},
+                      {"name": "maintenance technician", "skills": [{"name": "vibration analysis", "valid_for": "730d"},
+                                                                    {"name": "lockout-tagout", "valid_for": "365d"}]}],
+            "people": [{"name": "Ann Operator", "role": "operator"}, {"name": "Omar Operator", "role": "operator"},
+                       {"name": "Tess Technician", "role": "maintenance technician"}]},
+        "rollouts": [{"name": "opc-ua-integration", "description": "The filler and capper OPC UA servers join line 1 in phases",
+                      "phases": [
+                          {"name": "pilot", "scope": {"devices": [f"{LINE_PATH}/filler/opcua"]}, "baseline": {"devices": plcs},
+                           "gate": gate, "approval": "engineer"},
+                          {"name": "expand", "scope": {"devices": [f"{LINE_PATH}/capper/opcua"]}, "baseline": {"devices": plcs},
+                           "gate": gate, "approval": "admin"}]}],
+    }
+
+
 def demo_config(data_dir: str = "./data/demo", *, mqtt_host: str | None = None, mqtt_port: int = 1883,
                 topic_prefix: str = "plantguard/v1", api_host: str = "127.0.0.1", api_port: int = 8000) -> dict:
     """The demo plant as a config dict for parse_config: the bottling line, an embedded store in `data_dir`, and
@@ -246,6 +274,7 @@ def demo_config(data_dir: str = "./data/demo", *, mqtt_host: str | None = None, 
         "storage": {"backend": "embedded", "data_dir": str(data_dir)},
         "api": {"host": api_host, "port": api_port},
         "continuity": demo_continuity(),
+        "maturity": demo_maturity(),
     }
     if mqtt_host:
         cfg["mqtt"] = {"enabled": True, "host": mqtt_host, "port": mqtt_port, "topic_prefix": topic_prefix,

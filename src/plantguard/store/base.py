@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from plantguard.domain.alarms import ALARM_COLUMNS, AlarmEvent, AlarmRecord
+from plantguard.domain.alarms import ALARM_COLUMNS, HISTORY_EVENTS, AlarmEvent, AlarmHistory, AlarmRecord
 from plantguard.domain.readings import DeadLetter, PointBatch, RejectColumns
 from plantguard.store.rollup import Rollup
 
@@ -198,6 +198,16 @@ class Store(ABC):
     @abstractmethod
     def alarm_events(self, alarm_id: str | None = None, limit: int = 1000) -> list[AlarmEvent]: ...
 
+    @abstractmethod
+    def alarm_history(self, start: int, end: int) -> AlarmHistory:
+        """The event log over [start, end) as columns in time order, and the alarms standing at `start`."""
+
+    @abstractmethod
+    def reading_counts(self, start: int, end: int, width: int, pids: list[int] | None = None):
+        """(pid, bucket, n): readings stored per point and bucket of `width` us (multiples of width since the
+        epoch) that [start, end) touches, each counted whole, from the coarsest tier that resolves the width (1 h,
+        1 min, raw); bad-quality readings are not counted."""
+
     # -- dead letters ------------------------------------------------------------------------------------
     @abstractmethod
     def dead_letters(self, limit: int = 100, since: int | None = None, source: str | None = None,
@@ -310,6 +320,48 @@ class SqlMetadataReads:
         where, params = (f"WHERE alarm_id = {ph}", [alarm_id]) if alarm_id else ("", [])
         sql = f'SELECT alarm_id, "at", event, actor, note, value FROM alarm_events {where} ORDER BY id DESC LIMIT {ph}'
         return [AlarmEvent(*r) for r in self._run(lambda c: c.execute(sql, params + [limit]).fetchall())]
+
+    def alarm_history(self, start: int, end: int) -> AlarmHistory:
+        ph = self._ph
+        codes = " ".join(f"WHEN '{e}' THEN {i}" for i, e in enumerate(HISTORY_EVENTS))
+        sql = (f'SELECT alarm_id, "at", CASE event {codes} END, coalesce(note = \'while shelved\', false) FROM alarm_events '
+               f'WHERE "at" >= {ph} AND "at" < {ph} AND event IN ({", ".join(repr(e) for e in HISTORY_EVENTS)}) ORDER BY "at", id')
+        rows = self._run(lambda c: c.execute(sql, [start, end]).fetchall())
+        # the last raise/return of each alarm before the window: which ones were standing when it began
+        before = (f'SELECT e.alarm_id, e.event, e."at" FROM alarm_events e JOIN (SELECT alarm_id, max(id) AS m FROM alarm_events '
+                  f'WHERE "at" < {ph} AND event IN (\'raised\', \'returned\', \'cleared\') GROUP BY alarm_id) x ON e.id = x.m')
+        standing = {a: at for a, ev, at in self._run(lambda c: c.execute(before, [start]).fetchall()) if ev == "raised"}
+        if rows:
+            ids, at, ev, sh = zip(*rows)
+            names, inv = np.unique(np.array(ids, dtype=object), return_inverse=True)
+            return AlarmHistory(start, end, list(names), inv.astype(np.int32), np.array(at, np.int64),
+                                np.array(ev, np.int8), np.array(sh, bool), standing)
+        z = np.zeros(0, np.int64)
+        return AlarmHistory(start, end, [], z.astype(np.int32), z, z.astype(np.int8), z.astype(bool), standing)
+
+    def reading_counts(self, start: int, end: int, width: int, pids: list[int] | None = None):
+        ph = self._ph
+        if width <= 0 or end <= start:
+            raise ValueError("width must be positive and end after start")
+        table, col = (("rollup_1h", "bucket") if width % 3_600_000_000 == 0 else ("rollup_1m", "bucket")
+                      if width % 60_000_000 == 0 else ("raw", "ts"))
+        n = "sum(n)" if table != "raw" else "count(*)"
+        where = f"{col} >= {ph} AND {col} < {ph}" + (" AND quality <> 2" if table == "raw" else "")  # not bad ones, as the rollups count
+        # whole buckets: the tiers cannot split one, so every tier counts the buckets [start, end) touches
+        params: list = [start - start % width, -(-end // width) * width]
+        if pids is not None:
+            if not pids:
+                z = np.zeros(0, np.int64)
+                return z, z, z
+            where += f" AND pid IN ({', '.join(str(int(p)) for p in pids)})"
+        mod = "%%" if ph == "%s" else "%"  # the driver's placeholder syntax takes '%' for itself
+        sql = f"SELECT pid, {col} - ({col} {mod} {int(width)}) AS b, {n} FROM {table} WHERE {where} GROUP BY 1, 2 ORDER BY 1, 2"
+        rows = self._run(lambda c: c.execute(sql, params).fetchall())
+        if not rows:
+            z = np.zeros(0, np.int64)
+            return z, z, z
+        a = np.array(rows, dtype=np.int64)
+        return a[:, 0], a[:, 1], a[:, 2]
 
     def load_model(self, version: int | None = None) -> tuple[int, str] | None:
         ph = self._ph

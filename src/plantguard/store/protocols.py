@@ -4,10 +4,10 @@ backend implements all of them (`Store`); a capability or a future worker can de
 signature, then the behaviour suites run per concern.
 
     ReadingsStore     write, existing, raw, downsample, watermarks, latest       (the pipeline, telemetry queries)
-    RollupStore       compact_rollups, apply_retention, counts                   (the writer's maintenance)
+    RollupStore       compact_rollups, apply_retention, counts, reading_counts   (the writer's maintenance, completeness)
     PointsStore       load_points, allocate_points, upsert_points                                (the point registry)
     ModelStore        save_model, load_model, model_versions                     (model source, model service)
-    AlarmStore        save_alarms, load_alarms, alarm_events                     (the alarm engine, alarm service)
+    AlarmStore        save_alarms, load_alarms, alarm_events, alarm_history      (the alarm engine, alarm service)
     DeadLetterStore   dead_letters, dead_letter_counts                           (telemetry service, data quality)
     AnalyticsStore    write_analytics, analytics_series, analytics_events, analytics_states
     CheckpointStore   save_checkpoint, load_checkpoint                           (learned state)
@@ -21,7 +21,7 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-from plantguard.domain.alarms import AlarmEvent, AlarmRecord
+from plantguard.domain.alarms import AlarmEvent, AlarmHistory, AlarmRecord
 
 
 @runtime_checkable
@@ -39,6 +39,7 @@ class RollupStore(Protocol):
     def compact_rollups(self, since_bucket: int) -> int: ...
     def apply_retention(self, now: int, retention: dict[str, int]) -> dict[str, int]: ...
     def counts(self) -> dict[str, int]: ...
+    def reading_counts(self, start: int, end: int, width: int, pids: list[int] | None = None): ...
 
 
 @runtime_checkable
@@ -61,6 +62,7 @@ class AlarmStore(Protocol):
     def save_alarms(self, records: list[AlarmRecord], events: list[AlarmEvent]) -> None: ...
     def load_alarms(self) -> list[AlarmRecord]: ...
     def alarm_events(self, alarm_id: str | None = None, limit: int = 1000) -> list[AlarmEvent]: ...
+    def alarm_history(self, start: int, end: int) -> AlarmHistory: ...
 
 
 @runtime_checkable

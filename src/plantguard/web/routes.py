@@ -40,7 +40,8 @@ templates = Jinja2Templates(directory=str(WEB_DIR / "templates"))
 router = APIRouter(include_in_schema=False, dependencies=[require(Permission.READ)])
 
 NAV = [("overview", "/", "Overview"), ("alarms", "/alarms", "Alarms"), ("devices", "/devices", "Devices"),
-       ("quality", "/quality", "Data quality"), ("continuity", "/continuity", "Continuity"), ("security", "/security", "Security"), ("users", "/admin/users", "Users")]
+       ("quality", "/quality", "Data quality"), ("continuity", "/continuity", "Continuity"),
+       ("maturity", "/maturity", "Maturity"), ("security", "/security", "Security"), ("users", "/admin/users", "Users")]
 NAV_NEEDS = {"security": Permission.SECURITY_READ, "users": Permission.USERS_MANAGE}  # links a role would be refused are not shown
 STATE_WORDS = {
     "unacknowledged": "Active, unacknowledged",
