@@ -18,7 +18,7 @@ from plantguard.errors import ConfigError, Conflict, Forbidden, InvalidInput
 from plantguard.runtime import Platform
 from plantguard.sim.demo import DemoClock, seed_maturity
 from plantguard.sim.faults import DeviceOffline
-from plantguard.sim.plant import LINE_PATH, demo_config
+from plantguard.sim.plant import LINE_PATH, NUISANCE_ALARM, demo_config
 from plantguard.sim.runner import PipelineSink, Simulator
 from plantguard.testing.auth import auth_headers
 from plantguard.timeutil import US
@@ -104,7 +104,7 @@ def test_alarm_report_finds_the_badly_set_limit(line):
     all_ = r["positions"]["all"]
     assert set(r["positions"]) == {"all", "Line 1 console"}
     bad = {b["alarm"]: b["rules"] for b in all_["bad_actors"]}
-    torque = f"{CAPPER}/head-torque:HI"
+    torque = NUISANCE_ALARM
     assert torque in bad and any(x.startswith("frequent") for x in bad[torque])
     assert all_["top"][0]["alarm"] == torque
     assert all_["per_10min"]["value"] > 0

@@ -187,6 +187,13 @@ def _tour_token(platform: Platform, data_dir: Path) -> Path:
     return path
 
 
+def _start_platform(cfg, clock: "DemoClock", alarms_on: bool) -> Platform:
+    platform = Platform(cfg, clock=clock, alarms=alarms_on).start()
+    clock.pipeline = platform.pipeline
+    seed_maturity(platform)
+    return platform
+
+
 def seed_maturity(platform: Platform) -> None:
     """The demo's maturity records: the OPC UA rollout's pilot started as the history begins (the filler's server
     in shadow mode from then on), and training records, one of them expired and one skill never trained."""
@@ -435,9 +442,7 @@ def run_demo(duration: float | None = None, speed: float = 1.0, history: float =
     start_us = now - int(history * 3600 * US)
     clock = DemoClock(start_us)
     alarms_on = find_spec("plantguard.alarms.engine") is not None
-    platform = Platform(cfg, clock=clock, alarms=alarms_on).start()
-    clock.pipeline = platform.pipeline
-    seed_maturity(platform)
+    platform = _start_platform(cfg, clock, alarms_on)
     sim = sink = served = None
     wall0 = time.monotonic()
     try:

@@ -23,6 +23,9 @@ PUMP_VIBRATION = f"{PUMP}/wsn/bearing-vibration"
 PUMP_BEARING_TEMP = f"{PUMP}/wsn/bearing-temperature"
 PUMP_PRESSURE = f"{PUMP}/plc/discharge-pressure"
 PUMP_SENSOR = f"{PUMP}/wsn"
+# the demo's deliberate bad actor: a limit set too close to the operating point (docs/maturity.md)
+NUISANCE_POINT = f"{LINE_PATH}/capper/opcua/head-torque"
+NUISANCE_ALARM = f"{NUISANCE_POINT}:HI"
 VIB_HI, VIB_HIHI = 2.8, 4.5  # mm/s, ISO 10816-3 group 2 rigid: zone C and zone D boundaries
 VIB_ON_DELAY_S = 120
 
